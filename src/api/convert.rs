@@ -1,0 +1,244 @@
+//! Conversion between wire messages and domain types. Wire input is checked here, once, and
+//! turned into domain types; invalid input is INVALID_ARGUMENT naming the field.
+
+use std::time::Duration;
+
+use crate::domain::{
+    BuiltinMetric, Challenge, ChallengeId, ChallengeState, CustomScorer, DomainError, LeaderboardMode, Limits, Quota,
+    ReleasePolicy, Runtime, Scoring,
+};
+use crate::pb;
+use crate::release::timestamp;
+use crate::sandbox::Isolation;
+use crate::units::{ByteSize, HumanDuration};
+
+/// Names the wire enum value of a metric.
+fn metric_from_pb(m: i32) -> Result<String, DomainError> {
+    let name = match pb::Metric::try_from(m) {
+        Ok(pb::Metric::Accuracy) => "accuracy",
+        Ok(pb::Metric::BalancedAccuracy) => "balanced_accuracy",
+        Ok(pb::Metric::F1Macro) => "f1_macro",
+        Ok(pb::Metric::RocAuc) => "roc_auc",
+        Ok(pb::Metric::LogLoss) => "log_loss",
+        Ok(pb::Metric::Rmse) => "rmse",
+        Ok(pb::Metric::Mae) => "mae",
+        Ok(pb::Metric::R2) => "r2",
+        _ => return Err(DomainError::invalid("scoring.builtin.metric", "must name a metric")),
+    };
+    Ok(name.to_owned())
+}
+
+fn metric_to_pb(name: &str) -> pb::Metric {
+    match name {
+        "accuracy" => pb::Metric::Accuracy,
+        "balanced_accuracy" => pb::Metric::BalancedAccuracy,
+        "f1_macro" => pb::Metric::F1Macro,
+        "roc_auc" => pb::Metric::RocAuc,
+        "log_loss" => pb::Metric::LogLoss,
+        "rmse" => pb::Metric::Rmse,
+        "mae" => pb::Metric::Mae,
+        "r2" => pb::Metric::R2,
+        _ => pb::Metric::Unspecified,
+    }
+}
+
+fn duration_from_pb(d: Option<prost_types::Duration>, field: &str) -> Result<Duration, DomainError> {
+    match d {
+        None => Ok(Duration::ZERO),
+        Some(d) => Duration::try_from(d).map_err(|_| DomainError::invalid(field, "must be a non-negative duration")),
+    }
+}
+
+/// A wire challenge as a domain challenge (server-set fields are ignored).
+pub fn challenge_from_pb(c: pb::Challenge) -> Result<Challenge, DomainError> {
+    let id = ChallengeId::parse(&c.id)?;
+    let runtime = c.runtime.unwrap_or_default();
+    let isolation = match pb::Isolation::try_from(runtime.isolation) {
+        Ok(pb::Isolation::Unspecified) => None,
+        Ok(pb::Isolation::Runc) => Some(Isolation::Runc),
+        Ok(pb::Isolation::Gvisor) => Some(Isolation::Gvisor),
+        Err(_) => return Err(DomainError::invalid("runtime.isolation", "unknown isolation")),
+    };
+    let scoring = c.scoring.unwrap_or_default();
+    let (builtin, custom) = match scoring.scorer {
+        Some(pb::scoring::Scorer::Builtin(b)) => (
+            Some(BuiltinMetric {
+                metric: metric_from_pb(b.metric)?,
+                target_column: b.target_column,
+                prediction_column: b.prediction_column,
+                positive_label: b.positive_label,
+            }),
+            None,
+        ),
+        Some(pb::scoring::Scorer::Custom(s)) => (
+            None,
+            Some(CustomScorer {
+                image: s.image,
+                command: s.command,
+                primary_metric: s.primary_metric,
+                greater_is_better: s.greater_is_better,
+            }),
+        ),
+        None => (None, None),
+    };
+    let l = c.limits.unwrap_or_default();
+    let limits = Limits {
+        wall_time: HumanDuration(duration_from_pb(l.wall_time, "limits.wall_time")?),
+        memory_bytes: ByteSize(l.memory_bytes),
+        cpu_millis: l.cpu_millis,
+        pids: l.pids,
+        output_bytes: ByteSize(l.output_bytes),
+        scratch_bytes: ByteSize(l.scratch_bytes),
+        gpus: l.gpus,
+        archive_bytes: ByteSize(l.archive_bytes),
+        extracted_bytes: ByteSize(l.extracted_bytes),
+        log_bytes: ByteSize(l.log_bytes.into()),
+        concurrency: l.concurrency,
+    };
+    let r = c.release.unwrap_or_default();
+    let mode = match pb::LeaderboardMode::try_from(r.mode) {
+        Ok(pb::LeaderboardMode::Unspecified | pb::LeaderboardMode::BestSoFar) => LeaderboardMode::BestSoFar,
+        Ok(pb::LeaderboardMode::Ladder) => LeaderboardMode::Ladder,
+        Ok(pb::LeaderboardMode::LadderParameterFree) => LeaderboardMode::LadderParameterFree,
+        Err(_) => return Err(DomainError::invalid("release.mode", "unknown leaderboard mode")),
+    };
+    let q = c.quota.unwrap_or_default();
+    Ok(Challenge {
+        id,
+        title: c.title,
+        state: ChallengeState::Open,
+        runtime: Runtime { image: runtime.image, command: runtime.command, isolation, env: runtime.env.into_iter().collect() },
+        data_dir: c.data_dir,
+        scoring: Scoring {
+            builtin,
+            custom,
+            id_column: if scoring.id_column.is_empty() { "id".into() } else { scoring.id_column },
+            public_fraction: scoring.public_fraction,
+            split_seed: scoring.split_seed,
+        },
+        limits,
+        release: ReleasePolicy {
+            score_decimals: r.score_decimals,
+            mode,
+            ladder_step: r.ladder_step,
+            constant_time_release: r.constant_time_release,
+        },
+        quota: Quota { full_per_day: q.full_per_day, smoke_per_day: q.smoke_per_day, count_failed: q.count_failed },
+        created_at: 0,
+        closed_at: None,
+    })
+}
+
+/// A domain challenge on the wire.
+pub fn challenge_to_pb(c: &Challenge) -> pb::Challenge {
+    let scorer = if let Some(b) = &c.scoring.builtin {
+        Some(pb::scoring::Scorer::Builtin(pb::BuiltinMetric {
+            metric: metric_to_pb(&b.metric) as i32,
+            target_column: b.target_column.clone(),
+            prediction_column: b.prediction_column.clone(),
+            positive_label: b.positive_label.clone(),
+        }))
+    } else {
+        c.scoring.custom.as_ref().map(|s| {
+            pb::scoring::Scorer::Custom(pb::CustomScorer {
+                image: s.image.clone(),
+                command: s.command.clone(),
+                primary_metric: s.primary_metric.clone(),
+                greater_is_better: s.greater_is_better,
+            })
+        })
+    };
+    let l = &c.limits;
+    pb::Challenge {
+        id: c.id.to_string(),
+        title: c.title.clone(),
+        state: match c.state {
+            ChallengeState::Open => pb::ChallengeState::Open,
+            ChallengeState::Closed => pb::ChallengeState::Closed,
+        } as i32,
+        runtime: Some(pb::Runtime {
+            image: c.runtime.image.clone(),
+            command: c.runtime.command.clone(),
+            isolation: match c.runtime.isolation {
+                None => pb::Isolation::Unspecified,
+                Some(Isolation::Runc) => pb::Isolation::Runc,
+                Some(Isolation::Gvisor) => pb::Isolation::Gvisor,
+            } as i32,
+            env: c.runtime.env.clone().into_iter().collect(),
+        }),
+        data_dir: c.data_dir.clone(),
+        scoring: Some(pb::Scoring {
+            scorer,
+            id_column: c.scoring.id_column.clone(),
+            public_fraction: c.scoring.public_fraction,
+            split_seed: c.scoring.split_seed,
+        }),
+        limits: Some(pb::Limits {
+            wall_time: if l.wall_time.0.is_zero() { None } else { prost_types::Duration::try_from(l.wall_time.0).ok() },
+            memory_bytes: l.memory_bytes.0,
+            cpu_millis: l.cpu_millis,
+            pids: l.pids,
+            output_bytes: l.output_bytes.0,
+            scratch_bytes: l.scratch_bytes.0,
+            gpus: l.gpus,
+            archive_bytes: l.archive_bytes.0,
+            extracted_bytes: l.extracted_bytes.0,
+            log_bytes: l.log_bytes.0.min(u32::MAX as u64) as u32,
+            concurrency: l.concurrency,
+        }),
+        release: Some(pb::ReleasePolicy {
+            score_decimals: c.release.score_decimals,
+            mode: match c.release.mode {
+                LeaderboardMode::BestSoFar => pb::LeaderboardMode::BestSoFar,
+                LeaderboardMode::Ladder => pb::LeaderboardMode::Ladder,
+                LeaderboardMode::LadderParameterFree => pb::LeaderboardMode::LadderParameterFree,
+            } as i32,
+            ladder_step: c.release.ladder_step,
+            constant_time_release: c.release.constant_time_release,
+        }),
+        quota: Some(pb::Quota {
+            full_per_day: c.quota.full_per_day,
+            smoke_per_day: c.quota.smoke_per_day,
+            count_failed: c.quota.count_failed,
+        }),
+        created_at: Some(timestamp(c.created_at)),
+        closed_at: c.closed_at.map(timestamp),
+    }
+}
+
+/// The metadata of an upload, checked.
+pub fn submit_meta_from_pb(m: pb::SubmitMetadata) -> Result<crate::submissions::SubmitMeta, DomainError> {
+    use crate::archive::ArchiveFormat;
+    use crate::domain::{ParticipantId, SubmissionKind};
+    let kind = match pb::SubmissionKind::try_from(m.kind) {
+        Ok(pb::SubmissionKind::Unspecified | pb::SubmissionKind::Full) => SubmissionKind::Full,
+        Ok(pb::SubmissionKind::Smoke) => SubmissionKind::Smoke,
+        Err(_) => return Err(DomainError::invalid("kind", "unknown submission kind")),
+    };
+    let format = match pb::ArchiveFormat::try_from(m.format) {
+        Ok(pb::ArchiveFormat::Unspecified) => None,
+        Ok(pb::ArchiveFormat::TarGz) => Some(ArchiveFormat::TarGz),
+        Ok(pb::ArchiveFormat::Zip) => Some(ArchiveFormat::Zip),
+        Err(_) => return Err(DomainError::invalid("format", "unknown archive format")),
+    };
+    if m.idempotency_key.len() > 128 {
+        return Err(DomainError::invalid("idempotency_key", "is longer than 128 bytes"));
+    }
+    let sha256 = if m.sha256.is_empty() {
+        None
+    } else if m.sha256.len() == 64 && m.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Some(m.sha256.to_ascii_lowercase())
+    } else {
+        return Err(DomainError::invalid("sha256", "must be 64 hex digits"));
+    };
+    Ok(crate::submissions::SubmitMeta {
+        challenge_id: ChallengeId::parse(&m.challenge_id).map_err(|_| {
+            DomainError::invalid("challenge_id", format!("{:?} is not a challenge id", m.challenge_id))
+        })?,
+        participant_id: ParticipantId::parse(&m.participant_id)?,
+        kind,
+        format,
+        idempotency_key: (!m.idempotency_key.is_empty()).then_some(m.idempotency_key),
+        sha256,
+    })
+}

@@ -1,0 +1,220 @@
+//! The gRPC layer: thin adapters from the generated services to the domain. Each method
+//! takes the caller from the request (put there by [`authenticate`]), converts the request
+//! into domain types, calls the domain, and converts back. No decision is made here.
+
+mod convert;
+mod status;
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::auth::{Caller, Tokens};
+use crate::core::Core;
+use crate::domain::{ChallengeId, DomainError, SubmissionId};
+use crate::leaderboard;
+use crate::pb;
+use crate::{challenges, submissions};
+
+pub use convert::{challenge_from_pb, challenge_to_pb};
+pub use status::to_status;
+
+/// The interceptor that authenticates every call and records the caller.
+pub fn authenticate(tokens: Arc<Tokens>) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone {
+    move |mut req: Request<()>| {
+        let header = req.metadata().get("authorization").and_then(|v| v.to_str().ok());
+        let caller = tokens.authenticate(header).map_err(to_status)?;
+        req.extensions_mut().insert(caller);
+        Ok(req)
+    }
+}
+
+fn caller<T>(req: &Request<T>) -> Result<Caller, Status> {
+    req.extensions()
+        .get::<Caller>()
+        .cloned()
+        .ok_or_else(|| to_status(DomainError::Unauthenticated("missing credentials".into())))
+}
+
+fn challenge_id(raw: &str) -> Result<ChallengeId, Status> {
+    ChallengeId::parse(raw).map_err(|_| to_status(DomainError::NotFound(format!("challenge {raw:?}"))))
+}
+
+fn submission_id(raw: &str) -> Result<SubmissionId, Status> {
+    SubmissionId::parse(raw).map_err(to_status)
+}
+
+/// The Challenges service.
+pub struct ChallengesApi {
+    /// Shared state.
+    pub core: Arc<Core>,
+}
+
+#[tonic::async_trait]
+impl pb::challenges_server::Challenges for ChallengesApi {
+    async fn create_challenge(&self, req: Request<pb::CreateChallengeRequest>) -> Result<Response<pb::Challenge>, Status> {
+        let caller = caller(&req)?;
+        caller.require_admin("CreateChallenge")?;
+        let c = req.into_inner().challenge.ok_or_else(|| DomainError::invalid("challenge", "is missing"))?;
+        let c = challenges::create(&self.core, &caller, challenge_from_pb(c)?).await?;
+        Ok(Response::new(challenge_to_pb(&c)))
+    }
+
+    async fn get_challenge(&self, req: Request<pb::GetChallengeRequest>) -> Result<Response<pb::Challenge>, Status> {
+        caller(&req)?;
+        let c = challenges::get(&self.core, &challenge_id(&req.get_ref().id)?).await?;
+        Ok(Response::new(challenge_to_pb(&c)))
+    }
+
+    async fn list_challenges(
+        &self,
+        req: Request<pb::ListChallengesRequest>,
+    ) -> Result<Response<pb::ListChallengesResponse>, Status> {
+        caller(&req)?;
+        let r = req.into_inner();
+        let (items, next) = challenges::list(&self.core, r.page_size, &r.page_token).await?;
+        Ok(Response::new(pb::ListChallengesResponse {
+            challenges: items.iter().map(challenge_to_pb).collect(),
+            next_page_token: next,
+        }))
+    }
+
+    async fn update_challenge(&self, req: Request<pb::UpdateChallengeRequest>) -> Result<Response<pb::Challenge>, Status> {
+        let caller = caller(&req)?;
+        caller.require_admin("UpdateChallenge")?;
+        let r = req.into_inner();
+        let c = r.challenge.ok_or_else(|| DomainError::invalid("challenge", "is missing"))?;
+        let c = challenges::update(&self.core, &caller, challenge_from_pb(c)?, &r.update_mask).await?;
+        Ok(Response::new(challenge_to_pb(&c)))
+    }
+
+    async fn close_challenge(&self, req: Request<pb::CloseChallengeRequest>) -> Result<Response<pb::Challenge>, Status> {
+        let caller = caller(&req)?;
+        let c = challenges::close(&self.core, &caller, &challenge_id(&req.get_ref().id)?).await?;
+        Ok(Response::new(challenge_to_pb(&c)))
+    }
+}
+
+/// The Submissions service.
+pub struct SubmissionsApi {
+    /// Shared state.
+    pub core: Arc<Core>,
+    /// Ends watch streams when the server stops.
+    pub shutdown: CancellationToken,
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::Submission, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::submissions_server::Submissions for SubmissionsApi {
+    async fn submit(&self, req: Request<Streaming<pb::SubmitRequest>>) -> Result<Response<pb::Submission>, Status> {
+        let caller = caller(&req)?;
+        let mut stream = req.into_inner();
+        let first = stream
+            .message()
+            .await?
+            .ok_or_else(|| DomainError::invalid("metadata", "the stream ended before the metadata"))?;
+        let meta = match first.part {
+            Some(pb::submit_request::Part::Metadata(m)) => convert::submit_meta_from_pb(m)?,
+            _ => return Err(DomainError::invalid("metadata", "the first message must carry the metadata").into()),
+        };
+        let chunks = stream.map(|m| match m {
+            Ok(pb::SubmitRequest { part: Some(pb::submit_request::Part::Chunk(bytes)) }) => Ok(bytes::Bytes::from(bytes)),
+            Ok(_) => Err(DomainError::invalid("chunk", "only the first message may carry metadata")),
+            Err(status) => Err(DomainError::Cancelled(format!("upload interrupted: {}", status.message()))),
+        });
+        let s = submissions::submit(&self.core, &caller, meta, Box::pin(chunks)).await?;
+        Ok(Response::new(s))
+    }
+
+    async fn get_submission(&self, req: Request<pb::GetSubmissionRequest>) -> Result<Response<pb::Submission>, Status> {
+        let caller = caller(&req)?;
+        let s = submissions::get(&self.core, &caller, &submission_id(&req.get_ref().id)?).await?;
+        Ok(Response::new(s))
+    }
+
+    type WatchSubmissionStream = WatchStream;
+
+    async fn watch_submission(
+        &self,
+        req: Request<pb::WatchSubmissionRequest>,
+    ) -> Result<Response<Self::WatchSubmissionStream>, Status> {
+        let caller = caller(&req)?;
+        let id = submission_id(&req.get_ref().id)?;
+        let rx = submissions::watch(&self.core, &caller, &id, self.shutdown.clone()).await?;
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(|r| r.map_err(to_status));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn cancel_submission(&self, req: Request<pb::CancelSubmissionRequest>) -> Result<Response<pb::Submission>, Status> {
+        let caller = caller(&req)?;
+        let s = submissions::cancel(&self.core, &caller, &submission_id(&req.get_ref().id)?).await?;
+        Ok(Response::new(s))
+    }
+
+    async fn list_submissions(
+        &self,
+        req: Request<pb::ListSubmissionsRequest>,
+    ) -> Result<Response<pb::ListSubmissionsResponse>, Status> {
+        let caller = caller(&req)?;
+        let r = req.into_inner();
+        let participant = (!r.participant_id.is_empty()).then_some(r.participant_id);
+        let (items, next) =
+            submissions::list(&self.core, &caller, &challenge_id(&r.challenge_id)?, participant, r.page_size, &r.page_token)
+                .await?;
+        Ok(Response::new(pb::ListSubmissionsResponse { submissions: items, next_page_token: next }))
+    }
+
+    async fn get_submission_logs(
+        &self,
+        req: Request<pb::GetSubmissionLogsRequest>,
+    ) -> Result<Response<pb::SubmissionLogs>, Status> {
+        let caller = caller(&req)?;
+        let (stdout, stderr, truncated) =
+            submissions::logs(&self.core, &caller, &submission_id(&req.get_ref().id)?).await?;
+        Ok(Response::new(pb::SubmissionLogs { stdout, stderr, truncated }))
+    }
+}
+
+/// The Leaderboards service.
+pub struct LeaderboardsApi {
+    /// Shared state.
+    pub core: Arc<Core>,
+}
+
+#[tonic::async_trait]
+impl pb::leaderboards_server::Leaderboards for LeaderboardsApi {
+    async fn get_leaderboard(&self, req: Request<pb::GetLeaderboardRequest>) -> Result<Response<pb::Leaderboard>, Status> {
+        let caller = caller(&req)?;
+        let r = req.into_inner();
+        let view = match pb::LeaderboardView::try_from(r.view) {
+            Ok(pb::LeaderboardView::Private) => leaderboard::View::Private,
+            Ok(_) => leaderboard::View::Public,
+            Err(_) => return Err(DomainError::invalid("view", "unknown leaderboard view").into()),
+        };
+        let board = leaderboard::get(&self.core, &caller, &challenge_id(&r.challenge_id)?, view).await?;
+        Ok(Response::new(pb::Leaderboard {
+            challenge_id: r.challenge_id,
+            view: match view {
+                leaderboard::View::Public => pb::LeaderboardView::Public,
+                leaderboard::View::Private => pb::LeaderboardView::Private,
+            } as i32,
+            metric: board.metric,
+            greater_is_better: board.greater_is_better,
+            entries: board
+                .entries
+                .into_iter()
+                .map(|e| pb::LeaderboardEntry {
+                    rank: e.rank,
+                    participant_id: e.participant_id,
+                    score: e.score,
+                    submission_id: e.submission_id,
+                    submissions: e.submissions,
+                })
+                .collect(),
+        }))
+    }
+}

@@ -1,0 +1,161 @@
+//! Wiring: build every part, bind the port (exposed before serving, so tests can use port
+//! 0), recover from the last run, then serve until a shutdown signal.
+//!
+//! Shutdown order: stop accepting calls and end watch streams, let live runs finish within
+//! the grace period, hand the rest back to the queue (their containers removed), then return.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::api::{self, ChallengesApi, LeaderboardsApi, SubmissionsApi};
+use crate::config::Config;
+use crate::core::{Core, Paths};
+use crate::pb;
+use crate::sandbox::Backend;
+use crate::store::Store;
+
+/// Failures to start or run the server, each a one-line message for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The state folder is unusable.
+    #[error("cannot use state folder {path}: {source}")]
+    StateDir {
+        /// The folder.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The database could not be opened.
+    #[error("cannot open database: {0}")]
+    Store(#[from] crate::store::StoreError),
+    /// The Docker engine is not reachable.
+    #[error("{0}")]
+    Engine(#[from] crate::sandbox::SandboxError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Recovery after a restart failed.
+    #[error("cannot recover state: {0}")]
+    Recover(String),
+    /// The gRPC server failed.
+    #[error("server error: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// A built, bound, not yet serving application.
+pub struct Application {
+    core: Arc<Core>,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    shutdown: CancellationToken,
+}
+
+impl Application {
+    /// Connects to the Docker engine named in the config and builds the application.
+    pub async fn build(config: Config) -> Result<Application, AppError> {
+        let backend = crate::sandbox::docker::DockerBackend::connect(&config.docker_host).await?;
+        Self::build_with_backend(config, backend).await
+    }
+
+    /// Builds the application on a given backend: opens the store, binds the port, recovers.
+    pub async fn build_with_backend(config: Config, backend: Arc<dyn Backend>) -> Result<Application, AppError> {
+        let paths = Paths::new(&config.state_dir);
+        paths.create().map_err(|source| AppError::StateDir { path: config.state_dir.clone(), source })?;
+        let store = Store::open(&paths.database())?;
+        backend.ping().await?;
+        let listener =
+            TcpListener::bind(config.listen).await.map_err(|source| AppError::Bind { addr: config.listen, source })?;
+        let local_addr = listener.local_addr().map_err(|source| AppError::Bind { addr: config.listen, source })?;
+        let core = Core::new(config, store, backend);
+        crate::queue::recover(&core).await.map_err(|e| AppError::Recover(e.to_string()))?;
+        Ok(Application { core, listener, local_addr, shutdown: CancellationToken::new() })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The shared state, for in-process tests and tools.
+    pub fn core(&self) -> Arc<Core> {
+        self.core.clone()
+    }
+
+    /// A token that stops the server when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves until `signal` completes or the shutdown token fires, then shuts down
+    /// gracefully.
+    pub async fn run_until(self, signal: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), AppError> {
+        let Application { core, listener, local_addr, shutdown } = self;
+        let tokens = Arc::new(core.tokens.clone());
+        let auth = api::authenticate(tokens);
+
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        health_reporter.set_serving::<pb::submissions_server::SubmissionsServer<SubmissionsApi>>().await;
+        health_reporter.set_serving::<pb::challenges_server::ChallengesServer<ChallengesApi>>().await;
+        health_reporter.set_serving::<pb::leaderboards_server::LeaderboardsServer<LeaderboardsApi>>().await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| AppError::Recover(format!("reflection: {e}")))?;
+
+        let scheduler = tokio::spawn(crate::queue::run_scheduler(core.clone(), shutdown.clone()));
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = signal => stop.cancel(),
+                _ = stop.cancelled() => {}
+            }
+        });
+
+        info!(addr = %local_addr, "holdout serving");
+        let serve_stop = shutdown.clone();
+        let server = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(pb::challenges_server::ChallengesServer::with_interceptor(
+                ChallengesApi { core: core.clone() },
+                auth.clone(),
+            ))
+            .add_service(pb::submissions_server::SubmissionsServer::with_interceptor(
+                SubmissionsApi { core: core.clone(), shutdown: shutdown.clone() },
+                auth.clone(),
+            ))
+            .add_service(pb::leaderboards_server::LeaderboardsServer::with_interceptor(
+                LeaderboardsApi { core: core.clone() },
+                auth,
+            ))
+            .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async move {
+                serve_stop.cancelled().await
+            });
+        let served = server.await;
+        shutdown.cancel();
+        info!("no longer accepting calls; waiting for the scheduler");
+        let _ = scheduler.await;
+        info!("holdout stopped");
+        served.map_err(AppError::from)
+    }
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+    tracing::info!("shutdown signal received");
+}

@@ -1,0 +1,257 @@
+//! How the CLI prints API messages: short readable lines, or JSON with `--json`.
+
+use serde_json::{Value, json};
+
+use crate::pb;
+
+/// Prints in the chosen format.
+pub struct Printer {
+    /// JSON instead of text.
+    pub json: bool,
+}
+
+/// The short name of a state.
+pub fn state_name(s: i32) -> &'static str {
+    pb::SubmissionState::try_from(s).map(|s| s.as_str_name()).unwrap_or("UNKNOWN").trim_start_matches("SUBMISSION_STATE_")
+}
+
+/// The short name of a verdict.
+pub fn verdict_name(v: i32) -> &'static str {
+    pb::Verdict::try_from(v).map(|v| v.as_str_name()).unwrap_or("UNKNOWN").trim_start_matches("VERDICT_")
+}
+
+fn kind_name(k: i32) -> &'static str {
+    pb::SubmissionKind::try_from(k).map(|k| k.as_str_name()).unwrap_or("UNKNOWN").trim_start_matches("SUBMISSION_KIND_")
+}
+
+fn ts(t: &Option<prost_types::Timestamp>) -> Value {
+    match t {
+        Some(t) => chrono::DateTime::from_timestamp(t.seconds, t.nanos as u32)
+            .map(|d| Value::String(d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)))
+            .unwrap_or(Value::Null),
+        None => Value::Null,
+    }
+}
+
+fn scores_text(scores: &std::collections::HashMap<String, f64>) -> String {
+    let mut v: Vec<_> = scores.iter().collect();
+    v.sort_by(|a, b| a.0.cmp(b.0));
+    v.iter().map(|(k, s)| format!("{k}={s}")).collect::<Vec<_>>().join(" ")
+}
+
+/// A submission as JSON.
+pub fn submission_json(s: &pb::Submission) -> Value {
+    json!({
+        "id": s.id,
+        "challenge_id": s.challenge_id,
+        "participant_id": s.participant_id,
+        "kind": kind_name(s.kind),
+        "state": state_name(s.state),
+        "verdict": verdict_name(s.verdict),
+        "message": s.message,
+        "scores": s.scores,
+        "public_scores_exact": s.public_scores_exact,
+        "private_scores_exact": s.private_scores_exact,
+        "archive_sha256": s.archive_sha256,
+        "created_at": ts(&s.created_at),
+        "finished_at": ts(&s.finished_at),
+        "usage": s.usage.as_ref().map(|u| json!({
+            "wall_time_seconds": u.wall_time.as_ref().map(|d| d.seconds as f64 + d.nanos as f64 / 1e9),
+            "peak_memory_bytes": u.peak_memory_bytes,
+            "exit_code": u.exit_code,
+            "signal": u.signal,
+        })),
+        "queue_position": s.queue_position,
+    })
+}
+
+/// A challenge as JSON (through the domain's serde shape, as in challenge files).
+pub fn challenge_json(c: &pb::Challenge) -> Value {
+    match crate::api::challenge_from_pb(c.clone()) {
+        Ok(mut d) => {
+            d.state = if c.state == pb::ChallengeState::Closed as i32 {
+                crate::domain::ChallengeState::Closed
+            } else {
+                crate::domain::ChallengeState::Open
+            };
+            let mut v = serde_json::to_value(&d).unwrap_or(Value::Null);
+            v["created_at"] = ts(&c.created_at);
+            v["closed_at"] = ts(&c.closed_at);
+            v
+        }
+        Err(_) => json!({ "id": c.id, "title": c.title }),
+    }
+}
+
+impl Printer {
+    fn print_json(&self, v: &Value) {
+        println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    }
+
+    /// One submission.
+    pub fn submission(&self, s: &pb::Submission) {
+        if self.json {
+            return self.print_json(&submission_json(s));
+        }
+        println!("submission  {}", s.id);
+        println!("challenge   {}  participant {}  kind {}", s.challenge_id, s.participant_id, kind_name(s.kind));
+        let mut state = state_name(s.state).to_owned();
+        if s.queue_position > 0 {
+            state.push_str(&format!(" (position {})", s.queue_position));
+        }
+        println!("state       {state}");
+        if s.verdict != 0 {
+            println!("verdict     {}", verdict_name(s.verdict));
+        }
+        if !s.message.is_empty() {
+            println!("message     {}", s.message);
+        }
+        if !s.scores.is_empty() {
+            println!("scores      {}", scores_text(&s.scores));
+        }
+        if !s.public_scores_exact.is_empty() {
+            println!("public      {}", scores_text(&s.public_scores_exact));
+        }
+        if !s.private_scores_exact.is_empty() {
+            println!("private     {}", scores_text(&s.private_scores_exact));
+        }
+        if let Some(u) = &s.usage {
+            let wall = u.wall_time.as_ref().map(|d| d.seconds as f64 + d.nanos as f64 / 1e9).unwrap_or(0.0);
+            println!(
+                "usage       wall {wall:.2}s  peak memory {}  exit {}{}",
+                crate::units::format_bytes(u.peak_memory_bytes),
+                u.exit_code,
+                if u.signal.is_empty() { String::new() } else { format!(" ({})", u.signal) }
+            );
+        }
+    }
+
+    /// Many submissions.
+    pub fn submissions(&self, list: &[pb::Submission]) {
+        if self.json {
+            return self.print_json(&Value::Array(list.iter().map(submission_json).collect()));
+        }
+        for s in list {
+            println!(
+                "{}  {:<12} {:<10} {:<24} {:<22} {}",
+                s.id,
+                s.participant_id,
+                state_name(s.state),
+                verdict_name(s.verdict),
+                kind_name(s.kind),
+                scores_text(&s.scores)
+            );
+        }
+    }
+
+    /// A live line per update.
+    pub fn watch_line(&self, s: &pb::Submission) {
+        if self.json {
+            println!("{}", submission_json(s));
+            return;
+        }
+        let now = chrono::Utc::now().format("%H:%M:%S");
+        let mut line = format!("{now}  {}  {}", s.id, state_name(s.state));
+        if s.queue_position > 0 {
+            line.push_str(&format!(" (position {})", s.queue_position));
+        }
+        if s.verdict != 0 {
+            line.push_str(&format!("  {}", verdict_name(s.verdict)));
+        }
+        if !s.scores.is_empty() {
+            line.push_str(&format!("  {}", scores_text(&s.scores)));
+        }
+        if !s.message.is_empty() && s.verdict != pb::Verdict::Scored as i32 {
+            line.push_str(&format!("  ({})", s.message));
+        }
+        println!("{line}");
+    }
+
+    /// One challenge.
+    pub fn challenge(&self, c: &pb::Challenge) {
+        let v = challenge_json(c);
+        if self.json {
+            return self.print_json(&v);
+        }
+        let state = pb::ChallengeState::try_from(c.state).map(|s| s.as_str_name()).unwrap_or("?");
+        println!("challenge   {}  ({})", c.id, state.trim_start_matches("CHALLENGE_STATE_"));
+        if !c.title.is_empty() {
+            println!("title       {}", c.title);
+        }
+        if let Some(r) = &c.runtime {
+            println!("runtime     {} {}", r.image, r.command.join(" "));
+        }
+        println!("data_dir    {}", c.data_dir);
+        if let Some(s) = v.get("scoring") {
+            println!("scoring     {s}");
+        }
+        if let Some(l) = v.get("limits") {
+            println!("limits      {l}");
+        }
+        if let Some(r) = v.get("release") {
+            println!("release     {r}");
+        }
+        if let Some(q) = v.get("quota") {
+            println!("quota       {q}");
+        }
+    }
+
+    /// Many challenges.
+    pub fn challenges(&self, list: &[pb::Challenge]) {
+        if self.json {
+            return self.print_json(&Value::Array(list.iter().map(challenge_json).collect()));
+        }
+        for c in list {
+            let state = pb::ChallengeState::try_from(c.state).map(|s| s.as_str_name()).unwrap_or("?");
+            println!("{:<24} {:<8} {}", c.id, state.trim_start_matches("CHALLENGE_STATE_"), c.title);
+        }
+    }
+
+    /// Logs: stdout then stderr.
+    pub fn logs(&self, l: &pb::SubmissionLogs) {
+        if self.json {
+            return self.print_json(&json!({
+                "stdout": String::from_utf8_lossy(&l.stdout),
+                "stderr": String::from_utf8_lossy(&l.stderr),
+                "truncated": l.truncated,
+            }));
+        }
+        use std::io::Write;
+        let mut out = std::io::stdout();
+        let _ = out.write_all(&l.stdout);
+        let _ = std::io::stderr().write_all(&l.stderr);
+        if l.truncated {
+            eprintln!("[output truncated at the challenge's log limit]");
+        }
+    }
+
+    /// A leaderboard.
+    pub fn leaderboard(&self, b: &pb::Leaderboard) {
+        if self.json {
+            return self.print_json(&json!({
+                "challenge_id": b.challenge_id,
+                "view": pb::LeaderboardView::try_from(b.view).map(|v| v.as_str_name()).unwrap_or("?").trim_start_matches("LEADERBOARD_VIEW_"),
+                "metric": b.metric,
+                "greater_is_better": b.greater_is_better,
+                "entries": b.entries.iter().map(|e| json!({
+                    "rank": e.rank, "participant_id": e.participant_id, "score": e.score,
+                    "submission_id": e.submission_id, "submissions": e.submissions,
+                })).collect::<Vec<_>>(),
+            }));
+        }
+        let view = pb::LeaderboardView::try_from(b.view).map(|v| v.as_str_name()).unwrap_or("?");
+        println!(
+            "{} leaderboard of {} ({}, {} is better)",
+            view.trim_start_matches("LEADERBOARD_VIEW_").to_lowercase(),
+            b.challenge_id,
+            b.metric,
+            if b.greater_is_better { "higher" } else { "lower" }
+        );
+        if b.entries.is_empty() {
+            println!("  (no scored submissions yet)");
+        }
+        for e in &b.entries {
+            println!("  {:>3}. {:<24} {:<12} {}  ({} submissions)", e.rank, e.participant_id, e.score, e.submission_id, e.submissions);
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! A submission and its life: QUEUED → RUNNING → SCORING → SUCCEEDED | FAILED | CANCELLED.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ChallengeId, ParticipantId, SubmissionId, UnixMillis};
+
+/// FULL runs see private data; SMOKE runs the public sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubmissionKind {
+    /// Private data; only released scores come back.
+    Full,
+    /// Public sample; logs and sample score come back.
+    Smoke,
+}
+
+impl SubmissionKind {
+    /// Stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubmissionKind::Full => "full",
+            SubmissionKind::Smoke => "smoke",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn from_str(s: &str) -> Option<Self> {
+        match s {
+            "full" => Some(SubmissionKind::Full),
+            "smoke" => Some(SubmissionKind::Smoke),
+            _ => None,
+        }
+    }
+}
+
+/// Where a submission is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubmissionState {
+    /// Waiting for a run slot.
+    Queued,
+    /// Its container runs.
+    Running,
+    /// Its predictions are being scored.
+    Scoring,
+    /// Scored.
+    Succeeded,
+    /// Ended with a verdict other than SCORED.
+    Failed,
+    /// Cancelled by a caller.
+    Cancelled,
+}
+
+impl SubmissionState {
+    /// Whether nothing more will happen to it.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, SubmissionState::Succeeded | SubmissionState::Failed | SubmissionState::Cancelled)
+    }
+
+    /// Stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubmissionState::Queued => "queued",
+            SubmissionState::Running => "running",
+            SubmissionState::Scoring => "scoring",
+            SubmissionState::Succeeded => "succeeded",
+            SubmissionState::Failed => "failed",
+            SubmissionState::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn from_str(s: &str) -> Option<Self> {
+        Some(match s {
+            "queued" => SubmissionState::Queued,
+            "running" => SubmissionState::Running,
+            "scoring" => SubmissionState::Scoring,
+            "succeeded" => SubmissionState::Succeeded,
+            "failed" => SubmissionState::Failed,
+            "cancelled" => SubmissionState::Cancelled,
+            _ => return None,
+        })
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Not terminal yet.
+    Unspecified,
+    /// Scored.
+    Scored,
+    /// Our timer fired.
+    TimeLimitExceeded,
+    /// OOM-killed by the cgroup.
+    MemoryLimitExceeded,
+    /// /output or the log over its cap.
+    OutputLimitExceeded,
+    /// Non-zero exit or fatal signal.
+    RuntimeError,
+    /// Missing, unreadable or malformed predictions.
+    InvalidPredictions,
+    /// Cancelled by a caller.
+    Cancelled,
+    /// The service's fault; never charged.
+    InternalError,
+}
+
+impl Verdict {
+    /// Stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Unspecified => "unspecified",
+            Verdict::Scored => "scored",
+            Verdict::TimeLimitExceeded => "time_limit_exceeded",
+            Verdict::MemoryLimitExceeded => "memory_limit_exceeded",
+            Verdict::OutputLimitExceeded => "output_limit_exceeded",
+            Verdict::RuntimeError => "runtime_error",
+            Verdict::InvalidPredictions => "invalid_predictions",
+            Verdict::Cancelled => "cancelled",
+            Verdict::InternalError => "internal_error",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn from_str(s: &str) -> Option<Self> {
+        Some(match s {
+            "unspecified" => Verdict::Unspecified,
+            "scored" => Verdict::Scored,
+            "time_limit_exceeded" => Verdict::TimeLimitExceeded,
+            "memory_limit_exceeded" => Verdict::MemoryLimitExceeded,
+            "output_limit_exceeded" => Verdict::OutputLimitExceeded,
+            "runtime_error" => Verdict::RuntimeError,
+            "invalid_predictions" => Verdict::InvalidPredictions,
+            "cancelled" => Verdict::Cancelled,
+            "internal_error" => Verdict::InternalError,
+            _ => return None,
+        })
+    }
+}
+
+/// What a run used (admin-visible).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    /// From start to exit.
+    pub wall_time: Duration,
+    /// Peak memory of the cgroup, 0 when unknown.
+    pub peak_memory_bytes: u64,
+    /// Exit code, when it exited.
+    pub exit_code: Option<i64>,
+    /// Name of the fatal signal, when one killed it.
+    pub signal: Option<String>,
+}
+
+/// A submission as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Submission {
+    /// Random id.
+    pub id: SubmissionId,
+    /// Its challenge.
+    pub challenge_id: ChallengeId,
+    /// The platform's participant id.
+    pub participant_id: ParticipantId,
+    /// Name of the token that created it; only that token (and admins) may see it.
+    pub owner: String,
+    /// FULL or SMOKE.
+    pub kind: SubmissionKind,
+    /// Current state.
+    pub state: SubmissionState,
+    /// Verdict once terminal.
+    pub verdict: Verdict,
+    /// Participant-safe message, built only from the verdict and the challenge's settings.
+    pub message: String,
+    /// Admin-only detail (engine errors, scorer failures); never shown to submitters.
+    pub detail: String,
+    /// Exact public-split scores (FULL) or sample scores (SMOKE).
+    pub public_scores: BTreeMap<String, f64>,
+    /// Exact private-split scores (FULL only).
+    pub private_scores: BTreeMap<String, f64>,
+    /// SHA-256 of the archive, hex.
+    pub archive_sha256: String,
+    /// When it was accepted.
+    pub created_at: UnixMillis,
+    /// When its current attempt started running.
+    pub started_at: Option<UnixMillis>,
+    /// When it reached a terminal state.
+    pub finished_at: Option<UnixMillis>,
+    /// What the run used.
+    pub usage: Option<Usage>,
+    /// Runs started for it (a crash mid-run re-queues it with one more).
+    pub attempts: u32,
+    /// Caller's idempotency key, unique per owner.
+    pub idempotency_key: Option<String>,
+    /// Whether it counts against the participant's quota.
+    pub charged: bool,
+}

@@ -1,0 +1,170 @@
+//! Leaderboards: each participant's shown public score under the challenge's mode, and the
+//! private ranking of the submissions that hold those public entries.
+//!
+//! Computed from the store's scored FULL submissions on demand; the ladder is a replay of a
+//! participant's submissions in order, so the same history always gives the same board.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::auth::Caller;
+use crate::core::Core;
+use crate::domain::{Challenge, ChallengeId, ChallengeState, DomainError, LeaderboardMode, Submission, SubmissionId};
+use crate::release::round;
+
+/// Which scores rank the board.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// Public split, filtered by the mode.
+    Public,
+    /// Private split of the submissions that hold the public entries.
+    Private,
+}
+
+/// One row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// 1-based; equal scores share a rank.
+    pub rank: u32,
+    /// The participant.
+    pub participant_id: String,
+    /// As released.
+    pub score: f64,
+    /// The submission holding the entry.
+    pub submission_id: String,
+    /// FULL submissions scored.
+    pub submissions: u32,
+}
+
+/// A whole board.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Board {
+    /// Ranking metric.
+    pub metric: String,
+    /// Direction.
+    pub greater_is_better: bool,
+    /// Rows, best first.
+    pub entries: Vec<Entry>,
+}
+
+/// A participant's shown entry after replaying their history.
+#[derive(Debug, Clone)]
+struct Shown {
+    score: f64,
+    holder: SubmissionId,
+    holder_index: usize,
+}
+
+/// Replays one participant's scored FULL submissions (oldest first) under the challenge's
+/// mode; returns the shown entry after each submission.
+fn replay(challenge: &Challenge, history: &[&Submission]) -> Vec<Option<Shown>> {
+    let (metric, greater) = challenge.primary_metric();
+    let decimals = challenge.release.score_decimals;
+    let better = |a: f64, b: f64| if greater { a > b } else { a < b };
+    let mut shown: Option<Shown> = None;
+    let mut out = Vec::with_capacity(history.len());
+    for (i, s) in history.iter().enumerate() {
+        if let Some(&raw) = s.public_scores.get(&metric) {
+            match challenge.release.mode {
+                LeaderboardMode::BestSoFar | LeaderboardMode::LadderParameterFree => {
+                    let r = round(raw, decimals);
+                    if shown.as_ref().is_none_or(|sh| better(r, sh.score)) {
+                        shown = Some(Shown { score: r, holder: s.id.clone(), holder_index: i });
+                    }
+                }
+                LeaderboardMode::Ladder => {
+                    let step = challenge.release.ladder_step;
+                    let beats = match &shown {
+                        None => true,
+                        Some(sh) => {
+                            if greater { raw >= sh.score + step } else { raw <= sh.score - step }
+                        }
+                    };
+                    if beats {
+                        let on_step = round((raw / step).round() * step, decimals.max(12));
+                        shown = Some(Shown { score: round(on_step, decimals), holder: s.id.clone(), holder_index: i });
+                    }
+                }
+            }
+        }
+        out.push(shown.clone());
+    }
+    out
+}
+
+/// What `Submission.scores` releases for a scored FULL run: under BEST_SO_FAR its rounded
+/// public scores; under a ladder only the ladder's value after it, for the primary metric.
+pub fn released_full_scores(challenge: &Challenge, history: &[Submission], s: &Submission) -> BTreeMap<String, f64> {
+    let decimals = challenge.release.score_decimals;
+    match challenge.release.mode {
+        LeaderboardMode::BestSoFar => crate::release::round_all(&s.public_scores, decimals),
+        LeaderboardMode::Ladder | LeaderboardMode::LadderParameterFree => {
+            let mine: Vec<&Submission> = history.iter().filter(|h| h.participant_id == s.participant_id).collect();
+            let shown = replay(challenge, &mine);
+            let (metric, _) = challenge.primary_metric();
+            mine.iter()
+                .position(|h| h.id == s.id)
+                .and_then(|i| shown[i].as_ref())
+                .map(|sh| BTreeMap::from([(metric, sh.score)]))
+                .unwrap_or_default()
+        }
+    }
+}
+
+/// The board of a challenge as `caller` may read it.
+pub async fn get(core: &Core, caller: &Caller, id: &ChallengeId, view: View) -> Result<Board, DomainError> {
+    let challenge = crate::challenges::get(core, id).await?;
+    if view == View::Private && !caller.is_admin() && challenge.state != ChallengeState::Closed {
+        return Err(DomainError::PermissionDenied(
+            "the private leaderboard is readable by submitters only once the challenge is closed".into(),
+        ));
+    }
+    let history = core.store.scored_full(id.clone()).await?;
+    Ok(build(&challenge, &history, view))
+}
+
+/// Builds a board from the scored FULL history (oldest first).
+pub fn build(challenge: &Challenge, history: &[Submission], view: View) -> Board {
+    let (metric, greater) = challenge.primary_metric();
+    let mut by_participant: HashMap<&str, Vec<&Submission>> = HashMap::new();
+    let mut order: Vec<&str> = Vec::new();
+    for s in history {
+        let list = by_participant.entry(s.participant_id.as_str()).or_default();
+        if list.is_empty() {
+            order.push(s.participant_id.as_str());
+        }
+        list.push(s);
+    }
+    let mut rows: Vec<(Entry, usize)> = Vec::new();
+    for p in order {
+        let mine = &by_participant[p];
+        let Some(Some(shown)) = replay(challenge, mine).pop() else { continue };
+        let holder = mine[shown.holder_index];
+        let score = match view {
+            View::Public => shown.score,
+            View::Private => match holder.private_scores.get(&metric) {
+                Some(&v) => round(v, challenge.release.score_decimals),
+                None => continue,
+            },
+        };
+        let seq = history.iter().position(|h| h.id == shown.holder).unwrap_or(usize::MAX);
+        rows.push((
+            Entry {
+                rank: 0,
+                participant_id: p.to_owned(),
+                score,
+                submission_id: shown.holder.to_string(),
+                submissions: mine.len() as u32,
+            },
+            seq,
+        ));
+    }
+    rows.sort_by(|(a, sa), (b, sb)| {
+        let by_score = if greater { b.score.total_cmp(&a.score) } else { a.score.total_cmp(&b.score) };
+        by_score.then(sa.cmp(sb))
+    });
+    let mut entries: Vec<Entry> = rows.into_iter().map(|(e, _)| e).collect();
+    for i in 0..entries.len() {
+        entries[i].rank = if i > 0 && entries[i].score == entries[i - 1].score { entries[i - 1].rank } else { i as u32 + 1 };
+    }
+    Board { metric, greater_is_better: greater, entries }
+}

@@ -1,0 +1,149 @@
+//! The `holdout` binary: parses the command line, sets up logging, and calls the library.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use holdout::cli::{ClientArgs, ClientCommand};
+use holdout::config::{Config, Overrides, Role};
+
+/// Holdout: run data challenges on private data; participants submit code, only scores leave.
+#[derive(Debug, Parser)]
+#[command(name = "holdout", version, about)]
+struct Cli {
+    #[command(flatten)]
+    client: ClientArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        /// TOML config file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Listen address (overrides the config).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Data root (overrides the config).
+        #[arg(long)]
+        data_root: Option<PathBuf>,
+        /// State folder (overrides the config).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// Log format.
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: LogFormat,
+    },
+    /// Tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Score a predictions file locally exactly as the server does.
+    Score(holdout::scoring_cli::ScoreArgs),
+    #[command(flatten)]
+    Client(ClientCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Print a fresh random token and the [[tokens]] block to paste into the config.
+    New {
+        /// Who holds it.
+        #[arg(long)]
+        name: String,
+        /// admin or submitter.
+        #[arg(long)]
+        role: RoleArg,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RoleArg {
+    Admin,
+    Submitter,
+}
+
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HOLDOUT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Score(args) => {
+            let code = holdout::scoring_cli::run(&args, &mut std::io::stdout(), &mut std::io::stderr());
+            ExitCode::from(code as u8)
+        }
+        Command::Token(TokenCommand::New { name, role }) => {
+            let role = match role {
+                RoleArg::Admin => Role::Admin,
+                RoleArg::Submitter => Role::Submitter,
+            };
+            let (token, sha256) = holdout::auth::new_token();
+            println!("token: {token}");
+            println!("(keep it secret; the server stores only its digest)\n");
+            println!("[[tokens]]\nname = {name:?}\nrole = \"{}\"\nsha256 = \"{sha256}\"", role.as_str());
+            ExitCode::SUCCESS
+        }
+        Command::Serve { config, listen, data_root, state_dir, log_format } => {
+            init_tracing(log_format);
+            let env: HashMap<String, String> = std::env::vars().collect();
+            let overrides = Overrides { listen, data_root, state_dir };
+            let config = match Config::load(config.as_deref(), &env, &overrides) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("holdout: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            runtime().block_on(async move {
+                match holdout::app::Application::build(config).await {
+                    Ok(app) => match app.run_until(holdout::app::shutdown_signal()).await {
+                        Ok(()) => ExitCode::SUCCESS,
+                        Err(e) => {
+                            eprintln!("holdout: {e}");
+                            ExitCode::FAILURE
+                        }
+                    },
+                    Err(e) => {
+                        eprintln!("holdout: {e}");
+                        ExitCode::FAILURE
+                    }
+                }
+            })
+        }
+        Command::Client(command) => {
+            let args = cli.client;
+            runtime().block_on(async move {
+                match holdout::cli::run(&args, command).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("holdout: {e:#}");
+                        ExitCode::FAILURE
+                    }
+                }
+            })
+        }
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("cannot start the tokio runtime")
+}

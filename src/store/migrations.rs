@@ -1,0 +1,60 @@
+//! Schema migrations, applied in order at start; `PRAGMA user_version` records how far.
+//!
+//! Never edit a released migration: add a new one.
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: challenges and submissions.
+    "CREATE TABLE challenges (
+        id TEXT PRIMARY KEY,
+        body TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+     );
+     CREATE TABLE submissions (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        challenge_id TEXT NOT NULL REFERENCES challenges(id),
+        participant_id TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        state TEXT NOT NULL,
+        verdict TEXT NOT NULL,
+        message TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        public_scores TEXT NOT NULL,
+        private_scores TEXT NOT NULL,
+        archive_sha256 TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        started_at INTEGER,
+        finished_at INTEGER,
+        usage TEXT,
+        attempts INTEGER NOT NULL,
+        idempotency_key TEXT,
+        charged INTEGER NOT NULL,
+        UNIQUE (owner, idempotency_key)
+     );
+     CREATE INDEX submissions_by_state ON submissions(state, seq);
+     CREATE INDEX submissions_by_challenge ON submissions(challenge_id, participant_id, seq);",
+];
+
+/// Brings the schema up to date.
+pub fn apply(conn: &mut Connection) -> Result<(), StoreError> {
+    let current: usize = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    if current > MIGRATIONS.len() {
+        return Err(StoreError::Corrupt(format!(
+            "database schema version {current} is newer than this build knows ({})",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+        tracing::info!(version = i + 1, "applied schema migration");
+    }
+    Ok(())
+}

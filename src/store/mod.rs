@@ -1,0 +1,333 @@
+//! SQLite persistence: challenges, submissions (the queue *is* this table), and the audit of
+//! releases. All SQL lives in this module.
+//!
+//! One dedicated thread owns the connection and runs the closures sent to it over a channel
+//! (as rust-playground does), so no async task ever blocks on SQLite and every write is
+//! serialised: a check-then-insert (quota, idempotency, queue cap) is atomic without extra
+//! locking. WAL mode lets readers of the file (backups, `sqlite3`) run alongside.
+//!
+//! A state change is committed here before anyone announces it to watchers.
+
+mod migrations;
+mod rows;
+
+use std::path::Path;
+use std::sync::mpsc;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::oneshot;
+
+use crate::domain::{Challenge, ChallengeId, Submission, SubmissionId, SubmissionKind, SubmissionState, UnixMillis};
+
+pub use rows::QueuedRow;
+
+/// A storage failure; always the service's fault.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite said no.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A stored value could not be decoded.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// The store thread is gone (shutdown or a panic).
+    #[error("store thread is gone")]
+    Closed,
+}
+
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// Handle to the database thread; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    tx: mpsc::Sender<Job>,
+}
+
+/// Outcome of [`Store::insert_submission`].
+#[derive(Debug)]
+pub enum InsertOutcome {
+    /// Stored and queued.
+    Inserted(Submission),
+    /// The same owner already used this idempotency key: the first submission.
+    Existing(Submission),
+    /// The participant's quota for today is spent.
+    QuotaExceeded {
+        /// The quota that applies.
+        limit: u32,
+    },
+    /// The queue holds `max_queued` submissions already.
+    QueueFull {
+        /// The configured maximum.
+        max_queued: u32,
+    },
+}
+
+/// What `insert_submission` checks atomically with the insert.
+#[derive(Debug, Clone, Copy)]
+pub struct Admission {
+    /// Today's quota for this kind (0 = unlimited).
+    pub quota: u32,
+    /// Whether failed runs count against it.
+    pub count_failed: bool,
+    /// Start of the current UTC day.
+    pub day_start: UnixMillis,
+    /// The most QUEUED submissions at once.
+    pub max_queued: u32,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`, applies migrations, and starts the
+    /// thread that owns it. The thread ends when the last handle is dropped.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrations::apply(&mut conn)?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("holdout-store".into())
+            .spawn(move || {
+                while let Ok(job) = rx.recv() {
+                    job(&mut conn);
+                }
+            })
+            .map_err(|e| StoreError::Corrupt(format!("cannot start store thread: {e}")))?;
+        Ok(Store { tx })
+    }
+
+    /// Runs `f` on the store thread and waits for its result.
+    async fn call<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Box::new(move |conn| {
+                let _ = done.send(f(conn));
+            }))
+            .map_err(|_| StoreError::Closed)?;
+        wait.await.map_err(|_| StoreError::Closed)?
+    }
+
+    // ----- challenges -------------------------------------------------------------------
+
+    /// Inserts a new challenge; `Ok(false)` when the id is taken.
+    pub async fn insert_challenge(&self, c: Challenge) -> Result<bool, StoreError> {
+        self.call(move |conn| {
+            let body = rows::encode_challenge(&c)?;
+            let n = conn.execute(
+                "INSERT OR IGNORE INTO challenges (id, body, created_at) VALUES (?1, ?2, ?3)",
+                params![c.id.as_str(), body, c.created_at],
+            )?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    /// Replaces a stored challenge.
+    pub async fn update_challenge(&self, c: Challenge) -> Result<(), StoreError> {
+        self.call(move |conn| {
+            let body = rows::encode_challenge(&c)?;
+            conn.execute("UPDATE challenges SET body = ?2 WHERE id = ?1", params![c.id.as_str(), body])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// One challenge.
+    pub async fn get_challenge(&self, id: &ChallengeId) -> Result<Option<Challenge>, StoreError> {
+        let id = id.as_str().to_owned();
+        self.call(move |conn| {
+            let body: Option<String> =
+                conn.query_row("SELECT body FROM challenges WHERE id = ?1", [id], |r| r.get(0)).optional()?;
+            body.map(|b| rows::decode_challenge(&b)).transpose()
+        })
+        .await
+    }
+
+    /// Challenges in id order after `after`, at most `limit`.
+    pub async fn list_challenges(&self, after: String, limit: usize) -> Result<Vec<Challenge>, StoreError> {
+        self.call(move |conn| {
+            let mut stmt = conn.prepare_cached("SELECT body FROM challenges WHERE id > ?1 ORDER BY id LIMIT ?2")?;
+            let bodies = stmt
+                .query_map(params![after, limit as i64], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            bodies.iter().map(|b| rows::decode_challenge(b)).collect()
+        })
+        .await
+    }
+
+    // ----- submissions ------------------------------------------------------------------
+
+    /// Inserts a QUEUED submission after checking, in the same serialised step, the owner's
+    /// idempotency key, the participant's quota for today and the queue's capacity.
+    pub async fn insert_submission(&self, s: Submission, admission: Admission) -> Result<InsertOutcome, StoreError> {
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            if let Some(key) = &s.idempotency_key {
+                let existing = tx
+                    .query_row(
+                        &format!("SELECT {} FROM submissions WHERE owner = ?1 AND idempotency_key = ?2", rows::SUBMISSION_COLUMNS),
+                        params![s.owner, key],
+                        rows::submission_from_row,
+                    )
+                    .optional()?;
+                if let Some(existing) = existing {
+                    return Ok(InsertOutcome::Existing(existing?));
+                }
+            }
+            if admission.quota > 0 {
+                let used: u32 = tx.query_row(
+                    "SELECT COUNT(*) FROM submissions
+                     WHERE challenge_id = ?1 AND participant_id = ?2 AND owner = ?3 AND kind = ?4
+                       AND created_at >= ?5
+                       AND state != 'cancelled' AND verdict != 'internal_error'
+                       AND (?6 OR state != 'failed')",
+                    params![
+                        s.challenge_id.as_str(),
+                        s.participant_id.as_str(),
+                        s.owner,
+                        s.kind.as_str(),
+                        admission.day_start,
+                        admission.count_failed
+                    ],
+                    |r| r.get(0),
+                )?;
+                if used >= admission.quota {
+                    return Ok(InsertOutcome::QuotaExceeded { limit: admission.quota });
+                }
+            }
+            let queued: u32 = tx.query_row("SELECT COUNT(*) FROM submissions WHERE state = 'queued'", [], |r| r.get(0))?;
+            if queued >= admission.max_queued {
+                return Ok(InsertOutcome::QueueFull { max_queued: admission.max_queued });
+            }
+            rows::insert_submission(&tx, &s)?;
+            tx.commit()?;
+            Ok(InsertOutcome::Inserted(s))
+        })
+        .await
+    }
+
+    /// One submission.
+    pub async fn get_submission(&self, id: &SubmissionId) -> Result<Option<Submission>, StoreError> {
+        let id = id.as_str().to_owned();
+        self.call(move |conn| {
+            conn.query_row(
+                &format!("SELECT {} FROM submissions WHERE id = ?1", rows::SUBMISSION_COLUMNS),
+                [id],
+                rows::submission_from_row,
+            )
+            .optional()?
+            .transpose()
+        })
+        .await
+    }
+
+    /// The owner's submission with this idempotency key.
+    pub async fn find_by_key(&self, owner: String, key: String) -> Result<Option<Submission>, StoreError> {
+        self.call(move |conn| {
+            conn.query_row(
+                &format!("SELECT {} FROM submissions WHERE owner = ?1 AND idempotency_key = ?2", rows::SUBMISSION_COLUMNS),
+                params![owner, key],
+                rows::submission_from_row,
+            )
+            .optional()?
+            .transpose()
+        })
+        .await
+    }
+
+    /// Writes `s` only if the stored state is still `expected` (compare-and-set), so a
+    /// cancel and a worker's finish can never overwrite each other. Returns whether it wrote.
+    pub async fn update_submission(&self, s: Submission, expected: SubmissionState) -> Result<bool, StoreError> {
+        self.call(move |conn| rows::update_submission(conn, &s, expected)).await
+    }
+
+    /// Submissions of a challenge, newest first, optionally of one participant and/or one
+    /// owner, before the sequence number `before` (0 = from the newest).
+    pub async fn list_submissions(
+        &self,
+        challenge: ChallengeId,
+        participant: Option<String>,
+        owner: Option<String>,
+        before: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, Submission)>, StoreError> {
+        self.call(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT seq, {} FROM submissions
+                 WHERE challenge_id = ?1 AND (?2 IS NULL OR participant_id = ?2) AND (?3 IS NULL OR owner = ?3)
+                   AND (?4 = 0 OR seq < ?4)
+                 ORDER BY seq DESC LIMIT ?5",
+                rows::SUBMISSION_COLUMNS
+            ))?;
+            let out = stmt
+                .query_map(params![challenge.as_str(), participant, owner, before, limit as i64], |r| {
+                    let seq: i64 = r.get(0)?;
+                    Ok((seq, rows::submission_from_row_at(r, 1)?))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            out.into_iter().map(|(seq, s)| s.map(|s| (seq, s))).collect()
+        })
+        .await
+    }
+
+    /// Every submission in one of `states`, oldest first.
+    pub async fn submissions_in(&self, states: &[SubmissionState]) -> Result<Vec<Submission>, StoreError> {
+        let states: Vec<&'static str> = states.iter().map(|s| s.as_str()).collect();
+        self.call(move |conn| {
+            let placeholders = vec!["?"; states.len()].join(",");
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {} FROM submissions WHERE state IN ({placeholders}) ORDER BY seq",
+                rows::SUBMISSION_COLUMNS
+            ))?;
+            let out = stmt
+                .query_map(rusqlite::params_from_iter(states.iter()), rows::submission_from_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            out.into_iter().collect()
+        })
+        .await
+    }
+
+    /// The queue: every QUEUED submission, oldest first, in the shape the scheduler needs.
+    pub async fn queued(&self) -> Result<Vec<QueuedRow>, StoreError> {
+        self.call(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, id, challenge_id, owner, participant_id FROM submissions WHERE state = 'queued' ORDER BY seq",
+            )?;
+            let out = stmt
+                .query_map([], |r| {
+                    Ok(QueuedRow {
+                        seq: r.get(0)?,
+                        id: r.get(1)?,
+                        challenge_id: r.get(2)?,
+                        participant: format!("{}\u{1f}{}", r.get::<_, String>(3)?, r.get::<_, String>(4)?),
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Succeeded FULL submissions of a challenge, oldest first (leaderboards).
+    pub async fn scored_full(&self, challenge: ChallengeId) -> Result<Vec<Submission>, StoreError> {
+        self.call(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {} FROM submissions WHERE challenge_id = ?1 AND kind = ?2 AND state = 'succeeded' ORDER BY seq",
+                rows::SUBMISSION_COLUMNS
+            ))?;
+            let out = stmt
+                .query_map(params![challenge.as_str(), SubmissionKind::Full.as_str()], rows::submission_from_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            out.into_iter().collect()
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests;
