@@ -207,6 +207,8 @@ async fn validate(core: &Core, c: &Challenge) -> Result<(), DomainError> {
     let sample_labels = dir.join("sample").join("labels.csv");
     let smoke_spec = crate::runner::scoring_spec(c, SubmissionKind::Smoke, &limits).map_err(|e| DomainError::invalid("scoring", e))?;
     let has_sample = dir.join("sample").join("inputs").is_dir() && sample_labels.is_file();
+    let spec = spec.label_spec().map_err(|e| DomainError::invalid("scoring", e.to_string()))?;
+    let smoke_spec = smoke_spec.label_spec().map_err(|e| DomainError::invalid("scoring", e.to_string()))?;
     tokio::task::spawn_blocking(move || -> Result<(), DomainError> {
         scoring::load_labels(&labels, &spec).map_err(|e| DomainError::precondition("data_dir", format!("labels.csv: {e}")))?;
         if has_sample {

@@ -111,7 +111,7 @@ impl Core {
             store,
             backend,
             paths,
-            labels: LabelsCache::default(),
+            labels: LabelsCache::new(8),
             instance,
             events,
         })

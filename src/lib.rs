@@ -41,17 +41,10 @@ pub mod release;
 pub mod runner;
 #[path = "stubs/sandbox.rs"]
 pub mod sandbox;
-#[path = "stubs/scoring.rs"]
 pub mod scoring;
 pub mod store;
 pub mod submissions;
 pub mod units;
-/// TEMPORARY.
-pub mod scoring_cli {
-    #[derive(Debug, Clone, clap::Args)]
-    pub struct ScoreArgs {}
-    pub fn run(_a: &ScoreArgs, _o: &mut dyn std::io::Write, _e: &mut dyn std::io::Write) -> i32 { 0 }
-}
 pub mod verdict;
 
 /// Code generated from `proto/holdout/v1/holdout.proto`.

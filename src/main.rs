@@ -49,7 +49,7 @@ enum Command {
     #[command(subcommand)]
     Token(TokenCommand),
     /// Score a predictions file locally exactly as the server does.
-    Score(holdout::scoring_cli::ScoreArgs),
+    Score(holdout::scoring::cli::ScoreArgs),
     #[command(flatten)]
     Client(ClientCommand),
 }
@@ -88,7 +88,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Score(args) => {
-            let code = holdout::scoring_cli::run(&args, &mut std::io::stdout(), &mut std::io::stderr());
+            let code = holdout::scoring::cli::run(&args, &mut std::io::stdout(), &mut std::io::stderr());
             ExitCode::from(code as u8)
         }
         Command::Token(TokenCommand::New { name, role }) => {

@@ -282,9 +282,10 @@ async fn score(
     let predictions = output_dir.join("predictions.csv");
     let core = core.clone();
     tokio::task::spawn_blocking(move || {
+        let label_spec = spec.label_spec().map_err(|e| ScoreFailure::Internal(format!("scoring spec: {e}")))?;
         let labels = core
             .labels
-            .get_or_load(&labels_path, &spec)
+            .get_or_load(&labels_path, &label_spec)
             .map_err(|e| ScoreFailure::Internal(format!("labels: {e}")))?;
         let mut report = scoring::score_predictions(&labels, &predictions, &spec)
             .map_err(|e| ScoreFailure::Predictions(e.to_string()))?;

@@ -1,0 +1,605 @@
+//! The ground truth: loading `labels.csv` once into a compact, indexed, split-aware set.
+//!
+//! Owns [`load_labels`], [`LabelSet`] and the [`LabelsCache`]. Ids are interned in one byte
+//! arena with a hash index over it, so scoring a predictions row is one lookup and no
+//! allocation. Errors here are for the challenge's organiser (they may name columns and ids
+//! of the labels file). This module must never hand label values or the public/private
+//! membership of an id to anything that reaches a participant.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use crate::scoring::csv::{self, Fields, LineError, LineReader};
+use crate::scoring::metrics::Sum;
+use crate::scoring::split::{Split, hash_id};
+
+/// Labels lines may be long (many columns), but not unboundedly so.
+const MAX_LABELS_LINE: usize = 16 << 20;
+/// Ids are indexed by u32 offsets, and classes stored as u16.
+const MAX_CLASSES: usize = u16::MAX as usize;
+/// Seed of the id index's hash; unrelated to any split seed.
+const INDEX_SEED: u64 = 0x5EED_1D5E_ED1D_5EED;
+
+/// What the target column holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TargetKind {
+    /// Class labels, compared as trimmed strings.
+    Classes,
+    /// Finite numbers (regression).
+    Values,
+}
+
+/// How to read a labels file; derived from a [`crate::scoring::ScoringSpec`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LabelSpec {
+    /// Name of the id column.
+    pub id_column: String,
+    /// Name of the target column.
+    pub target_column: String,
+    /// Whether targets are classes or numbers.
+    pub kind: TargetKind,
+    /// The public/private split, if any.
+    pub split: Option<Split>,
+    /// The positive class of a binary target; `None` picks sklearn's (the greater label).
+    pub positive_label: Option<String>,
+    /// The metrics need exactly two classes (ROC AUC, log loss, or a threshold).
+    pub binary: bool,
+    /// Every non-empty part must hold both classes (ROC AUC is undefined otherwise).
+    pub both_classes_per_part: bool,
+}
+
+/// Why a labels file cannot be used. Messages are for the organiser.
+#[derive(Debug, thiserror::Error)]
+pub enum LabelsError {
+    /// The file does not exist.
+    #[error("labels file {path} not found")]
+    Missing { path: PathBuf },
+    /// Opening or reading failed.
+    #[error("could not read labels file {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    /// No header and no rows.
+    #[error("labels file is empty")]
+    Empty,
+    /// A header but no data rows.
+    #[error("labels file has a header but no rows")]
+    NoRows,
+    /// The header lacks a column.
+    #[error("labels file has no column named {column:?}")]
+    MissingColumn { column: String },
+    /// An id occurs twice.
+    #[error("labels file has duplicate id {id:?}")]
+    DuplicateId { id: String },
+    /// An empty id.
+    #[error("labels file line {line}: empty id")]
+    EmptyId { line: u64 },
+    /// A line with the wrong number of fields.
+    #[error("labels file line {line}: expected {expected} fields, found {found}")]
+    WrongFieldCount { line: u64, expected: usize, found: usize },
+    /// A line that is not valid CSV or UTF-8, or too long.
+    #[error("labels file line {line}: {reason}")]
+    Malformed { line: u64, reason: &'static str },
+    /// A target that is empty, or not a finite number for a regression metric.
+    #[error("labels file line {line}: target {reason}")]
+    BadTarget { line: u64, reason: &'static str },
+    /// More distinct classes than supported.
+    #[error("labels file has more than {MAX_CLASSES} classes")]
+    TooManyClasses,
+    /// A binary metric over a target that does not have exactly two classes.
+    #[error("the metric needs exactly two classes, labels have {found}")]
+    NotBinary { found: usize },
+    /// The configured positive label is not a class of the labels.
+    #[error("positive label {label:?} is not a class in the labels")]
+    UnknownPositiveLabel { label: String },
+    /// The split leaves a part empty.
+    #[error("the split leaves the {part} part empty ({public} public, {private} private rows); change public_fraction or split_seed")]
+    EmptySplit { part: &'static str, public: usize, private: usize },
+    /// ROC AUC is undefined on a part with a single class.
+    #[error("the {part} part has rows of only one class, so ROC AUC is undefined there; change split_seed")]
+    SingleClassPart { part: &'static str },
+}
+
+/// Interned ids: every id's bytes in one arena, plus an open-addressing index from id to row.
+///
+/// The index is hand-rolled rather than a general hash map because it dominates load time
+/// at tens of millions of rows: each slot is one u32 packing the row with a few bits of the
+/// id's hash (so a probe rarely has to touch the arena), linear probing keeps a probe within
+/// a cache line, and building it prefetches slots a few rows ahead so the cache misses of
+/// many inserts overlap instead of queueing.
+#[derive(Debug)]
+struct IdIndex {
+    /// All ids back to back.
+    arena: Vec<u8>,
+    /// End offset of each row's id in `arena`.
+    ends: Vec<u32>,
+    /// 0 for an empty slot, else `tag << row_bits | (row + 1)`.
+    slots: Vec<u32>,
+    /// Bits of a slot holding `row + 1`; the rest hold the tag.
+    row_bits: u32,
+}
+
+/// How many rows ahead the index build prefetches.
+const PREFETCH_AHEAD: usize = 16;
+
+impl IdIndex {
+    #[inline]
+    fn id(&self, row: usize) -> &[u8] {
+        let start = if row == 0 { 0 } else { self.ends[row - 1] as usize };
+        &self.arena[start..self.ends[row] as usize]
+    }
+
+    /// The first slot to probe for `hash` (multiply-shift onto the table's length).
+    #[inline]
+    fn home(&self, hash: u64) -> usize {
+        ((u128::from(hash) * self.slots.len() as u128) >> 64) as usize
+    }
+
+    /// The tag of `hash`, already shifted into place (0 when rows use all 32 bits).
+    #[inline]
+    fn tag(&self, hash: u64) -> u32 {
+        if self.row_bits >= 32 { 0 } else { ((hash as u32) >> self.row_bits) << self.row_bits }
+    }
+
+    #[inline]
+    fn row_mask(&self) -> u32 {
+        if self.row_bits >= 32 { u32::MAX } else { (1 << self.row_bits) - 1 }
+    }
+
+    /// The row of `id`, or the slot where it would be inserted.
+    #[inline]
+    fn probe(&self, id: &[u8], hash: u64) -> Result<usize, usize> {
+        let (tag, mask) = (self.tag(hash), self.row_mask());
+        let mut slot = self.home(hash);
+        loop {
+            let value = self.slots[slot];
+            if value == 0 {
+                return Err(slot);
+            }
+            if value & !mask == tag {
+                let row = (value & mask) as usize - 1;
+                if self.id(row) == id {
+                    return Ok(row);
+                }
+            }
+            slot += 1;
+            if slot == self.slots.len() {
+                slot = 0;
+            }
+        }
+    }
+
+    #[inline]
+    fn find(&self, id: &[u8]) -> Option<usize> {
+        self.probe(id, hash_id(id, INDEX_SEED)).ok()
+    }
+
+    #[inline]
+    fn prefetch(&self, slot: usize) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a prefetch is only a hint; it never faults, even on an invalid address,
+        // and `slot` is in bounds anyway.
+        unsafe {
+            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+            _mm_prefetch::<_MM_HINT_T0>(self.slots.as_ptr().add(slot).cast());
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = slot;
+    }
+}
+
+/// Target values, one per row.
+#[derive(Debug)]
+pub(crate) enum Targets {
+    /// Class labels: each row's index into `names`.
+    Classes {
+        /// The distinct classes in order of first appearance.
+        names: Vec<Box<[u8]>>,
+        /// Class index of each row.
+        of_row: Vec<u16>,
+        /// Class index by name.
+        by_name: HashMap<Box<[u8]>, u16>,
+        /// The positive class, when the target is binary.
+        positive: Option<u16>,
+    },
+    /// Numbers.
+    Values(Vec<f64>),
+}
+
+/// The loaded ground truth of one labels file under one [`LabelSpec`].
+#[derive(Debug)]
+pub struct LabelSet {
+    /// The spec it was loaded under; scoring checks it matches.
+    spec: LabelSpec,
+    /// Interned ids and their index.
+    ids: IdIndex,
+    /// The targets.
+    pub(crate) targets: Targets,
+    /// Bit per row, set when the row is public; empty when there is no split.
+    public_bits: Vec<u64>,
+    /// Rows in the public part (all rows without a split).
+    public_len: usize,
+    /// Total sum of squares of y_true per part (public, private, all); regression only.
+    pub(crate) ss_total: [f64; 3],
+}
+
+impl LabelSet {
+    /// Number of rows (ids) in the labels.
+    pub fn len(&self) -> usize {
+        self.ids.ends.len()
+    }
+
+    /// Whether there are no rows (never true for a loaded set).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Rows behind the public leaderboard (every row when there is no split).
+    pub fn public_len(&self) -> usize {
+        self.public_len
+    }
+
+    /// Rows behind the private leaderboard (none when there is no split).
+    pub fn private_len(&self) -> usize {
+        self.len() - self.public_len
+    }
+
+    /// The spec this set was loaded under.
+    pub fn spec(&self) -> &LabelSpec {
+        &self.spec
+    }
+
+    /// Whether the labels were split into public and private parts.
+    pub fn has_split(&self) -> bool {
+        self.spec.split.is_some()
+    }
+
+    /// The row holding `id`, if any. `hint` is tried first: predictions usually follow the
+    /// labels' order, and comparing with the next row avoids a random memory access.
+    #[inline]
+    pub(crate) fn find(&self, id: &[u8], hint: usize) -> Option<usize> {
+        if hint < self.len() && self.ids.id(hint) == id {
+            return Some(hint);
+        }
+        self.ids.find(id)
+    }
+
+    /// Whether `row` is in the public part.
+    #[inline]
+    pub(crate) fn is_public(&self, row: usize) -> bool {
+        self.public_bits.is_empty() || self.public_bits[row / 64] >> (row % 64) & 1 == 1
+    }
+
+    /// Number of known classes (0 for a numeric target).
+    pub(crate) fn class_count(&self) -> usize {
+        match &self.targets {
+            Targets::Classes { names, .. } => names.len(),
+            Targets::Values(_) => 0,
+        }
+    }
+}
+
+fn line_error(e: LineError, path: &Path) -> LabelsError {
+    match e {
+        LineError::Io(source) => LabelsError::Io { path: path.to_owned(), source },
+        LineError::TooLong { line } => LabelsError::Malformed { line, reason: "line too long" },
+    }
+}
+
+/// Reads and checks a labels file: header with the id and target columns, one row per id,
+/// no duplicate ids, targets of the right kind, and a split that leaves both parts usable.
+pub fn load_labels(path: &Path, spec: &LabelSpec) -> Result<LabelSet, LabelsError> {
+    let file = File::open(path).map_err(|source| match source.kind() {
+        io::ErrorKind::NotFound => LabelsError::Missing { path: path.to_owned() },
+        _ => LabelsError::Io { path: path.to_owned(), source },
+    })?;
+    let size_hint = file.metadata().map(|m| m.len() as usize).unwrap_or(0);
+    let mut reader = LineReader::new(file, csv::BUFFER_BYTES, MAX_LABELS_LINE);
+    let mut fields = Fields::default();
+
+    let (id_col, target_col, width) = loop {
+        let Some((line_no, line)) = reader.next_line().map_err(|e| line_error(e, path))? else {
+            return Err(LabelsError::Empty);
+        };
+        let line = if line_no == 1 { csv::strip_bom(line) } else { line };
+        if line.trim_ascii().is_empty() {
+            continue;
+        }
+        if std::str::from_utf8(line).is_err() {
+            return Err(LabelsError::Malformed { line: line_no, reason: "invalid UTF-8" });
+        }
+        fields.split(line).map_err(|_| LabelsError::Malformed { line: line_no, reason: "unbalanced quotes" })?;
+        let find = |name: &str| {
+            csv::find_column(&fields, line, name).ok_or_else(|| LabelsError::MissingColumn { column: name.to_owned() })
+        };
+        break (find(&spec.id_column)?, find(&spec.target_column)?, fields.len());
+    };
+
+    // Untouched capacity costs no memory, so reserving the file size for ids is free.
+    // A row takes at least 4 bytes ("i,t\n"), which bounds the row count.
+    let mut arena: Vec<u8> = Vec::with_capacity(size_hint);
+    let mut ends: Vec<u32> = Vec::with_capacity(size_hint / 4);
+    csv::advise_huge_pages(&arena);
+    csv::advise_huge_pages(&ends);
+    let mut class_names: Vec<Box<[u8]>> = Vec::new();
+    let mut class_by_name: HashMap<Box<[u8]>, u16> = HashMap::new();
+    let mut class_of_row: Vec<u16> = Vec::new();
+    let mut values: Vec<f64> = Vec::new();
+    match spec.kind {
+        TargetKind::Classes => class_of_row.reserve(size_hint / 4),
+        TargetKind::Values => values.reserve(size_hint / 4),
+    }
+    csv::advise_huge_pages(&class_of_row);
+    csv::advise_huge_pages(&values);
+    let mut public_bits: Vec<u64> = Vec::new();
+    let mut public_len = 0usize;
+    let mut last_class: Option<(usize, u16)> = None; // (arena range start, class) fast path
+
+    while let Some((line_no, line)) = reader.next_line().map_err(|e| line_error(e, path))? {
+        if line.trim_ascii().is_empty() {
+            continue;
+        }
+        if std::str::from_utf8(line).is_err() {
+            return Err(LabelsError::Malformed { line: line_no, reason: "invalid UTF-8" });
+        }
+        fields.split(line).map_err(|_| LabelsError::Malformed { line: line_no, reason: "unbalanced quotes" })?;
+        if fields.len() != width {
+            return Err(LabelsError::WrongFieldCount { line: line_no, expected: width, found: fields.len() });
+        }
+        let id = fields.get(line, id_col);
+        if id.is_empty() {
+            return Err(LabelsError::EmptyId { line: line_no });
+        }
+        let row = ends.len();
+        arena.extend_from_slice(id);
+        let end = u32::try_from(arena.len())
+            .map_err(|_| LabelsError::Malformed { line: line_no, reason: "ids exceed 4 GiB in total" })?;
+        ends.push(end);
+        if let Some(split) = &spec.split {
+            if row % 64 == 0 {
+                public_bits.push(0);
+            }
+            if split.is_public(id) {
+                public_bits[row / 64] |= 1 << (row % 64);
+                public_len += 1;
+            }
+        } else {
+            public_len += 1;
+        }
+        let target = fields.get(line, target_col);
+        match spec.kind {
+            TargetKind::Classes => {
+                if target.is_empty() {
+                    return Err(LabelsError::BadTarget { line: line_no, reason: "is empty" });
+                }
+                let class = match last_class {
+                    Some((index, class)) if &*class_names[index] == target => class,
+                    _ => {
+                        let class = match class_by_name.get(target) {
+                            Some(&class) => class,
+                            None => {
+                                if class_names.len() >= MAX_CLASSES {
+                                    return Err(LabelsError::TooManyClasses);
+                                }
+                                let class = class_names.len() as u16;
+                                class_names.push(target.into());
+                                class_by_name.insert(target.into(), class);
+                                class
+                            }
+                        };
+                        last_class = Some((class as usize, class));
+                        class
+                    }
+                };
+                class_of_row.push(class);
+            }
+            TargetKind::Values => {
+                let value = std::str::from_utf8(target)
+                    .ok()
+                    .and_then(|s| s.parse::<f64>().ok())
+                    .ok_or(LabelsError::BadTarget { line: line_no, reason: "is not a number" })?;
+                if !value.is_finite() {
+                    return Err(LabelsError::BadTarget { line: line_no, reason: "is not finite" });
+                }
+                values.push(value);
+            }
+        }
+    }
+    let rows = ends.len();
+    if rows == 0 {
+        return Err(LabelsError::NoRows);
+    }
+    // shrink_to_fit on these large vectors is a cheap mremap, not a copy.
+    arena.shrink_to_fit();
+    ends.shrink_to_fit();
+    class_of_row.shrink_to_fit();
+    values.shrink_to_fit();
+
+    let ids = build_index(arena, ends)?;
+    let targets = match spec.kind {
+        TargetKind::Classes => {
+            let positive = if spec.binary {
+                if class_names.len() != 2 {
+                    return Err(LabelsError::NotBinary { found: class_names.len() });
+                }
+                Some(match &spec.positive_label {
+                    Some(label) => *class_by_name
+                        .get(label.trim().as_bytes())
+                        .ok_or_else(|| LabelsError::UnknownPositiveLabel { label: label.clone() })?,
+                    None => sklearn_positive(&class_names),
+                })
+            } else {
+                None
+            };
+            Targets::Classes { names: class_names, of_row: class_of_row, by_name: class_by_name, positive }
+        }
+        TargetKind::Values => Targets::Values(values),
+    };
+    let mut set = LabelSet { spec: spec.clone(), ids, targets, public_bits, public_len, ss_total: [0.0; 3] };
+    check_split(&set)?;
+    if let Targets::Values(values) = &set.targets {
+        set.ss_total = [
+            ss_total(values.iter().enumerate().filter(|(r, _)| set.is_public(*r)).map(|(_, v)| *v)),
+            ss_total(values.iter().enumerate().filter(|(r, _)| !set.is_public(*r)).map(|(_, v)| *v)),
+            ss_total(values.iter().copied()),
+        ];
+    }
+    Ok(set)
+}
+
+/// Builds the id index, refusing duplicates. Sized once (load factor 0.6), so it never grows.
+fn build_index(arena: Vec<u8>, ends: Vec<u32>) -> Result<IdIndex, LabelsError> {
+    let rows = ends.len();
+    let row_bits = (usize::BITS - rows.leading_zeros()).max(1);
+    let mut index = IdIndex { arena, ends, slots: vec![0; rows + rows * 2 / 3 + 1], row_bits };
+    csv::advise_huge_pages(&index.slots);
+    let mut ahead = [0u64; PREFETCH_AHEAD];
+    for (row, hash) in ahead.iter_mut().enumerate().take(rows) {
+        *hash = hash_id(index.id(row), INDEX_SEED);
+        index.prefetch(index.home(*hash));
+    }
+    for row in 0..rows {
+        let hash = ahead[row % PREFETCH_AHEAD];
+        let next = row + PREFETCH_AHEAD;
+        if next < rows {
+            let next_hash = hash_id(index.id(next), INDEX_SEED);
+            ahead[row % PREFETCH_AHEAD] = next_hash;
+            index.prefetch(index.home(next_hash));
+        }
+        let id = index.id(row);
+        match index.probe(id, hash) {
+            Ok(_) => return Err(LabelsError::DuplicateId { id: String::from_utf8_lossy(id).into_owned() }),
+            Err(slot) => index.slots[slot] = index.tag(hash) | (row as u32 + 1),
+        }
+    }
+    Ok(index)
+}
+
+/// sklearn's positive class when none is named: the greater label, numerically when every
+/// label is an integer (numpy sorts an int array), otherwise by code point.
+fn sklearn_positive(names: &[Box<[u8]>]) -> u16 {
+    let ints: Option<Vec<i128>> =
+        names.iter().map(|n| std::str::from_utf8(n).ok().and_then(|s| s.parse::<i128>().ok())).collect();
+    let greater_first = match ints {
+        Some(ints) => ints[0] > ints[1],
+        None => names[0] > names[1],
+    };
+    if greater_first { 0 } else { 1 }
+}
+
+fn check_split(set: &LabelSet) -> Result<(), LabelsError> {
+    let (public, private) = (set.public_len(), set.private_len());
+    if set.has_split() {
+        if public == 0 {
+            return Err(LabelsError::EmptySplit { part: "public", public, private });
+        }
+        if private == 0 {
+            return Err(LabelsError::EmptySplit { part: "private", public, private });
+        }
+    }
+    if set.spec.both_classes_per_part
+        && let Targets::Classes { of_row, .. } = &set.targets
+    {
+        // seen[part][class]: part 0 public, 1 private.
+        let mut seen = [[false; 2]; 2];
+        for (row, &class) in of_row.iter().enumerate() {
+            seen[usize::from(!set.is_public(row))][class as usize & 1] = true;
+        }
+        if !(seen[0][0] && seen[0][1]) {
+            return Err(LabelsError::SingleClassPart { part: "public" });
+        }
+        if set.has_split() && !(seen[1][0] && seen[1][1]) {
+            return Err(LabelsError::SingleClassPart { part: "private" });
+        }
+    }
+    Ok(())
+}
+
+/// Σ (y - ȳ)², with ȳ from a compensated sum, as sklearn's r2 denominator.
+fn ss_total(values: impl Iterator<Item = f64> + Clone) -> f64 {
+    let mut sum = Sum::default();
+    let mut n = 0usize;
+    for v in values.clone() {
+        sum.add(v);
+        n += 1;
+    }
+    if n == 0 {
+        return 0.0;
+    }
+    let mean = sum.value() / n as f64;
+    let mut ss = Sum::default();
+    for v in values {
+        ss.add((v - mean) * (v - mean));
+    }
+    ss.value()
+}
+
+/// What identifies a loaded labels file: a changed file (length or mtime) or spec loads anew.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct CacheKey {
+    /// The labels file.
+    path: PathBuf,
+    /// Its length when loaded.
+    len: u64,
+    /// Its modification time when loaded.
+    modified: Option<SystemTime>,
+    /// The spec it was loaded under.
+    spec: LabelSpec,
+}
+
+/// Loaded label sets shared between scoring runs, so a large labels file is parsed once.
+#[derive(Debug)]
+pub struct LabelsCache {
+    /// Entries with the order in which they were inserted, for eviction.
+    entries: Mutex<HashMap<CacheKey, (u64, Arc<LabelSet>)>>,
+    /// Most entries kept.
+    capacity: usize,
+}
+
+impl LabelsCache {
+    /// A cache keeping at most `capacity` label sets (at least one).
+    pub fn new(capacity: usize) -> Self {
+        Self { entries: Mutex::new(HashMap::new()), capacity: capacity.max(1) }
+    }
+
+    /// Number of label sets held.
+    pub fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Whether the cache holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The label set of `path` under `spec`, loading it if the file changed or was never
+    /// loaded. Blocking: call it off the async runtime.
+    pub fn get_or_load(&self, path: &Path, spec: &LabelSpec) -> Result<Arc<LabelSet>, LabelsError> {
+        let meta = std::fs::metadata(path).map_err(|source| match source.kind() {
+            io::ErrorKind::NotFound => LabelsError::Missing { path: path.to_owned() },
+            _ => LabelsError::Io { path: path.to_owned(), source },
+        })?;
+        let key = CacheKey { path: path.to_owned(), len: meta.len(), modified: meta.modified().ok(), spec: spec.clone() };
+        if let Some((_, set)) = self.entries.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(Arc::clone(set));
+        }
+        // Loaded without the lock so one slow file does not stall other challenges; two
+        // concurrent first loads of one file both parse it, and one result is kept.
+        let set = Arc::new(load_labels(path, spec)?);
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        // A newer version of the same file makes the older entries garbage.
+        entries.retain(|k, _| k.path != key.path || (k.len == key.len && k.modified == key.modified));
+        while entries.len() >= self.capacity {
+            let oldest = entries.iter().min_by_key(|(_, (seq, _))| *seq).map(|(k, _)| k.clone());
+            match oldest {
+                Some(k) => entries.remove(&k),
+                None => break,
+            };
+        }
+        let seq = entries.values().map(|(seq, _)| seq + 1).max().unwrap_or(0);
+        let set = Arc::clone(&entries.entry(key).or_insert((seq, set)).1);
+        Ok(set)
+    }
+}
