@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::api::{self, ChallengesApi, LeaderboardsApi, SubmissionsApi};
+use crate::api::{self, AuditApi, ChallengesApi, LeaderboardsApi, SubmissionsApi};
 use crate::config::Config;
 use crate::core::{Core, Paths};
 use crate::pb;
@@ -54,6 +54,8 @@ pub enum AppError {
 /// A built, bound, not yet serving application.
 pub struct Application {
     core: Arc<Core>,
+    metrics_listener: Option<TcpListener>,
+    metrics_addr: Option<SocketAddr>,
     listener: TcpListener,
     local_addr: SocketAddr,
     shutdown: CancellationToken,
@@ -75,14 +77,24 @@ impl Application {
         let listener =
             TcpListener::bind(config.listen).await.map_err(|source| AppError::Bind { addr: config.listen, source })?;
         let local_addr = listener.local_addr().map_err(|source| AppError::Bind { addr: config.listen, source })?;
+        let metrics_listener = match config.metrics_listen.parse::<SocketAddr>() {
+            Ok(addr) => Some(crate::metrics::bind(addr).await.map_err(|source| AppError::Bind { addr, source })?),
+            Err(_) => None,
+        };
+        let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
         let core = Core::new(config, store, backend);
         crate::queue::recover(&core).await.map_err(|e| AppError::Recover(e.to_string()))?;
-        Ok(Application { core, listener, local_addr, shutdown: CancellationToken::new() })
+        Ok(Application { core, metrics_listener, metrics_addr, listener, local_addr, shutdown: CancellationToken::new() })
     }
 
     /// The bound address (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The bound metrics address, when metrics are on.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The shared state, for in-process tests and tools.
@@ -98,7 +110,7 @@ impl Application {
     /// Serves until `signal` completes or the shutdown token fires, then shuts down
     /// gracefully.
     pub async fn run_until(self, signal: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), AppError> {
-        let Application { core, listener, local_addr, shutdown } = self;
+        let Application { core, listener, local_addr, shutdown, metrics_listener, .. } = self;
         let tokens = Arc::new(core.tokens.clone());
         let auth = api::authenticate(tokens);
 
@@ -106,6 +118,7 @@ impl Application {
         health_reporter.set_serving::<pb::submissions_server::SubmissionsServer<SubmissionsApi>>().await;
         health_reporter.set_serving::<pb::challenges_server::ChallengesServer<ChallengesApi>>().await;
         health_reporter.set_serving::<pb::leaderboards_server::LeaderboardsServer<LeaderboardsApi>>().await;
+        health_reporter.set_serving::<pb::audit_server::AuditServer<AuditApi>>().await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -113,6 +126,10 @@ impl Application {
             .map_err(|e| AppError::Recover(format!("reflection: {e}")))?;
 
         let scheduler = tokio::spawn(crate::queue::run_scheduler(core.clone(), shutdown.clone()));
+        let metrics = match metrics_listener {
+            Some(l) => Some(tokio::spawn(crate::metrics::serve(l, core.clone(), shutdown.clone()))),
+            None => None,
+        };
         let stop = shutdown.clone();
         tokio::spawn(async move {
             tokio::select! {
@@ -136,8 +153,9 @@ impl Application {
             ))
             .add_service(pb::leaderboards_server::LeaderboardsServer::with_interceptor(
                 LeaderboardsApi { core: core.clone() },
-                auth,
+                auth.clone(),
             ))
+            .add_service(pb::audit_server::AuditServer::with_interceptor(AuditApi { core: core.clone() }, auth))
             .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async move {
                 serve_stop.cancelled().await
             });
@@ -145,6 +163,9 @@ impl Application {
         shutdown.cancel();
         info!("no longer accepting calls; waiting for the scheduler");
         let _ = scheduler.await;
+        if let Some(m) = metrics {
+            let _ = m.await;
+        }
         info!("holdout stopped");
         served.map_err(AppError::from)
     }

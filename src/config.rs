@@ -58,6 +58,8 @@ pub struct Config {
     pub data_root: PathBuf,
     /// Database, stored archives, logs, work folders.
     pub state_dir: PathBuf,
+    /// Prometheus metrics address (`GET /metrics`); empty = off.
+    pub metrics_listen: String,
     /// Docker endpoint; empty = the local engine's default socket.
     pub docker_host: String,
     /// Isolation for challenges that do not choose.
@@ -84,6 +86,7 @@ impl Default for Config {
             listen: "127.0.0.1:50051".parse().expect("static address"),
             data_root: PathBuf::from("/srv/holdout/data"),
             state_dir: PathBuf::from("/var/lib/holdout"),
+            metrics_listen: String::new(),
             docker_host: String::new(),
             default_isolation: Isolation::Runc,
             concurrency: 2,
@@ -169,6 +172,7 @@ const ENV_KEYS: &[&str] = &[
     "data_root",
     "state_dir",
     "docker_host",
+    "metrics_listen",
     "default_isolation",
     "concurrency",
     "max_queued",
@@ -243,6 +247,9 @@ impl Config {
         let over = self.defaults.over_caps(&self.caps);
         if !over.is_empty() {
             return Err(invalid(format!("defaults exceed caps: {}", over.join("; ").replace("limits.", "defaults."))));
+        }
+        if !self.metrics_listen.is_empty() && self.metrics_listen.parse::<SocketAddr>().is_err() {
+            return Err(invalid(format!("metrics_listen {:?} is not an address like 127.0.0.1:9100", self.metrics_listen)));
         }
         let mut names = std::collections::HashSet::new();
         for (i, t) in self.tokens.iter().enumerate() {

@@ -92,6 +92,8 @@ pub struct Core {
     pub labels: LabelsCache,
     /// The scheduler's handle.
     pub queue: Queue,
+    /// Prometheus metrics.
+    pub metrics: crate::metrics::Metrics,
     /// Identifies this service's containers on a shared engine (derived from `state_dir`).
     pub instance: String,
     events: broadcast::Sender<SubmissionId>,
@@ -113,6 +115,7 @@ impl Core {
             paths,
             labels: LabelsCache::new(8),
             instance,
+            metrics: Default::default(),
             events,
         })
     }

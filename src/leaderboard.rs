@@ -118,8 +118,21 @@ pub async fn get(core: &Core, caller: &Caller, id: &ChallengeId, view: View) -> 
             "the private leaderboard is readable by submitters only once the challenge is closed".into(),
         ));
     }
-    let history = core.store.scored_full(id.clone()).await?;
-    Ok(build(&challenge, &history, view))
+    let mut history = core.store.scored_full(id.clone()).await?;
+    if !caller.is_admin() && challenge.release.constant_time_release {
+        // A held result must not show up on the board before its state may be announced.
+        let wall = challenge.limits.or_defaults(&core.config.defaults).wall_time.0.as_millis() as i64;
+        let now = crate::domain::now_millis();
+        history.retain(|s| crate::release::hold_until(s, &challenge, wall).is_none_or(|t| now >= t));
+    }
+    let board = build(&challenge, &history, view);
+    let what = match view {
+        View::Public => "leaderboard:public",
+        View::Private => "leaderboard:private",
+    };
+    let values = board.entries.iter().map(|e| (e.participant_id.clone(), e.score)).collect();
+    crate::audit::leaderboard_released(core, caller, id.as_str(), what, values).await?;
+    Ok(board)
 }
 
 /// Builds a board from the scored FULL history (oldest first).

@@ -24,11 +24,14 @@
 //! - [`archive`]: safe extraction of submitted archives.
 //! - [`scoring`]: predictions parsing, metrics, the public/private split.
 //! - [`release`]: what a caller may see of a submission.
+//! - [`audit`]: the record of every value released to a submitter token.
 //! - [`store`]: SQLite persistence and migrations.
+//! - [`metrics`]: Prometheus counters and histograms.
 
 pub mod api;
 pub mod app;
 pub mod archive;
+pub mod audit;
 pub mod auth;
 pub mod challenges;
 pub mod cli;
@@ -36,6 +39,7 @@ pub mod config;
 pub mod core;
 pub mod domain;
 pub mod leaderboard;
+pub mod metrics;
 pub mod queue;
 pub mod release;
 pub mod runner;

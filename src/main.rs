@@ -48,6 +48,8 @@ enum Command {
     /// Tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Run the digits challenge end to end on a temporary server (needs a Docker Engine).
+    Demo(holdout::cli::demo::DemoArgs),
     /// Score a predictions file locally exactly as the server does.
     Score(holdout::scoring::cli::ScoreArgs),
     #[command(flatten)]
@@ -84,12 +86,31 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
+/// The demo prints its own progress; the server inside it logs only warnings.
+fn init_tracing_quiet() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HOLDOUT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Score(args) => {
             let code = holdout::scoring::cli::run(&args, &mut std::io::stdout(), &mut std::io::stderr());
             ExitCode::from(code as u8)
+        }
+        Command::Demo(args) => {
+            init_tracing_quiet();
+            runtime().block_on(async move {
+                match holdout::cli::demo::run(&args).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("holdout demo: {e:#}");
+                        ExitCode::FAILURE
+                    }
+                }
+            })
         }
         Command::Token(TokenCommand::New { name, role }) => {
             let role = match role {

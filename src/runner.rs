@@ -75,6 +75,7 @@ pub async fn fail_internal(core: &Core, id: &SubmissionId, detail: &str) {
     if s.state.is_terminal() {
         return;
     }
+    core.metrics.run_finished(Verdict::InternalError);
     let expected = s.state;
     s.state = SubmissionState::Failed;
     s.verdict = Verdict::InternalError;
@@ -110,6 +111,7 @@ async fn execute_inner(core: &Arc<Core>, id: &SubmissionId, control: &RunControl
         return Ok(()); // cancelled between pick and start
     }
     core.announce(&s);
+    core.metrics.queue_wait_seconds.observe(std::time::Duration::from_millis((now_millis() - s.created_at).max(0) as u64));
     info!(attempt = s.attempts, kind = s.kind.as_str(), "run started");
 
     let work = WorkDir(core.paths.work(id));
@@ -142,6 +144,7 @@ async fn execute_inner(core: &Arc<Core>, id: &SubmissionId, control: &RunControl
     let outcome = match core.backend.run(spec, control.token.clone()).await {
         Ok(outcome) => outcome,
         Err(e) => {
+            core.metrics.engine_error();
             warn!(error = %e, "engine failed during the run");
             return requeue_or_fail(core, s, SubmissionState::Running, &format!("engine failed: {e}")).await;
         }
@@ -152,6 +155,7 @@ async fn execute_inner(core: &Arc<Core>, id: &SubmissionId, control: &RunControl
         return requeue_or_fail(core, s, SubmissionState::Running, "interrupted by shutdown").await;
     }
     store_logs(core, id, &outcome.logs).await;
+    core.metrics.run_seconds.observe(outcome.wall_time);
     s.usage = Some(Usage {
         wall_time: outcome.wall_time,
         peak_memory_bytes: outcome.peak_memory_bytes.unwrap_or(0),
@@ -316,6 +320,7 @@ async fn finish(
     };
     if core.store.update_submission(s.clone(), expected).await? {
         info!(verdict = verdict.as_str(), "run finished");
+        core.metrics.run_finished(verdict);
         core.announce(&s);
     }
     Ok(())

@@ -142,6 +142,7 @@ where
             tracing::info!(submission_id = %s.id, challenge_id = %s.challenge_id, kind = s.kind.as_str(), "submission queued");
             core.announce(&s);
             core.queue.wake();
+            core.metrics.accepted();
             view(core, caller, &s).await
         }
         InsertOutcome::Existing(s) => view(core, caller, &s).await,
@@ -205,7 +206,9 @@ pub async fn view(core: &Core, caller: &Caller, s: &Submission) -> Result<pb::Su
         queue_position,
         released_full_scores,
     };
-    Ok(release::submission_view(s, &ctx))
+    let v = release::submission_view(s, &ctx);
+    crate::audit::submission_released(core, caller, &v).await?;
+    Ok(v)
 }
 
 /// GetSubmission.

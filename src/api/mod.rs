@@ -218,3 +218,34 @@ impl pb::leaderboards_server::Leaderboards for LeaderboardsApi {
         }))
     }
 }
+
+/// The Audit service (an addition to the v1 contract).
+pub struct AuditApi {
+    /// Shared state.
+    pub core: Arc<Core>,
+}
+
+#[tonic::async_trait]
+impl pb::audit_server::Audit for AuditApi {
+    async fn list_releases(&self, req: Request<pb::ListReleasesRequest>) -> Result<Response<pb::ListReleasesResponse>, Status> {
+        let caller = caller(&req)?;
+        let r = req.into_inner();
+        let challenge = (!r.challenge_id.is_empty()).then_some(r.challenge_id);
+        let token = (!r.token_name.is_empty()).then_some(r.token_name);
+        let (items, next) = crate::audit::list(&self.core, &caller, challenge, token, r.page_size, &r.page_token).await?;
+        Ok(Response::new(pb::ListReleasesResponse {
+            releases: items
+                .into_iter()
+                .map(|r| pb::Release {
+                    at: Some(crate::release::timestamp(r.at)),
+                    token_name: r.token_name,
+                    challenge_id: r.challenge_id,
+                    submission_id: r.submission_id,
+                    what: r.what,
+                    values: r.values.into_iter().collect(),
+                })
+                .collect(),
+            next_page_token: next,
+        }))
+    }
+}

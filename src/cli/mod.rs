@@ -4,6 +4,7 @@
 //! It is a plain gRPC client of the public API; it shares only the challenge file format
 //! (the domain's serde shape) and the archive packer with the server.
 
+pub mod demo;
 mod output;
 
 use std::path::{Path, PathBuf};
@@ -120,6 +121,15 @@ pub enum ClientCommand {
         /// Submission id.
         id: String,
     },
+    /// What was released to submitter tokens (admin).
+    Audit {
+        /// Only this challenge.
+        #[arg(long)]
+        challenge: Option<String>,
+        /// Only this token name.
+        #[arg(long)]
+        token_name: Option<String>,
+    },
     /// Show a leaderboard.
     Leaderboard {
         /// Challenge id.
@@ -131,6 +141,7 @@ pub enum ClientCommand {
 }
 
 /// A connected client.
+#[derive(Clone)]
 pub struct Client {
     channel: Channel,
     token: Option<MetadataValue<tonic::metadata::Ascii>>,
@@ -153,7 +164,8 @@ impl Client {
         Ok(Client { channel, token })
     }
 
-    fn request<T>(&self, msg: T) -> Request<T> {
+    /// A request carrying the token.
+    pub fn request<T>(&self, msg: T) -> Request<T> {
         let mut req = Request::new(msg);
         if let Some(t) = &self.token {
             req.metadata_mut().insert("authorization", t.clone());
@@ -360,6 +372,28 @@ pub async fn run(args: &ClientArgs, cmd: ClientCommand) -> Result<()> {
                 .map_err(server_error)?
                 .into_inner();
             out.logs(&logs);
+        }
+        ClientCommand::Audit { challenge, token_name } => {
+            let mut token = String::new();
+            let mut all = Vec::new();
+            loop {
+                let r = pb::audit_client::AuditClient::new(client.channel.clone())
+                    .list_releases(client.request(pb::ListReleasesRequest {
+                        challenge_id: challenge.clone().unwrap_or_default(),
+                        token_name: token_name.clone().unwrap_or_default(),
+                        page_size: 500,
+                        page_token: token,
+                    }))
+                    .await
+                    .map_err(server_error)?
+                    .into_inner();
+                all.extend(r.releases);
+                if r.next_page_token.is_empty() {
+                    break;
+                }
+                token = r.next_page_token;
+            }
+            out.releases(&all);
         }
         ClientCommand::Leaderboard { id, private } => {
             let view = if private { pb::LeaderboardView::Private } else { pb::LeaderboardView::Public };

@@ -254,4 +254,31 @@ impl Printer {
             println!("  {:>3}. {:<24} {:<12} {}  ({} submissions)", e.rank, e.participant_id, e.score, e.submission_id, e.submissions);
         }
     }
+
+    /// Release audit rows.
+    pub fn releases(&self, list: &[pb::Release]) {
+        let rows: Vec<Value> = list
+            .iter()
+            .map(|r| {
+                json!({
+                    "at": ts(&r.at), "token_name": r.token_name, "challenge_id": r.challenge_id,
+                    "submission_id": r.submission_id, "what": r.what, "values": r.values,
+                })
+            })
+            .collect();
+        if self.json {
+            return self.print_json(&Value::Array(rows));
+        }
+        for (r, row) in list.iter().zip(&rows) {
+            println!(
+                "{}  {:<16} {:<16} {:<20} {:<22} {}",
+                row["at"].as_str().unwrap_or("-"),
+                r.token_name,
+                r.challenge_id,
+                r.what,
+                r.submission_id,
+                scores_text(&r.values)
+            );
+        }
+    }
 }

@@ -72,7 +72,11 @@ pub fn run(args: &ScoreArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             return EXIT_INVALID;
         }
     };
-    let written = if args.json { write_json(&report, out) } else { write_table(&report, out) };
+    let written = if args.json {
+        write_json(&report, out)
+    } else {
+        write_table(&report, out)
+    };
     match written {
         Ok(()) => EXIT_OK,
         Err(e) => {
@@ -90,10 +94,14 @@ fn score(args: &ScoreArgs) -> Result<ScoreReport, String> {
     };
     let prediction_column = match &args.prediction_column {
         Some(c) => c.clone(),
-        None => other_column(&args.predictions, &args.id_column).unwrap_or_else(|| target_column.clone()),
+        None => other_column(&args.predictions, &args.id_column)
+            .unwrap_or_else(|| target_column.clone()),
     };
     let split = match (args.public_fraction, args.split_seed) {
-        (Some(public_fraction), Some(seed)) => Some(Split { public_fraction, seed }),
+        (Some(public_fraction), Some(seed)) => Some(Split {
+            public_fraction,
+            seed,
+        }),
         _ => None,
     };
     let spec = ScoringSpec {
@@ -115,7 +123,9 @@ fn score(args: &ScoreArgs) -> Result<ScoreReport, String> {
 fn other_column(path: &Path, id_column: &str) -> Option<String> {
     let file = File::open(path).ok()?;
     let mut header = Vec::new();
-    BufReader::new(file.take(1 << 20)).read_until(b'\n', &mut header).ok()?;
+    BufReader::new(file.take(1 << 20))
+        .read_until(b'\n', &mut header)
+        .ok()?;
     let header = crate::scoring::csv::strip_bom(header.trim_ascii());
     let mut fields = Fields::default();
     fields.split(header).ok()?;
@@ -129,7 +139,11 @@ fn other_column(path: &Path, id_column: &str) -> Option<String> {
 
 fn write_table(report: &ScoreReport, out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(out, "{:<8} {:<18} value", "part", "metric")?;
-    for (part, scores) in [("all", &report.all), ("public", &report.public), ("private", &report.private)] {
+    for (part, scores) in [
+        ("all", &report.all),
+        ("public", &report.public),
+        ("private", &report.private),
+    ] {
         for (metric, value) in scores {
             writeln!(out, "{part:<8} {metric:<18} {value}")?;
         }
@@ -138,8 +152,13 @@ fn write_table(report: &ScoreReport, out: &mut dyn Write) -> std::io::Result<()>
 }
 
 fn write_json(report: &ScoreReport, out: &mut dyn Write) -> std::io::Result<()> {
-    let body: BTreeMap<&str, &BTreeMap<String, f64>> =
-        [("all", &report.all), ("public", &report.public), ("private", &report.private)].into_iter().collect();
+    let body: BTreeMap<&str, &BTreeMap<String, f64>> = [
+        ("all", &report.all),
+        ("public", &report.public),
+        ("private", &report.private),
+    ]
+    .into_iter()
+    .collect();
     serde_json::to_writer(&mut *out, &body)?;
     writeln!(out)
 }
@@ -167,7 +186,11 @@ mod tests {
         let cli = Cli::try_parse_from(argv).unwrap();
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let code = run(&cli.args, &mut out, &mut err);
-        (code, String::from_utf8(out).unwrap(), String::from_utf8(err).unwrap())
+        (
+            code,
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(err).unwrap(),
+        )
     }
 
     fn write_files(dir: &Path, labels: &str, predictions: &str) {
@@ -187,7 +210,19 @@ mod tests {
         write_files(dir.path(), &labels, &preds);
         let (code, out, err) = run_with(
             dir.path(),
-            &["--metric", "accuracy", "--metric", "roc_auc", "--threshold", "0.5", "--public-fraction", "0.5", "--split-seed", "1", "--json"],
+            &[
+                "--metric",
+                "accuracy",
+                "--metric",
+                "roc_auc",
+                "--threshold",
+                "0.5",
+                "--public-fraction",
+                "0.5",
+                "--split-seed",
+                "1",
+                "--json",
+            ],
         );
         assert_eq!(code, 0, "{err}");
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -203,13 +238,20 @@ mod tests {
         write_files(dir.path(), "id,label\n1,a\n2,b\n", "id,label\n1,a\n1,b\n");
         let (code, _, err) = run_with(dir.path(), &["--metric", "accuracy"]);
         assert_eq!(code, 2);
-        assert_eq!(err.trim(), "error: predictions.csv line 3: duplicate id \"1\"");
+        assert_eq!(
+            err.trim(),
+            "error: predictions.csv line 3: duplicate id \"1\""
+        );
     }
 
     #[test]
     fn the_table_lists_every_part_and_metric() {
         let dir = tempfile::tempdir().unwrap();
-        write_files(dir.path(), "id,y\n1,1.5\n2,2.5\n3,0\n", "id,y\n3,0\n1,1.5\n2,2\n");
+        write_files(
+            dir.path(),
+            "id,y\n1,1.5\n2,2.5\n3,0\n",
+            "id,y\n3,0\n1,1.5\n2,2\n",
+        );
         let (code, out, err) = run_with(dir.path(), &["--metric", "mae", "--metric", "rmse"]);
         assert_eq!(code, 0, "{err}");
         assert!(out.contains("all      mae"), "{out}");

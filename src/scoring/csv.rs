@@ -106,7 +106,9 @@ impl<R: Read> LineReader<R> {
         }
         if self.end == self.buf.len() {
             if self.buf.len() >= self.max_line {
-                return Err(LineError::TooLong { line: self.line_no + 1 });
+                return Err(LineError::TooLong {
+                    line: self.line_no + 1,
+                });
             }
             let grown = (self.buf.len() * 2).min(self.max_line);
             self.buf.resize(grown, 0);
@@ -131,25 +133,6 @@ impl<R: Read> LineReader<R> {
 
 fn strip_cr(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
-}
-
-/// Asks the kernel to back a large, not yet touched allocation with huge pages: at tens of
-/// millions of rows, page faults and TLB misses on the id index and the arena are a large
-/// share of the run time. Only a hint; harmless where transparent huge pages are off.
-pub(crate) fn advise_huge_pages<T>(v: &Vec<T>) {
-    const PAGE: usize = 4096;
-    let bytes = v.capacity() * std::mem::size_of::<T>();
-    if bytes < (4 << 20) || std::env::var_os("NO_THP").is_some() {
-        return;
-    }
-    let start = v.as_ptr() as usize;
-    let aligned = start.next_multiple_of(PAGE);
-    let len = (start + bytes - aligned) / PAGE * PAGE;
-    // SAFETY: the range lies inside the vector's own allocation; MADV_HUGEPAGE changes no
-    // contents and cannot invalidate the memory.
-    unsafe {
-        libc::madvise(aligned as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
-    }
 }
 
 /// Strips a UTF-8 byte order mark, which spreadsheet tools put before the header.
@@ -245,7 +228,11 @@ impl Fields {
     #[inline]
     pub(crate) fn get<'a>(&'a self, line: &'a [u8], i: usize) -> &'a [u8] {
         let (start, end) = self.ranges[i];
-        let base = if self.in_scratch { &self.scratch[..] } else { line };
+        let base = if self.in_scratch {
+            &self.scratch[..]
+        } else {
+            line
+        };
         base[start..end].trim_ascii()
     }
 }
@@ -271,14 +258,24 @@ mod tests {
     fn fields(line: &[u8]) -> Result<Vec<String>, QuoteError> {
         let mut f = Fields::default();
         f.split(line)?;
-        Ok((0..f.len()).map(|i| String::from_utf8_lossy(f.get(line, i)).into_owned()).collect())
+        Ok((0..f.len())
+            .map(|i| String::from_utf8_lossy(f.get(line, i)).into_owned())
+            .collect())
     }
 
     #[test]
     fn lines_are_framed_across_buffer_refills_with_and_without_a_final_newline() {
         let input = b"id,p\r\n1,0.5\n22,0.25\n333,1";
         let got = lines(input, 64, 1024).unwrap();
-        assert_eq!(got, vec![b"id,p".to_vec(), b"1,0.5".to_vec(), b"22,0.25".to_vec(), b"333,1".to_vec()]);
+        assert_eq!(
+            got,
+            vec![
+                b"id,p".to_vec(),
+                b"1,0.5".to_vec(),
+                b"22,0.25".to_vec(),
+                b"333,1".to_vec()
+            ]
+        );
     }
 
     #[test]
@@ -294,7 +291,10 @@ mod tests {
     #[test]
     fn quoted_fields_are_unquoted_and_trimmed() {
         assert_eq!(fields(b" a , b,c").unwrap(), ["a", "b", "c"]);
-        assert_eq!(fields(br#""a,b", "say ""hi""" ,c"#).unwrap(), ["a,b", r#"say "hi""#, "c"]);
+        assert_eq!(
+            fields(br#""a,b", "say ""hi""" ,c"#).unwrap(),
+            ["a,b", r#"say "hi""#, "c"]
+        );
         assert_eq!(fields(br#""x","#).unwrap(), ["x", ""]);
         assert_eq!(fields(b"").unwrap(), [""]);
     }

@@ -55,19 +55,27 @@ pub enum ScorerOutputError {
     #[error("scores.json has more than {MAX_SCORES} scores")]
     TooManyScores,
     /// An empty or overlong metric name.
-    #[error("scores.json has a metric name that is empty or longer than {MAX_METRIC_NAME} characters")]
+    #[error(
+        "scores.json has a metric name that is empty or longer than {MAX_METRIC_NAME} characters"
+    )]
     BadMetricName,
 }
 
 /// Parses a custom scorer's `scores.json`: either `{"error": "message"}` or an object of
 /// finite numbers that includes `primary_metric`.
-pub fn parse_scores_json(bytes: &[u8], primary_metric: &str) -> Result<ScorerOutput, ScorerOutputError> {
-    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|_| ScorerOutputError::NotJson)?;
+pub fn parse_scores_json(
+    bytes: &[u8],
+    primary_metric: &str,
+) -> Result<ScorerOutput, ScorerOutputError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|_| ScorerOutputError::NotJson)?;
     let serde_json::Value::Object(object) = value else {
         return Err(ScorerOutputError::NotObject);
     };
     if let Some(serde_json::Value::String(message)) = object.get("error") {
-        return Ok(ScorerOutput::Rejected(message.chars().take(REJECTION_MESSAGE_CHARS).collect()));
+        return Ok(ScorerOutput::Rejected(
+            message.chars().take(REJECTION_MESSAGE_CHARS).collect(),
+        ));
     }
     if object.len() > MAX_SCORES {
         return Err(ScorerOutputError::TooManyScores);
@@ -78,11 +86,16 @@ pub fn parse_scores_json(bytes: &[u8], primary_metric: &str) -> Result<ScorerOut
             return Err(ScorerOutputError::BadMetricName);
         }
         // serde_json refuses NaN and infinities while parsing, so any f64 here is finite.
-        let number = value.as_f64().filter(|n| n.is_finite()).ok_or_else(|| ScorerOutputError::NotANumber { key: key.clone() })?;
+        let number = value
+            .as_f64()
+            .filter(|n| n.is_finite())
+            .ok_or_else(|| ScorerOutputError::NotANumber { key: key.clone() })?;
         scores.insert(key, number);
     }
     if !scores.contains_key(primary_metric) {
-        return Err(ScorerOutputError::MissingPrimary { metric: primary_metric.to_owned() });
+        return Err(ScorerOutputError::MissingPrimary {
+            metric: primary_metric.to_owned(),
+        });
     }
     Ok(ScorerOutput::Scores(scores))
 }
@@ -117,11 +130,17 @@ pub fn write_split_labels(
     let mut fields = Fields::default();
     let mut id_col = None;
     while let Some((line_no, line)) = reader.next_line().map_err(to_io)? {
-        let line = if line_no == 1 { csv::strip_bom(line) } else { line };
+        let line = if line_no == 1 {
+            csv::strip_bom(line)
+        } else {
+            line
+        };
         if line.trim_ascii().is_empty() {
             continue;
         }
-        fields.split(line).map_err(|_| invalid(format!("labels line {line_no} has unbalanced quotes")))?;
+        fields
+            .split(line)
+            .map_err(|_| invalid(format!("labels line {line_no} has unbalanced quotes")))?;
         match id_col {
             None => {
                 let col = csv::find_column(&fields, line, id_column)
@@ -136,7 +155,11 @@ pub fn write_split_labels(
                 if col >= fields.len() {
                     return Err(invalid(format!("labels line {line_no} has too few fields")));
                 }
-                let out = if split.is_public(fields.get(line, col)) { &mut public } else { &mut private };
+                let out = if split.is_public(fields.get(line, col)) {
+                    &mut public
+                } else {
+                    &mut private
+                };
                 out.write_all(line)?;
                 out.write_all(b"\n")?;
             }
@@ -145,8 +168,14 @@ pub fn write_split_labels(
     if id_col.is_none() {
         return Err(invalid("labels file is empty".to_owned()));
     }
-    public.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-    private.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    public
+        .into_inner()
+        .map_err(|e| e.into_error())?
+        .sync_all()?;
+    private
+        .into_inner()
+        .map_err(|e| e.into_error())?
+        .sync_all()?;
     Ok((public_path, private_path))
 }
 
@@ -157,7 +186,9 @@ mod tests {
     #[test]
     fn an_object_of_numbers_with_the_primary_metric_is_accepted() {
         let out = parse_scores_json(br#"{"auc": 0.75, "n": 3}"#, "auc").unwrap();
-        let ScorerOutput::Scores(scores) = out else { panic!() };
+        let ScorerOutput::Scores(scores) = out else {
+            panic!()
+        };
         assert_eq!(scores["auc"], 0.75);
         assert_eq!(scores["n"], 3.0);
     }
@@ -166,18 +197,39 @@ mod tests {
     fn an_error_object_is_a_rejection_with_its_message_capped() {
         let long = "x".repeat(2000);
         let out = parse_scores_json(format!(r#"{{"error": "{long}"}}"#).as_bytes(), "auc").unwrap();
-        assert_eq!(out, ScorerOutput::Rejected("x".repeat(REJECTION_MESSAGE_CHARS)));
+        assert_eq!(
+            out,
+            ScorerOutput::Rejected("x".repeat(REJECTION_MESSAGE_CHARS))
+        );
     }
 
     #[test]
     fn bad_scores_json_names_the_problem() {
-        assert_eq!(parse_scores_json(b"nope", "a"), Err(ScorerOutputError::NotJson));
-        assert_eq!(parse_scores_json(b"[1]", "a"), Err(ScorerOutputError::NotObject));
-        assert_eq!(parse_scores_json(br#"{"a": "1"}"#, "a"), Err(ScorerOutputError::NotANumber { key: "a".into() }));
-        assert_eq!(parse_scores_json(br#"{"b": 1}"#, "a"), Err(ScorerOutputError::MissingPrimary { metric: "a".into() }));
-        assert_eq!(parse_scores_json(br#"{"a": 1e999}"#, "a"), Err(ScorerOutputError::NotJson));
+        assert_eq!(
+            parse_scores_json(b"nope", "a"),
+            Err(ScorerOutputError::NotJson)
+        );
+        assert_eq!(
+            parse_scores_json(b"[1]", "a"),
+            Err(ScorerOutputError::NotObject)
+        );
+        assert_eq!(
+            parse_scores_json(br#"{"a": "1"}"#, "a"),
+            Err(ScorerOutputError::NotANumber { key: "a".into() })
+        );
+        assert_eq!(
+            parse_scores_json(br#"{"b": 1}"#, "a"),
+            Err(ScorerOutputError::MissingPrimary { metric: "a".into() })
+        );
+        assert_eq!(
+            parse_scores_json(br#"{"a": 1e999}"#, "a"),
+            Err(ScorerOutputError::NotJson)
+        );
         let many: Vec<String> = (0..=MAX_SCORES).map(|i| format!(r#""m{i}": 1"#)).collect();
-        assert_eq!(parse_scores_json(format!("{{{}}}", many.join(",")).as_bytes(), "m0"), Err(ScorerOutputError::TooManyScores));
+        assert_eq!(
+            parse_scores_json(format!("{{{}}}", many.join(",")).as_bytes(), "m0"),
+            Err(ScorerOutputError::TooManyScores)
+        );
     }
 
     #[test]
@@ -189,7 +241,10 @@ mod tests {
             text.push_str(&format!("{i},{}\n", i % 2));
         }
         std::fs::write(&labels, text).unwrap();
-        let split = Split { public_fraction: 0.3, seed: 5 };
+        let split = Split {
+            public_fraction: 0.3,
+            seed: 5,
+        };
         let (public, private) = write_split_labels(&labels, "id", &split, dir.path()).unwrap();
         let public = std::fs::read_to_string(public).unwrap();
         let private = std::fs::read_to_string(private).unwrap();

@@ -78,7 +78,11 @@ pub enum LabelsError {
     EmptyId { line: u64 },
     /// A line with the wrong number of fields.
     #[error("labels file line {line}: expected {expected} fields, found {found}")]
-    WrongFieldCount { line: u64, expected: usize, found: usize },
+    WrongFieldCount {
+        line: u64,
+        expected: usize,
+        found: usize,
+    },
     /// A line that is not valid CSV or UTF-8, or too long.
     #[error("labels file line {line}: {reason}")]
     Malformed { line: u64, reason: &'static str },
@@ -95,10 +99,18 @@ pub enum LabelsError {
     #[error("positive label {label:?} is not a class in the labels")]
     UnknownPositiveLabel { label: String },
     /// The split leaves a part empty.
-    #[error("the split leaves the {part} part empty ({public} public, {private} private rows); change public_fraction or split_seed")]
-    EmptySplit { part: &'static str, public: usize, private: usize },
+    #[error(
+        "the split leaves the {part} part empty ({public} public, {private} private rows); change public_fraction or split_seed"
+    )]
+    EmptySplit {
+        part: &'static str,
+        public: usize,
+        private: usize,
+    },
     /// ROC AUC is undefined on a part with a single class.
-    #[error("the {part} part has rows of only one class, so ROC AUC is undefined there; change split_seed")]
+    #[error(
+        "the {part} part has rows of only one class, so ROC AUC is undefined there; change split_seed"
+    )]
     SingleClassPart { part: &'static str },
 }
 
@@ -127,7 +139,11 @@ const PREFETCH_AHEAD: usize = 16;
 impl IdIndex {
     #[inline]
     fn id(&self, row: usize) -> &[u8] {
-        let start = if row == 0 { 0 } else { self.ends[row - 1] as usize };
+        let start = if row == 0 {
+            0
+        } else {
+            self.ends[row - 1] as usize
+        };
         &self.arena[start..self.ends[row] as usize]
     }
 
@@ -140,12 +156,20 @@ impl IdIndex {
     /// The tag of `hash`, already shifted into place (0 when rows use all 32 bits).
     #[inline]
     fn tag(&self, hash: u64) -> u32 {
-        if self.row_bits >= 32 { 0 } else { ((hash as u32) >> self.row_bits) << self.row_bits }
+        if self.row_bits >= 32 {
+            0
+        } else {
+            ((hash as u32) >> self.row_bits) << self.row_bits
+        }
     }
 
     #[inline]
     fn row_mask(&self) -> u32 {
-        if self.row_bits >= 32 { u32::MAX } else { (1 << self.row_bits) - 1 }
+        if self.row_bits >= 32 {
+            u32::MAX
+        } else {
+            (1 << self.row_bits) - 1
+        }
     }
 
     /// The row of `id`, or the slot where it would be inserted.
@@ -283,8 +307,14 @@ impl LabelSet {
 
 fn line_error(e: LineError, path: &Path) -> LabelsError {
     match e {
-        LineError::Io(source) => LabelsError::Io { path: path.to_owned(), source },
-        LineError::TooLong { line } => LabelsError::Malformed { line, reason: "line too long" },
+        LineError::Io(source) => LabelsError::Io {
+            path: path.to_owned(),
+            source,
+        },
+        LineError::TooLong { line } => LabelsError::Malformed {
+            line,
+            reason: "line too long",
+        },
     }
 }
 
@@ -292,8 +322,13 @@ fn line_error(e: LineError, path: &Path) -> LabelsError {
 /// no duplicate ids, targets of the right kind, and a split that leaves both parts usable.
 pub fn load_labels(path: &Path, spec: &LabelSpec) -> Result<LabelSet, LabelsError> {
     let file = File::open(path).map_err(|source| match source.kind() {
-        io::ErrorKind::NotFound => LabelsError::Missing { path: path.to_owned() },
-        _ => LabelsError::Io { path: path.to_owned(), source },
+        io::ErrorKind::NotFound => LabelsError::Missing {
+            path: path.to_owned(),
+        },
+        _ => LabelsError::Io {
+            path: path.to_owned(),
+            source,
+        },
     })?;
     let size_hint = file.metadata().map(|m| m.len() as usize).unwrap_or(0);
     let mut reader = LineReader::new(file, csv::BUFFER_BYTES, MAX_LABELS_LINE);
@@ -303,26 +338,40 @@ pub fn load_labels(path: &Path, spec: &LabelSpec) -> Result<LabelSet, LabelsErro
         let Some((line_no, line)) = reader.next_line().map_err(|e| line_error(e, path))? else {
             return Err(LabelsError::Empty);
         };
-        let line = if line_no == 1 { csv::strip_bom(line) } else { line };
+        let line = if line_no == 1 {
+            csv::strip_bom(line)
+        } else {
+            line
+        };
         if line.trim_ascii().is_empty() {
             continue;
         }
         if std::str::from_utf8(line).is_err() {
-            return Err(LabelsError::Malformed { line: line_no, reason: "invalid UTF-8" });
+            return Err(LabelsError::Malformed {
+                line: line_no,
+                reason: "invalid UTF-8",
+            });
         }
-        fields.split(line).map_err(|_| LabelsError::Malformed { line: line_no, reason: "unbalanced quotes" })?;
+        fields.split(line).map_err(|_| LabelsError::Malformed {
+            line: line_no,
+            reason: "unbalanced quotes",
+        })?;
         let find = |name: &str| {
-            csv::find_column(&fields, line, name).ok_or_else(|| LabelsError::MissingColumn { column: name.to_owned() })
+            csv::find_column(&fields, line, name).ok_or_else(|| LabelsError::MissingColumn {
+                column: name.to_owned(),
+            })
         };
-        break (find(&spec.id_column)?, find(&spec.target_column)?, fields.len());
+        break (
+            find(&spec.id_column)?,
+            find(&spec.target_column)?,
+            fields.len(),
+        );
     };
 
     // Untouched capacity costs no memory, so reserving the file size for ids is free.
     // A row takes at least 4 bytes ("i,t\n"), which bounds the row count.
     let mut arena: Vec<u8> = Vec::with_capacity(size_hint);
     let mut ends: Vec<u32> = Vec::with_capacity(size_hint / 4);
-    csv::advise_huge_pages(&arena);
-    csv::advise_huge_pages(&ends);
     let mut class_names: Vec<Box<[u8]>> = Vec::new();
     let mut class_by_name: HashMap<Box<[u8]>, u16> = HashMap::new();
     let mut class_of_row: Vec<u16> = Vec::new();
@@ -331,8 +380,6 @@ pub fn load_labels(path: &Path, spec: &LabelSpec) -> Result<LabelSet, LabelsErro
         TargetKind::Classes => class_of_row.reserve(size_hint / 4),
         TargetKind::Values => values.reserve(size_hint / 4),
     }
-    csv::advise_huge_pages(&class_of_row);
-    csv::advise_huge_pages(&values);
     let mut public_bits: Vec<u64> = Vec::new();
     let mut public_len = 0usize;
     let mut last_class: Option<(usize, u16)> = None; // (arena range start, class) fast path
@@ -342,11 +389,21 @@ pub fn load_labels(path: &Path, spec: &LabelSpec) -> Result<LabelSet, LabelsErro
             continue;
         }
         if std::str::from_utf8(line).is_err() {
-            return Err(LabelsError::Malformed { line: line_no, reason: "invalid UTF-8" });
+            return Err(LabelsError::Malformed {
+                line: line_no,
+                reason: "invalid UTF-8",
+            });
         }
-        fields.split(line).map_err(|_| LabelsError::Malformed { line: line_no, reason: "unbalanced quotes" })?;
+        fields.split(line).map_err(|_| LabelsError::Malformed {
+            line: line_no,
+            reason: "unbalanced quotes",
+        })?;
         if fields.len() != width {
-            return Err(LabelsError::WrongFieldCount { line: line_no, expected: width, found: fields.len() });
+            return Err(LabelsError::WrongFieldCount {
+                line: line_no,
+                expected: width,
+                found: fields.len(),
+            });
         }
         let id = fields.get(line, id_col);
         if id.is_empty() {
@@ -354,11 +411,13 @@ pub fn load_labels(path: &Path, spec: &LabelSpec) -> Result<LabelSet, LabelsErro
         }
         let row = ends.len();
         arena.extend_from_slice(id);
-        let end = u32::try_from(arena.len())
-            .map_err(|_| LabelsError::Malformed { line: line_no, reason: "ids exceed 4 GiB in total" })?;
+        let end = u32::try_from(arena.len()).map_err(|_| LabelsError::Malformed {
+            line: line_no,
+            reason: "ids exceed 4 GiB in total",
+        })?;
         ends.push(end);
         if let Some(split) = &spec.split {
-            if row % 64 == 0 {
+            if row & 63 == 0 {
                 public_bits.push(0);
             }
             if split.is_public(id) {
@@ -372,7 +431,10 @@ pub fn load_labels(path: &Path, spec: &LabelSpec) -> Result<LabelSet, LabelsErro
         match spec.kind {
             TargetKind::Classes => {
                 if target.is_empty() {
-                    return Err(LabelsError::BadTarget { line: line_no, reason: "is empty" });
+                    return Err(LabelsError::BadTarget {
+                        line: line_no,
+                        reason: "is empty",
+                    });
                 }
                 let class = match last_class {
                     Some((index, class)) if &*class_names[index] == target => class,
@@ -399,9 +461,15 @@ pub fn load_labels(path: &Path, spec: &LabelSpec) -> Result<LabelSet, LabelsErro
                 let value = std::str::from_utf8(target)
                     .ok()
                     .and_then(|s| s.parse::<f64>().ok())
-                    .ok_or(LabelsError::BadTarget { line: line_no, reason: "is not a number" })?;
+                    .ok_or(LabelsError::BadTarget {
+                        line: line_no,
+                        reason: "is not a number",
+                    })?;
                 if !value.is_finite() {
-                    return Err(LabelsError::BadTarget { line: line_no, reason: "is not finite" });
+                    return Err(LabelsError::BadTarget {
+                        line: line_no,
+                        reason: "is not finite",
+                    });
                 }
                 values.push(value);
             }
@@ -422,27 +490,57 @@ pub fn load_labels(path: &Path, spec: &LabelSpec) -> Result<LabelSet, LabelsErro
         TargetKind::Classes => {
             let positive = if spec.binary {
                 if class_names.len() != 2 {
-                    return Err(LabelsError::NotBinary { found: class_names.len() });
+                    return Err(LabelsError::NotBinary {
+                        found: class_names.len(),
+                    });
                 }
                 Some(match &spec.positive_label {
-                    Some(label) => *class_by_name
-                        .get(label.trim().as_bytes())
-                        .ok_or_else(|| LabelsError::UnknownPositiveLabel { label: label.clone() })?,
+                    Some(label) => {
+                        *class_by_name.get(label.trim().as_bytes()).ok_or_else(|| {
+                            LabelsError::UnknownPositiveLabel {
+                                label: label.clone(),
+                            }
+                        })?
+                    }
                     None => sklearn_positive(&class_names),
                 })
             } else {
                 None
             };
-            Targets::Classes { names: class_names, of_row: class_of_row, by_name: class_by_name, positive }
+            Targets::Classes {
+                names: class_names,
+                of_row: class_of_row,
+                by_name: class_by_name,
+                positive,
+            }
         }
         TargetKind::Values => Targets::Values(values),
     };
-    let mut set = LabelSet { spec: spec.clone(), ids, targets, public_bits, public_len, ss_total: [0.0; 3] };
+    let mut set = LabelSet {
+        spec: spec.clone(),
+        ids,
+        targets,
+        public_bits,
+        public_len,
+        ss_total: [0.0; 3],
+    };
     check_split(&set)?;
     if let Targets::Values(values) = &set.targets {
         set.ss_total = [
-            ss_total(values.iter().enumerate().filter(|(r, _)| set.is_public(*r)).map(|(_, v)| *v)),
-            ss_total(values.iter().enumerate().filter(|(r, _)| !set.is_public(*r)).map(|(_, v)| *v)),
+            ss_total(
+                values
+                    .iter()
+                    .enumerate()
+                    .filter(|(r, _)| set.is_public(*r))
+                    .map(|(_, v)| *v),
+            ),
+            ss_total(
+                values
+                    .iter()
+                    .enumerate()
+                    .filter(|(r, _)| !set.is_public(*r))
+                    .map(|(_, v)| *v),
+            ),
             ss_total(values.iter().copied()),
         ];
     }
@@ -453,8 +551,12 @@ pub fn load_labels(path: &Path, spec: &LabelSpec) -> Result<LabelSet, LabelsErro
 fn build_index(arena: Vec<u8>, ends: Vec<u32>) -> Result<IdIndex, LabelsError> {
     let rows = ends.len();
     let row_bits = (usize::BITS - rows.leading_zeros()).max(1);
-    let mut index = IdIndex { arena, ends, slots: vec![0; rows + rows * 2 / 3 + 1], row_bits };
-    csv::advise_huge_pages(&index.slots);
+    let mut index = IdIndex {
+        arena,
+        ends,
+        slots: vec![0; rows + rows * 2 / 3 + 1],
+        row_bits,
+    };
     let mut ahead = [0u64; PREFETCH_AHEAD];
     for (row, hash) in ahead.iter_mut().enumerate().take(rows) {
         *hash = hash_id(index.id(row), INDEX_SEED);
@@ -470,7 +572,11 @@ fn build_index(arena: Vec<u8>, ends: Vec<u32>) -> Result<IdIndex, LabelsError> {
         }
         let id = index.id(row);
         match index.probe(id, hash) {
-            Ok(_) => return Err(LabelsError::DuplicateId { id: String::from_utf8_lossy(id).into_owned() }),
+            Ok(_) => {
+                return Err(LabelsError::DuplicateId {
+                    id: String::from_utf8_lossy(id).into_owned(),
+                });
+            }
             Err(slot) => index.slots[slot] = index.tag(hash) | (row as u32 + 1),
         }
     }
@@ -480,8 +586,14 @@ fn build_index(arena: Vec<u8>, ends: Vec<u32>) -> Result<IdIndex, LabelsError> {
 /// sklearn's positive class when none is named: the greater label, numerically when every
 /// label is an integer (numpy sorts an int array), otherwise by code point.
 fn sklearn_positive(names: &[Box<[u8]>]) -> u16 {
-    let ints: Option<Vec<i128>> =
-        names.iter().map(|n| std::str::from_utf8(n).ok().and_then(|s| s.parse::<i128>().ok())).collect();
+    let ints: Option<Vec<i128>> = names
+        .iter()
+        .map(|n| {
+            std::str::from_utf8(n)
+                .ok()
+                .and_then(|s| s.parse::<i128>().ok())
+        })
+        .collect();
     let greater_first = match ints {
         Some(ints) => ints[0] > ints[1],
         None => names[0] > names[1],
@@ -493,14 +605,21 @@ fn check_split(set: &LabelSet) -> Result<(), LabelsError> {
     let (public, private) = (set.public_len(), set.private_len());
     if set.has_split() {
         if public == 0 {
-            return Err(LabelsError::EmptySplit { part: "public", public, private });
+            return Err(LabelsError::EmptySplit {
+                part: "public",
+                public,
+                private,
+            });
         }
         if private == 0 {
-            return Err(LabelsError::EmptySplit { part: "private", public, private });
+            return Err(LabelsError::EmptySplit {
+                part: "private",
+                public,
+                private,
+            });
         }
     }
-    if set.spec.both_classes_per_part
-        && let Targets::Classes { of_row, .. } = &set.targets
+    if let (true, Targets::Classes { of_row, .. }) = (set.spec.both_classes_per_part, &set.targets)
     {
         // seen[part][class]: part 0 public, 1 private.
         let mut seen = [[false; 2]; 2];
@@ -561,7 +680,10 @@ pub struct LabelsCache {
 impl LabelsCache {
     /// A cache keeping at most `capacity` label sets (at least one).
     pub fn new(capacity: usize) -> Self {
-        Self { entries: Mutex::new(HashMap::new()), capacity: capacity.max(1) }
+        Self {
+            entries: Mutex::new(HashMap::new()),
+            capacity: capacity.max(1),
+        }
     }
 
     /// Number of label sets held.
@@ -578,11 +700,26 @@ impl LabelsCache {
     /// loaded. Blocking: call it off the async runtime.
     pub fn get_or_load(&self, path: &Path, spec: &LabelSpec) -> Result<Arc<LabelSet>, LabelsError> {
         let meta = std::fs::metadata(path).map_err(|source| match source.kind() {
-            io::ErrorKind::NotFound => LabelsError::Missing { path: path.to_owned() },
-            _ => LabelsError::Io { path: path.to_owned(), source },
+            io::ErrorKind::NotFound => LabelsError::Missing {
+                path: path.to_owned(),
+            },
+            _ => LabelsError::Io {
+                path: path.to_owned(),
+                source,
+            },
         })?;
-        let key = CacheKey { path: path.to_owned(), len: meta.len(), modified: meta.modified().ok(), spec: spec.clone() };
-        if let Some((_, set)) = self.entries.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        let key = CacheKey {
+            path: path.to_owned(),
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            spec: spec.clone(),
+        };
+        if let Some((_, set)) = self
+            .entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
             return Ok(Arc::clone(set));
         }
         // Loaded without the lock so one slow file does not stall other challenges; two
@@ -590,9 +727,13 @@ impl LabelsCache {
         let set = Arc::new(load_labels(path, spec)?);
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         // A newer version of the same file makes the older entries garbage.
-        entries.retain(|k, _| k.path != key.path || (k.len == key.len && k.modified == key.modified));
+        entries
+            .retain(|k, _| k.path != key.path || (k.len == key.len && k.modified == key.modified));
         while entries.len() >= self.capacity {
-            let oldest = entries.iter().min_by_key(|(_, (seq, _))| *seq).map(|(k, _)| k.clone());
+            let oldest = entries
+                .iter()
+                .min_by_key(|(_, (seq, _))| *seq)
+                .map(|(k, _)| k.clone());
             match oldest {
                 Some(k) => entries.remove(&k),
                 None => break,

@@ -82,7 +82,10 @@ impl Metric {
 
     /// Whether the metric compares predicted classes (so needs a class per row).
     pub fn compares_classes(self) -> bool {
-        matches!(self, Metric::Accuracy | Metric::BalancedAccuracy | Metric::F1Macro)
+        matches!(
+            self,
+            Metric::Accuracy | Metric::BalancedAccuracy | Metric::F1Macro
+        )
     }
 
     /// Whether the metric reads a numeric score per row for a binary target.
@@ -150,37 +153,46 @@ impl Sum {
 pub(crate) fn score_key(score: f64) -> u64 {
     let score = if score == 0.0 { 0.0 } else { score };
     let bits = score.to_bits();
-    if bits >> 63 == 1 { !bits } else { bits | (1 << 63) }
+    if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | (1 << 63)
+    }
 }
 
-/// Sorts keys ascending with an LSD radix sort (8 passes of 8 bits, skipping passes where
-/// every key has the same byte): linear time, one scratch buffer.
+/// Sorts keys ascending with an LSD radix sort (4 passes of 16 bits, skipping passes where
+/// every key has the same digit, as the top bits of probabilities do): linear time, one
+/// scratch buffer.
 pub(crate) fn radix_sort(keys: &mut Vec<u64>, scratch: &mut Vec<u64>) {
-    if keys.len() < 256 {
+    const BITS: usize = 16;
+    const PASSES: usize = 64 / BITS;
+    const BUCKETS: usize = 1 << BITS;
+    if keys.len() < 4096 {
         keys.sort_unstable();
         return;
     }
-    let mut counts = vec![[0usize; 256]; 8];
+    let mut counts = vec![0usize; PASSES * BUCKETS];
     for &k in keys.iter() {
-        for (pass, count) in counts.iter_mut().enumerate() {
-            count[((k >> (pass * 8)) & 0xFF) as usize] += 1;
+        for pass in 0..PASSES {
+            counts[pass * BUCKETS + ((k >> (pass * BITS)) as usize & (BUCKETS - 1))] += 1;
         }
     }
     scratch.clear();
     scratch.resize(keys.len(), 0);
-    for (pass, count) in counts.iter().enumerate() {
-        if count.iter().any(|&c| c == keys.len()) {
+    let mut offsets = vec![0usize; BUCKETS];
+    for pass in 0..PASSES {
+        let count = &counts[pass * BUCKETS..(pass + 1) * BUCKETS];
+        if count.contains(&keys.len()) {
             continue;
         }
-        let mut offsets = [0usize; 256];
         let mut total = 0;
-        for (slot, &c) in offsets.iter_mut().zip(count.iter()) {
+        for (slot, &c) in offsets.iter_mut().zip(count) {
             *slot = total;
             total += c;
         }
-        let shift = pass * 8;
+        let shift = pass * BITS;
         for &k in keys.iter() {
-            let bucket = ((k >> shift) & 0xFF) as usize;
+            let bucket = (k >> shift) as usize & (BUCKETS - 1);
             scratch[offsets[bucket]] = k;
             offsets[bucket] += 1;
         }
@@ -273,7 +285,8 @@ impl PartTotals {
     #[inline]
     pub(crate) fn add_log_loss(&mut self, positive: bool, p: f64) {
         let p = p.clamp(LOG_LOSS_EPS, 1.0 - LOG_LOSS_EPS);
-        self.log_loss.add(-if positive { p.ln() } else { (1.0 - p).ln() });
+        self.log_loss
+            .add(-if positive { p.ln() } else { (1.0 - p).ln() });
     }
 
     /// Records a regression row.
@@ -298,7 +311,8 @@ impl PartTotals {
             *a += b;
         }
         if self.extra_predicted.len() < other.extra_predicted.len() {
-            self.extra_predicted.resize(other.extra_predicted.len(), false);
+            self.extra_predicted
+                .resize(other.extra_predicted.len(), false);
         }
         for (a, b) in self.extra_predicted.iter_mut().zip(&other.extra_predicted) {
             *a |= b;
@@ -347,7 +361,9 @@ pub(crate) fn finish(metric: Metric, t: &PartTotals, auc: f64, ss_total: f64) ->
         Metric::F1Macro => {
             let mut sum = 0.0;
             let mut classes = 0usize;
-            for ((&tp, &support), &predicted) in t.true_positives.iter().zip(&t.support).zip(&t.predicted) {
+            for ((&tp, &support), &predicted) in
+                t.true_positives.iter().zip(&t.support).zip(&t.predicted)
+            {
                 if support + predicted > 0 {
                     sum += 2.0 * tp as f64 / (support + predicted) as f64;
                     classes += 1;
@@ -392,7 +408,10 @@ mod tests {
 
     #[test]
     fn only_losses_and_errors_are_lower_is_better() {
-        let lower: Vec<Metric> = Metric::ALL.into_iter().filter(|m| !m.greater_is_better()).collect();
+        let lower: Vec<Metric> = Metric::ALL
+            .into_iter()
+            .filter(|m| !m.greater_is_better())
+            .collect();
         assert_eq!(lower, [Metric::LogLoss, Metric::Rmse, Metric::Mae]);
     }
 
@@ -408,7 +427,7 @@ mod tests {
     #[test]
     fn radix_sort_matches_the_standard_sort() {
         let mut state = 12345u64;
-        let mut keys: Vec<u64> = (0..10_000)
+        let mut keys: Vec<u64> = (0..50_000)
             .map(|_| {
                 state = crate::scoring::split::mix64(state.wrapping_add(1));
                 score_key((state >> 11) as f64 / (1u64 << 53) as f64 - 0.3)

@@ -17,8 +17,8 @@
 //! puts a label value or an id's split membership into a message a participant can see.
 
 pub mod cli;
-pub mod custom;
 mod csv;
+pub mod custom;
 pub mod labels;
 pub mod metrics;
 pub mod predictions;
@@ -63,7 +63,9 @@ pub enum SpecError {
     #[error("at least one metric is required")]
     NoMetrics,
     /// Regression and classification metrics over one target.
-    #[error("{0} and {1} cannot score the same target: one is a regression metric, the other is not")]
+    #[error(
+        "{0} and {1} cannot score the same target: one is a regression metric, the other is not"
+    )]
     MixedTargetKinds(Metric, Metric),
     /// Class metrics alongside score metrics share one score column, so need a threshold.
     #[error("{0} needs a threshold when scored from a probability column (alongside {1})")]
@@ -89,7 +91,11 @@ impl ScoringSpec {
     /// Checks the spec and derives how the labels must be loaded for it.
     pub fn label_spec(&self) -> Result<LabelSpec, SpecError> {
         let first = *self.metrics.first().ok_or(SpecError::NoMetrics)?;
-        if let Some(other) = self.metrics.iter().find(|m| m.is_regression() != first.is_regression()) {
+        if let Some(other) = self
+            .metrics
+            .iter()
+            .find(|m| m.is_regression() != first.is_regression())
+        {
             return Err(SpecError::MixedTargetKinds(first, *other));
         }
         let score_metric = self.metrics.iter().find(|m| m.needs_scores());
@@ -100,9 +106,7 @@ impl ScoringSpec {
         if self.threshold.is_some_and(|t| !t.is_finite()) {
             return Err(SpecError::BadThreshold);
         }
-        if let Some(split) = &self.split
-            && !split.is_valid()
-        {
+        if let Some(split) = self.split.filter(|s| !s.is_valid()) {
             return Err(SpecError::BadPublicFraction(split.public_fraction));
         }
         for (name, value) in [
@@ -124,9 +128,17 @@ impl ScoringSpec {
         Ok(LabelSpec {
             id_column: self.id_column.trim().to_owned(),
             target_column: self.target_column.trim().to_owned(),
-            kind: if regression { TargetKind::Values } else { TargetKind::Classes },
+            kind: if regression {
+                TargetKind::Values
+            } else {
+                TargetKind::Classes
+            },
             split: self.split,
-            positive_label: if regression { None } else { self.positive_label.clone() },
+            positive_label: if regression {
+                None
+            } else {
+                self.positive_label.clone()
+            },
             binary: !regression && (score_metric.is_some() || self.threshold.is_some()),
             both_classes_per_part: self.metrics.contains(&Metric::RocAuc),
         })

@@ -141,17 +141,26 @@ impl PredictionsError {
     /// Whether the participant caused this (INVALID_PREDICTIONS) rather than the service
     /// (INTERNAL_ERROR, never charged to a quota).
     pub fn is_participant_fault(&self) -> bool {
-        !matches!(self, PredictionsError::Io(_) | PredictionsError::SpecMismatch)
+        !matches!(
+            self,
+            PredictionsError::Io(_) | PredictionsError::SpecMismatch
+        )
     }
 }
 
 fn quote_list(ids: &[String]) -> String {
-    ids.iter().map(|id| format!("{id:?}")).collect::<Vec<_>>().join(", ")
+    ids.iter()
+        .map(|id| format!("{id:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// An id as the participant wrote it, cut short so a message stays small.
 fn quote_id(id: &[u8]) -> String {
-    String::from_utf8_lossy(id).chars().take(QUOTED_ID_CHARS).collect()
+    String::from_utf8_lossy(id)
+        .chars()
+        .take(QUOTED_ID_CHARS)
+        .collect()
 }
 
 /// Opens a file in a directory that untrusted code controlled: refuses a symlink as the last
@@ -166,8 +175,12 @@ pub fn open_predictions(path: &Path, cap_bytes: u64) -> Result<File, Predictions
         .open(path)
         .map_err(|e| match e.raw_os_error() {
             Some(libc::ENOENT) | Some(libc::ENOTDIR) => PredictionsError::Missing,
-            Some(libc::ELOOP) | Some(libc::EMLINK) => PredictionsError::NotRegularFile { kind: "symbolic link" },
-            Some(libc::ENXIO) => PredictionsError::NotRegularFile { kind: "socket or device" },
+            Some(libc::ELOOP) | Some(libc::EMLINK) => PredictionsError::NotRegularFile {
+                kind: "symbolic link",
+            },
+            Some(libc::ENXIO) => PredictionsError::NotRegularFile {
+                kind: "socket or device",
+            },
             _ => PredictionsError::Io(e),
         })?;
     let meta = file.metadata().map_err(PredictionsError::Io)?;
@@ -223,12 +236,18 @@ pub fn score_reader<R: Read>(
     reader: R,
     spec: &ScoringSpec,
 ) -> Result<ScoreReport, PredictionsError> {
-    let label_spec = spec.label_spec().map_err(|_| PredictionsError::SpecMismatch)?;
+    let label_spec = spec
+        .label_spec()
+        .map_err(|_| PredictionsError::SpecMismatch)?;
     if &label_spec != labels.spec() {
         return Err(PredictionsError::SpecMismatch);
     }
     let cap = spec.max_predictions_bytes;
-    let mut reader = LineReader::new(reader.take(cap.saturating_add(1)), csv::BUFFER_BYTES, MAX_PREDICTIONS_LINE);
+    let mut reader = LineReader::new(
+        reader.take(cap.saturating_add(1)),
+        csv::BUFFER_BYTES,
+        MAX_PREDICTIONS_LINE,
+    );
     let line_error = |e: LineError| match e {
         LineError::Io(e) => PredictionsError::Io(e),
         LineError::TooLong { line } => PredictionsError::LineTooLong { line },
@@ -237,7 +256,9 @@ pub fn score_reader<R: Read>(
 
     let kind = match &labels.targets {
         Targets::Values(_) => Prediction::Value,
-        Targets::Classes { .. } if spec.metrics.iter().any(|m| m.needs_scores()) || spec.threshold.is_some() => {
+        Targets::Classes { .. }
+            if spec.metrics.iter().any(|m| m.needs_scores()) || spec.threshold.is_some() =>
+        {
             Prediction::Score
         }
         Targets::Classes { .. } => Prediction::Class,
@@ -251,27 +272,46 @@ pub fn score_reader<R: Read>(
         let Some((line_no, line)) = reader.next_line().map_err(line_error)? else {
             return Err(PredictionsError::Empty);
         };
-        let line = if line_no == 1 { csv::strip_bom(line) } else { line };
+        let line = if line_no == 1 {
+            csv::strip_bom(line)
+        } else {
+            line
+        };
         if line.trim_ascii().is_empty() {
             continue;
         }
         if std::str::from_utf8(line).is_err() {
             return Err(PredictionsError::InvalidUtf8 { line: line_no });
         }
-        fields.split(line).map_err(|_| PredictionsError::UnbalancedQuotes { line: line_no })?;
+        fields
+            .split(line)
+            .map_err(|_| PredictionsError::UnbalancedQuotes { line: line_no })?;
         let id_col = csv::find_column(&fields, line, &spec.id_column);
         let pred_col = csv::find_column(&fields, line, &spec.prediction_column);
         match (id_col, pred_col) {
             (Some(i), Some(p)) => break (i, p, fields.len()),
             _ if looks_like_data(&fields, line, labels) => return Err(PredictionsError::NoHeader),
-            (None, _) => return Err(PredictionsError::MissingColumn { column: spec.id_column.clone() }),
-            (_, None) => return Err(PredictionsError::MissingColumn { column: spec.prediction_column.clone() }),
+            (None, _) => {
+                return Err(PredictionsError::MissingColumn {
+                    column: spec.id_column.clone(),
+                });
+            }
+            (_, None) => {
+                return Err(PredictionsError::MissingColumn {
+                    column: spec.prediction_column.clone(),
+                });
+            }
         }
     };
 
     let classes = labels.class_count();
     let (class_of_row, class_by_name, positive) = match &labels.targets {
-        Targets::Classes { of_row, by_name, positive, .. } => (&of_row[..], Some(by_name), *positive),
+        Targets::Classes {
+            of_row,
+            by_name,
+            positive,
+            ..
+        } => (&of_row[..], Some(by_name), *positive),
         Targets::Values(_) => (&[][..], None, None),
     };
     let values: &[f64] = match &labels.targets {
@@ -289,13 +329,12 @@ pub fn score_reader<R: Read>(
         // Exact sizes are known from the labels, so the key vectors never reallocate.
         let mut counts = [[0usize; 2]; 2];
         for (row, &class) in class_of_row.iter().enumerate() {
-            counts[usize::from(!labels.is_public(row))][usize::from(Some(class as usize) == positive)] += 1;
+            counts[usize::from(!labels.is_public(row))]
+                [usize::from(Some(class as usize) == positive)] += 1;
         }
         for (part, count) in parts.iter_mut().zip(counts) {
             part.negative_keys.reserve_exact(count[0]);
             part.positive_keys.reserve_exact(count[1]);
-            csv::advise_huge_pages(&part.negative_keys);
-            csv::advise_huge_pages(&part.positive_keys);
         }
     }
     let mut seen = vec![0u64; labels.len().div_ceil(64)];
@@ -313,9 +352,15 @@ pub fn score_reader<R: Read>(
         if std::str::from_utf8(line).is_err() {
             return Err(PredictionsError::InvalidUtf8 { line: line_no });
         }
-        fields.split(line).map_err(|_| PredictionsError::UnbalancedQuotes { line: line_no })?;
+        fields
+            .split(line)
+            .map_err(|_| PredictionsError::UnbalancedQuotes { line: line_no })?;
         if fields.len() != width {
-            return Err(PredictionsError::WrongFieldCount { line: line_no, expected: width, found: fields.len() });
+            return Err(PredictionsError::WrongFieldCount {
+                line: line_no,
+                expected: width,
+                found: fields.len(),
+            });
         }
         rows += 1;
         let id = fields.get(line, id_col);
@@ -328,8 +373,11 @@ pub fn score_reader<R: Read>(
         match kind {
             Prediction::Score | Prediction::Value => {
                 // The line is valid UTF-8, so any slice of it on field boundaries is too.
-                let text = std::str::from_utf8(pred).map_err(|_| PredictionsError::InvalidUtf8 { line: line_no })?;
-                number = text.parse::<f64>().map_err(|_| PredictionsError::UnparsableNumber { line: line_no })?;
+                let text = std::str::from_utf8(pred)
+                    .map_err(|_| PredictionsError::InvalidUtf8 { line: line_no })?;
+                number = text
+                    .parse::<f64>()
+                    .map_err(|_| PredictionsError::UnparsableNumber { line: line_no })?;
                 if !number.is_finite() {
                     return Err(PredictionsError::NotFinite { line: line_no });
                 }
@@ -361,7 +409,10 @@ pub fn score_reader<R: Read>(
         hint = row + 1;
         let bit = 1u64 << (row % 64);
         if seen[row / 64] & bit != 0 {
-            return Err(PredictionsError::DuplicateId { id: quote_id(id), line: line_no });
+            return Err(PredictionsError::DuplicateId {
+                id: quote_id(id),
+                line: line_no,
+            });
         }
         seen[row / 64] |= bit;
         matched += 1;
@@ -385,7 +436,11 @@ pub fn score_reader<R: Read>(
                 }
                 if wants_keys {
                     let key = score_key(number);
-                    if is_positive { part.positive_keys.push(key) } else { part.negative_keys.push(key) }
+                    if is_positive {
+                        part.positive_keys.push(key)
+                    } else {
+                        part.negative_keys.push(key)
+                    }
                 }
             }
             Prediction::Value => part.add_value(values[row], number),
@@ -395,7 +450,10 @@ pub fn score_reader<R: Read>(
         return Err(PredictionsError::TooLarge { cap_bytes: cap });
     }
     if unknown > 0 {
-        return Err(PredictionsError::UnknownIds { count: unknown, first: unknown_first });
+        return Err(PredictionsError::UnknownIds {
+            count: unknown,
+            first: unknown_first,
+        });
     }
     let missing = labels.len() as u64 - matched;
     if missing > 0 {
@@ -409,12 +467,19 @@ pub fn score_reader<R: Read>(
 fn looks_like_data(fields: &Fields, line: &[u8], labels: &LabelSet) -> bool {
     let values: Vec<&[u8]> = (0..fields.len()).map(|i| fields.get(line, i)).collect();
     values.iter().any(|v| labels.find(v, usize::MAX).is_some())
-        || values.iter().all(|v| std::str::from_utf8(v).is_ok_and(|s| s.parse::<f64>().is_ok()))
+        || values
+            .iter()
+            .all(|v| std::str::from_utf8(v).is_ok_and(|s| s.parse::<f64>().is_ok()))
 }
 
 /// Turns the two parts' totals into the report: sorts score keys once per part, merges
 /// counts for "all", and evaluates every metric.
-fn report(labels: &LabelSet, spec: &ScoringSpec, mut parts: [PartTotals; 2], rows: usize) -> ScoreReport {
+fn report(
+    labels: &LabelSet,
+    spec: &ScoringSpec,
+    mut parts: [PartTotals; 2],
+    rows: usize,
+) -> ScoreReport {
     if spec.metrics.contains(&Metric::RocAuc) {
         let mut scratch = Vec::new();
         for part in parts.iter_mut() {
@@ -430,7 +495,11 @@ fn report(labels: &LabelSet, spec: &ScoringSpec, mut parts: [PartTotals; 2], row
         spec.metrics
             .iter()
             .map(|&m| {
-                let auc = if m == Metric::RocAuc { auc_over(auc_parts) } else { f64::NAN };
+                let auc = if m == Metric::RocAuc {
+                    auc_over(auc_parts)
+                } else {
+                    f64::NAN
+                };
                 (m.name().to_owned(), finish(m, totals, auc, ss_total))
             })
             .collect()
@@ -445,6 +514,11 @@ fn report(labels: &LabelSet, spec: &ScoringSpec, mut parts: [PartTotals; 2], row
         }
     } else {
         let all_scores = scores(&all, &[public], ss_all);
-        ScoreReport { public: all_scores.clone(), all: all_scores, private: Default::default(), rows }
+        ScoreReport {
+            public: all_scores.clone(),
+            all: all_scores,
+            private: Default::default(),
+            rows,
+        }
     }
 }

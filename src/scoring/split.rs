@@ -122,8 +122,13 @@ mod tests {
 
     #[test]
     fn a_fraction_of_a_half_puts_about_half_the_ids_in_public() {
-        let split = Split { public_fraction: 0.5, seed: 9 };
-        let public = (0..100_000).filter(|i| split.is_public(i.to_string().as_bytes())).count();
+        let split = Split {
+            public_fraction: 0.5,
+            seed: 9,
+        };
+        let public = (0..100_000)
+            .filter(|i| split.is_public(i.to_string().as_bytes()))
+            .count();
         assert!((48_500..51_500).contains(&public), "{public}");
     }
 

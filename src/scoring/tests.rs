@@ -9,8 +9,8 @@ use serde::Deserialize;
 
 use crate::scoring::split::split_position;
 use crate::scoring::{
-    LabelSet, LabelsError, Metric, PredictionsError, ScoreReport, ScoringSpec, Split, load_labels, score_predictions,
-    score_reader,
+    LabelSet, LabelsError, Metric, PredictionsError, ScoreReport, ScoringSpec, Split, load_labels,
+    score_predictions, score_reader,
 };
 
 /// Resolved against this file, so it works in the crate and in any crate that includes it.
@@ -57,7 +57,12 @@ fn spec(metrics: &[Metric]) -> ScoringSpec {
 
 /// Writes labels and predictions CSVs; predictions in reverse order when `reverse`, so both
 /// the in-order fast path and the hash lookup are exercised.
-fn write_case(dir: &Path, y_true: &[String], y_pred: &[String], reverse: bool) -> (PathBuf, PathBuf) {
+fn write_case(
+    dir: &Path,
+    y_true: &[String],
+    y_pred: &[String],
+    reverse: bool,
+) -> (PathBuf, PathBuf) {
     let labels = dir.join("labels.csv");
     let predictions = dir.join("predictions.csv");
     let mut l = String::from("id,y\n");
@@ -77,7 +82,11 @@ fn write_case(dir: &Path, y_true: &[String], y_pred: &[String], reverse: bool) -
     (labels, predictions)
 }
 
-fn score_files(labels: &Path, predictions: &Path, spec: &ScoringSpec) -> Result<ScoreReport, PredictionsError> {
+fn score_files(
+    labels: &Path,
+    predictions: &Path,
+    spec: &ScoringSpec,
+) -> Result<ScoreReport, PredictionsError> {
     let set = load_labels(labels, &spec.label_spec().unwrap()).unwrap();
     score_predictions(&set, predictions, spec)
 }
@@ -89,15 +98,23 @@ fn every_metric_matches_scikit_learn_on_the_reference_cases() {
     let dir = tempfile::tempdir().unwrap();
     let mut checked = 0;
     for (n, case) in fixture.cases.iter().enumerate() {
-        let metrics: Vec<Metric> = case.expected.keys().map(|k| Metric::from_name(k).unwrap()).collect();
+        let metrics: Vec<Metric> = case
+            .expected
+            .keys()
+            .map(|k| Metric::from_name(k).unwrap())
+            .collect();
         let mut s = spec(&metrics);
         s.positive_label = case.positive_label.clone();
         s.threshold = case.threshold;
         // Score metrics first, so a class metric beside them reads the score column.
         s.metrics.sort_by_key(|m| !m.needs_scores());
-        assert!(matches!(case.kind.as_str(), "classes" | "scores" | "values"));
+        assert!(matches!(
+            case.kind.as_str(),
+            "classes" | "scores" | "values"
+        ));
         let (labels, predictions) = write_case(dir.path(), &case.y_true, &case.y_pred, n % 2 == 1);
-        let report = score_files(&labels, &predictions, &s).unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        let report =
+            score_files(&labels, &predictions, &s).unwrap_or_else(|e| panic!("{}: {e}", case.name));
         for (metric, expected) in &case.expected {
             let got = report.all[metric];
             assert!(
@@ -105,7 +122,11 @@ fn every_metric_matches_scikit_learn_on_the_reference_cases() {
                 "{}: {metric} = {got}, sklearn says {expected}",
                 case.name
             );
-            assert_eq!(report.public[metric].to_bits(), got.to_bits(), "without a split, public is all");
+            assert_eq!(
+                report.public[metric].to_bits(),
+                got.to_bits(),
+                "without a split, public is all"
+            );
             checked += 1;
         }
         assert!(report.private.is_empty());
@@ -119,20 +140,40 @@ fn the_split_function_matches_its_python_copy() {
     for v in &fixture.split_positions {
         let seed: u64 = v.seed.parse().unwrap();
         let hash: u64 = v.hash.parse().unwrap();
-        assert_eq!(crate::scoring::split::hash_id(v.id.as_bytes(), seed), hash, "{:?} seed {seed}", v.id);
+        assert_eq!(
+            crate::scoring::split::hash_id(v.id.as_bytes(), seed),
+            hash,
+            "{:?} seed {seed}",
+            v.id
+        );
         // serde_json may read a float one ulp off, so the position is compared loosely.
-        assert!((split_position(v.id.as_bytes(), seed) - v.position).abs() < 1e-15, "{:?}", v.id);
+        assert!(
+            (split_position(v.id.as_bytes(), seed) - v.position).abs() < 1e-15,
+            "{:?}",
+            v.id
+        );
     }
 }
 
 /// Binary labels over `n` ids with a 40% public split, and predictions in the given order.
 fn split_fixture(dir: &Path, n: usize) -> (PathBuf, PathBuf, ScoringSpec) {
     let y: Vec<String> = (0..n).map(|i| ((i * 7 + i / 3) % 2).to_string()).collect();
-    let p: Vec<String> = (0..n).map(|i| format!("{:.3}", ((i * 37) % 101) as f64 / 100.0)).collect();
+    let p: Vec<String> = (0..n)
+        .map(|i| format!("{:.3}", ((i * 37) % 101) as f64 / 100.0))
+        .collect();
     let (labels, predictions) = write_case(dir, &y, &p, true);
-    let mut s = spec(&[Metric::RocAuc, Metric::LogLoss, Metric::Accuracy, Metric::F1Macro, Metric::BalancedAccuracy]);
+    let mut s = spec(&[
+        Metric::RocAuc,
+        Metric::LogLoss,
+        Metric::Accuracy,
+        Metric::F1Macro,
+        Metric::BalancedAccuracy,
+    ]);
     s.threshold = Some(0.5);
-    s.split = Some(Split { public_fraction: 0.4, seed: 11 });
+    s.split = Some(Split {
+        public_fraction: 0.4,
+        seed: 11,
+    });
     (labels, predictions, s)
 }
 
@@ -149,7 +190,9 @@ fn public_and_private_scores_equal_scoring_each_part_on_its_own() {
             let text = std::fs::read_to_string(path).unwrap();
             let mut lines = text.lines();
             let mut out = format!("{}\n", lines.next().unwrap());
-            for line in lines.filter(|l| split.is_public(l.split(',').next().unwrap().as_bytes()) == public) {
+            for line in
+                lines.filter(|l| split.is_public(l.split(',').next().unwrap().as_bytes()) == public)
+            {
                 out.push_str(line);
                 out.push('\n');
             }
@@ -159,10 +202,23 @@ fn public_and_private_scores_equal_scoring_each_part_on_its_own() {
         std::fs::write(sub.join("predictions.csv"), keep(&predictions)).unwrap();
         let mut alone_spec = s.clone();
         alone_spec.split = None;
-        let alone = score_files(&sub.join("labels.csv"), &sub.join("predictions.csv"), &alone_spec).unwrap();
-        let scores = if public { &report.public } else { &report.private };
+        let alone = score_files(
+            &sub.join("labels.csv"),
+            &sub.join("predictions.csv"),
+            &alone_spec,
+        )
+        .unwrap();
+        let scores = if public {
+            &report.public
+        } else {
+            &report.private
+        };
         for (metric, value) in &alone.all {
-            assert!((scores[metric] - value).abs() < 1e-12, "{part} {metric}: {} vs {value}", scores[metric]);
+            assert!(
+                (scores[metric] - value).abs() < 1e-12,
+                "{part} {metric}: {} vs {value}",
+                scores[metric]
+            );
         }
     }
     assert_eq!(report.rows, 500);
@@ -175,7 +231,11 @@ fn the_label_set_counts_its_public_and_private_rows() {
     let set = load_labels(&labels, &s.label_spec().unwrap()).unwrap();
     assert_eq!(set.len(), 1000);
     assert_eq!(set.public_len() + set.private_len(), 1000);
-    assert!((300..500).contains(&set.public_len()), "{}", set.public_len());
+    assert!(
+        (300..500).contains(&set.public_len()),
+        "{}",
+        set.public_len()
+    );
 }
 
 fn small_labels(dir: &Path) -> (LabelSet, ScoringSpec) {
@@ -200,31 +260,76 @@ fn message(text: &[u8]) -> String {
 
 #[test]
 fn a_valid_predictions_file_with_crlf_quotes_bom_and_extra_columns_is_scored() {
-    let report = score_text(b"\xEF\xBB\xBFextra,\"id\",p\r\nx,a,0.1\r\nx,\"b\",0.9\r\nx,c, 0.2 \r\nx,d,1\r\n\r\n").unwrap();
+    let report = score_text(
+        b"\xEF\xBB\xBFextra,\"id\",p\r\nx,a,0.1\r\nx,\"b\",0.9\r\nx,c, 0.2 \r\nx,d,1\r\n\r\n",
+    )
+    .unwrap();
     assert!(report.all["log_loss"] > 0.0);
     assert_eq!(report.rows, 4);
 }
 
 #[test]
 fn each_predictions_problem_gets_its_own_message() {
-    assert_eq!(message(b"id,p\n"), "predictions.csv is missing predictions for 4 ids of the test set");
-    assert_eq!(message(b"a,0.5\nb,0.5\n"), "predictions.csv has no header line; the first line must name the columns");
-    assert_eq!(message(b"id,q\na,0.5\n"), "predictions.csv has no column named \"p\"");
-    assert_eq!(message(b"ident,p\na,0.5\n"), "predictions.csv has no column named \"id\"");
-    assert_eq!(message(b"id,p\na,0.5\nb,zero\n"), "predictions.csv line 3: the prediction is not a number");
-    assert_eq!(message(b"id,p\na,NaN\n"), "predictions.csv line 2: the prediction is NaN or infinite");
-    assert_eq!(message(b"id,p\na,inf\n"), "predictions.csv line 2: the prediction is NaN or infinite");
-    assert_eq!(message(b"id,p\na,1.5\n"), "predictions.csv line 2: the probability is outside [0, 1]");
-    assert_eq!(message(b"id,p\na,-0.1\n"), "predictions.csv line 2: the probability is outside [0, 1]");
-    assert_eq!(message(b"id,p\na,0.5\nb,0.1\na,0.2\n"), "predictions.csv line 4: duplicate id \"a\"");
+    assert_eq!(
+        message(b"id,p\n"),
+        "predictions.csv is missing predictions for 4 ids of the test set"
+    );
+    assert_eq!(
+        message(b"a,0.5\nb,0.5\n"),
+        "predictions.csv has no header line; the first line must name the columns"
+    );
+    assert_eq!(
+        message(b"id,q\na,0.5\n"),
+        "predictions.csv has no column named \"p\""
+    );
+    assert_eq!(
+        message(b"ident,p\na,0.5\n"),
+        "predictions.csv has no column named \"id\""
+    );
+    assert_eq!(
+        message(b"id,p\na,0.5\nb,zero\n"),
+        "predictions.csv line 3: the prediction is not a number"
+    );
+    assert_eq!(
+        message(b"id,p\na,NaN\n"),
+        "predictions.csv line 2: the prediction is NaN or infinite"
+    );
+    assert_eq!(
+        message(b"id,p\na,inf\n"),
+        "predictions.csv line 2: the prediction is NaN or infinite"
+    );
+    assert_eq!(
+        message(b"id,p\na,1.5\n"),
+        "predictions.csv line 2: the probability is outside [0, 1]"
+    );
+    assert_eq!(
+        message(b"id,p\na,-0.1\n"),
+        "predictions.csv line 2: the probability is outside [0, 1]"
+    );
+    assert_eq!(
+        message(b"id,p\na,0.5\nb,0.1\na,0.2\n"),
+        "predictions.csv line 4: duplicate id \"a\""
+    );
     assert_eq!(
         message(b"id,p\na,0.5\nb,0.5\nc,0.5\nd,0.5\nz1,0.5\nz2,0.5\nz3,0.5\nz4,0.5\n"),
         "predictions.csv has 4 ids that are not in the test set, e.g. \"z1\", \"z2\", \"z3\""
     );
-    assert_eq!(message(b"id,p\na,0.5\nc,0.5\n"), "predictions.csv is missing predictions for 2 ids of the test set");
-    assert_eq!(message(b"id,p\na,0.5\nb,0.5,7\n"), "predictions.csv line 3: expected 2 fields, found 3");
-    assert_eq!(message(b"id,p\na,0.5\n\xFF\xFE,0.5\n"), "predictions.csv line 3: invalid UTF-8");
-    assert_eq!(message(b"id,p\n\"a,0.5\n"), "predictions.csv line 2: unbalanced quotes");
+    assert_eq!(
+        message(b"id,p\na,0.5\nc,0.5\n"),
+        "predictions.csv is missing predictions for 2 ids of the test set"
+    );
+    assert_eq!(
+        message(b"id,p\na,0.5\nb,0.5,7\n"),
+        "predictions.csv line 3: expected 2 fields, found 3"
+    );
+    assert_eq!(
+        message(b"id,p\na,0.5\n\xFF\xFE,0.5\n"),
+        "predictions.csv line 3: invalid UTF-8"
+    );
+    assert_eq!(
+        message(b"id,p\n\"a,0.5\n"),
+        "predictions.csv line 2: unbalanced quotes"
+    );
     assert_eq!(message(b"  \n\n"), "predictions.csv is empty");
 }
 
@@ -234,19 +339,35 @@ fn messages_never_reveal_labels_or_split_membership() {
     // file with every kind of problem must never mention a label value or a part.
     let dir = tempfile::tempdir().unwrap();
     let labels = dir.path().join("labels.csv");
-    std::fs::write(&labels, "id,y\nk1,secret_pos\nk2,secret_neg\nk3,secret_pos\nk4,secret_neg\n").unwrap();
+    std::fs::write(
+        &labels,
+        "id,y\nk1,secret_pos\nk2,secret_neg\nk3,secret_pos\nk4,secret_neg\n",
+    )
+    .unwrap();
     let mut s = spec(&[Metric::Accuracy]);
-    s.split = Some(Split { public_fraction: 0.5, seed: 3 });
+    s.split = Some(Split {
+        public_fraction: 0.5,
+        seed: 3,
+    });
     let set = match load_labels(&labels, &s.label_spec().unwrap()) {
         Ok(set) => set,
         // A four-row split may leave a part empty; any seed that does not is fine here.
         Err(LabelsError::EmptySplit { .. }) => {
-            s.split = Some(Split { public_fraction: 0.5, seed: 4 });
+            s.split = Some(Split {
+                public_fraction: 0.5,
+                seed: 4,
+            });
             load_labels(&labels, &s.label_spec().unwrap()).unwrap()
         }
         Err(e) => panic!("{e}"),
     };
-    for text in [&b"id,p\nk1,x\n"[..], b"id,p\nk1,x\nk1,y\n", b"id,p\nzz,x\n", b"id,p\nk1,x,1\n", b"nope\n"] {
+    for text in [
+        &b"id,p\nk1,x\n"[..],
+        b"id,p\nk1,x\nk1,y\n",
+        b"id,p\nzz,x\n",
+        b"id,p\nk1,x,1\n",
+        b"nope\n",
+    ] {
         let err = score_reader(&set, text, &s).unwrap_err().to_string();
         for secret in ["secret", "public", "private"] {
             assert!(!err.contains(secret), "{err:?} mentions {secret}");
@@ -265,7 +386,11 @@ fn a_symlink_a_directory_and_a_fifo_are_not_regular_files() {
     let fifo = dir.path().join("fifo.csv");
     let c_path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
     assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
-    for (path, kind) in [(&link, "symbolic link"), (&sub, "directory"), (&fifo, "FIFO")] {
+    for (path, kind) in [
+        (&link, "symbolic link"),
+        (&sub, "directory"),
+        (&fifo, "FIFO"),
+    ] {
         // A FIFO with no writer would hang a blocking open; this returns at once.
         match score_predictions(&set, path, &s) {
             Err(PredictionsError::NotRegularFile { kind: found }) => assert_eq!(found, kind),
@@ -287,11 +412,20 @@ fn a_huge_sparse_file_is_refused_by_its_size_without_reading_it() {
     file.set_len(10 << 30).unwrap();
     let started = std::time::Instant::now();
     let err = score_predictions(&set, &path, &s).unwrap_err();
-    assert!(matches!(err, PredictionsError::TooLarge { cap_bytes: 1000 }), "{err:?}");
-    assert_eq!(err.to_string(), "predictions.csv is larger than the 1000-byte limit");
+    assert!(
+        matches!(err, PredictionsError::TooLarge { cap_bytes: 1000 }),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "predictions.csv is larger than the 1000-byte limit"
+    );
     assert!(started.elapsed() < std::time::Duration::from_secs(1));
     std::fs::write(&path, b"").unwrap();
-    assert!(matches!(score_predictions(&set, &path, &s), Err(PredictionsError::Empty)));
+    assert!(matches!(
+        score_predictions(&set, &path, &s),
+        Err(PredictionsError::Empty)
+    ));
 }
 
 #[test]
@@ -300,15 +434,27 @@ fn a_reader_that_exceeds_the_cap_is_refused() {
     let (set, s) = small_labels(dir.path());
     let mut text = b"id,p\na,0.5\nb,0.5\nc,0.5\nd,0.5\n".to_vec();
     text.extend(std::iter::repeat_n(b'\n', 2000));
-    assert!(matches!(score_reader(&set, &text[..], &s), Err(PredictionsError::TooLarge { .. })));
+    assert!(matches!(
+        score_reader(&set, &text[..], &s),
+        Err(PredictionsError::TooLarge { .. })
+    ));
 }
 
 #[test]
 fn class_predictions_may_name_classes_the_labels_do_not_have() {
     let dir = tempfile::tempdir().unwrap();
-    let (labels, predictions) =
-        write_case(dir.path(), &["a".into(), "b".into(), "a".into()], &[" a".into(), "zz".into(), "b".into()], false);
-    let report = score_files(&labels, &predictions, &spec(&[Metric::Accuracy, Metric::F1Macro])).unwrap();
+    let (labels, predictions) = write_case(
+        dir.path(),
+        &["a".into(), "b".into(), "a".into()],
+        &[" a".into(), "zz".into(), "b".into()],
+        false,
+    );
+    let report = score_files(
+        &labels,
+        &predictions,
+        &spec(&[Metric::Accuracy, Metric::F1Macro]),
+    )
+    .unwrap();
     assert!((report.all["accuracy"] - 1.0 / 3.0).abs() < 1e-15);
     // f1: a = 2/3, b = 0, zz = 0 -> 2/9.
     assert!((report.all["f1_macro"] - 2.0 / 9.0).abs() < 1e-15);
@@ -318,45 +464,87 @@ fn labels_error(text: &str, s: &ScoringSpec) -> String {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("labels.csv");
     std::fs::write(&path, text).unwrap();
-    load_labels(&path, &s.label_spec().unwrap()).unwrap_err().to_string()
+    load_labels(&path, &s.label_spec().unwrap())
+        .unwrap_err()
+        .to_string()
 }
 
 #[test]
 fn each_labels_problem_is_named() {
     let acc = spec(&[Metric::Accuracy]);
     let dir = tempfile::tempdir().unwrap();
-    let missing = load_labels(&dir.path().join("nope.csv"), &acc.label_spec().unwrap()).unwrap_err();
+    let missing =
+        load_labels(&dir.path().join("nope.csv"), &acc.label_spec().unwrap()).unwrap_err();
     assert!(matches!(missing, LabelsError::Missing { .. }));
     assert_eq!(labels_error("", &acc), "labels file is empty");
-    assert_eq!(labels_error("id,y\n", &acc), "labels file has a header but no rows");
-    assert_eq!(labels_error("ident,y\n1,0\n", &acc), "labels file has no column named \"id\"");
-    assert_eq!(labels_error("id,target\n1,0\n", &acc), "labels file has no column named \"y\"");
-    assert_eq!(labels_error("id,y\n1,0\n2,1\n1,1\n", &acc), "labels file has duplicate id \"1\"");
-    assert_eq!(labels_error("id,y\n1,0\n2\n", &acc), "labels file line 3: expected 2 fields, found 1");
-    assert_eq!(labels_error("id,y\n1,0\n2,\n", &acc), "labels file line 3: target is empty");
+    assert_eq!(
+        labels_error("id,y\n", &acc),
+        "labels file has a header but no rows"
+    );
+    assert_eq!(
+        labels_error("ident,y\n1,0\n", &acc),
+        "labels file has no column named \"id\""
+    );
+    assert_eq!(
+        labels_error("id,target\n1,0\n", &acc),
+        "labels file has no column named \"y\""
+    );
+    assert_eq!(
+        labels_error("id,y\n1,0\n2,1\n1,1\n", &acc),
+        "labels file has duplicate id \"1\""
+    );
+    assert_eq!(
+        labels_error("id,y\n1,0\n2\n", &acc),
+        "labels file line 3: expected 2 fields, found 1"
+    );
+    assert_eq!(
+        labels_error("id,y\n1,0\n2,\n", &acc),
+        "labels file line 3: target is empty"
+    );
     let reg = spec(&[Metric::Rmse]);
-    assert_eq!(labels_error("id,y\n1,x\n", &reg), "labels file line 2: target is not a number");
+    assert_eq!(
+        labels_error("id,y\n1,x\n", &reg),
+        "labels file line 2: target is not a number"
+    );
     let auc = spec(&[Metric::RocAuc]);
-    assert_eq!(labels_error("id,y\n1,a\n2,b\n3,c\n", &auc), "the metric needs exactly two classes, labels have 3");
+    assert_eq!(
+        labels_error("id,y\n1,a\n2,b\n3,c\n", &auc),
+        "the metric needs exactly two classes, labels have 3"
+    );
     let mut pos = spec(&[Metric::RocAuc]);
     pos.positive_label = Some("yes".into());
-    assert_eq!(labels_error("id,y\n1,0\n2,1\n", &pos), "positive label \"yes\" is not a class in the labels");
+    assert_eq!(
+        labels_error("id,y\n1,0\n2,1\n", &pos),
+        "positive label \"yes\" is not a class in the labels"
+    );
 }
 
 #[test]
 fn a_split_that_leaves_a_part_empty_is_refused_when_labels_load() {
     let mut s = spec(&[Metric::Accuracy]);
-    s.split = Some(Split { public_fraction: 1e-12, seed: 1 });
+    s.split = Some(Split {
+        public_fraction: 1e-12,
+        seed: 1,
+    });
     let err = labels_error("id,y\n1,0\n2,1\n3,1\n", &s);
-    assert!(err.starts_with("the split leaves the public part empty (0 public, 3 private rows)"), "{err}");
-    s.split = Some(Split { public_fraction: 1.0 - 1e-12, seed: 1 });
+    assert!(
+        err.starts_with("the split leaves the public part empty (0 public, 3 private rows)"),
+        "{err}"
+    );
+    s.split = Some(Split {
+        public_fraction: 1.0 - 1e-12,
+        seed: 1,
+    });
     assert!(labels_error("id,y\n1,0\n2,1\n3,1\n", &s).contains("private part empty"));
 }
 
 #[test]
 fn a_part_with_one_class_is_refused_for_roc_auc() {
     let mut s = spec(&[Metric::RocAuc]);
-    s.split = Some(Split { public_fraction: 0.5, seed: 2 });
+    s.split = Some(Split {
+        public_fraction: 0.5,
+        seed: 2,
+    });
     let text: String = std::iter::once("id,y\n".to_owned())
         .chain((0..50).map(|i| format!("{i},{}\n", if i == 0 { 1 } else { 0 })))
         .collect();
@@ -384,11 +572,17 @@ fn the_labels_cache_reloads_only_when_the_file_changes() {
 fn the_split_of_a_labels_file_does_not_depend_on_its_row_order() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = spec(&[Metric::Accuracy]);
-    s.split = Some(Split { public_fraction: 0.3, seed: 77 });
+    s.split = Some(Split {
+        public_fraction: 0.3,
+        seed: 77,
+    });
     let ids: Vec<String> = (0..300).map(|i| format!("id-{i}")).collect();
     let load = |order: &[String], name: &str| {
         let path = dir.path().join(name);
-        let body: String = order.iter().map(|id| format!("{id},{}\n", id.len() % 2)).collect();
+        let body: String = order
+            .iter()
+            .map(|id| format!("{id},{}\n", id.len() % 2))
+            .collect();
         std::fs::write(&path, format!("id,y\n{body}")).unwrap();
         load_labels(&path, &s.label_spec().unwrap()).unwrap()
     };
@@ -407,10 +601,19 @@ fn the_split_of_a_labels_file_does_not_depend_on_its_row_order() {
 fn spec_errors_name_the_problem() {
     use crate::scoring::SpecError;
     assert_eq!(spec(&[]).label_spec(), Err(SpecError::NoMetrics));
-    assert!(matches!(spec(&[Metric::Rmse, Metric::Accuracy]).label_spec(), Err(SpecError::MixedTargetKinds(..))));
-    assert!(matches!(spec(&[Metric::RocAuc, Metric::Accuracy]).label_spec(), Err(SpecError::ThresholdRequired(..))));
+    assert!(matches!(
+        spec(&[Metric::Rmse, Metric::Accuracy]).label_spec(),
+        Err(SpecError::MixedTargetKinds(..))
+    ));
+    assert!(matches!(
+        spec(&[Metric::RocAuc, Metric::Accuracy]).label_spec(),
+        Err(SpecError::ThresholdRequired(..))
+    ));
     let mut s = spec(&[Metric::Accuracy]);
-    s.split = Some(Split { public_fraction: 1.0, seed: 0 });
+    s.split = Some(Split {
+        public_fraction: 1.0,
+        seed: 0,
+    });
     assert_eq!(s.label_spec(), Err(SpecError::BadPublicFraction(1.0)));
 }
 

@@ -38,6 +38,17 @@ const MIGRATIONS: &[&str] = &[
      );
      CREATE INDEX submissions_by_state ON submissions(state, seq);
      CREATE INDEX submissions_by_challenge ON submissions(challenge_id, participant_id, seq);",
+    // 2: the audit of everything released to submitter tokens.
+    "CREATE TABLE releases (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        at INTEGER NOT NULL,
+        token_name TEXT NOT NULL,
+        challenge_id TEXT NOT NULL,
+        submission_id TEXT NOT NULL,
+        what TEXT NOT NULL,
+        vals TEXT NOT NULL
+     );
+     CREATE INDEX releases_by_challenge ON releases(challenge_id, seq);",
 ];
 
 /// Brings the schema up to date.

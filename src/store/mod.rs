@@ -329,5 +329,75 @@ impl Store {
     }
 }
 
+/// One release of values to a submitter token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReleaseRecord {
+    /// When.
+    pub at: UnixMillis,
+    /// To which token (its configured name).
+    pub token_name: String,
+    /// Of which challenge.
+    pub challenge_id: String,
+    /// Of which submission; empty for a leaderboard.
+    pub submission_id: String,
+    /// "submission", "leaderboard:public" or "leaderboard:private".
+    pub what: String,
+    /// The values released.
+    pub values: std::collections::BTreeMap<String, f64>,
+}
+
+impl Store {
+    /// Appends to the release audit.
+    pub async fn record_release(&self, r: ReleaseRecord) -> Result<(), StoreError> {
+        self.call(move |conn| {
+            let vals = serde_json::to_string(&r.values).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            conn.prepare_cached(
+                "INSERT INTO releases (at, token_name, challenge_id, submission_id, what, vals) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![r.at, r.token_name, r.challenge_id, r.submission_id, r.what, vals])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Releases, newest first, optionally of one challenge and/or token, before `before`
+    /// (0 = from the newest); returns each with its position for paging.
+    pub async fn list_releases(
+        &self,
+        challenge: Option<String>,
+        token: Option<String>,
+        before: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, ReleaseRecord)>, StoreError> {
+        self.call(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, at, token_name, challenge_id, submission_id, what, vals FROM releases
+                 WHERE (?1 IS NULL OR challenge_id = ?1) AND (?2 IS NULL OR token_name = ?2) AND (?3 = 0 OR seq < ?3)
+                 ORDER BY seq DESC LIMIT ?4",
+            )?;
+            let rows = stmt
+                .query_map(params![challenge, token, before, limit as i64], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, String>(5)?,
+                        r.get::<_, String>(6)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter()
+                .map(|(seq, at, token_name, challenge_id, submission_id, what, vals)| {
+                    let values = serde_json::from_str(&vals).map_err(|_| StoreError::Corrupt(format!("release values {vals:?}")))?;
+                    Ok((seq, ReleaseRecord { at, token_name, challenge_id, submission_id, what, values }))
+                })
+                .collect()
+        })
+        .await
+    }
+}
+
 #[cfg(test)]
 mod tests;

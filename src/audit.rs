@@ -1,0 +1,79 @@
+//! The audit of releases: every value that leaves the host for a submitter token is
+//! recorded (which submission or board, which values, to which token, when), so a data
+//! owner can see exactly what was learned from their data, and by whom.
+
+use std::collections::BTreeMap;
+
+use crate::auth::Caller;
+use crate::core::Core;
+use crate::domain::{DomainError, now_millis};
+use crate::pb;
+use crate::store::ReleaseRecord;
+
+/// Records a submission view given to a submitter, when it carries values.
+pub async fn submission_released(core: &Core, caller: &Caller, view: &pb::Submission) -> Result<(), DomainError> {
+    if caller.is_admin() || view.scores.is_empty() {
+        return Ok(());
+    }
+    core.store
+        .record_release(ReleaseRecord {
+            at: now_millis(),
+            token_name: caller.name.clone(),
+            challenge_id: view.challenge_id.clone(),
+            submission_id: view.id.clone(),
+            what: "submission".into(),
+            values: view.scores.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        })
+        .await?;
+    Ok(())
+}
+
+/// Records a leaderboard given to a submitter.
+pub async fn leaderboard_released(
+    core: &Core,
+    caller: &Caller,
+    challenge_id: &str,
+    what: &str,
+    values: BTreeMap<String, f64>,
+) -> Result<(), DomainError> {
+    if caller.is_admin() || values.is_empty() {
+        return Ok(());
+    }
+    core.store
+        .record_release(ReleaseRecord {
+            at: now_millis(),
+            token_name: caller.name.clone(),
+            challenge_id: challenge_id.to_owned(),
+            submission_id: String::new(),
+            what: what.to_owned(),
+            values,
+        })
+        .await?;
+    Ok(())
+}
+
+/// ListReleases (admin): newest first, paged by an opaque position.
+pub async fn list(
+    core: &Core,
+    caller: &Caller,
+    challenge: Option<String>,
+    token: Option<String>,
+    page_size: i32,
+    page_token: &str,
+) -> Result<(Vec<ReleaseRecord>, String), DomainError> {
+    caller.require_admin("ListReleases")?;
+    let size = if page_size <= 0 { 100 } else { (page_size as usize).min(1000) };
+    let before: i64 = if page_token.is_empty() {
+        0
+    } else {
+        page_token.parse().map_err(|_| DomainError::invalid("page_token", "is not a token this service returned"))?
+    };
+    let mut rows = core.store.list_releases(challenge, token, before, size + 1).await?;
+    let next = if rows.len() > size {
+        rows.truncate(size);
+        rows.last().map(|(seq, _)| seq.to_string()).unwrap_or_default()
+    } else {
+        String::new()
+    };
+    Ok((rows.into_iter().map(|(_, r)| r).collect(), next))
+}

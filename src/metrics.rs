@@ -1,0 +1,155 @@
+//! Prometheus metrics: queue depth, runs by verdict, run and queue-wait durations as
+//! histograms, engine errors; served as text on the configured address.
+//!
+//! Counters are plain atomics updated on the hot path; the exposition is rendered on scrape.
+//! The HTTP side is a minimal HTTP/1.1 responder: one GET path, no keep-alive.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::core::Core;
+use crate::domain::{SubmissionState, Verdict};
+
+const VERDICTS: [Verdict; 8] = [
+    Verdict::Scored,
+    Verdict::TimeLimitExceeded,
+    Verdict::MemoryLimitExceeded,
+    Verdict::OutputLimitExceeded,
+    Verdict::RuntimeError,
+    Verdict::InvalidPredictions,
+    Verdict::Cancelled,
+    Verdict::InternalError,
+];
+
+/// Bucket upper bounds, in seconds, for both histograms.
+const BUCKETS: [f64; 12] = [0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0];
+
+/// A fixed-bucket histogram.
+#[derive(Default)]
+pub struct Histogram {
+    counts: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            if secs <= *bound {
+                self.counts[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros.fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    fn render(&self, name: &str, help: &str, out: &mut String) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {}", self.counts[i].load(Ordering::Relaxed));
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum {}", self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+}
+
+/// The service's metrics.
+#[derive(Default)]
+pub struct Metrics {
+    runs_by_verdict: [AtomicU64; VERDICTS.len()],
+    /// Run durations (container start to exit).
+    pub run_seconds: Histogram,
+    /// Queue waits (accepted to started).
+    pub queue_wait_seconds: Histogram,
+    engine_errors: AtomicU64,
+    submissions_accepted: AtomicU64,
+}
+
+impl Metrics {
+    /// Counts a finished run.
+    pub fn run_finished(&self, verdict: Verdict) {
+        if let Some(i) = VERDICTS.iter().position(|v| *v == verdict) {
+            self.runs_by_verdict[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts an engine failure.
+    pub fn engine_error(&self) {
+        self.engine_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts an accepted submission.
+    pub fn accepted(&self) {
+        self.submissions_accepted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The text exposition.
+    pub fn render(&self, queued: usize, live: usize) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "# HELP holdout_queue_depth Submissions waiting in QUEUED.\n# TYPE holdout_queue_depth gauge");
+        let _ = writeln!(out, "holdout_queue_depth {queued}");
+        let _ = writeln!(out, "# HELP holdout_runs_live Runs in progress.\n# TYPE holdout_runs_live gauge");
+        let _ = writeln!(out, "holdout_runs_live {live}");
+        let _ = writeln!(out, "# HELP holdout_runs_total Finished runs by verdict.\n# TYPE holdout_runs_total counter");
+        for (i, v) in VERDICTS.iter().enumerate() {
+            let _ = writeln!(out, "holdout_runs_total{{verdict=\"{}\"}} {}", v.as_str(), self.runs_by_verdict[i].load(Ordering::Relaxed));
+        }
+        let _ = writeln!(out, "# HELP holdout_engine_errors_total Docker engine failures.\n# TYPE holdout_engine_errors_total counter");
+        let _ = writeln!(out, "holdout_engine_errors_total {}", self.engine_errors.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "# HELP holdout_submissions_accepted_total Submissions accepted.\n# TYPE holdout_submissions_accepted_total counter"
+        );
+        let _ = writeln!(out, "holdout_submissions_accepted_total {}", self.submissions_accepted.load(Ordering::Relaxed));
+        self.run_seconds.render("holdout_run_duration_seconds", "Run wall time, container start to exit.", &mut out);
+        self.queue_wait_seconds.render("holdout_queue_wait_seconds", "Time from acceptance to run start.", &mut out);
+        out
+    }
+}
+
+/// Binds the metrics address; the returned future serves until `shutdown`.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+/// Serves `GET /metrics` until `shutdown` fires. Each connection is handled inline: a
+/// scrape is small and rare, and this keeps every task owned by this loop.
+pub async fn serve(listener: TcpListener, core: Arc<Core>, shutdown: CancellationToken) {
+    loop {
+        let (mut stream, _) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(_) => continue,
+            },
+        };
+        let mut buf = [0u8; 2048];
+        let n = match tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buf)).await {
+            Ok(Ok(n)) => n,
+            _ => continue,
+        };
+        let request = String::from_utf8_lossy(&buf[..n]);
+        let response = if request.starts_with("GET /metrics") || request.starts_with("GET / ") {
+            let queued = core.store.submissions_in(&[SubmissionState::Queued]).await.map(|v| v.len()).unwrap_or(0);
+            let body = core.metrics.render(queued, core.queue.live_count());
+            format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            )
+        } else {
+            "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_owned()
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(response.as_bytes())).await;
+    }
+}
