@@ -189,8 +189,19 @@ async fn validate(core: &Core, c: &Challenge) -> Result<(), DomainError> {
                 return Err(DomainError::invalid("scoring.builtin.target_column", "is empty"));
             }
         }
-        (None, Some(_)) => {
-            return Err(DomainError::precondition("scoring.custom", "custom scorers are not supported by this server yet"));
+        (None, Some(custom)) => {
+            if custom.primary_metric.trim().is_empty() {
+                return Err(DomainError::invalid("scoring.custom.primary_metric", "is empty"));
+            }
+            if custom.image.trim().is_empty() {
+                return Err(DomainError::invalid("scoring.custom.image", "is empty"));
+            }
+            if c.release.mode == LeaderboardMode::LadderParameterFree {
+                return Err(DomainError::invalid(
+                    "release.mode",
+                    "LADDER_PARAMETER_FREE needs per-row losses, which only built-in metrics provide",
+                ));
+            }
         }
     }
     // Data folder and labels (on the host; blocking work off the runtime).
@@ -201,6 +212,16 @@ async fn validate(core: &Core, c: &Challenge) -> Result<(), DomainError> {
     let labels = dir.join("labels.csv");
     if !labels.is_file() {
         return Err(DomainError::precondition("data_dir", format!("{:?} has no labels.csv", c.data_dir)));
+    }
+    if let Some(custom) = &c.scoring.custom {
+        validate_custom_labels(c, &labels).await?;
+        if !core.backend.image_exists(&custom.image).await.map_err(DomainError::internal)? {
+            return Err(DomainError::precondition(
+                "scoring.custom.image",
+                format!("image {:?} is not present on the Docker engine", custom.image),
+            ));
+        }
+        return validate_engine(core, c).await;
     }
     let limits = crate::runner::run_limits(core, c);
     let spec = crate::runner::scoring_spec(c, SubmissionKind::Full, &limits).map_err(|e| DomainError::invalid("scoring", e))?;
@@ -219,7 +240,35 @@ async fn validate(core: &Core, c: &Challenge) -> Result<(), DomainError> {
     })
     .await
     .map_err(DomainError::internal)??;
-    // Engine: image present, runtime available.
+    validate_engine(core, c).await
+}
+
+/// For a custom scorer: labels.csv has the id column and both splits are non-empty.
+async fn validate_custom_labels(c: &Challenge, labels: &Path) -> Result<(), DomainError> {
+    let labels = labels.to_owned();
+    let id_column = c.scoring.id_column.clone();
+    let split = scoring::Split { public_fraction: c.scoring.public_fraction, seed: c.scoring.split_seed };
+    tokio::task::spawn_blocking(move || -> Result<(), DomainError> {
+        let tmp = tempfile::tempdir().map_err(DomainError::internal)?;
+        let (public, private) = scoring::write_split_labels(&labels, &id_column, &split, tmp.path())
+            .map_err(|e| DomainError::precondition("data_dir", format!("labels.csv: {e}")))?;
+        for (name, path) in [("public", public), ("private", private)] {
+            let rows = std::fs::read(&path).map_err(DomainError::internal)?.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count();
+            if rows < 2 {
+                return Err(DomainError::precondition(
+                    "scoring.public_fraction",
+                    format!("the {name} split of labels.csv would be empty; change public_fraction or split_seed"),
+                ));
+            }
+        }
+        Ok(())
+    })
+    .await
+    .map_err(DomainError::internal)?
+}
+
+/// The engine has the image and the isolation the challenge asks for.
+async fn validate_engine(core: &Core, c: &Challenge) -> Result<(), DomainError> {
     if !core.backend.image_exists(&c.runtime.image).await.map_err(DomainError::internal)? {
         return Err(DomainError::precondition(
             "runtime.image",

@@ -19,6 +19,7 @@
 //! - [`challenges`], [`submissions`], [`leaderboard`]: what each RPC does.
 //! - [`queue`]: the durable, fair queue; cancellation; crash recovery.
 //! - [`runner`]: one submission from archive to verdict.
+//! - [`scorer`]: organisers' own scorers, run in the same sandbox.
 //! - [`sandbox`]: the container backend and every hardening flag.
 //! - [`verdict`]: the one classifier of run outcomes.
 //! - [`archive`]: safe extraction of submitted archives.
@@ -43,6 +44,7 @@ pub mod metrics;
 pub mod queue;
 pub mod release;
 pub mod runner;
+pub mod scorer;
 #[path = "stubs/sandbox.rs"]
 pub mod sandbox;
 pub mod scoring;

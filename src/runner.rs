@@ -176,6 +176,42 @@ async fn execute_inner(core: &Arc<Core>, id: &SubmissionId, control: &RunControl
     }
     core.announce(&s);
 
+    if let Some(custom) = challenge.scoring.custom.clone() {
+        let result =
+            crate::scorer::score(core, &challenge, &custom, id, s.kind, &output_dir, &work.0, &limits).await;
+        return match result {
+            crate::scorer::CustomResult::Scores { public, private } => {
+                s.state = SubmissionState::Succeeded;
+                s.message = "scored".into();
+                s.public_scores = public;
+                s.private_scores = private;
+                finish(core, s, SubmissionState::Scoring, Verdict::Scored, &challenge).await
+            }
+            crate::scorer::CustomResult::Rejected(text) => {
+                s.state = SubmissionState::Failed;
+                let shown = if s.kind == SubmissionKind::Smoke || custom.release_messages {
+                    format!("the scorer rejected the predictions: {text}")
+                } else {
+                    verdict::participant_message(Verdict::InvalidPredictions, "", s.kind, &limits)
+                };
+                s.message = shown;
+                s.detail = format!("scorer rejected the predictions: {text}");
+                finish(core, s, SubmissionState::Scoring, Verdict::InvalidPredictions, &challenge).await
+            }
+            crate::scorer::CustomResult::BadPredictions(message) => {
+                s.state = SubmissionState::Failed;
+                s.message = verdict::participant_message(Verdict::InvalidPredictions, &message, s.kind, &limits);
+                s.detail = message;
+                finish(core, s, SubmissionState::Scoring, Verdict::InvalidPredictions, &challenge).await
+            }
+            crate::scorer::CustomResult::Failed(detail) => {
+                warn!(detail = %detail, "custom scorer failed");
+                fail_internal(core, id, &detail).await;
+                Ok(())
+            }
+        };
+    }
+
     match score(core, &challenge, s.kind, &output_dir).await {
         Ok(report) => {
             s.state = SubmissionState::Succeeded;
@@ -227,7 +263,7 @@ async fn prepare(
 
 /// The sandbox user (65534) must be able to write `/output`; when we are root we hand the
 /// folder to that user, otherwise we open it to everyone (it lives in our private work dir).
-fn make_writable_for_sandbox(dir: &Path) -> std::io::Result<()> {
+pub fn make_writable_for_sandbox(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
@@ -365,6 +401,18 @@ async fn store_logs(core: &Core, id: &SubmissionId, logs: &crate::sandbox::Captu
     if !matches!(result, Ok(Ok(()))) {
         warn!(submission_id = %id, "cannot store run logs");
     }
+}
+
+/// Stores a custom scorer run's output for admins, beside the run's own logs.
+pub async fn store_scorer_logs(core: &Core, id: &SubmissionId, split: &str, logs: &crate::sandbox::CapturedLogs) {
+    let base = core.paths.logs(id);
+    let logs = logs.clone();
+    let split = split.to_owned();
+    let _ = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        std::fs::write(base.with_extension(format!("scorer-{split}.stdout")), &logs.stdout)?;
+        std::fs::write(base.with_extension(format!("scorer-{split}.stderr")), &logs.stderr)
+    })
+    .await;
 }
 
 /// Reads stored logs: (stdout, stderr, truncated); empty when the run left none.

@@ -77,6 +77,7 @@ pub fn challenge_from_pb(c: pb::Challenge) -> Result<Challenge, DomainError> {
                 command: s.command,
                 primary_metric: s.primary_metric,
                 greater_is_better: s.greater_is_better,
+                release_messages: s.release_messages,
             }),
         ),
         None => (None, None),
@@ -145,6 +146,7 @@ pub fn challenge_to_pb(c: &Challenge) -> pb::Challenge {
                 command: s.command.clone(),
                 primary_metric: s.primary_metric.clone(),
                 greater_is_better: s.greater_is_better,
+                release_messages: s.release_messages,
             })
         })
     };

@@ -131,6 +131,9 @@ pub struct CustomScorer {
     /// Direction of the primary metric.
     #[serde(default)]
     pub greater_is_better: bool,
+    /// Whether the scorer's rejection text may reach the participant of a FULL run.
+    #[serde(default)]
+    pub release_messages: bool,
 }
 
 /// Resource limits. Zero means "the server's default"; every value is checked against the

@@ -343,6 +343,7 @@ pub fn score_reader<R: Read>(
     let mut unknown_first: Vec<String> = Vec::new();
     let mut extra_classes: HashMap<Box<[u8]>, usize> = HashMap::new();
     let mut hint = 0usize;
+    let mut in_order = true;
     let mut rows = 0usize;
 
     while let Some((line_no, line)) = reader.next_line().map_err(line_error)? {
@@ -399,13 +400,16 @@ pub fn score_reader<R: Read>(
             }
         }
 
-        let Some(row) = labels.find(id, hint) else {
+        let Some(row) = labels.find(id, if in_order { hint } else { usize::MAX }) else {
             unknown += 1;
             if unknown_first.len() < UNKNOWN_IDS_QUOTED {
                 unknown_first.push(quote_id(id));
             }
             continue;
         };
+        // Follow the labels' order while the file does; once it does not, stop paying a
+        // cache miss per row for a guess, and look again every 1024 rows.
+        in_order = row == hint || rows & 1023 == 0;
         hint = row + 1;
         let bit = 1u64 << (row % 64);
         if seen[row / 64] & bit != 0 {
