@@ -163,7 +163,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
     trap '[ "$policy_created" = 1 ] && rm -f /usr/sbin/policy-rc.d' EXIT
   fi
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends -o Dpkg::Use-Pty=0 "${missing[@]}" >/dev/null
+  # With Recommends on purpose: they bring cgroupfs-mount and apparmor, which dockerd needs on
+  # hosts without systemd. NEEDRESTART_SUSPEND keeps needrestart from touching services.
+  NEEDRESTART_SUSPEND=1 apt-get install -y -qq -o Dpkg::Use-Pty=0 "${missing[@]}" >/dev/null
   if [ "$policy_created" = 1 ]; then rm -f /usr/sbin/policy-rc.d; policy_created=0; fi
   say "installed ${missing[*]}"
 else
@@ -177,6 +179,11 @@ if [ -d /run/systemd/system ]; then
   systemctl enable docker.service >/dev/null 2>&1 || true
   systemctl restart docker.service
 else
+  # Without systemd nobody mounts the cgroup hierarchies at boot unless the host's init does.
+  if ! grep -qE '^[^ ]+ [^ ]+ cgroup2? ' /proc/mounts && command -v cgroupfs-mount >/dev/null 2>&1; then
+    say "no cgroup filesystem mounted; running cgroupfs-mount"
+    cgroupfs-mount
+  fi
   pid="$(cat "$PIDFILE" 2>/dev/null || true)"
   if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
     say "dockerd (pid $pid) is already running but not answering yet; waiting for it"

@@ -70,6 +70,11 @@ impl Paths {
         self.work_dir().join(id.as_str())
     }
 
+    /// Per-row losses of scored submissions (parameter-free ladder).
+    pub fn losses(&self) -> PathBuf {
+        self.root.join("losses")
+    }
+
     /// Uploads in progress; anything here at start is debris of a crash.
     pub fn uploads(&self) -> PathBuf {
         self.root.join("uploads")
@@ -92,6 +97,8 @@ pub struct Core {
     pub labels: LabelsCache,
     /// The scheduler's handle.
     pub queue: Queue,
+    /// Per-row public losses for the parameter-free ladder (never released).
+    pub losses: crate::losses::LossStore,
     /// Prometheus metrics.
     pub metrics: crate::metrics::Metrics,
     /// Identifies this service's containers on a shared engine (derived from `state_dir`).
@@ -112,6 +119,7 @@ impl Core {
             config,
             store,
             backend,
+            losses: crate::losses::LossStore::new(paths.losses()),
             paths,
             labels: LabelsCache::new(8),
             instance,

@@ -5,6 +5,7 @@
 //! participant's submissions in order, so the same history always gives the same board.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use crate::auth::Caller;
 use crate::core::Core;
@@ -54,9 +55,34 @@ struct Shown {
     holder_index: usize,
 }
 
+/// Per-row public losses of a scored FULL submission, when kept (parameter-free ladder).
+pub type Losses<'a> = &'a dyn Fn(&Submission) -> Option<Arc<Vec<f32>>>;
+
+/// The parameter-free ladder's test: does `new` beat `old` by more than one standard error
+/// of the paired differences? Returns the step (s/√n) when it does.
+pub fn paired_improvement(new: &[f32], old: &[f32]) -> Option<f64> {
+    if new.len() != old.len() || new.len() < 2 {
+        return None;
+    }
+    let n = new.len() as f64;
+    let diffs = new.iter().zip(old).map(|(a, b)| *a as f64 - *b as f64);
+    let mean = diffs.clone().sum::<f64>() / n;
+    let var = diffs.map(|d| (d - mean) * (d - mean)).sum::<f64>() / (n - 1.0);
+    let step = var.sqrt() / n.sqrt();
+    (mean < -step).then_some(step)
+}
+
+/// Rounds `x` to the nearest multiple of `step`, then to the release decimals.
+fn on_step(x: f64, step: f64, decimals: u32) -> f64 {
+    if !(step > 0.0 && step.is_finite()) {
+        return round(x, decimals);
+    }
+    round((x / step).round() * step, decimals)
+}
+
 /// Replays one participant's scored FULL submissions (oldest first) under the challenge's
 /// mode; returns the shown entry after each submission.
-fn replay(challenge: &Challenge, history: &[&Submission]) -> Vec<Option<Shown>> {
+fn replay(challenge: &Challenge, history: &[&Submission], losses: Losses<'_>) -> Vec<Option<Shown>> {
     let (metric, greater) = challenge.primary_metric();
     let decimals = challenge.release.score_decimals;
     let better = |a: f64, b: f64| if greater { a > b } else { a < b };
@@ -64,11 +90,12 @@ fn replay(challenge: &Challenge, history: &[&Submission]) -> Vec<Option<Shown>> 
     let mut out = Vec::with_capacity(history.len());
     for (i, s) in history.iter().enumerate() {
         if let Some(&raw) = s.public_scores.get(&metric) {
+            let accept = |score: f64| Some(Shown { score, holder: s.id.clone(), holder_index: i });
             match challenge.release.mode {
-                LeaderboardMode::BestSoFar | LeaderboardMode::LadderParameterFree => {
+                LeaderboardMode::BestSoFar => {
                     let r = round(raw, decimals);
                     if shown.as_ref().is_none_or(|sh| better(r, sh.score)) {
-                        shown = Some(Shown { score: r, holder: s.id.clone(), holder_index: i });
+                        shown = accept(r);
                     }
                 }
                 LeaderboardMode::Ladder => {
@@ -80,10 +107,21 @@ fn replay(challenge: &Challenge, history: &[&Submission]) -> Vec<Option<Shown>> 
                         }
                     };
                     if beats {
-                        let on_step = round((raw / step).round() * step, decimals.max(12));
-                        shown = Some(Shown { score: round(on_step, decimals), holder: s.id.clone(), holder_index: i });
+                        shown = accept(on_step(raw, step, decimals));
                     }
                 }
+                LeaderboardMode::LadderParameterFree => match &shown {
+                    None => shown = accept(round(raw, decimals)),
+                    Some(sh) => {
+                        let old = losses(history[sh.holder_index]);
+                        let new = losses(s);
+                        if let (Some(old), Some(new)) = (old, new)
+                            && let Some(step) = paired_improvement(&new, &old)
+                        {
+                            shown = accept(on_step(raw, step, decimals));
+                        }
+                    }
+                },
             }
         }
         out.push(shown.clone());
@@ -93,13 +131,18 @@ fn replay(challenge: &Challenge, history: &[&Submission]) -> Vec<Option<Shown>> 
 
 /// What `Submission.scores` releases for a scored FULL run: under BEST_SO_FAR its rounded
 /// public scores; under a ladder only the ladder's value after it, for the primary metric.
-pub fn released_full_scores(challenge: &Challenge, history: &[Submission], s: &Submission) -> BTreeMap<String, f64> {
+pub fn released_full_scores(
+    challenge: &Challenge,
+    history: &[Submission],
+    s: &Submission,
+    losses: Losses<'_>,
+) -> BTreeMap<String, f64> {
     let decimals = challenge.release.score_decimals;
     match challenge.release.mode {
         LeaderboardMode::BestSoFar => crate::release::round_all(&s.public_scores, decimals),
         LeaderboardMode::Ladder | LeaderboardMode::LadderParameterFree => {
             let mine: Vec<&Submission> = history.iter().filter(|h| h.participant_id == s.participant_id).collect();
-            let shown = replay(challenge, &mine);
+            let shown = replay(challenge, &mine, losses);
             let (metric, _) = challenge.primary_metric();
             mine.iter()
                 .position(|h| h.id == s.id)
@@ -125,7 +168,7 @@ pub async fn get(core: &Core, caller: &Caller, id: &ChallengeId, view: View) -> 
         let now = crate::domain::now_millis();
         history.retain(|s| crate::release::hold_until(s, &challenge, wall).is_none_or(|t| now >= t));
     }
-    let board = build(&challenge, &history, view);
+    let board = build(&challenge, &history, view, &|s| core.losses.get(&s.id));
     let what = match view {
         View::Public => "leaderboard:public",
         View::Private => "leaderboard:private",
@@ -136,7 +179,7 @@ pub async fn get(core: &Core, caller: &Caller, id: &ChallengeId, view: View) -> 
 }
 
 /// Builds a board from the scored FULL history (oldest first).
-pub fn build(challenge: &Challenge, history: &[Submission], view: View) -> Board {
+pub fn build(challenge: &Challenge, history: &[Submission], view: View, losses: Losses<'_>) -> Board {
     let (metric, greater) = challenge.primary_metric();
     let mut by_participant: HashMap<&str, Vec<&Submission>> = HashMap::new();
     let mut order: Vec<&str> = Vec::new();
@@ -150,7 +193,7 @@ pub fn build(challenge: &Challenge, history: &[Submission], view: View) -> Board
     let mut rows: Vec<(Entry, usize)> = Vec::new();
     for p in order {
         let mine = &by_participant[p];
-        let Some(Some(shown)) = replay(challenge, mine).pop() else { continue };
+        let Some(Some(shown)) = replay(challenge, mine, losses).pop() else { continue };
         let holder = mine[shown.holder_index];
         let score = match view {
             View::Public => shown.score,
@@ -180,4 +223,32 @@ pub fn build(challenge: &Challenge, history: &[Submission], view: View) -> Board
         entries[i].rank = if i > 0 && entries[i].score == entries[i - 1].score { entries[i - 1].rank } else { i as u32 + 1 };
     }
     Board { metric, greater_is_better: greater, entries }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clear_improvement_passes_the_paired_test() {
+        let old = vec![1.0f32; 100];
+        let mut new = vec![1.0f32; 100];
+        for v in new.iter_mut().take(30) {
+            *v = 0.0;
+        }
+        assert!(paired_improvement(&new, &old).is_some());
+    }
+
+    #[test]
+    fn noise_does_not_pass_the_paired_test() {
+        // Flip a few rows each way: no improvement beyond one standard error.
+        let old: Vec<f32> = (0..1000).map(|i| (i % 2) as f32).collect();
+        let mut new = old.clone();
+        for i in 0..20 {
+            new[i * 2] = 1.0 - new[i * 2];
+            new[i * 2 + 1] = 1.0 - new[i * 2 + 1];
+        }
+        new[0] = 0.0;
+        assert!(paired_improvement(&new, &old).is_none());
+    }
 }

@@ -40,6 +40,7 @@ pub mod config;
 pub mod core;
 pub mod domain;
 pub mod leaderboard;
+pub mod losses;
 pub mod metrics;
 pub mod queue;
 pub mod release;

@@ -193,7 +193,7 @@ pub async fn view(core: &Core, caller: &Caller, s: &Submission) -> Result<pb::Su
     };
     let released_full_scores = if s.kind == SubmissionKind::Full && s.state == SubmissionState::Succeeded {
         let history = core.store.scored_full(s.challenge_id.clone()).await?;
-        crate::leaderboard::released_full_scores(&challenge, &history, s)
+        crate::leaderboard::released_full_scores(&challenge, &history, s, &|h| core.losses.get(&h.id))
     } else {
         Default::default()
     };
