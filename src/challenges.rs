@@ -188,6 +188,14 @@ async fn validate(core: &Core, c: &Challenge) -> Result<(), DomainError> {
             if b.target_column.is_empty() {
                 return Err(DomainError::invalid("scoring.builtin.target_column", "is empty"));
             }
+            if c.release.mode == LeaderboardMode::LadderParameterFree
+                && !scoring::Metric::from_name(&b.metric).is_some_and(|m| m.has_row_losses())
+            {
+                return Err(DomainError::invalid(
+                    "release.mode",
+                    format!("LADDER_PARAMETER_FREE needs a metric with per-row losses (accuracy, log_loss, rmse, mae, r2), not {}", b.metric),
+                ));
+            }
         }
         (None, Some(custom)) => {
             if custom.primary_metric.trim().is_empty() {

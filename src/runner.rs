@@ -213,7 +213,15 @@ async fn execute_inner(core: &Arc<Core>, id: &SubmissionId, control: &RunControl
     }
 
     match score(core, &challenge, s.kind, &output_dir).await {
-        Ok(report) => {
+        Ok(mut report) => {
+            if let Some(losses) = report.public_row_losses.take() {
+                let core2 = core.clone();
+                let id2 = id.clone();
+                let stored = tokio::task::spawn_blocking(move || core2.losses.put(&id2, &losses)).await;
+                if !matches!(stored, Ok(Ok(()))) {
+                    return requeue_or_fail(core, s, SubmissionState::Scoring, "cannot store per-row losses").await;
+                }
+            }
             s.state = SubmissionState::Succeeded;
             s.message = "scored".into();
             s.public_scores = report.public;
@@ -298,6 +306,8 @@ pub fn scoring_spec(challenge: &Challenge, kind: SubmissionKind, limits: &RunLim
             SubmissionKind::Smoke => None,
         },
         max_predictions_bytes: limits.output_bytes,
+        want_row_losses: kind == SubmissionKind::Full
+            && challenge.release.mode == crate::domain::LeaderboardMode::LadderParameterFree,
     })
 }
 

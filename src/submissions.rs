@@ -369,13 +369,25 @@ async fn continue_until_ours(events: &mut tokio::sync::broadcast::Receiver<Submi
     .await;
 }
 
-/// GetSubmissionLogs: admins any run; submitters only their own SMOKE runs.
+/// GetSubmissionLogs: admins any run; submitters only their own SMOKE runs. Another token's
+/// submission is PERMISSION_DENIED here (not NOT_FOUND): logs are the most sensitive thing a
+/// run leaves, and a clear refusal tells an integrator exactly which rule they hit. The id
+/// itself is random and reveals nothing.
 pub async fn logs(core: &Core, caller: &Caller, id: &SubmissionId) -> Result<(Vec<u8>, Vec<u8>, bool), DomainError> {
-    let s = load_visible(core, caller, id).await?;
-    if !caller.is_admin() && s.kind == SubmissionKind::Full {
-        return Err(DomainError::PermissionDenied(
-            "the output of a FULL run may carry private data and is readable by admins only; use a SMOKE run to see logs".into(),
-        ));
+    let s = core
+        .store
+        .get_submission(id)
+        .await?
+        .ok_or_else(|| DomainError::NotFound(format!("submission {:?}", id.as_str())))?;
+    if !caller.is_admin() {
+        if s.owner != caller.name {
+            return Err(DomainError::PermissionDenied("the logs of a submission another token created are not readable".into()));
+        }
+        if s.kind == SubmissionKind::Full {
+            return Err(DomainError::PermissionDenied(
+                "the output of a FULL run may carry private data and is readable by admins only; use a SMOKE run to see logs".into(),
+            ));
+        }
     }
     Ok(crate::runner::read_logs(core, id).await)
 }

@@ -20,6 +20,9 @@ pub mod docker;
 pub mod fake;
 pub mod hardening;
 
+#[cfg(test)]
+mod tests;
+
 /// Label every Holdout container carries, so orphans can be found after a crash.
 pub const LABEL_OWNER: &str = "io.holdout.owner";
 /// Label value of [`LABEL_OWNER`].
@@ -139,6 +142,9 @@ pub struct RunOutcome {
     pub cancelled: bool,
     /// Whether `/output` went over `output_bytes` (the run was killed when seen).
     pub output_exceeded: bool,
+    /// Whether stdout + stderr went over `log_bytes` (the run was killed when seen); the
+    /// classifier treats it like `output_exceeded`.
+    pub log_exceeded: bool,
     /// Captured output.
     pub logs: CapturedLogs,
     /// From start to exit.
@@ -183,6 +189,11 @@ pub enum SandboxError {
     /// Host-side I/O around the run failed.
     #[error("host i/o error: {0}")]
     Io(#[from] std::io::Error),
+    /// The spec would weaken the sandbox or cannot be expressed safely (a zero limit that the
+    /// engine reads as "unlimited", a mount over a reserved path, a mount holding the engine's
+    /// socket, ...). A bug in the caller, never the participant's doing.
+    #[error("invalid run spec: {0}")]
+    InvalidSpec(String),
 }
 
 /// Launches runs. One implementation drives Docker; a fake one serves scheduler tests.

@@ -113,6 +113,7 @@ fn score(args: &ScoreArgs) -> Result<ScoreReport, String> {
         threshold: args.threshold,
         split,
         max_predictions_bytes: args.max_predictions_bytes,
+        want_row_losses: false,
     };
     let label_spec = spec.label_spec().map_err(|e| e.to_string())?;
     let labels = load_labels(&args.labels, &label_spec).map_err(|e| e.to_string())?;

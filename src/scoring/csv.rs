@@ -9,9 +9,11 @@
 //! (`""` escapes a quote). A quoted field may not span lines: predictions and labels are ids
 //! and numbers, and supporting multi-line fields would let one field swallow the file.
 
+use std::fs::File;
 use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
 
-use memchr::{memchr, memchr_iter};
+use memchr::{memchr, memchr_iter, memrchr};
 
 /// Default read buffer: big enough that syscalls and refills cost nothing per row.
 pub(crate) const BUFFER_BYTES: usize = 1 << 20;
@@ -64,6 +66,11 @@ impl<R: Read> LineReader<R> {
         }
     }
 
+    /// Number of the last line handed out by [`Self::next_line`].
+    pub(crate) fn line_no(&self) -> u64 {
+        self.line_no
+    }
+
     /// Total bytes read from the underlying reader so far.
     pub(crate) fn bytes_read(&self) -> u64 {
         self.bytes_read
@@ -88,6 +95,33 @@ impl<R: Read> LineReader<R> {
                     self.start = self.end;
                     self.line_no += 1;
                     return Ok(Some((self.line_no, strip_cr(&self.buf[begin..self.end]))));
+                }
+                return Ok(None);
+            }
+            self.scan = self.end;
+            self.refill()?;
+        }
+    }
+
+    /// The next run of whole lines, with their `\n` (the last line of the input may lack
+    /// it), or `None` at end of input. Lines are framed, capped and counted exactly as by
+    /// [`Self::next_line`]; the caller splits and counts them, and says how many lines it has
+    /// been handed so far so a too-long line is reported with its number.
+    pub(crate) fn next_chunk(&mut self, lines_before: u64) -> Result<Option<&[u8]>, LineError> {
+        self.line_no = lines_before;
+        loop {
+            let from = self.scan.max(self.start);
+            if let Some(offset) = memrchr(b'\n', &self.buf[from..self.end]) {
+                let begin = self.start;
+                self.start = from + offset + 1;
+                self.scan = self.start;
+                return Ok(Some(&self.buf[begin..self.start]));
+            }
+            if self.eof {
+                if self.start < self.end {
+                    let begin = self.start;
+                    self.start = self.end;
+                    return Ok(Some(&self.buf[begin..self.end]));
                 }
                 return Ok(None);
             }
@@ -129,6 +163,72 @@ impl<R: Read> LineReader<R> {
             }
         }
     }
+}
+
+/// Reads `file` from `pos` up to `end` with positioned reads, so several readers can share one
+/// descriptor (one per thread, each over its own range).
+pub(crate) struct RangeReader<'a> {
+    /// The file.
+    pub(crate) file: &'a File,
+    /// Offset of the next byte to read.
+    pub(crate) pos: u64,
+    /// Offset where reading stops (`u64::MAX`: at end of file).
+    pub(crate) end: u64,
+}
+
+impl Read for RangeReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = buf.len().min(usize::try_from(self.end - self.pos).unwrap_or(usize::MAX));
+        let n = self.file.read_at(&mut buf[..want], self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// Parses a trimmed CSV field as `str::parse::<f64>` does, with the same result bit for bit.
+///
+/// Plain decimals (`-12.3456`, at most 19 digits, at most 22 after the point) take Clinger's
+/// fast path: the digits as an integer below 2^53 and a power of ten up to 1e22 are both exact
+/// doubles, so one IEEE division is the correctly rounded value, which is what std computes.
+/// Everything else (exponents, `inf`, long mantissas) goes to std.
+#[inline]
+pub(crate) fn parse_f64(text: &[u8]) -> Option<f64> {
+    const POW10: [f64; 23] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+        1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+    ];
+    let (negative, digits) = match text.first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    // 19 digits and a point: the mantissa cannot overflow a u64.
+    if !digits.is_empty() && digits.len() <= 20 {
+        let mut mantissa = 0u64;
+        let mut count = 0usize;
+        let mut scale = 0usize;
+        let mut point = false;
+        let mut plain = true;
+        for &b in digits {
+            match b {
+                b'0'..=b'9' => {
+                    mantissa = mantissa * 10 + u64::from(b - b'0');
+                    count += 1;
+                    scale += usize::from(point);
+                }
+                b'.' if !point => point = true,
+                _ => {
+                    plain = false;
+                    break;
+                }
+            }
+        }
+        if plain && count > 0 && mantissa <= 1 << 53 && scale < POW10.len() {
+            let value = mantissa as f64 / POW10[scale];
+            return Some(if negative { -value } else { value });
+        }
+    }
+    std::str::from_utf8(text).ok()?.parse().ok()
 }
 
 fn strip_cr(line: &[u8]) -> &[u8] {
@@ -297,6 +397,41 @@ mod tests {
         );
         assert_eq!(fields(br#""x","#).unwrap(), ["x", ""]);
         assert_eq!(fields(b"").unwrap(), [""]);
+    }
+
+    #[test]
+    fn chunks_hold_whole_lines_and_cap_a_long_line_with_its_number() {
+        let input = b"id,p\n1,0.5\n22,0.25\n333,1";
+        let mut reader = LineReader::new(&input[..], 64, 1024);
+        let mut all = Vec::new();
+        while let Some(chunk) = reader.next_chunk(0).unwrap() {
+            all.extend_from_slice(chunk);
+        }
+        assert_eq!(all, input);
+        let mut input = b"a\nb\n".to_vec();
+        input.extend(std::iter::repeat_n(b'x', 500));
+        let mut reader = LineReader::new(&input[..], 64, 128);
+        assert_eq!(reader.next_chunk(0).unwrap().unwrap(), b"a\nb\n");
+        match reader.next_chunk(2) {
+            Err(LineError::TooLong { line }) => assert_eq!(line, 3),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn numbers_parse_bit_for_bit_like_std(
+            text in "[-+]?[0-9]{0,21}(\\.[0-9]{0,24})?([eE][-+]?[0-9]{1,3})?|inf|NaN|[0-9.+-]{0,6}",
+            value in proptest::num::f64::ANY,
+            decimals in 0usize..20,
+        ) {
+            let std: Option<f64> = text.parse().ok();
+            proptest::prop_assert_eq!(parse_f64(text.as_bytes()).map(f64::to_bits), std.map(f64::to_bits));
+            for text in [format!("{value}"), format!("{value:.decimals$}")] {
+                let std: Option<f64> = text.parse().ok();
+                proptest::prop_assert_eq!(parse_f64(text.as_bytes()).map(f64::to_bits), std.map(f64::to_bits));
+            }
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -127,8 +128,9 @@ struct IdIndex {
     arena: Vec<u8>,
     /// End offset of each row's id in `arena`.
     ends: Vec<u32>,
-    /// 0 for an empty slot, else `tag << row_bits | (row + 1)`.
-    slots: Vec<u32>,
+    /// 0 for an empty slot, else `tag << row_bits | (row + 1)`. Atomic so two threads can
+    /// fill it; once built it only is read, and a relaxed load is a plain load.
+    slots: Vec<AtomicU32>,
     /// Bits of a slot holding `row + 1`; the rest hold the tag.
     row_bits: u32,
 }
@@ -178,7 +180,7 @@ impl IdIndex {
         let (tag, mask) = (self.tag(hash), self.row_mask());
         let mut slot = self.home(hash);
         loop {
-            let value = self.slots[slot];
+            let value = self.slots[slot].load(Ordering::Relaxed);
             if value == 0 {
                 return Err(slot);
             }
@@ -202,15 +204,54 @@ impl IdIndex {
 
     #[inline]
     fn prefetch(&self, slot: usize) {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: a prefetch is only a hint; it never faults, even on an invalid address,
-        // and `slot` is in bounds anyway.
+        prefetch(&self.slots, slot);
+    }
+
+    /// The first row along `hash`'s probe whose tag matches, looking no further than the
+    /// home slot's neighbours (already cached): the likely answer, to prefetch.
+    #[inline]
+    fn candidate(&self, hash: u64) -> Option<usize> {
+        let (tag, mask) = (self.tag(hash), self.row_mask());
+        let home = self.home(hash);
+        let near = &self.slots[home..self.slots.len().min(home + 8)];
+        near.iter()
+            .map(|value| value.load(Ordering::Relaxed))
+            .take_while(|&value| value != 0)
+            .find(|&value| value & !mask == tag)
+            .map(|value| (value & mask) as usize - 1)
+    }
+}
+
+/// Asks the kernel to back a large vector's reserved capacity with 2 MiB pages, before it is
+/// touched. Random lookups into the id index and the per-row arrays then miss the TLB far
+/// less often, which is most of what a shuffled predictions file costs. Only advice: ignored
+/// where transparent huge pages are off, and a no-op for small vectors.
+pub(crate) fn advise_huge_pages<T>(v: &Vec<T>) {
+    const HUGE: usize = 2 << 20;
+    if std::env::var_os("XX_NO_HUGE").is_some() { return; }
+    let start = v.as_ptr() as usize;
+    let end = start + v.capacity() * std::mem::size_of::<T>();
+    let (from, to) = (start.next_multiple_of(HUGE), end & !(HUGE - 1));
+    if to > from {
+        // SAFETY: the range lies inside the vector's own allocation, and MADV_HUGEPAGE only
+        // changes how its pages are backed, never their contents.
         unsafe {
-            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-            _mm_prefetch::<_MM_HINT_T0>(self.slots.as_ptr().add(slot).cast());
+            libc::madvise(from as *mut libc::c_void, to - from, libc::MADV_HUGEPAGE);
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = slot;
+    }
+}
+
+/// Asks the CPU to start loading `items[i]` into cache. Only a hint: out of bounds is ignored.
+#[inline]
+pub(crate) fn prefetch<T>(items: &[T], i: usize) {
+    if i >= items.len() {
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `i` is in bounds, and a prefetch never faults and reads nothing.
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T0>(items.as_ptr().add(i).cast());
     }
 }
 
@@ -243,6 +284,9 @@ pub struct LabelSet {
     pub(crate) targets: Targets,
     /// Bit per row, set when the row is public; empty when there is no split.
     public_bits: Vec<u64>,
+    /// Bit per row, set when the row's class is the positive one; binary targets only. A
+    /// copy of `of_row` 16 times smaller, so a shuffled file's lookups find it in cache.
+    positive_bits: Vec<u64>,
     /// Rows in the public part (all rows without a split).
     public_len: usize,
     /// Total sum of squares of y_true per part (public, private, all); regression only.
@@ -290,10 +334,107 @@ impl LabelSet {
         self.ids.find(id)
     }
 
+    /// Whether `row` holds exactly `id`: the check for a guessed row, one memory access.
+    #[inline]
+    pub(crate) fn row_has_id(&self, row: usize, id: &[u8]) -> bool {
+        row < self.len() && self.ids.id(row) == id
+    }
+
+    /// The index hash of `id`, for [`Self::find_hashed`]; prefetches the slot it starts at.
+    #[inline]
+    pub(crate) fn hash_and_prefetch(&self, id: &[u8]) -> u64 {
+        let hash = hash_id(id, INDEX_SEED);
+        self.ids.prefetch(self.ids.home(hash));
+        hash
+    }
+
+    /// Second step of a batched lookup, once the slot is cached: the likely row, whose id
+    /// bounds and target it prefetches.
+    #[inline]
+    pub(crate) fn prefetch_candidate(&self, hash: u64) -> Option<usize> {
+        let row = self.ids.candidate(hash)?;
+        // ends[row - 1] shares the line with ends[row] but for one row in sixteen.
+        prefetch(&self.ids.ends, row.wrapping_sub(1));
+        match &self.targets {
+            Targets::Classes { .. } if !self.positive_bits.is_empty() => {}
+            Targets::Classes { of_row, .. } => prefetch(of_row, row),
+            Targets::Values(values) => prefetch(values, row),
+        }
+        Some(row)
+    }
+
+    /// Third step: prefetches the candidate row's id bytes, once its bounds are cached.
+    #[inline]
+    pub(crate) fn prefetch_id(&self, row: usize) {
+        let start = if row == 0 { 0 } else { self.ids.ends[row - 1] as usize };
+        prefetch(&self.ids.arena, start);
+    }
+
+    /// The row holding `id`, whose index hash is `hash`.
+    #[inline]
+    pub(crate) fn find_hashed(&self, id: &[u8], hash: u64) -> Option<usize> {
+        self.ids.probe(id, hash).ok()
+    }
+
+    /// Public rows before each 64-row word, for [`Self::public_rank`] (empty without a split).
+    pub(crate) fn public_ranks(&self) -> Vec<u32> {
+        let mut before = 0u32;
+        self.public_bits
+            .iter()
+            .map(|word| {
+                let here = before;
+                before += word.count_ones();
+                here
+            })
+            .collect()
+    }
+
+    /// The position of public `row` among the public rows, in label order.
+    #[inline]
+    pub(crate) fn public_rank(&self, ranks: &[u32], row: usize) -> usize {
+        if self.public_bits.is_empty() {
+            return row;
+        }
+        let below = self.public_bits[row / 64] & ((1u64 << (row % 64)) - 1);
+        ranks[row / 64] as usize + below.count_ones() as usize
+    }
+
     /// Whether `row` is in the public part.
     #[inline]
     pub(crate) fn is_public(&self, row: usize) -> bool {
         self.public_bits.is_empty() || self.public_bits[row / 64] >> (row % 64) & 1 == 1
+    }
+
+    /// The class index of `row` (0 for a numeric target).
+    #[inline]
+    pub(crate) fn class_of(&self, row: usize) -> usize {
+        match &self.targets {
+            Targets::Classes { of_row, .. } => usize::from(of_row[row]),
+            Targets::Values(_) => 0,
+        }
+    }
+
+    /// Whether `row`'s class is the positive one; binary targets only.
+    #[inline]
+    pub(crate) fn is_positive(&self, row: usize) -> bool {
+        self.positive_bits[row / 64] >> (row % 64) & 1 == 1
+    }
+
+    /// The target value of `row` (0 for a class target).
+    #[inline]
+    pub(crate) fn value_of(&self, row: usize) -> f64 {
+        match &self.targets {
+            Targets::Values(values) => values[row],
+            Targets::Classes { .. } => 0.0,
+        }
+    }
+
+    /// The index of the class named `name`, if the labels have it.
+    pub(crate) fn class_by_name(&self, name: &[u8]) -> Option<usize> {
+        match &self.targets {
+            Targets::Classes { by_name, .. } => by_name.get(name).map(|&c| usize::from(c)),
+            Targets::Values(_) => None,
+        }
     }
 
     /// Number of known classes (0 for a numeric target).
@@ -368,113 +509,25 @@ pub fn load_labels(path: &Path, spec: &LabelSpec) -> Result<LabelSet, LabelsErro
         );
     };
 
-    // Untouched capacity costs no memory, so reserving the file size for ids is free.
-    // A row takes at least 4 bytes ("i,t\n"), which bounds the row count.
-    let mut arena: Vec<u8> = Vec::with_capacity(size_hint);
-    let mut ends: Vec<u32> = Vec::with_capacity(size_hint / 4);
-    let mut class_names: Vec<Box<[u8]>> = Vec::new();
-    let mut class_by_name: HashMap<Box<[u8]>, u16> = HashMap::new();
-    let mut class_of_row: Vec<u16> = Vec::new();
-    let mut values: Vec<f64> = Vec::new();
-    match spec.kind {
-        TargetKind::Classes => class_of_row.reserve(size_hint / 4),
-        TargetKind::Values => values.reserve(size_hint / 4),
+    let mut rows = Rows::new(spec, size_hint, id_col, target_col, width);
+    let mut line_no = reader.line_no();
+    while let Some(chunk) = reader
+        .next_chunk(line_no)
+        .map_err(|e| line_error(e, path))?
+    {
+        rows.chunk(chunk, &mut line_no)?;
     }
-    let mut public_bits: Vec<u64> = Vec::new();
-    let mut public_len = 0usize;
-    let mut last_class: Option<(usize, u16)> = None; // (arena range start, class) fast path
-
-    while let Some((line_no, line)) = reader.next_line().map_err(|e| line_error(e, path))? {
-        if line.trim_ascii().is_empty() {
-            continue;
-        }
-        if std::str::from_utf8(line).is_err() {
-            return Err(LabelsError::Malformed {
-                line: line_no,
-                reason: "invalid UTF-8",
-            });
-        }
-        fields.split(line).map_err(|_| LabelsError::Malformed {
-            line: line_no,
-            reason: "unbalanced quotes",
-        })?;
-        if fields.len() != width {
-            return Err(LabelsError::WrongFieldCount {
-                line: line_no,
-                expected: width,
-                found: fields.len(),
-            });
-        }
-        let id = fields.get(line, id_col);
-        if id.is_empty() {
-            return Err(LabelsError::EmptyId { line: line_no });
-        }
-        let row = ends.len();
-        arena.extend_from_slice(id);
-        let end = u32::try_from(arena.len()).map_err(|_| LabelsError::Malformed {
-            line: line_no,
-            reason: "ids exceed 4 GiB in total",
-        })?;
-        ends.push(end);
-        if let Some(split) = &spec.split {
-            if row & 63 == 0 {
-                public_bits.push(0);
-            }
-            if split.is_public(id) {
-                public_bits[row / 64] |= 1 << (row % 64);
-                public_len += 1;
-            }
-        } else {
-            public_len += 1;
-        }
-        let target = fields.get(line, target_col);
-        match spec.kind {
-            TargetKind::Classes => {
-                if target.is_empty() {
-                    return Err(LabelsError::BadTarget {
-                        line: line_no,
-                        reason: "is empty",
-                    });
-                }
-                let class = match last_class {
-                    Some((index, class)) if &*class_names[index] == target => class,
-                    _ => {
-                        let class = match class_by_name.get(target) {
-                            Some(&class) => class,
-                            None => {
-                                if class_names.len() >= MAX_CLASSES {
-                                    return Err(LabelsError::TooManyClasses);
-                                }
-                                let class = class_names.len() as u16;
-                                class_names.push(target.into());
-                                class_by_name.insert(target.into(), class);
-                                class
-                            }
-                        };
-                        last_class = Some((class as usize, class));
-                        class
-                    }
-                };
-                class_of_row.push(class);
-            }
-            TargetKind::Values => {
-                let value = std::str::from_utf8(target)
-                    .ok()
-                    .and_then(|s| s.parse::<f64>().ok())
-                    .ok_or(LabelsError::BadTarget {
-                        line: line_no,
-                        reason: "is not a number",
-                    })?;
-                if !value.is_finite() {
-                    return Err(LabelsError::BadTarget {
-                        line: line_no,
-                        reason: "is not finite",
-                    });
-                }
-                values.push(value);
-            }
-        }
-    }
+    let Rows {
+        mut arena,
+        mut ends,
+        class_names,
+        class_by_name,
+        mut class_of_row,
+        mut values,
+        public_bits,
+        public_len,
+        ..
+    } = rows;
     let rows = ends.len();
     if rows == 0 {
         return Err(LabelsError::NoRows);
@@ -516,11 +569,28 @@ pub fn load_labels(path: &Path, spec: &LabelSpec) -> Result<LabelSet, LabelsErro
         }
         TargetKind::Values => Targets::Values(values),
     };
+    let positive_bits = match &targets {
+        Targets::Classes {
+            of_row,
+            positive: Some(positive),
+            ..
+        } => of_row
+            .chunks(64)
+            .map(|classes| {
+                classes
+                    .iter()
+                    .enumerate()
+                    .fold(0u64, |bits, (i, c)| bits | u64::from(c == positive) << i)
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
     let mut set = LabelSet {
         spec: spec.clone(),
         ids,
         targets,
         public_bits,
+        positive_bits,
         public_len,
         ss_total: [0.0; 3],
     };
@@ -547,40 +617,338 @@ pub fn load_labels(path: &Path, spec: &LabelSpec) -> Result<LabelSet, LabelsErro
     Ok(set)
 }
 
+/// The rows of a labels file as they are read: ids interned, targets, split bits.
+struct Rows<'s> {
+    /// How the file is read.
+    spec: &'s LabelSpec,
+    /// Index of the id column.
+    id_col: usize,
+    /// Index of the target column.
+    target_col: usize,
+    /// Fields per line, from the header.
+    width: usize,
+    /// All ids back to back.
+    arena: Vec<u8>,
+    /// End offset of each row's id in `arena`.
+    ends: Vec<u32>,
+    /// The distinct classes in order of first appearance.
+    class_names: Vec<Box<[u8]>>,
+    /// Class index by name.
+    class_by_name: HashMap<Box<[u8]>, u16>,
+    /// Class index of each row.
+    class_of_row: Vec<u16>,
+    /// Target of each row, for numbers.
+    values: Vec<f64>,
+    /// Bit per row, set when public; empty without a split.
+    public_bits: Vec<u64>,
+    /// Public rows.
+    public_len: usize,
+    /// The last row's class: targets repeat, so this usually spares a hash lookup.
+    last_class: Option<u16>,
+    /// Field splitter for lines with quotes or non-ASCII bytes.
+    fields: Fields,
+}
+
+impl<'s> Rows<'s> {
+    fn new(spec: &'s LabelSpec, size_hint: usize, id_col: usize, target_col: usize, width: usize) -> Self {
+        // Untouched capacity costs no memory, so reserving the file size for ids is free.
+        // A row takes at least 4 bytes ("i,t\n"), which bounds the row count.
+        let mut rows = Self {
+            spec,
+            id_col,
+            target_col,
+            width,
+            arena: Vec::with_capacity(size_hint),
+            ends: Vec::with_capacity(size_hint / 4),
+            class_names: Vec::new(),
+            class_by_name: HashMap::new(),
+            class_of_row: Vec::new(),
+            values: Vec::new(),
+            public_bits: Vec::new(),
+            public_len: 0,
+            last_class: None,
+            fields: Fields::default(),
+        };
+        match spec.kind {
+            TargetKind::Classes => rows.class_of_row.reserve(size_hint / 4),
+            TargetKind::Values => rows.values.reserve(size_hint / 4),
+        }
+        advise_huge_pages(&rows.arena);
+        advise_huge_pages(&rows.ends);
+        advise_huge_pages(&rows.class_of_row);
+        advise_huge_pages(&rows.values);
+        rows
+    }
+
+    /// Adds every line of a run of whole lines; `line_no` is the number of the line before.
+    fn chunk(&mut self, chunk: &[u8], line_no: &mut u64) -> Result<(), LabelsError> {
+        if !chunk.is_ascii() || memchr::memchr(b'"', chunk).is_some() {
+            return self.general_chunk(chunk, line_no);
+        }
+        // Plain lines: one vectorised scan finds every comma and newline.
+        let (id_col, target_col) = (self.id_col, self.target_col);
+        let mut line_start = 0;
+        let mut field_start = 0;
+        let mut field = 0;
+        let mut id = (0, 0);
+        let mut target = (0, 0);
+        let line_end = |this: &mut Self, start: usize, end: usize, found: usize, id: (usize, usize), target: (usize, usize), line: u64| {
+            if found == 1 && chunk[start..end].trim_ascii().is_empty() {
+                return Ok(());
+            }
+            if found != this.width {
+                return Err(LabelsError::WrongFieldCount {
+                    line,
+                    expected: this.width,
+                    found,
+                });
+            }
+            this.row(
+                line,
+                chunk[id.0..id.1].trim_ascii(),
+                chunk[target.0..target.1].trim_ascii(),
+            )
+        };
+        for pos in memchr::memchr2_iter(b',', b'\n', chunk) {
+            if field == id_col {
+                id = (field_start, pos);
+            }
+            if field == target_col {
+                target = (field_start, pos);
+            }
+            if chunk[pos] == b',' {
+                field += 1;
+                field_start = pos + 1;
+                continue;
+            }
+            *line_no += 1;
+            line_end(self, line_start, pos, field + 1, id, target, *line_no)?;
+            line_start = pos + 1;
+            field_start = line_start;
+            field = 0;
+        }
+        if line_start < chunk.len() {
+            let end = chunk.len();
+            if field == id_col {
+                id = (field_start, end);
+            }
+            if field == target_col {
+                target = (field_start, end);
+            }
+            *line_no += 1;
+            line_end(self, line_start, end, field + 1, id, target, *line_no)?;
+        }
+        Ok(())
+    }
+
+    /// Lines that may hold quotes or non-ASCII bytes, checked and split one by one.
+    fn general_chunk(&mut self, chunk: &[u8], line_no: &mut u64) -> Result<(), LabelsError> {
+        let mut fields = std::mem::take(&mut self.fields);
+        let result = (|| {
+            for raw in chunk.split_inclusive(|&b| b == b'\n') {
+                *line_no += 1;
+                let line_no = *line_no;
+                let line = raw.strip_suffix(b"\n").unwrap_or(raw);
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                if line.trim_ascii().is_empty() {
+                    continue;
+                }
+                if std::str::from_utf8(line).is_err() {
+                    return Err(LabelsError::Malformed {
+                        line: line_no,
+                        reason: "invalid UTF-8",
+                    });
+                }
+                fields.split(line).map_err(|_| LabelsError::Malformed {
+                    line: line_no,
+                    reason: "unbalanced quotes",
+                })?;
+                if fields.len() != self.width {
+                    return Err(LabelsError::WrongFieldCount {
+                        line: line_no,
+                        expected: self.width,
+                        found: fields.len(),
+                    });
+                }
+                self.row(
+                    line_no,
+                    fields.get(line, self.id_col),
+                    fields.get(line, self.target_col),
+                )?;
+            }
+            Ok(())
+        })();
+        self.fields = fields;
+        result
+    }
+
+    /// Adds one row from its trimmed, unquoted id and target.
+    #[inline]
+    fn row(&mut self, line_no: u64, id: &[u8], target: &[u8]) -> Result<(), LabelsError> {
+        if id.is_empty() {
+            return Err(LabelsError::EmptyId { line: line_no });
+        }
+        let row = self.ends.len();
+        self.arena.extend_from_slice(id);
+        let end = u32::try_from(self.arena.len()).map_err(|_| LabelsError::Malformed {
+            line: line_no,
+            reason: "ids exceed 4 GiB in total",
+        })?;
+        self.ends.push(end);
+        if let Some(split) = &self.spec.split {
+            if row & 63 == 0 {
+                self.public_bits.push(0);
+            }
+            if split.is_public(id) {
+                self.public_bits[row / 64] |= 1 << (row % 64);
+                self.public_len += 1;
+            }
+        } else {
+            self.public_len += 1;
+        }
+        match self.spec.kind {
+            TargetKind::Classes => {
+                if target.is_empty() {
+                    return Err(LabelsError::BadTarget {
+                        line: line_no,
+                        reason: "is empty",
+                    });
+                }
+                let class = match self.last_class {
+                    Some(class) if *self.class_names[usize::from(class)] == *target => class,
+                    _ => {
+                        // A few classes are found faster by a scan than by hashing.
+                        let scanned = (self.class_names.len() <= 8)
+                            .then(|| self.class_names.iter().position(|n| **n == *target))
+                            .flatten()
+                            .map(|c| c as u16);
+                        let class = match scanned.or_else(|| self.class_by_name.get(target).copied()) {
+                            Some(class) => class,
+                            None => {
+                                if self.class_names.len() >= MAX_CLASSES {
+                                    return Err(LabelsError::TooManyClasses);
+                                }
+                                let class = self.class_names.len() as u16;
+                                self.class_names.push(target.into());
+                                self.class_by_name.insert(target.into(), class);
+                                class
+                            }
+                        };
+                        self.last_class = Some(class);
+                        class
+                    }
+                };
+                self.class_of_row.push(class);
+            }
+            TargetKind::Values => {
+                let value = csv::parse_f64(target).ok_or(LabelsError::BadTarget {
+                    line: line_no,
+                    reason: "is not a number",
+                })?;
+                if !value.is_finite() {
+                    return Err(LabelsError::BadTarget {
+                        line: line_no,
+                        reason: "is not finite",
+                    });
+                }
+                self.values.push(value);
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Builds the id index, refusing duplicates. Sized once (load factor 0.6), so it never grows.
+/// Large sets are indexed by two threads, each inserting half the rows; when they find a
+/// duplicate, the index is rebuilt on one thread so the id reported is always the first
+/// repeated one in file order.
 fn build_index(arena: Vec<u8>, ends: Vec<u32>) -> Result<IdIndex, LabelsError> {
     let rows = ends.len();
     let row_bits = (usize::BITS - rows.leading_zeros()).max(1);
     let mut index = IdIndex {
         arena,
         ends,
-        slots: vec![0; rows + rows * 2 / 3 + 1],
+        slots: Vec::with_capacity(rows + rows * 2 / 3 + 1),
         row_bits,
     };
-    let mut ahead = [0u64; PREFETCH_AHEAD];
-    for (row, hash) in ahead.iter_mut().enumerate().take(rows) {
-        *hash = hash_id(index.id(row), INDEX_SEED);
-        index.prefetch(index.home(*hash));
-    }
-    for row in 0..rows {
-        let hash = ahead[row % PREFETCH_AHEAD];
-        let next = row + PREFETCH_AHEAD;
-        if next < rows {
-            let next_hash = hash_id(index.id(next), INDEX_SEED);
-            ahead[row % PREFETCH_AHEAD] = next_hash;
-            index.prefetch(index.home(next_hash));
+    advise_huge_pages(&index.slots);
+    index
+        .slots
+        .extend((0..rows + rows * 2 / 3 + 1).map(|_| AtomicU32::new(0)));
+    let two_threads = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
+    if two_threads && rows >= PARALLEL_INDEX_ROWS {
+        let shared = &index;
+        let (first, second) = std::thread::scope(|scope| {
+            let second = scope.spawn(|| shared.insert_rows(rows / 2..rows));
+            (shared.insert_rows(0..rows / 2), second.join())
+        });
+        if matches!((first, second), (Ok(()), Ok(Ok(())))) {
+            return Ok(index);
         }
-        let id = index.id(row);
-        match index.probe(id, hash) {
-            Ok(_) => {
-                return Err(LabelsError::DuplicateId {
-                    id: String::from_utf8_lossy(id).into_owned(),
-                });
+        for slot in &index.slots {
+            slot.store(0, Ordering::Relaxed);
+        }
+    }
+    match index.insert_rows(0..rows) {
+        Ok(()) => Ok(index),
+        Err(row) => Err(LabelsError::DuplicateId {
+            id: String::from_utf8_lossy(index.id(row)).into_owned(),
+        }),
+    }
+}
+
+/// Sets smaller than this are indexed on one thread.
+const PARALLEL_INDEX_ROWS: usize = if cfg!(test) { 2 } else { 1 << 16 };
+
+impl IdIndex {
+    /// Inserts `rows`, prefetching slots a few rows ahead so the cache misses of many
+    /// inserts overlap. Safe to run on several threads over disjoint ranges: a slot is
+    /// claimed by compare-and-swap, and two inserts of one id walk the same probe sequence,
+    /// so the later one meets the earlier. `Err(row)`: `row` repeats an id already present.
+    fn insert_rows(&self, rows: std::ops::Range<usize>) -> Result<(), usize> {
+        let mut ahead = [0u64; PREFETCH_AHEAD];
+        for row in rows.start..rows.end.min(rows.start + PREFETCH_AHEAD) {
+            let hash = hash_id(self.id(row), INDEX_SEED);
+            ahead[row % PREFETCH_AHEAD] = hash;
+            self.prefetch(self.home(hash));
+        }
+        let mask = self.row_mask();
+        for row in rows.clone() {
+            let hash = ahead[row % PREFETCH_AHEAD];
+            let next = row + PREFETCH_AHEAD;
+            if next < rows.end {
+                let next_hash = hash_id(self.id(next), INDEX_SEED);
+                ahead[next % PREFETCH_AHEAD] = next_hash;
+                self.prefetch(self.home(next_hash));
             }
-            Err(slot) => index.slots[slot] = index.tag(hash) | (row as u32 + 1),
+            let (id, tag) = (self.id(row), self.tag(hash));
+            let mine = tag | (row as u32 + 1);
+            let mut slot = self.home(hash);
+            loop {
+                let value = self.slots[slot].load(Ordering::Relaxed);
+                if value == 0 {
+                    match self.slots[slot].compare_exchange(
+                        0,
+                        mine,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    ) {
+                        Ok(_) => break,
+                        // Another thread took it: look at what it wrote.
+                        Err(_) => continue,
+                    }
+                }
+                if value & !mask == tag && self.id((value & mask) as usize - 1) == id {
+                    return Err(row);
+                }
+                slot += 1;
+                if slot == self.slots.len() {
+                    slot = 0;
+                }
+            }
         }
+        Ok(())
     }
-    Ok(index)
 }
 
 /// sklearn's positive class when none is named: the greater label, numerically when every

@@ -93,6 +93,17 @@ impl Metric {
         matches!(self, Metric::RocAuc | Metric::LogLoss)
     }
 
+    /// Whether the metric is a mean of per-row losses, so each row's loss can be released to
+    /// the parameter-free Ladder: accuracy (0/1 error), log_loss (the row's log loss), rmse
+    /// and r2 (squared error) and mae (absolute error). Balanced accuracy, F1 and ROC AUC are
+    /// not sums over rows.
+    pub fn has_row_losses(self) -> bool {
+        matches!(
+            self,
+            Metric::Accuracy | Metric::LogLoss | Metric::Rmse | Metric::Mae | Metric::R2
+        )
+    }
+
     /// Whether the metric is a regression metric (numeric target and prediction).
     pub fn is_regression(self) -> bool {
         matches!(self, Metric::Rmse | Metric::Mae | Metric::R2)
@@ -281,20 +292,23 @@ impl PartTotals {
         }
     }
 
-    /// Records a binary row's probability (already range-checked) for log loss.
+    /// Records a binary row's probability (already range-checked) for log loss; returns the
+    /// row's loss.
     #[inline]
-    pub(crate) fn add_log_loss(&mut self, positive: bool, p: f64) {
+    pub(crate) fn add_log_loss(&mut self, positive: bool, p: f64) -> f64 {
         let p = p.clamp(LOG_LOSS_EPS, 1.0 - LOG_LOSS_EPS);
-        self.log_loss
-            .add(-if positive { p.ln() } else { (1.0 - p).ln() });
+        let loss = -if positive { p.ln() } else { (1.0 - p).ln() };
+        self.log_loss.add(loss);
+        loss
     }
 
-    /// Records a regression row.
+    /// Records a regression row; returns its error, truth minus prediction.
     #[inline]
-    pub(crate) fn add_value(&mut self, truth: f64, pred: f64) {
+    pub(crate) fn add_value(&mut self, truth: f64, pred: f64) -> f64 {
         let e = truth - pred;
         self.abs_error.add(e.abs());
         self.sq_error.add(e * e);
+        e
     }
 
     /// Folds another part's counts and sums into this one (not the score keys: AUC over
@@ -404,6 +418,15 @@ mod tests {
             assert_eq!(m.name().parse::<Metric>(), Ok(m));
         }
         assert_eq!(Metric::from_name("auc"), None);
+    }
+
+    #[test]
+    fn only_means_of_row_losses_have_row_losses() {
+        let without: Vec<Metric> = Metric::ALL
+            .into_iter()
+            .filter(|m| !m.has_row_losses())
+            .collect();
+        assert_eq!(without, [Metric::BalancedAccuracy, Metric::F1Macro, Metric::RocAuc]);
     }
 
     #[test]

@@ -18,6 +18,7 @@
 
 pub mod cli;
 mod csv;
+mod pass;
 pub mod custom;
 pub mod labels;
 pub mod metrics;
@@ -54,6 +55,9 @@ pub struct ScoringSpec {
     pub split: Option<Split>,
     /// The largest predictions file accepted, in bytes.
     pub max_predictions_bytes: u64,
+    /// Also return the primary metric's loss on each public row
+    /// ([`ScoreReport::public_row_losses`]), for the parameter-free Ladder.
+    pub want_row_losses: bool,
 }
 
 /// A scoring configuration that cannot work, whatever the files hold. For the organiser.
@@ -161,4 +165,13 @@ pub struct ScoreReport {
     pub private: BTreeMap<String, f64>,
     /// Data rows read from the predictions file.
     pub rows: usize,
+    /// When [`ScoringSpec::want_row_losses`] is set and the primary metric
+    /// [`has_row_losses`](Metric::has_row_losses): that metric's loss on each public row, in
+    /// the order of the public rows in the labels file (so two submissions' vectors pair up
+    /// row by row, whatever order their predictions were written in). Accuracy gives 0 or 1,
+    /// log_loss the row's clipped log loss, rmse and r2 the squared error, mae the absolute
+    /// error. Held as f32: the Ladder compares means over many rows, and this halves memory.
+    /// Private data: never shown to a participant.
+    #[serde(skip)]
+    pub public_row_losses: Option<Vec<f32>>,
 }

@@ -7,21 +7,22 @@
 //! line numbers, column names) and the caps, but must never reveal a label value or whether
 //! an id is public or private.
 
-use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::Path;
+use std::sync::atomic::AtomicU32;
 
-use crate::scoring::csv::{self, Fields, LineError, LineReader};
+use crate::scoring::csv::{self, Fields, LineReader, RangeReader};
 use crate::scoring::labels::{LabelSet, Targets};
-use crate::scoring::metrics::{Metric, PartTotals, auc_over, finish, radix_sort, score_key};
+use crate::scoring::metrics::{Metric, PartTotals, auc_over, finish, radix_sort};
+use crate::scoring::pass::{Pass, Plan, Prediction, line_error};
 use crate::scoring::{ScoreReport, ScoringSpec};
 
 /// Longest accepted predictions line; real rows are tens of bytes.
 pub const MAX_PREDICTIONS_LINE: usize = 1 << 20;
 /// How many unknown ids an error message quotes.
-const UNKNOWN_IDS_QUOTED: usize = 3;
+pub(crate) const UNKNOWN_IDS_QUOTED: usize = 3;
 /// Longest id quoted back in a message, in characters.
 const QUOTED_ID_CHARS: usize = 64;
 
@@ -156,7 +157,7 @@ fn quote_list(ids: &[String]) -> String {
 }
 
 /// An id as the participant wrote it, cut short so a message stays small.
-fn quote_id(id: &[u8]) -> String {
+pub(crate) fn quote_id(id: &[u8]) -> String {
     String::from_utf8_lossy(id)
         .chars()
         .take(QUOTED_ID_CHARS)
@@ -207,27 +208,36 @@ pub fn open_predictions(path: &Path, cap_bytes: u64) -> Result<File, Predictions
 }
 
 /// Opens `predictions_path` safely (see [`open_predictions`]) and scores it against `labels`:
-/// one streaming pass that yields the public, private and overall scores of every metric.
-/// Blocking and CPU-bound: run it on a blocking thread.
+/// the public, private and overall scores of every metric. Blocking and CPU-bound: run it on
+/// a blocking thread. A large file of scores or values is scored in two halves on two
+/// threads; if either half finds any problem, the file is rescanned from the start on one
+/// thread, so the error reported is always the first a line-by-line reading finds.
 pub fn score_predictions(
     labels: &LabelSet,
     predictions_path: &Path,
     spec: &ScoringSpec,
 ) -> Result<ScoreReport, PredictionsError> {
     let file = open_predictions(predictions_path, spec.max_predictions_bytes)?;
-    score_reader(labels, file, spec)
+    let len = file.metadata().map_err(PredictionsError::Io)?.len();
+    let first_plan = plan(labels, spec)?;
+    let two_threads = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
+    if two_threads && len >= PARALLEL_MIN_BYTES && first_plan.kind != Prediction::Class {
+        if let Some(report) = score_halves(first_plan, &file, len, spec)? {
+            return Ok(report);
+        }
+    }
+    let reader = RangeReader {
+        file: &file,
+        pos: 0,
+        end: u64::MAX,
+    };
+    // A fresh plan: a failed attempt on two threads may have written row losses.
+    score_with_plan(plan(labels, spec)?, reader, spec)
 }
 
-/// What the prediction column holds for this spec.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Prediction {
-    /// A class label.
-    Class,
-    /// A score or probability for the positive class.
-    Score,
-    /// A number for a regression target.
-    Value,
-}
+/// Files smaller than this are scored on one thread: a second one would not pay for itself.
+/// Tests use two threads for every file, so each error case also exercises the rescan.
+const PARALLEL_MIN_BYTES: u64 = if cfg!(test) { 0 } else { 8 << 20 };
 
 /// Scores predictions read from any reader (the file path goes through [`score_predictions`]);
 /// stops reading past `spec.max_predictions_bytes`. The same checks and messages apply.
@@ -236,24 +246,17 @@ pub fn score_reader<R: Read>(
     reader: R,
     spec: &ScoringSpec,
 ) -> Result<ScoreReport, PredictionsError> {
+    score_with_plan(plan(labels, spec)?, reader, spec)
+}
+
+/// Checks the spec against the labels and derives what a pass computes.
+fn plan<'a>(labels: &'a LabelSet, spec: &ScoringSpec) -> Result<Plan<'a>, PredictionsError> {
     let label_spec = spec
         .label_spec()
         .map_err(|_| PredictionsError::SpecMismatch)?;
     if &label_spec != labels.spec() {
         return Err(PredictionsError::SpecMismatch);
     }
-    let cap = spec.max_predictions_bytes;
-    let mut reader = LineReader::new(
-        reader.take(cap.saturating_add(1)),
-        csv::BUFFER_BYTES,
-        MAX_PREDICTIONS_LINE,
-    );
-    let line_error = |e: LineError| match e {
-        LineError::Io(e) => PredictionsError::Io(e),
-        LineError::TooLong { line } => PredictionsError::LineTooLong { line },
-    };
-    let mut fields = Fields::default();
-
     let kind = match &labels.targets {
         Targets::Values(_) => Prediction::Value,
         Targets::Classes { .. }
@@ -263,12 +266,65 @@ pub fn score_reader<R: Read>(
         }
         Targets::Classes { .. } => Prediction::Class,
     };
-    let check_probability = spec.metrics.contains(&Metric::LogLoss);
-    let wants_classes = spec.metrics.iter().any(|m| m.compares_classes());
+    let (class_of_row, positive) = match &labels.targets {
+        Targets::Classes {
+            of_row, positive, ..
+        } => (&of_row[..], positive.map(usize::from)),
+        Targets::Values(_) => (&[][..], None),
+    };
+    if kind == Prediction::Score && positive.is_none() {
+        return Err(PredictionsError::SpecMismatch);
+    }
     let wants_keys = spec.metrics.contains(&Metric::RocAuc);
+    let mut key_counts = [[0usize; 2]; 2];
+    if wants_keys {
+        // Exact sizes are known from the labels, so the key vectors never reallocate.
+        for (row, &class) in class_of_row.iter().enumerate() {
+            key_counts[usize::from(!labels.is_public(row))]
+                [usize::from(Some(class as usize) == positive)] += 1;
+        }
+    }
+    let loss_metric = spec
+        .primary_metric()
+        .filter(|m| spec.want_row_losses && m.has_row_losses());
+    let losses_len = if loss_metric.is_some() {
+        labels.public_len()
+    } else {
+        0
+    };
+    Ok(Plan {
+        labels,
+        kind,
+        id_col: 0,
+        pred_col: 0,
+        width: 0,
+        check_probability: spec.metrics.contains(&Metric::LogLoss),
+        wants_classes: spec.metrics.iter().any(|m| m.compares_classes()),
+        wants_keys,
+        threshold: spec.threshold,
+        positive,
+        negative: positive.map(|p| 1 - p),
+        classes: labels.class_count(),
+        key_counts,
+        loss_metric,
+        losses: (0..losses_len).map(|_| AtomicU32::new(0)).collect(),
+        public_ranks: if loss_metric.is_some() {
+            labels.public_ranks()
+        } else {
+            Vec::new()
+        },
+    })
+}
 
-    // Header: the first non-blank line.
-    let (id_col, pred_col, width) = loop {
+/// Reads the header (the first non-blank line) and records its columns in `plan`; returns
+/// the header's line number.
+fn read_header<R: Read>(
+    reader: &mut LineReader<R>,
+    plan: &mut Plan<'_>,
+    spec: &ScoringSpec,
+) -> Result<u64, PredictionsError> {
+    let mut fields = Fields::default();
+    loop {
         let Some((line_no, line)) = reader.next_line().map_err(line_error)? else {
             return Err(PredictionsError::Empty);
         };
@@ -289,8 +345,13 @@ pub fn score_reader<R: Read>(
         let id_col = csv::find_column(&fields, line, &spec.id_column);
         let pred_col = csv::find_column(&fields, line, &spec.prediction_column);
         match (id_col, pred_col) {
-            (Some(i), Some(p)) => break (i, p, fields.len()),
-            _ if looks_like_data(&fields, line, labels) => return Err(PredictionsError::NoHeader),
+            (Some(i), Some(p)) => {
+                (plan.id_col, plan.pred_col, plan.width) = (i, p, fields.len());
+                return Ok(line_no);
+            }
+            _ if looks_like_data(&fields, line, plan.labels) => {
+                return Err(PredictionsError::NoHeader);
+            }
             (None, _) => {
                 return Err(PredictionsError::MissingColumn {
                     column: spec.id_column.clone(),
@@ -302,169 +363,137 @@ pub fn score_reader<R: Read>(
                 });
             }
         }
-    };
-
-    let classes = labels.class_count();
-    let (class_of_row, class_by_name, positive) = match &labels.targets {
-        Targets::Classes {
-            of_row,
-            by_name,
-            positive,
-            ..
-        } => (&of_row[..], Some(by_name), *positive),
-        Targets::Values(_) => (&[][..], None, None),
-    };
-    let values: &[f64] = match &labels.targets {
-        Targets::Values(v) => v,
-        Targets::Classes { .. } => &[],
-    };
-    let positive = positive.map(usize::from);
-    let negative = positive.map(|p| 1 - p);
-    if kind == Prediction::Score && positive.is_none() {
-        return Err(PredictionsError::SpecMismatch);
     }
+}
 
-    let mut parts = [PartTotals::new(classes), PartTotals::new(classes)];
-    if wants_keys {
-        // Exact sizes are known from the labels, so the key vectors never reallocate.
-        let mut counts = [[0usize; 2]; 2];
-        for (row, &class) in class_of_row.iter().enumerate() {
-            counts[usize::from(!labels.is_public(row))]
-                [usize::from(Some(class as usize) == positive)] += 1;
-        }
-        for (part, count) in parts.iter_mut().zip(counts) {
-            part.negative_keys.reserve_exact(count[0]);
-            part.positive_keys.reserve_exact(count[1]);
-        }
-    }
-    let mut seen = vec![0u64; labels.len().div_ceil(64)];
-    let mut matched = 0u64;
-    let mut unknown = 0u64;
-    let mut unknown_first: Vec<String> = Vec::new();
-    let mut extra_classes: HashMap<Box<[u8]>, usize> = HashMap::new();
-    let mut hint = 0usize;
-    let mut in_order = true;
-    let mut rows = 0usize;
-
-    while let Some((line_no, line)) = reader.next_line().map_err(line_error)? {
-        if line.is_empty() || line.trim_ascii().is_empty() {
-            continue;
-        }
-        if std::str::from_utf8(line).is_err() {
-            return Err(PredictionsError::InvalidUtf8 { line: line_no });
-        }
-        fields
-            .split(line)
-            .map_err(|_| PredictionsError::UnbalancedQuotes { line: line_no })?;
-        if fields.len() != width {
-            return Err(PredictionsError::WrongFieldCount {
-                line: line_no,
-                expected: width,
-                found: fields.len(),
-            });
-        }
-        rows += 1;
-        let id = fields.get(line, id_col);
-        let pred = fields.get(line, pred_col);
-
-        // Parse the prediction before looking at the id, so a bad value is reported the same
-        // way whether or not the id is in the test set.
-        let mut number = 0.0;
-        let mut class = 0usize;
-        match kind {
-            Prediction::Score | Prediction::Value => {
-                // The line is valid UTF-8, so any slice of it on field boundaries is too.
-                let text = std::str::from_utf8(pred)
-                    .map_err(|_| PredictionsError::InvalidUtf8 { line: line_no })?;
-                number = text
-                    .parse::<f64>()
-                    .map_err(|_| PredictionsError::UnparsableNumber { line: line_no })?;
-                if !number.is_finite() {
-                    return Err(PredictionsError::NotFinite { line: line_no });
-                }
-                if check_probability && !(0.0..=1.0).contains(&number) {
-                    return Err(PredictionsError::ProbabilityOutOfRange { line: line_no });
-                }
-            }
-            Prediction::Class => {
-                if pred.is_empty() {
-                    return Err(PredictionsError::EmptyPrediction { line: line_no });
-                }
-                class = match class_by_name.and_then(|m| m.get(pred)) {
-                    Some(&c) => c as usize,
-                    None => {
-                        let next = extra_classes.len();
-                        classes + *extra_classes.entry(pred.into()).or_insert(next)
-                    }
-                };
-            }
-        }
-
-        let Some(row) = labels.find(id, if in_order { hint } else { usize::MAX }) else {
-            unknown += 1;
-            if unknown_first.len() < UNKNOWN_IDS_QUOTED {
-                unknown_first.push(quote_id(id));
-            }
-            continue;
-        };
-        // Follow the labels' order while the file does; once it does not, stop paying a
-        // cache miss per row for a guess, and look again every 1024 rows.
-        in_order = row == hint || rows & 1023 == 0;
-        hint = row + 1;
-        let bit = 1u64 << (row % 64);
-        if seen[row / 64] & bit != 0 {
-            return Err(PredictionsError::DuplicateId {
-                id: quote_id(id),
-                line: line_no,
-            });
-        }
-        seen[row / 64] |= bit;
-        matched += 1;
-
-        let part = &mut parts[usize::from(!labels.is_public(row))];
-        part.rows += 1;
-        match kind {
-            Prediction::Class => part.add_class(class_of_row[row] as usize, class),
-            Prediction::Score => {
-                let truth = class_of_row[row] as usize;
-                let is_positive = Some(truth) == positive;
-                if wants_classes {
-                    let predicted = match spec.threshold {
-                        Some(t) if number >= t => positive,
-                        _ => negative,
-                    };
-                    part.add_class(truth, predicted.unwrap_or(0));
-                }
-                if check_probability {
-                    part.add_log_loss(is_positive, number);
-                }
-                if wants_keys {
-                    let key = score_key(number);
-                    if is_positive {
-                        part.positive_keys.push(key)
-                    } else {
-                        part.negative_keys.push(key)
-                    }
-                }
-            }
-            Prediction::Value => part.add_value(values[row], number),
-        }
-    }
+/// One pass over the whole input, on this thread.
+fn score_with_plan<R: Read>(
+    mut plan: Plan<'_>,
+    reader: R,
+    spec: &ScoringSpec,
+) -> Result<ScoreReport, PredictionsError> {
+    let cap = spec.max_predictions_bytes;
+    let mut reader = LineReader::new(
+        reader.take(cap.saturating_add(1)),
+        csv::BUFFER_BYTES,
+        MAX_PREDICTIONS_LINE,
+    );
+    let mut line_no = read_header(&mut reader, &mut plan, spec)?;
+    let mut pass = Pass::new(&plan);
+    pass.run(&mut reader, &mut line_no)?;
     if reader.bytes_read() > cap {
         return Err(PredictionsError::TooLarge { cap_bytes: cap });
     }
+    check_ids(&plan, pass.unknown, pass.unknown_first, pass.matched)?;
+    let rows = pass.rows;
+    let parts = pass.parts;
+    Ok(report(plan, spec, parts, rows))
+}
+
+/// The end-of-file checks, in order: unknown ids, then missing ones.
+fn check_ids(
+    plan: &Plan<'_>,
+    unknown: u64,
+    unknown_first: Vec<String>,
+    matched: u64,
+) -> Result<(), PredictionsError> {
     if unknown > 0 {
         return Err(PredictionsError::UnknownIds {
             count: unknown,
             first: unknown_first,
         });
     }
-    let missing = labels.len() as u64 - matched;
+    let missing = plan.labels.len() as u64 - matched;
     if missing > 0 {
         return Err(PredictionsError::MissingIds { count: missing });
     }
+    Ok(())
+}
 
-    Ok(report(labels, spec, parts, rows))
+/// Scores the file's two halves (split after a newline) on two threads and merges them.
+/// `Ok(None)` when either half found a problem (or the halves share an id): the caller then
+/// rescans on one thread to report the first problem with its line number. Only for scores
+/// and values: classes the labels lack are numbered per pass, so could not be merged.
+fn score_halves(
+    mut plan: Plan<'_>,
+    file: &File,
+    len: u64,
+    spec: &ScoringSpec,
+) -> Result<Option<ScoreReport>, PredictionsError> {
+    let cap = spec.max_predictions_bytes;
+    let Some(middle) = line_start_after(file, len / 2) else {
+        return Ok(None);
+    };
+    let mut first = LineReader::new(
+        RangeReader {
+            file,
+            pos: 0,
+            end: middle,
+        },
+        csv::BUFFER_BYTES,
+        MAX_PREDICTIONS_LINE,
+    );
+    let Ok(header_line) = read_header(&mut first, &mut plan, spec) else {
+        return Ok(None);
+    };
+    let plan = plan;
+    let (a, b) = std::thread::scope(|scope| {
+        let second = scope.spawn(|| {
+            let mut reader = LineReader::new(
+                RangeReader {
+                    file,
+                    pos: middle,
+                    end: u64::MAX,
+                },
+                csv::BUFFER_BYTES,
+                MAX_PREDICTIONS_LINE,
+            );
+            let mut pass = Pass::new(&plan);
+            let mut line_no = 0;
+            let result = pass.run(&mut reader, &mut line_no);
+            result.map(|()| (pass, reader.bytes_read()))
+        });
+        let mut pass = Pass::new(&plan);
+        let mut line_no = header_line;
+        let a = pass.run(&mut first, &mut line_no).map(|()| pass);
+        (a, second.join())
+    });
+    let (Ok(a), Ok(Ok((b, b_bytes)))) = (a, b) else {
+        return Ok(None);
+    };
+    if middle + b_bytes > cap || a.seen.iter().zip(&b.seen).any(|(x, y)| x & y != 0) {
+        return Ok(None);
+    }
+    let mut unknown_first = a.unknown_first;
+    unknown_first.extend(b.unknown_first);
+    unknown_first.truncate(UNKNOWN_IDS_QUOTED);
+    check_ids(&plan, a.unknown + b.unknown, unknown_first, a.matched + b.matched)?;
+    let rows = a.rows + b.rows;
+    let mut parts = a.parts;
+    for (part, other) in parts.iter_mut().zip(b.parts) {
+        part.merge_counts(&other);
+        part.positive_keys.extend_from_slice(&other.positive_keys);
+        part.negative_keys.extend_from_slice(&other.negative_keys);
+    }
+    Ok(Some(report(plan, spec, parts, rows)))
+}
+
+/// The offset just after the first newline at or after `offset`, if one comes within a
+/// line's cap (and the file goes on after it).
+fn line_start_after(file: &File, offset: u64) -> Option<u64> {
+    let mut buf = vec![0u8; 64 << 10];
+    let mut pos = offset;
+    while pos < offset + MAX_PREDICTIONS_LINE as u64 {
+        let n = file.read_at(&mut buf, pos).ok()?;
+        if n == 0 {
+            return None;
+        }
+        if let Some(i) = memchr::memchr(b'\n', &buf[..n]) {
+            return Some(pos + i as u64 + 1);
+        }
+        pos += n as u64;
+    }
+    None
 }
 
 /// Whether a header-less first line was given: it holds a test id, or only numbers.
@@ -477,13 +506,14 @@ fn looks_like_data(fields: &Fields, line: &[u8], labels: &LabelSet) -> bool {
 }
 
 /// Turns the two parts' totals into the report: sorts score keys once per part, merges
-/// counts for "all", and evaluates every metric.
+/// counts for "all", evaluates every metric, and hands over the row losses.
 fn report(
-    labels: &LabelSet,
+    plan: Plan<'_>,
     spec: &ScoringSpec,
     mut parts: [PartTotals; 2],
     rows: usize,
 ) -> ScoreReport {
+    let labels = plan.labels;
     if spec.metrics.contains(&Metric::RocAuc) {
         let mut scratch = Vec::new();
         for part in parts.iter_mut() {
@@ -508,6 +538,12 @@ fn report(
             })
             .collect()
     };
+    let public_row_losses = plan.loss_metric.map(|_| {
+        plan.losses
+            .into_iter()
+            .map(|bits| f32::from_bits(bits.into_inner()))
+            .collect()
+    });
     let [ss_public, ss_private, ss_all] = labels.ss_total;
     if labels.has_split() {
         ScoreReport {
@@ -515,6 +551,7 @@ fn report(
             public: scores(public, &[public], ss_public),
             private: scores(private, &[private], ss_private),
             rows,
+            public_row_losses,
         }
     } else {
         let all_scores = scores(&all, &[public], ss_all);
@@ -523,6 +560,7 @@ fn report(
             all: all_scores,
             private: Default::default(),
             rows,
+            public_row_losses,
         }
     }
 }

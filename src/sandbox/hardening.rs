@@ -1,0 +1,481 @@
+//! Every sandbox flag, in one function: [`container_body`] turns a [`RunSpec`] into the
+//! engine's container-create body.
+//!
+//! A spec only chooses the image, command, env, read-only mounts, output folder and limits;
+//! everything else (no network, read-only root, non-root user, no capabilities, no new
+//! privileges, private IPC, no swap, no engine-side logs) is fixed here and cannot be turned
+//! off by a spec. Values the engine would read as "unlimited" (a zero memory, CPU or pids
+//! limit) are refused rather than passed on.
+//!
+//! This module must never set `privileged`, add a capability, unconfine seccomp or AppArmor,
+//! clear the engine's masked paths, or share a host namespace. It does no I/O: the host-side
+//! checks (mount sources exist, the engine socket is not inside one) live in `docker.rs`.
+
+use std::collections::HashMap;
+use std::path::{Component, Path};
+
+use bollard::models::{
+    ContainerCreateBody, DeviceRequest, HostConfig, HostConfigLogConfig, Mount as EngineMount,
+    MountBindOptions, MountBindOptionsPropagationEnum, MountType, ResourcesUlimits,
+};
+
+use super::{
+    Isolation, LABEL_OWNER, LABEL_OWNER_VALUE, LABEL_ROLE, LABEL_SUBMISSION, RunSpec,
+    SandboxError,
+};
+
+/// User and group every run executes as: `nobody:nogroup`, never root, whatever the image says.
+pub const SANDBOX_USER: &str = "65534:65534";
+/// Numeric uid of [`SANDBOX_USER`], for preparing host folders it must write to.
+pub const SANDBOX_UID: u32 = 65534;
+/// Numeric gid of [`SANDBOX_USER`].
+pub const SANDBOX_GID: u32 = 65534;
+/// Where the writable output folder is mounted.
+pub const OUTPUT_PATH: &str = "/output";
+/// Where the scratch tmpfs is mounted.
+pub const SCRATCH_PATH: &str = "/tmp";
+/// Where read-only data is expected; exported to the run as `HOLDOUT_DATA`.
+pub const DATA_PATH: &str = "/data";
+/// The working directory when the spec mounts the submission there.
+pub const SUBMISSION_PATH: &str = "/submission";
+/// Most open files per process.
+pub const NOFILE_LIMIT: i64 = 1024;
+/// Runtime name of gVisor as registered with the engine.
+pub const GVISOR_RUNTIME: &str = "runsc";
+/// Host threads gVisor's sentry and gofer need before the sandbox runs anything.
+///
+/// Under runsc the pids cgroup counts the sandbox's host threads, not the processes inside it:
+/// measured on runsc 2022-12 (ptrace platform), an idle sandbox holds ~35 host threads and each
+/// process inside adds ~8. A limit below that overhead makes `runsc start` hang, so the
+/// participant's pids limit is scaled instead of passed through.
+pub const GVISOR_PIDS_BASE: i64 = 128;
+/// Host threads counted per process inside a gVisor sandbox (see [`GVISOR_PIDS_BASE`]).
+pub const GVISOR_PIDS_PER_TASK: i64 = 10;
+/// Smallest memory limit the engine accepts (Docker refuses less than 6 MiB).
+pub const MIN_MEMORY_BYTES: u64 = 6 * 1024 * 1024;
+
+/// Container paths a spec mount may not cover: ours, or the kernel's.
+const RESERVED_PATHS: &[&str] = &[OUTPUT_PATH, SCRATCH_PATH, "/proc", "/sys", "/dev", "/etc"];
+
+/// The engine name of a run's container: `holdout-<submission>-<run>`, restricted to the
+/// characters Docker accepts so an odd id cannot fail the create call.
+pub fn container_name(spec: &RunSpec) -> String {
+    fn clean(s: &str) -> String {
+        s.chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-' { c } else { '-' })
+            .collect()
+    }
+    format!("holdout-{}-{}", clean(&spec.submission_id), clean(&spec.run_name))
+}
+
+/// The pids limit handed to the engine for this spec (scaled under gVisor, see
+/// [`GVISOR_PIDS_BASE`]).
+pub fn engine_pids_limit(spec: &RunSpec) -> i64 {
+    let pids = i64::from(spec.limits.pids);
+    match spec.isolation {
+        Isolation::Runc => pids,
+        Isolation::Gvisor => GVISOR_PIDS_BASE + GVISOR_PIDS_PER_TASK * pids,
+    }
+}
+
+/// Builds the container-create body for `spec` with every hardening flag applied.
+///
+/// Fails with [`SandboxError::InvalidSpec`] when the spec cannot be run safely: a zero limit,
+/// a relative or reserved mount path, a duplicate mount, or an env entry the engine would
+/// misread.
+pub fn container_body(spec: &RunSpec) -> Result<ContainerCreateBody, SandboxError> {
+    validate_limits(spec)?;
+    let limits = &spec.limits;
+
+    let mut mounts = Vec::with_capacity(spec.mounts.len() + 1);
+    let mut seen = Vec::with_capacity(spec.mounts.len());
+    for m in &spec.mounts {
+        check_container_path(&m.container)?;
+        if seen.contains(&m.container.as_str()) {
+            return Err(invalid(format!("mount target {} appears twice", m.container)));
+        }
+        seen.push(m.container.as_str());
+        check_host_path(&m.host)?;
+        // Only /output is writable: a spec asking for a writable mount still gets a read-only
+        // one, so no caller mistake can open a second way out of the sandbox.
+        mounts.push(bind(&m.host, &m.container, true));
+    }
+    check_host_path(&spec.output_dir)?;
+    mounts.push(bind(&spec.output_dir, OUTPUT_PATH, false));
+
+    let mut env = Vec::with_capacity(spec.env.len() + 2);
+    for (k, v) in &spec.env {
+        if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+            return Err(invalid(format!("env key {k:?} or its value cannot be passed safely")));
+        }
+        // Ours win: the run must always find its data and output where we say.
+        if k == "HOLDOUT_DATA" || k == "HOLDOUT_OUTPUT" {
+            continue;
+        }
+        env.push(format!("{k}={v}"));
+    }
+    env.push(format!("HOLDOUT_DATA={DATA_PATH}"));
+    env.push(format!("HOLDOUT_OUTPUT={OUTPUT_PATH}"));
+
+    let labels = HashMap::from([
+        (LABEL_OWNER.to_string(), LABEL_OWNER_VALUE.to_string()),
+        (LABEL_SUBMISSION.to_string(), spec.submission_id.clone()),
+        (LABEL_ROLE.to_string(), spec.role.as_str().to_string()),
+    ]);
+
+    let memory = to_i64(limits.memory_bytes, "memory_bytes")?;
+    let output = to_i64(limits.output_bytes, "output_bytes")?;
+    let scratch = to_i64(limits.scratch_bytes, "scratch_bytes")?;
+
+    let host_config = HostConfig {
+        // Network: no interface but loopback, and the engine is told networking is off.
+        network_mode: Some("none".into()),
+        // Filesystem: nothing writable but /output and the size-capped tmpfs scratch.
+        readonly_rootfs: Some(true),
+        // `exec` on purpose: /submission is already executable, and participants' toolchains
+        // (numba, compiled extensions) write and load code in /tmp. nosuid/nodev still hold.
+        tmpfs: Some(HashMap::from([(
+            SCRATCH_PATH.to_string(),
+            format!("rw,exec,nosuid,nodev,size={scratch},mode=1777"),
+        )])),
+        mounts: Some(mounts),
+        // Privileges: no capabilities, no way to gain any back through setuid binaries.
+        cap_drop: Some(vec!["ALL".into()]),
+        cap_add: None,
+        security_opt: Some(vec!["no-new-privileges:true".into()]),
+        privileged: Some(false),
+        ipc_mode: Some("private".into()),
+        // Resources. memory_swap == memory means "no swap" to the engine.
+        memory: Some(memory),
+        memory_swap: Some(memory),
+        oom_kill_disable: Some(false),
+        nano_cpus: Some(i64::from(limits.cpu_millis) * 1_000_000),
+        pids_limit: Some(engine_pids_limit(spec)),
+        // /dev/shm is a second tmpfs; cap it like /tmp (it is charged to the memory cgroup too).
+        shm_size: Some(scratch),
+        ulimits: Some(vec![
+            ulimit("nofile", NOFILE_LIMIT),
+            // One file can never exceed the output cap, even between two watchdog polls.
+            ulimit("fsize", output),
+            ulimit("core", 0),
+        ]),
+        // docker-init as pid 1 reaps zombies and forwards signals.
+        init: Some(true),
+        // Capture is through attach only: the engine keeps no copy, so a flood of stdout can
+        // never fill the engine's disk.
+        log_config: Some(HostConfigLogConfig { typ: Some("none".into()), config: None }),
+        // We remove the container ourselves after reading its state.
+        auto_remove: Some(false),
+        runtime: match spec.isolation {
+            Isolation::Gvisor => Some(GVISOR_RUNTIME.into()),
+            Isolation::Runc => None,
+        },
+        device_requests: (limits.gpus > 0).then(|| {
+            vec![DeviceRequest {
+                driver: Some(String::new()),
+                count: Some(i64::from(limits.gpus)),
+                capabilities: Some(vec![vec!["gpu".into()]]),
+                ..Default::default()
+            }]
+        }),
+        ..Default::default()
+    };
+
+    let submission_mounted = spec.mounts.iter().any(|m| m.container == SUBMISSION_PATH);
+    Ok(ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        cmd: (!spec.command.is_empty()).then(|| spec.command.clone()),
+        env: Some(env),
+        user: Some(SANDBOX_USER.into()),
+        working_dir: submission_mounted.then(|| SUBMISSION_PATH.to_string()),
+        hostname: Some("sandbox".into()),
+        labels: Some(labels),
+        network_disabled: Some(true),
+        tty: Some(false),
+        open_stdin: Some(false),
+        attach_stdin: Some(false),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        host_config: Some(host_config),
+        ..Default::default()
+    })
+}
+
+fn validate_limits(spec: &RunSpec) -> Result<(), SandboxError> {
+    let l = &spec.limits;
+    // The engine reads 0 as "no limit" for memory, CPU and pids: refuse rather than loosen.
+    if l.memory_bytes < MIN_MEMORY_BYTES {
+        return Err(invalid(format!("memory_bytes {} is below {MIN_MEMORY_BYTES}", l.memory_bytes)));
+    }
+    if l.cpu_millis == 0 || l.pids == 0 || l.output_bytes == 0 || l.scratch_bytes == 0 {
+        return Err(invalid("cpu_millis, pids, output_bytes and scratch_bytes must be positive".into()));
+    }
+    if l.wall_time.is_zero() {
+        return Err(invalid("wall_time must be positive".into()));
+    }
+    if spec.image.is_empty() {
+        return Err(invalid("image is empty".into()));
+    }
+    Ok(())
+}
+
+/// A container path must be absolute, normal, and clear of the paths we or the kernel own.
+fn check_container_path(target: &str) -> Result<(), SandboxError> {
+    let p = Path::new(target);
+    let normal = p.is_absolute()
+        && p.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+        && !target.ends_with('/')
+        && target != "/";
+    if !normal {
+        return Err(invalid(format!("mount target {target:?} is not a plain absolute path")));
+    }
+    if RESERVED_PATHS.iter().any(|r| p.starts_with(r)) {
+        return Err(invalid(format!("mount target {target:?} covers a reserved path")));
+    }
+    Ok(())
+}
+
+fn check_host_path(host: &Path) -> Result<(), SandboxError> {
+    if !host.is_absolute() || host.components().any(|c| matches!(c, Component::ParentDir)) {
+        return Err(invalid(format!("host path {} is not absolute and normal", host.display())));
+    }
+    if host.to_str().is_none() {
+        return Err(invalid(format!("host path {} is not valid utf-8", host.display())));
+    }
+    Ok(())
+}
+
+fn bind(host: &Path, target: &str, read_only: bool) -> EngineMount {
+    EngineMount {
+        target: Some(target.to_string()),
+        source: Some(host.to_string_lossy().into_owned()),
+        typ: Some(MountType::BIND),
+        read_only: Some(read_only),
+        bind_options: Some(MountBindOptions {
+            // Host mounts appearing later under the source must not show up inside the run.
+            propagation: Some(MountBindOptionsPropagationEnum::RPRIVATE),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn ulimit(name: &str, value: i64) -> ResourcesUlimits {
+    ResourcesUlimits { name: Some(name.into()), soft: Some(value), hard: Some(value) }
+}
+
+fn to_i64(v: u64, what: &str) -> Result<i64, SandboxError> {
+    i64::try_from(v).map_err(|_| invalid(format!("{what} {v} does not fit the engine's range")))
+}
+
+fn invalid(reason: String) -> SandboxError {
+    SandboxError::InvalidSpec(reason)
+}
+
+#[cfg(test)]
+mod unit_tests {
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::sandbox::{Mount, RunLimits, RunRole};
+
+    fn spec() -> RunSpec {
+        RunSpec {
+            submission_id: "sub-1".into(),
+            run_name: "attempt-1".into(),
+            role: RunRole::Participant,
+            image: "holdout-busybox:test".into(),
+            command: vec!["sh".into(), "-c".into(), "true".into()],
+            env: BTreeMap::from([("SEED".to_string(), "7".to_string())]),
+            isolation: Isolation::Runc,
+            mounts: vec![
+                Mount { host: "/srv/sub".into(), container: "/submission".into(), read_only: true },
+                Mount { host: "/srv/data".into(), container: "/data".into(), read_only: false },
+            ],
+            output_dir: PathBuf::from("/srv/out"),
+            limits: RunLimits {
+                wall_time: Duration::from_secs(10),
+                memory_bytes: 64 << 20,
+                cpu_millis: 500,
+                pids: 32,
+                output_bytes: 1 << 20,
+                scratch_bytes: 4 << 20,
+                gpus: 0,
+                log_bytes: 4096,
+            },
+        }
+    }
+
+    fn host(body: &ContainerCreateBody) -> &HostConfig {
+        body.host_config.as_ref().expect("host config")
+    }
+
+    #[test]
+    fn the_network_is_off_in_two_ways() {
+        let b = container_body(&spec()).unwrap();
+        assert_eq!(host(&b).network_mode.as_deref(), Some("none"));
+        assert_eq!(b.network_disabled, Some(true));
+    }
+
+    #[test]
+    fn the_root_filesystem_is_read_only_and_tmp_is_a_capped_nosuid_nodev_tmpfs() {
+        let b = container_body(&spec()).unwrap();
+        let h = host(&b);
+        assert_eq!(h.readonly_rootfs, Some(true));
+        let tmp = &h.tmpfs.as_ref().unwrap()["/tmp"];
+        for opt in ["nosuid", "nodev", "size=4194304", "mode=1777"] {
+            assert!(tmp.split(',').any(|o| o == opt), "{opt} missing from {tmp}");
+        }
+        assert_eq!(h.shm_size, Some(4 << 20));
+    }
+
+    #[test]
+    fn only_output_is_writable_and_spec_mounts_are_forced_read_only() {
+        let b = container_body(&spec()).unwrap();
+        let mounts = host(&b).mounts.as_ref().unwrap();
+        assert_eq!(mounts.len(), 3);
+        for m in mounts {
+            let writable = m.target.as_deref() == Some("/output");
+            assert_eq!(m.read_only, Some(!writable), "{m:?}");
+            assert_eq!(m.typ, Some(MountType::BIND));
+        }
+        let out = mounts.iter().find(|m| m.target.as_deref() == Some("/output")).unwrap();
+        assert_eq!(out.source.as_deref(), Some("/srv/out"));
+        assert!(host(&b).binds.is_none());
+    }
+
+    #[test]
+    fn the_run_is_never_root_and_holds_no_capabilities() {
+        let b = container_body(&spec()).unwrap();
+        let h = host(&b);
+        assert_eq!(b.user.as_deref(), Some("65534:65534"));
+        assert_eq!(h.cap_drop.as_deref(), Some(&["ALL".to_string()][..]));
+        assert!(h.cap_add.is_none());
+        assert_eq!(h.privileged, Some(false));
+        assert!(h.security_opt.as_ref().unwrap().iter().any(|o| o == "no-new-privileges:true"));
+        // Engine defaults for seccomp, AppArmor and masked paths are kept.
+        assert!(!h.security_opt.as_ref().unwrap().iter().any(|o| o.contains("unconfined")));
+        assert!(h.masked_paths.is_none() && h.readonly_paths.is_none());
+        assert!(h.pid_mode.is_none() && h.userns_mode.is_none() && h.uts_mode.is_none());
+        assert_eq!(h.ipc_mode.as_deref(), Some("private"));
+    }
+
+    #[test]
+    fn memory_has_no_swap_and_cpu_pids_and_ulimits_are_set() {
+        let b = container_body(&spec()).unwrap();
+        let h = host(&b);
+        assert_eq!(h.memory, Some(64 << 20));
+        assert_eq!(h.memory_swap, Some(64 << 20));
+        assert_eq!(h.nano_cpus, Some(500_000_000));
+        assert_eq!(h.pids_limit, Some(32));
+        let ul = h.ulimits.as_ref().unwrap();
+        let get = |n: &str| ul.iter().find(|u| u.name.as_deref() == Some(n)).map(|u| (u.soft, u.hard));
+        assert_eq!(get("nofile"), Some((Some(1024), Some(1024))));
+        assert_eq!(get("fsize"), Some((Some(1 << 20), Some(1 << 20))));
+        assert_eq!(get("core"), Some((Some(0), Some(0))));
+        assert_eq!(h.init, Some(true));
+    }
+
+    #[test]
+    fn the_engine_keeps_no_logs() {
+        let b = container_body(&spec()).unwrap();
+        assert_eq!(host(&b).log_config.as_ref().unwrap().typ.as_deref(), Some("none"));
+    }
+
+    #[test]
+    fn env_is_only_the_spec_plus_the_holdout_paths() {
+        let mut s = spec();
+        s.env.insert("HOLDOUT_OUTPUT".into(), "/etc".into());
+        let b = container_body(&s).unwrap();
+        let env = b.env.unwrap();
+        assert_eq!(env, vec!["SEED=7", "HOLDOUT_DATA=/data", "HOLDOUT_OUTPUT=/output"]);
+    }
+
+    #[test]
+    fn labels_name_owner_submission_and_role() {
+        let b = container_body(&spec()).unwrap();
+        let l = b.labels.unwrap();
+        assert_eq!(l[LABEL_OWNER], LABEL_OWNER_VALUE);
+        assert_eq!(l[LABEL_SUBMISSION], "sub-1");
+        assert_eq!(l[LABEL_ROLE], "participant");
+    }
+
+    #[test]
+    fn gvisor_selects_runsc_and_scales_pids_for_its_host_threads() {
+        let mut s = spec();
+        assert!(host(&container_body(&s).unwrap()).runtime.is_none());
+        s.isolation = Isolation::Gvisor;
+        let b = container_body(&s).unwrap();
+        assert_eq!(host(&b).runtime.as_deref(), Some("runsc"));
+        assert_eq!(host(&b).pids_limit, Some(GVISOR_PIDS_BASE + GVISOR_PIDS_PER_TASK * 32));
+    }
+
+    #[test]
+    fn gpus_are_requested_only_when_asked_for() {
+        let mut s = spec();
+        assert!(host(&container_body(&s).unwrap()).device_requests.is_none());
+        s.limits.gpus = 2;
+        let b = container_body(&s).unwrap();
+        let req = &host(&b).device_requests.as_ref().unwrap()[0];
+        assert_eq!(req.count, Some(2));
+        assert_eq!(req.capabilities, Some(vec![vec!["gpu".to_string()]]));
+    }
+
+    #[test]
+    fn the_working_dir_is_the_submission_only_when_mounted() {
+        let mut s = spec();
+        assert_eq!(container_body(&s).unwrap().working_dir.as_deref(), Some("/submission"));
+        s.mounts.retain(|m| m.container != "/submission");
+        assert!(container_body(&s).unwrap().working_dir.is_none());
+    }
+
+    #[test]
+    fn a_zero_limit_is_refused_rather_than_read_as_unlimited() {
+        for f in [
+            (|s: &mut RunSpec| s.limits.memory_bytes = 0) as fn(&mut RunSpec),
+            |s| s.limits.cpu_millis = 0,
+            |s| s.limits.pids = 0,
+            |s| s.limits.output_bytes = 0,
+            |s| s.limits.scratch_bytes = 0,
+            |s| s.limits.wall_time = Duration::ZERO,
+            |s| s.limits.memory_bytes = u64::MAX,
+        ] {
+            let mut s = spec();
+            f(&mut s);
+            assert!(matches!(container_body(&s), Err(SandboxError::InvalidSpec(_))));
+        }
+    }
+
+    #[test]
+    fn mounts_over_reserved_or_odd_paths_are_refused() {
+        for target in ["/output", "/tmp/x", "/proc", "/", "data", "/data/../etc", "/etc/passwd", "/dev/shm"] {
+            let mut s = spec();
+            s.mounts.push(Mount { host: "/srv/x".into(), container: target.into(), read_only: true });
+            assert!(matches!(container_body(&s), Err(SandboxError::InvalidSpec(_))), "{target}");
+        }
+        let mut s = spec();
+        s.mounts.push(Mount { host: "/srv/x".into(), container: "/data".into(), read_only: true });
+        assert!(container_body(&s).is_err(), "duplicate target");
+        let mut s = spec();
+        s.mounts[0].host = "relative".into();
+        assert!(container_body(&s).is_err(), "relative host");
+    }
+
+    #[test]
+    fn env_entries_the_engine_would_misread_are_refused() {
+        for (k, v) in [("A=B", "1"), ("", "1"), ("A", "x\0y")] {
+            let mut s = spec();
+            s.env.insert(k.into(), v.into());
+            assert!(container_body(&s).is_err(), "{k:?}");
+        }
+    }
+
+    #[test]
+    fn container_names_only_use_characters_docker_accepts() {
+        let mut s = spec();
+        s.submission_id = "a/b c".into();
+        assert_eq!(container_name(&s), "holdout-a-b-c-attempt-1");
+    }
+}

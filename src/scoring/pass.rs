@@ -1,0 +1,556 @@
+//! The row pass: turns runs of predictions lines into per-part metric totals.
+//!
+//! Owns the hot loop of scoring: splitting lines into fields, parsing each prediction, finding
+//! the label row of its id, refusing duplicates, and feeding the totals of the row's part (and
+//! its loss, when asked for). Rows whose ids follow the labels' order are matched by comparing
+//! with the next label row. The others go through a software pipeline: on arrival a row's id
+//! is hashed and its home slot prefetched; [`SLOT_DISTANCE`] rows later the slot is read and the
+//! likely row's id bounds and target prefetched; [`BOUNDS_DISTANCE`] rows later its id bytes;
+//! and [`SETTLE_DISTANCE`] rows later it is checked and settled, in file order. So each cache
+//! miss has many rows' work to hide behind, and dozens are in flight at once.
+//!
+//! A pass can start anywhere on a line boundary, so two passes can score the two halves of a
+//! large file on two threads and be merged. Run from the file's start, a pass reports exactly
+//! the first problem a line-by-line reading would, with its line number; a pass over a later
+//! range numbers lines from its own start, so its caller must rescan from the start to report.
+//! Like [`crate::scoring::predictions`], its messages must never reveal a label or a split.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use memchr::{memchr, memchr2_iter};
+
+use crate::scoring::csv::{self, Fields, LineError, LineReader};
+use crate::scoring::labels::LabelSet;
+use crate::scoring::metrics::{Metric, PartTotals, score_key};
+use crate::scoring::predictions::{PredictionsError, UNKNOWN_IDS_QUOTED, quote_id};
+
+/// Rows between a row's arrival (its home slot prefetched) and reading that slot to prefetch
+/// the row's id bounds and target.
+const SLOT_DISTANCE: usize = 32;
+/// Rows between arrival and reading the id bounds to prefetch the id bytes.
+const BOUNDS_DISTANCE: usize = 64;
+/// Rows between arrival and settling: by then all its lines should be cached.
+const SETTLE_DISTANCE: usize = 96;
+/// No guessed row: the id must be looked up.
+const UNRESOLVED: usize = usize::MAX;
+
+/// What the prediction column holds for this spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Prediction {
+    /// A class label.
+    Class,
+    /// A score or probability for the positive class.
+    Score,
+    /// A number for a regression target.
+    Value,
+}
+
+/// Everything the passes over one predictions file share, read-only.
+pub(crate) struct Plan<'a> {
+    /// The ground truth.
+    pub(crate) labels: &'a LabelSet,
+    /// What the prediction column holds.
+    pub(crate) kind: Prediction,
+    /// Index of the id column.
+    pub(crate) id_col: usize,
+    /// Index of the prediction column.
+    pub(crate) pred_col: usize,
+    /// Fields per line, from the header.
+    pub(crate) width: usize,
+    /// Probabilities must lie in [0, 1] (log loss is computed).
+    pub(crate) check_probability: bool,
+    /// Class metrics are computed (from a threshold, for scores).
+    pub(crate) wants_classes: bool,
+    /// Score keys are collected for ROC AUC.
+    pub(crate) wants_keys: bool,
+    /// Scores `>=` this predict the positive class.
+    pub(crate) threshold: Option<f64>,
+    /// The positive class, for binary targets.
+    pub(crate) positive: Option<usize>,
+    /// The negative class, for binary targets.
+    pub(crate) negative: Option<usize>,
+    /// Known classes of the labels (0 for numbers).
+    pub(crate) classes: usize,
+    /// Score keys per part (public, private) and truth (negative, positive), to reserve.
+    pub(crate) key_counts: [[usize; 2]; 2],
+    /// The metric whose loss is recorded for each public row, when asked for and defined.
+    pub(crate) loss_metric: Option<Metric>,
+    /// Each public row's loss as f32 bits, by public rank; written by every pass.
+    pub(crate) losses: Vec<AtomicU32>,
+    /// Public rows before each 64-row word, for the public rank of a row.
+    pub(crate) public_ranks: Vec<u32>,
+}
+
+/// A row parsed and waiting for its id to be looked up.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    /// The id's bounds in the chunk.
+    id: (usize, usize),
+    /// The id's index hash.
+    hash: u64,
+    /// The row matched by the in-order guess, or [`UNRESOLVED`].
+    row: usize,
+    /// The likely row from the index, once its slot was read, or [`UNRESOLVED`].
+    candidate: usize,
+    /// Pipeline steps done: 0 arrived, 1 slot read, 2 id prefetched.
+    step: u8,
+    /// The parsed score or value.
+    number: f64,
+    /// The parsed class.
+    class: usize,
+    /// The line's number.
+    line: u64,
+}
+
+/// The running state of one pass over a range of lines.
+pub(crate) struct Pass<'p, 'a> {
+    /// What is computed.
+    plan: &'p Plan<'a>,
+    /// Totals of the public part, then the private part.
+    pub(crate) parts: [PartTotals; 2],
+    /// Bit per label row: a row with this id was seen in this pass.
+    pub(crate) seen: Vec<u64>,
+    /// Rows whose id was found.
+    pub(crate) matched: u64,
+    /// Rows whose id is not in the labels.
+    pub(crate) unknown: u64,
+    /// The first few unknown ids, quoted.
+    pub(crate) unknown_first: Vec<String>,
+    /// Predicted classes the labels do not have, numbered from `plan.classes`.
+    pub(crate) extra_classes: usize,
+    /// Their numbers by name.
+    extra_class_numbers: HashMap<Box<[u8]>, usize>,
+    /// The label row after the last one matched: the guess for the next id.
+    hint: usize,
+    /// Whether the ids have been following the labels' order, so the guess is worth a look.
+    in_order: bool,
+    /// Data rows read (blank lines excluded).
+    pub(crate) rows: usize,
+    /// Rows in the lookup pipeline, oldest first.
+    batch: std::collections::VecDeque<Pending>,
+    /// Field splitter for lines with quotes or non-ASCII bytes.
+    fields: Fields,
+}
+
+impl<'p, 'a> Pass<'p, 'a> {
+    /// A fresh pass; its key vectors reserve the whole file's counts, which costs no memory
+    /// until written.
+    pub(crate) fn new(plan: &'p Plan<'a>) -> Self {
+        let mut parts = [
+            PartTotals::new(plan.classes),
+            PartTotals::new(plan.classes),
+        ];
+        for (part, count) in parts.iter_mut().zip(plan.key_counts) {
+            part.negative_keys.reserve_exact(count[0]);
+            part.positive_keys.reserve_exact(count[1]);
+        }
+        Self {
+            plan,
+            parts,
+            seen: vec![0; plan.labels.len().div_ceil(64)],
+            matched: 0,
+            unknown: 0,
+            unknown_first: Vec::new(),
+            extra_classes: 0,
+            extra_class_numbers: HashMap::new(),
+            hint: 0,
+            in_order: true,
+            rows: 0,
+            batch: std::collections::VecDeque::with_capacity(SETTLE_DISTANCE + 1),
+            fields: Fields::default(),
+        }
+    }
+
+    /// Scores every remaining line of `reader`; `line_no` is the number of the last line read
+    /// before, and ends as the number of the last line.
+    pub(crate) fn run<R: Read>(
+        &mut self,
+        reader: &mut LineReader<R>,
+        line_no: &mut u64,
+    ) -> Result<(), PredictionsError> {
+        while let Some(chunk) = reader.next_chunk(*line_no).map_err(line_error)? {
+            if chunk.is_ascii() && memchr(b'"', chunk).is_none() {
+                self.plain_chunk(chunk, line_no)?;
+            } else {
+                self.general_chunk(chunk, line_no)?;
+            }
+            self.flush(chunk)?;
+        }
+        Ok(())
+    }
+
+    /// Lines without quotes or non-ASCII bytes: one vectorised scan finds every comma and
+    /// newline, and fields are byte ranges of the chunk.
+    fn plain_chunk(&mut self, chunk: &[u8], line_no: &mut u64) -> Result<(), PredictionsError> {
+        let (id_col, pred_col) = (self.plan.id_col, self.plan.pred_col);
+        let mut line_start = 0;
+        let mut field_start = 0;
+        let mut field = 0;
+        let mut id = (0, 0);
+        let mut pred = (0, 0);
+        for pos in memchr2_iter(b',', b'\n', chunk) {
+            if field == id_col {
+                id = (field_start, pos);
+            }
+            if field == pred_col {
+                pred = (field_start, pos);
+            }
+            if chunk[pos] == b',' {
+                field += 1;
+                field_start = pos + 1;
+                continue;
+            }
+            *line_no += 1;
+            self.plain_line(chunk, line_start, pos, field + 1, id, pred, *line_no)?;
+            line_start = pos + 1;
+            field_start = line_start;
+            field = 0;
+        }
+        if line_start < chunk.len() {
+            let end = chunk.len();
+            if field == id_col {
+                id = (field_start, end);
+            }
+            if field == pred_col {
+                pred = (field_start, end);
+            }
+            *line_no += 1;
+            self.plain_line(chunk, line_start, end, field + 1, id, pred, *line_no)?;
+        }
+        Ok(())
+    }
+
+    /// One line of a plain chunk, its fields already located (a trailing `\r` is trimmed with
+    /// the field's whitespace, as after the line reader strips it).
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn plain_line(
+        &mut self,
+        chunk: &[u8],
+        start: usize,
+        end: usize,
+        found: usize,
+        id: (usize, usize),
+        pred: (usize, usize),
+        line: u64,
+    ) -> Result<(), PredictionsError> {
+        if found == 1 && chunk[start..end].trim_ascii().is_empty() {
+            return Ok(());
+        }
+        if found != self.plan.width {
+            self.flush(chunk)?;
+            return Err(PredictionsError::WrongFieldCount {
+                line,
+                expected: self.plan.width,
+                found,
+            });
+        }
+        let id = trim(chunk, id);
+        let pred = &chunk[pred.0..pred.1];
+        self.row(chunk, id, pred.trim_ascii(), line)
+    }
+
+    /// Lines that may hold quotes or non-ASCII bytes: each is checked and split on its own,
+    /// and looked up at once (its fields may live in the splitter's scratch, not the chunk).
+    fn general_chunk(&mut self, chunk: &[u8], line_no: &mut u64) -> Result<(), PredictionsError> {
+        let mut fields = std::mem::take(&mut self.fields);
+        let result = (|| {
+            for raw in chunk.split_inclusive(|&b| b == b'\n') {
+                *line_no += 1;
+                let line_no = *line_no;
+                let line = raw.strip_suffix(b"\n").unwrap_or(raw);
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                if line.trim_ascii().is_empty() {
+                    continue;
+                }
+                let problem = if std::str::from_utf8(line).is_err() {
+                    Some(PredictionsError::InvalidUtf8 { line: line_no })
+                } else if fields.split(line).is_err() {
+                    Some(PredictionsError::UnbalancedQuotes { line: line_no })
+                } else if fields.len() != self.plan.width {
+                    Some(PredictionsError::WrongFieldCount {
+                        line: line_no,
+                        expected: self.plan.width,
+                        found: fields.len(),
+                    })
+                } else {
+                    None
+                };
+                self.flush(chunk)?;
+                if let Some(problem) = problem {
+                    return Err(problem);
+                }
+                let id = fields.get(line, self.plan.id_col);
+                let pred = fields.get(line, self.plan.pred_col);
+                self.rows += 1;
+                let (number, class) = self.parse(pred, line_no)?;
+                let row = if self.plan.labels.row_has_id(self.hint, id) {
+                    Some(self.hint)
+                } else {
+                    self.plan.labels.find(id, usize::MAX)
+                };
+                self.settle(row, id, number, class, line_no)?;
+            }
+            Ok(())
+        })();
+        self.fields = fields;
+        result
+    }
+
+    /// Parses a prediction and queues its row for lookup (or settles it at once when it is
+    /// the next label row and nothing is queued).
+    #[inline]
+    fn row(
+        &mut self,
+        chunk: &[u8],
+        id: (usize, usize),
+        pred: &[u8],
+        line: u64,
+    ) -> Result<(), PredictionsError> {
+        self.rows += 1;
+        // A bad value is reported after the queued rows settle, as a line-by-line reading
+        // would find a duplicate among them first.
+        let (number, class) = match self.parse(pred, line) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                self.flush(chunk)?;
+                return Err(e);
+            }
+        };
+        let labels = self.plan.labels;
+        let id_bytes = &chunk[id.0..id.1];
+        let guessed = self.in_order && labels.row_has_id(self.hint, id_bytes);
+        if guessed && self.batch.is_empty() {
+            return self.settle(Some(self.hint), id_bytes, number, class, line);
+        }
+        let (hash, row) = if guessed {
+            (0, self.hint)
+        } else {
+            (labels.hash_and_prefetch(id_bytes), UNRESOLVED)
+        };
+        self.batch.push_back(Pending {
+            id,
+            hash,
+            row,
+            candidate: UNRESOLVED,
+            step: 0,
+            number,
+            class,
+            line,
+        });
+        let n = self.batch.len();
+        if n > SLOT_DISTANCE {
+            read_slot(labels, &mut self.batch[n - 1 - SLOT_DISTANCE]);
+        }
+        if n > BOUNDS_DISTANCE {
+            prefetch_id(labels, &mut self.batch[n - 1 - BOUNDS_DISTANCE]);
+        }
+        if n > SETTLE_DISTANCE {
+            let p = self.batch.pop_front().expect("the pipeline is not empty");
+            self.settle_pending(chunk, p)?;
+        }
+        Ok(())
+    }
+
+    /// Drains the pipeline: finishes every queued row's lookup and settles them in order.
+    fn flush(&mut self, chunk: &[u8]) -> Result<(), PredictionsError> {
+        let labels = self.plan.labels;
+        for p in self.batch.iter_mut() {
+            read_slot(labels, p);
+        }
+        for p in self.batch.iter_mut() {
+            prefetch_id(labels, p);
+        }
+        while let Some(p) = self.batch.pop_front() {
+            if let Err(e) = self.settle_pending(chunk, p) {
+                self.batch.clear();
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Finds a queued row's label row and settles it.
+    #[inline]
+    fn settle_pending(&mut self, chunk: &[u8], p: Pending) -> Result<(), PredictionsError> {
+        let id = &chunk[p.id.0..p.id.1];
+        let row = if p.row == UNRESOLVED {
+            self.plan.labels.find_hashed(id, p.hash)
+        } else {
+            Some(p.row)
+        };
+        self.settle(row, id, p.number, p.class, p.line)
+    }
+
+    /// Parses the prediction field for the spec: a number (finite, a probability when log
+    /// loss is computed) or a class.
+    #[inline]
+    fn parse(&mut self, pred: &[u8], line: u64) -> Result<(f64, usize), PredictionsError> {
+        match self.plan.kind {
+            Prediction::Score | Prediction::Value => {
+                let number = csv::parse_f64(pred)
+                    .ok_or(PredictionsError::UnparsableNumber { line })?;
+                if !number.is_finite() {
+                    return Err(PredictionsError::NotFinite { line });
+                }
+                if self.plan.check_probability && !(0.0..=1.0).contains(&number) {
+                    return Err(PredictionsError::ProbabilityOutOfRange { line });
+                }
+                Ok((number, 0))
+            }
+            Prediction::Class => {
+                if pred.is_empty() {
+                    return Err(PredictionsError::EmptyPrediction { line });
+                }
+                let known = self.plan.labels.class_by_name(pred);
+                let class = match known {
+                    Some(c) => c,
+                    None => {
+                        let next = self.extra_class_numbers.len();
+                        let extra = *self.extra_class_numbers.entry(pred.into()).or_insert(next);
+                        self.extra_classes = self.extra_class_numbers.len();
+                        self.plan.classes + extra
+                    }
+                };
+                Ok((0.0, class))
+            }
+        }
+    }
+
+    /// Joins a parsed row with its label row (`None`: the id is unknown) and adds it to the
+    /// totals of its part.
+    #[inline]
+    fn settle(
+        &mut self,
+        row: Option<usize>,
+        id: &[u8],
+        number: f64,
+        class: usize,
+        line: u64,
+    ) -> Result<(), PredictionsError> {
+        let Some(row) = row else {
+            self.unknown += 1;
+            if self.unknown_first.len() < UNKNOWN_IDS_QUOTED {
+                self.unknown_first.push(quote_id(id));
+            }
+            return Ok(());
+        };
+        // Follow the labels' order while the file does; once it does not, stop paying for a
+        // guess on every row, and look again every 1024 rows.
+        self.in_order = row == self.hint || self.rows & 1023 == 0;
+        self.hint = row + 1;
+        let bit = 1u64 << (row % 64);
+        if self.seen[row / 64] & bit != 0 {
+            return Err(PredictionsError::DuplicateId {
+                id: quote_id(id),
+                line,
+            });
+        }
+        self.seen[row / 64] |= bit;
+        self.matched += 1;
+
+        let plan = self.plan;
+        let labels = plan.labels;
+        let public = labels.is_public(row);
+        let part = &mut self.parts[usize::from(!public)];
+        part.rows += 1;
+        let loss = match plan.kind {
+            Prediction::Class => {
+                let truth = labels.class_of(row);
+                part.add_class(truth, class);
+                f64::from(u8::from(truth != class))
+            }
+            Prediction::Score => {
+                let is_positive = labels.is_positive(row);
+                let truth = if is_positive {
+                    plan.positive
+                } else {
+                    plan.negative
+                }
+                .unwrap_or(0);
+                let mut loss = 0.0;
+                if plan.wants_classes {
+                    let predicted = match plan.threshold {
+                        Some(t) if number >= t => plan.positive,
+                        _ => plan.negative,
+                    }
+                    .unwrap_or(0);
+                    part.add_class(truth, predicted);
+                    loss = f64::from(u8::from(truth != predicted));
+                }
+                if plan.check_probability {
+                    let row_loss = part.add_log_loss(is_positive, number);
+                    if plan.loss_metric == Some(Metric::LogLoss) {
+                        loss = row_loss;
+                    }
+                }
+                if plan.wants_keys {
+                    let key = score_key(number);
+                    if is_positive {
+                        part.positive_keys.push(key)
+                    } else {
+                        part.negative_keys.push(key)
+                    }
+                }
+                loss
+            }
+            Prediction::Value => {
+                let e = part.add_value(labels.value_of(row), number);
+                if plan.loss_metric == Some(Metric::Mae) {
+                    e.abs()
+                } else {
+                    e * e
+                }
+            }
+        };
+        if plan.loss_metric.is_some() && public {
+            let rank = labels.public_rank(&plan.public_ranks, row);
+            plan.losses[rank].store((loss as f32).to_bits(), Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
+
+/// Pipeline step 1: read the (prefetched) home slot, prefetch the likely row's bounds and target.
+#[inline]
+fn read_slot(labels: &LabelSet, p: &mut Pending) {
+    if p.step == 0 {
+        p.step = 1;
+        if p.row == UNRESOLVED {
+            p.candidate = labels.prefetch_candidate(p.hash).unwrap_or(UNRESOLVED);
+        }
+    }
+}
+
+/// Pipeline step 2: read the (prefetched) id bounds, prefetch the id bytes.
+#[inline]
+fn prefetch_id(labels: &LabelSet, p: &mut Pending) {
+    if p.step == 1 {
+        p.step = 2;
+        if p.candidate != UNRESOLVED {
+            labels.prefetch_id(p.candidate);
+        }
+    }
+}
+
+/// The bounds of a field without its surrounding ASCII whitespace.
+#[inline]
+fn trim(chunk: &[u8], (mut start, mut end): (usize, usize)) -> (usize, usize) {
+    while start < end && chunk[start].is_ascii_whitespace() {
+        start += 1;
+    }
+    while end > start && chunk[end - 1].is_ascii_whitespace() {
+        end -= 1;
+    }
+    (start, end)
+}
+
+/// A framing problem as the participant's error.
+pub(crate) fn line_error(e: LineError) -> PredictionsError {
+    match e {
+        LineError::Io(e) => PredictionsError::Io(e),
+        LineError::TooLong { line } => PredictionsError::LineTooLong { line },
+    }
+}
