@@ -62,6 +62,8 @@ struct Live {
 /// The scheduler's in-memory state, shared with the API (cancel, queue position).
 pub struct Queue {
     concurrency: usize,
+    /// Set when a run failed because the engine did; no run starts until a ping succeeds.
+    engine_down: std::sync::atomic::AtomicBool,
     wake: Notify,
     live: Mutex<HashMap<SubmissionId, Live>>,
     last_start: Mutex<HashMap<String, u64>>,
@@ -73,6 +75,7 @@ impl Queue {
     pub fn new(concurrency: usize) -> Self {
         Self {
             concurrency,
+            engine_down: std::sync::atomic::AtomicBool::new(false),
             wake: Notify::new(),
             live: Mutex::new(HashMap::new()),
             last_start: Mutex::new(HashMap::new()),
@@ -94,6 +97,11 @@ impl Queue {
             }
             None => false,
         }
+    }
+
+    /// Records that the engine failed a run: starts pause until it answers again.
+    pub fn engine_failed(&self) {
+        self.engine_down.store(true, Ordering::SeqCst);
     }
 
     /// How many runs are live.
@@ -270,6 +278,18 @@ async fn start_what_fits(
 ) -> Result<(), crate::store::StoreError> {
     if core.queue.live_count() >= core.queue.concurrency {
         return Ok(());
+    }
+    if core.queue.engine_down.load(Ordering::SeqCst) {
+        match core.backend.ping().await {
+            Ok(()) => {
+                info!("docker engine answers again, resuming runs");
+                core.queue.engine_down.store(false, Ordering::SeqCst);
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "docker engine still unreachable, runs stay queued");
+                return Ok(());
+            }
+        }
     }
     let queued = core.store.queued().await?;
     if queued.is_empty() {

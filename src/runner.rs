@@ -145,6 +145,7 @@ async fn execute_inner(core: &Arc<Core>, id: &SubmissionId, control: &RunControl
         Ok(outcome) => outcome,
         Err(e) => {
             core.metrics.engine_error();
+            core.queue.engine_failed();
             warn!(error = %e, "engine failed during the run");
             return requeue_or_fail(core, s, SubmissionState::Running, &format!("engine failed: {e}")).await;
         }

@@ -325,3 +325,4 @@ pub fn authed<T>(token: &str, msg: T) -> tonic::Request<T> {
     req.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
     req
 }
+pub mod process;

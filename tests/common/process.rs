@@ -1,0 +1,116 @@
+//! A real `holdout serve` process, for tests that kill, signal or restart it.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use holdout::auth;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// A server process on a state folder that outlives it.
+pub struct ServerProcess {
+    /// The process.
+    pub child: Child,
+    /// Where it listens.
+    pub addr: String,
+    /// Admin token.
+    pub admin: String,
+    /// Submitter token.
+    pub submitter: String,
+    config: PathBuf,
+}
+
+/// Writes a config for a server process under `dir` and returns its path.
+pub fn write_config(dir: &Path, data_root: &Path, extra: &str) -> PathBuf {
+    let state = dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let text = format!(
+        r#"listen = "127.0.0.1:0"
+data_root = "{}"
+state_dir = "{}"
+shutdown_grace = "5s"
+{extra}
+
+[[tokens]]
+name = "admin"
+role = "admin"
+sha256 = "{}"
+
+[[tokens]]
+name = "platform-a"
+role = "submitter"
+sha256 = "{}"
+"#,
+        data_root.display(),
+        state.display(),
+        auth::digest("admin-token-for-tests"),
+        auth::digest("submitter-a-token-for-tests"),
+    );
+    let path = dir.join("holdout.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+impl ServerProcess {
+    /// Starts `holdout serve --config <config>` and waits until it listens.
+    pub async fn start(config: &Path, listen: Option<&str>) -> ServerProcess {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_holdout"));
+        cmd.arg("serve").arg("--config").arg(config).arg("--log-format").arg("json");
+        if let Some(addr) = listen {
+            cmd.arg("--listen").arg(addr);
+        }
+        let mut child = cmd.stderr(Stdio::piped()).stdout(Stdio::null()).kill_on_drop(true).spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = BufReader::new(stderr).lines();
+        let addr = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if line.contains("holdout serving") {
+                    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+                    return v["addr"].as_str().unwrap().to_owned();
+                }
+            }
+            panic!("server exited before listening");
+        })
+        .await
+        .expect("server did not start");
+        // Keep draining its log so it never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        ServerProcess {
+            child,
+            addr,
+            admin: "admin-token-for-tests".into(),
+            submitter: "submitter-a-token-for-tests".into(),
+            config: config.to_owned(),
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> i32 {
+        self.child.id().unwrap() as i32
+    }
+
+    /// Sends a signal.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.pid(), sig) };
+    }
+
+    /// kill -9, then starts again on the same config and address.
+    pub async fn crash_and_restart(mut self) -> ServerProcess {
+        self.signal(libc::SIGKILL);
+        let _ = self.child.wait().await;
+        ServerProcess::start(&self.config, Some(&self.addr)).await
+    }
+
+    /// Resident memory in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+}
