@@ -65,26 +65,52 @@ impl Application {
     /// Connects to the Docker engine named in the config and builds the application.
     pub async fn build(config: Config) -> Result<Application, AppError> {
         let backend = crate::sandbox::docker::DockerBackend::connect(&config.docker_host).await?;
-        Self::build_with_backend(config, backend).await
+        Self::build_with_backend(config, Arc::new(backend)).await
     }
 
     /// Builds the application on a given backend: opens the store, binds the port, recovers.
-    pub async fn build_with_backend(config: Config, backend: Arc<dyn Backend>) -> Result<Application, AppError> {
+    pub async fn build_with_backend(
+        config: Config,
+        backend: Arc<dyn Backend>,
+    ) -> Result<Application, AppError> {
         let paths = Paths::new(&config.state_dir);
-        paths.create().map_err(|source| AppError::StateDir { path: config.state_dir.clone(), source })?;
+        paths.create().map_err(|source| AppError::StateDir {
+            path: config.state_dir.clone(),
+            source,
+        })?;
         let store = Store::open(&paths.database())?;
         backend.ping().await?;
-        let listener =
-            TcpListener::bind(config.listen).await.map_err(|source| AppError::Bind { addr: config.listen, source })?;
-        let local_addr = listener.local_addr().map_err(|source| AppError::Bind { addr: config.listen, source })?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| AppError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| AppError::Bind {
+            addr: config.listen,
+            source,
+        })?;
         let metrics_listener = match config.metrics_listen.parse::<SocketAddr>() {
-            Ok(addr) => Some(crate::metrics::bind(addr).await.map_err(|source| AppError::Bind { addr, source })?),
+            Ok(addr) => Some(
+                crate::metrics::bind(addr)
+                    .await
+                    .map_err(|source| AppError::Bind { addr, source })?,
+            ),
             Err(_) => None,
         };
         let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
         let core = Core::new(config, store, backend);
-        crate::queue::recover(&core).await.map_err(|e| AppError::Recover(e.to_string()))?;
-        Ok(Application { core, metrics_listener, metrics_addr, listener, local_addr, shutdown: CancellationToken::new() })
+        crate::queue::recover(&core)
+            .await
+            .map_err(|e| AppError::Recover(e.to_string()))?;
+        Ok(Application {
+            core,
+            metrics_listener,
+            metrics_addr,
+            listener,
+            local_addr,
+            shutdown: CancellationToken::new(),
+        })
     }
 
     /// The bound address (useful with port 0).
@@ -109,16 +135,34 @@ impl Application {
 
     /// Serves until `signal` completes or the shutdown token fires, then shuts down
     /// gracefully.
-    pub async fn run_until(self, signal: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), AppError> {
-        let Application { core, listener, local_addr, shutdown, metrics_listener, .. } = self;
+    pub async fn run_until(
+        self,
+        signal: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), AppError> {
+        let Application {
+            core,
+            listener,
+            local_addr,
+            shutdown,
+            metrics_listener,
+            ..
+        } = self;
         let tokens = Arc::new(core.tokens.clone());
         let auth = api::authenticate(tokens);
 
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
-        health_reporter.set_serving::<pb::submissions_server::SubmissionsServer<SubmissionsApi>>().await;
-        health_reporter.set_serving::<pb::challenges_server::ChallengesServer<ChallengesApi>>().await;
-        health_reporter.set_serving::<pb::leaderboards_server::LeaderboardsServer<LeaderboardsApi>>().await;
-        health_reporter.set_serving::<pb::audit_server::AuditServer<AuditApi>>().await;
+        health_reporter
+            .set_serving::<pb::submissions_server::SubmissionsServer<SubmissionsApi>>()
+            .await;
+        health_reporter
+            .set_serving::<pb::challenges_server::ChallengesServer<ChallengesApi>>()
+            .await;
+        health_reporter
+            .set_serving::<pb::leaderboards_server::LeaderboardsServer<LeaderboardsApi>>()
+            .await;
+        health_reporter
+            .set_serving::<pb::audit_server::AuditServer<AuditApi>>()
+            .await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -126,10 +170,8 @@ impl Application {
             .map_err(|e| AppError::Recover(format!("reflection: {e}")))?;
 
         let scheduler = tokio::spawn(crate::queue::run_scheduler(core.clone(), shutdown.clone()));
-        let metrics = match metrics_listener {
-            Some(l) => Some(tokio::spawn(crate::metrics::serve(l, core.clone(), shutdown.clone()))),
-            None => None,
-        };
+        let metrics = metrics_listener
+            .map(|l| tokio::spawn(crate::metrics::serve(l, core.clone(), shutdown.clone())));
         let stop = shutdown.clone();
         tokio::spawn(async move {
             tokio::select! {
@@ -148,17 +190,26 @@ impl Application {
                 auth.clone(),
             ))
             .add_service(pb::submissions_server::SubmissionsServer::with_interceptor(
-                SubmissionsApi { core: core.clone(), shutdown: shutdown.clone() },
+                SubmissionsApi {
+                    core: core.clone(),
+                    shutdown: shutdown.clone(),
+                },
                 auth.clone(),
             ))
-            .add_service(pb::leaderboards_server::LeaderboardsServer::with_interceptor(
-                LeaderboardsApi { core: core.clone() },
-                auth.clone(),
+            .add_service(
+                pb::leaderboards_server::LeaderboardsServer::with_interceptor(
+                    LeaderboardsApi { core: core.clone() },
+                    auth.clone(),
+                ),
+            )
+            .add_service(pb::audit_server::AuditServer::with_interceptor(
+                AuditApi { core: core.clone() },
+                auth,
             ))
-            .add_service(pb::audit_server::AuditServer::with_interceptor(AuditApi { core: core.clone() }, auth))
-            .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async move {
-                serve_stop.cancelled().await
-            });
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                async move { serve_stop.cancelled().await },
+            );
         let served = server.await;
         shutdown.cancel();
         info!("no longer accepting calls; waiting for the scheduler");

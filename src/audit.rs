@@ -11,7 +11,11 @@ use crate::pb;
 use crate::store::ReleaseRecord;
 
 /// Records a submission view given to a submitter, when it carries values.
-pub async fn submission_released(core: &Core, caller: &Caller, view: &pb::Submission) -> Result<(), DomainError> {
+pub async fn submission_released(
+    core: &Core,
+    caller: &Caller,
+    view: &pb::Submission,
+) -> Result<(), DomainError> {
     if caller.is_admin() || view.scores.is_empty() {
         return Ok(());
     }
@@ -62,16 +66,27 @@ pub async fn list(
     page_token: &str,
 ) -> Result<(Vec<ReleaseRecord>, String), DomainError> {
     caller.require_admin("ListReleases")?;
-    let size = if page_size <= 0 { 100 } else { (page_size as usize).min(1000) };
+    let size = if page_size <= 0 {
+        100
+    } else {
+        (page_size as usize).min(1000)
+    };
     let before: i64 = if page_token.is_empty() {
         0
     } else {
-        page_token.parse().map_err(|_| DomainError::invalid("page_token", "is not a token this service returned"))?
+        page_token.parse().map_err(|_| {
+            DomainError::invalid("page_token", "is not a token this service returned")
+        })?
     };
-    let mut rows = core.store.list_releases(challenge, token, before, size + 1).await?;
+    let mut rows = core
+        .store
+        .list_releases(challenge, token, before, size + 1)
+        .await?;
     let next = if rows.len() > size {
         rows.truncate(size);
-        rows.last().map(|(seq, _)| seq.to_string()).unwrap_or_default()
+        rows.last()
+            .map(|(seq, _)| seq.to_string())
+            .unwrap_or_default()
     } else {
         String::new()
     };

@@ -30,7 +30,9 @@ impl Caller {
         if self.is_admin() {
             Ok(())
         } else {
-            Err(DomainError::PermissionDenied(format!("{what} needs an admin token")))
+            Err(DomainError::PermissionDenied(format!(
+                "{what} needs an admin token"
+            )))
         }
     }
 }
@@ -46,7 +48,15 @@ impl Tokens {
     pub fn new(tokens: &[TokenConfig]) -> Self {
         let by_digest = tokens
             .iter()
-            .map(|t| (t.sha256.to_ascii_lowercase(), Caller { name: t.name.clone(), role: t.role }))
+            .map(|t| {
+                (
+                    t.sha256.to_ascii_lowercase(),
+                    Caller {
+                        name: t.name.clone(),
+                        role: t.role,
+                    },
+                )
+            })
             .collect();
         Self { by_digest }
     }
@@ -54,12 +64,16 @@ impl Tokens {
     /// Checks an `authorization` header value ("Bearer <token>").
     pub fn authenticate(&self, header: Option<&str>) -> Result<Caller, DomainError> {
         let header = header.ok_or_else(|| {
-            DomainError::Unauthenticated("missing authorization metadata (expected \"Bearer <token>\")".into())
+            DomainError::Unauthenticated(
+                "missing authorization metadata (expected \"Bearer <token>\")".into(),
+            )
         })?;
         let token = header
             .strip_prefix("Bearer ")
             .or_else(|| header.strip_prefix("bearer "))
-            .ok_or_else(|| DomainError::Unauthenticated("authorization must be \"Bearer <token>\"".into()))?
+            .ok_or_else(|| {
+                DomainError::Unauthenticated("authorization must be \"Bearer <token>\"".into())
+            })?
             .trim();
         self.by_digest
             .get(&digest(token))
@@ -87,21 +101,37 @@ mod tests {
 
     fn tokens() -> (Tokens, String) {
         let (token, sha256) = new_token();
-        (Tokens::new(&[TokenConfig { name: "platform".into(), role: Role::Submitter, sha256 }]), token)
+        (
+            Tokens::new(&[TokenConfig {
+                name: "platform".into(),
+                role: Role::Submitter,
+                sha256,
+            }]),
+            token,
+        )
     }
 
     #[test]
     fn a_configured_token_authenticates_with_its_role() {
         let (t, token) = tokens();
         let caller = t.authenticate(Some(&format!("Bearer {token}"))).unwrap();
-        assert_eq!(caller, Caller { name: "platform".into(), role: Role::Submitter });
+        assert_eq!(
+            caller,
+            Caller {
+                name: "platform".into(),
+                role: Role::Submitter
+            }
+        );
     }
 
     #[test]
     fn missing_malformed_and_unknown_tokens_are_unauthenticated() {
         let (t, token) = tokens();
         for header in [None, Some(token.as_str()), Some("Bearer nope")] {
-            assert!(matches!(t.authenticate(header), Err(DomainError::Unauthenticated(_))), "{header:?}");
+            assert!(
+                matches!(t.authenticate(header), Err(DomainError::Unauthenticated(_))),
+                "{header:?}"
+            );
         }
     }
 }

@@ -8,7 +8,10 @@ use std::path::{Component, Path, PathBuf};
 
 use crate::auth::Caller;
 use crate::core::Core;
-use crate::domain::{Challenge, ChallengeId, ChallengeState, DomainError, LeaderboardMode, SubmissionKind, now_millis};
+use crate::domain::{
+    Challenge, ChallengeId, ChallengeState, DomainError, LeaderboardMode, SubmissionKind,
+    now_millis,
+};
 use crate::sandbox::Isolation;
 use crate::scoring;
 
@@ -19,7 +22,11 @@ const MAX_PAGE: usize = 500;
 pub const DEFAULT_SCORE_DECIMALS: u32 = 4;
 
 /// Creates a challenge after validating all of it.
-pub async fn create(core: &Core, caller: &Caller, mut c: Challenge) -> Result<Challenge, DomainError> {
+pub async fn create(
+    core: &Core,
+    caller: &Caller,
+    mut c: Challenge,
+) -> Result<Challenge, DomainError> {
     caller.require_admin("CreateChallenge")?;
     normalise(&mut c);
     validate(core, &c).await?;
@@ -27,7 +34,10 @@ pub async fn create(core: &Core, caller: &Caller, mut c: Challenge) -> Result<Ch
     c.created_at = now_millis();
     c.closed_at = None;
     if !core.store.insert_challenge(c.clone()).await? {
-        return Err(DomainError::AlreadyExists(format!("challenge {:?}", c.id.as_str())));
+        return Err(DomainError::AlreadyExists(format!(
+            "challenge {:?}",
+            c.id.as_str()
+        )));
     }
     tracing::info!(challenge_id = %c.id, "challenge created");
     Ok(c)
@@ -42,9 +52,20 @@ pub async fn get(core: &Core, id: &ChallengeId) -> Result<Challenge, DomainError
 }
 
 /// A page of challenges in id order; the page token is the last id returned.
-pub async fn list(core: &Core, page_size: i32, page_token: &str) -> Result<(Vec<Challenge>, String), DomainError> {
-    let size = if page_size <= 0 { 50 } else { (page_size as usize).min(MAX_PAGE) };
-    let items = core.store.list_challenges(page_token.to_owned(), size + 1).await?;
+pub async fn list(
+    core: &Core,
+    page_size: i32,
+    page_token: &str,
+) -> Result<(Vec<Challenge>, String), DomainError> {
+    let size = if page_size <= 0 {
+        50
+    } else {
+        (page_size as usize).min(MAX_PAGE)
+    };
+    let items = core
+        .store
+        .list_challenges(page_token.to_owned(), size + 1)
+        .await?;
     let mut items = items;
     let next = if items.len() > size {
         items.truncate(size);
@@ -56,10 +77,18 @@ pub async fn list(core: &Core, page_size: i32, page_token: &str) -> Result<(Vec<
 }
 
 /// Replaces the fields named in `mask`, validated as on create.
-pub async fn update(core: &Core, caller: &Caller, patch: Challenge, mask: &[String]) -> Result<Challenge, DomainError> {
+pub async fn update(
+    core: &Core,
+    caller: &Caller,
+    patch: Challenge,
+    mask: &[String],
+) -> Result<Challenge, DomainError> {
     caller.require_admin("UpdateChallenge")?;
     if mask.is_empty() {
-        return Err(DomainError::invalid("update_mask", "name at least one field: title, runtime, limits, release, quota"));
+        return Err(DomainError::invalid(
+            "update_mask",
+            "name at least one field: title, runtime, limits, release, quota",
+        ));
     }
     let mut c = get(core, &patch.id).await?;
     for path in mask {
@@ -72,7 +101,9 @@ pub async fn update(core: &Core, caller: &Caller, patch: Challenge, mask: &[Stri
             other => {
                 return Err(DomainError::invalid(
                     "update_mask",
-                    format!("{other:?} cannot be updated (allowed: title, runtime, limits, release, quota)"),
+                    format!(
+                        "{other:?} cannot be updated (allowed: title, runtime, limits, release, quota)"
+                    ),
                 ));
             }
         }
@@ -85,7 +116,11 @@ pub async fn update(core: &Core, caller: &Caller, patch: Challenge, mask: &[Stri
 }
 
 /// Closes a challenge: no new submissions; the private leaderboard opens to submitters.
-pub async fn close(core: &Core, caller: &Caller, id: &ChallengeId) -> Result<Challenge, DomainError> {
+pub async fn close(
+    core: &Core,
+    caller: &Caller,
+    id: &ChallengeId,
+) -> Result<Challenge, DomainError> {
     caller.require_admin("CloseChallenge")?;
     let mut c = get(core, id).await?;
     if c.state != ChallengeState::Closed {
@@ -121,37 +156,65 @@ pub fn resolve_data_dir(data_root: &Path, data_dir: &str) -> Result<PathBuf, Dom
         ));
     }
     let root = std::fs::canonicalize(data_root).map_err(|e| {
-        DomainError::precondition("data_dir", format!("the server's data root {} is not usable: {e}", data_root.display()))
+        DomainError::precondition(
+            "data_dir",
+            format!(
+                "the server's data root {} is not usable: {e}",
+                data_root.display()
+            ),
+        )
     })?;
-    let dir = std::fs::canonicalize(root.join(rel))
-        .map_err(|_| DomainError::precondition("data_dir", format!("{data_dir:?} does not exist under the data root")))?;
+    let dir = std::fs::canonicalize(root.join(rel)).map_err(|_| {
+        DomainError::precondition(
+            "data_dir",
+            format!("{data_dir:?} does not exist under the data root"),
+        )
+    })?;
     if !dir.starts_with(&root) {
-        return Err(DomainError::invalid("data_dir", format!("{data_dir:?} resolves outside the data root")));
+        return Err(DomainError::invalid(
+            "data_dir",
+            format!("{data_dir:?} resolves outside the data root"),
+        ));
     }
     if !dir.is_dir() {
-        return Err(DomainError::precondition("data_dir", format!("{data_dir:?} is not a folder")));
+        return Err(DomainError::precondition(
+            "data_dir",
+            format!("{data_dir:?} is not a folder"),
+        ));
     }
     Ok(dir)
 }
 
 async fn validate(core: &Core, c: &Challenge) -> Result<(), DomainError> {
     if c.title.chars().count() > 200 {
-        return Err(DomainError::invalid("title", "is longer than 200 characters"));
+        return Err(DomainError::invalid(
+            "title",
+            "is longer than 200 characters",
+        ));
     }
     // Runtime.
     if c.runtime.image.trim().is_empty() {
         return Err(DomainError::invalid("runtime.image", "is empty"));
     }
-    for (key, _) in &c.runtime.env {
+    for key in c.runtime.env.keys() {
         if key.is_empty() || key.contains('=') || key.contains('\0') {
-            return Err(DomainError::invalid("runtime.env", format!("{key:?} is not a valid variable name")));
+            return Err(DomainError::invalid(
+                "runtime.env",
+                format!("{key:?} is not a valid variable name"),
+            ));
         }
         if key.starts_with("HOLDOUT_") {
-            return Err(DomainError::invalid("runtime.env", format!("{key:?}: HOLDOUT_ variables are set by the service")));
+            return Err(DomainError::invalid(
+                "runtime.env",
+                format!("{key:?}: HOLDOUT_ variables are set by the service"),
+            ));
         }
     }
     if c.runtime.command.iter().any(|a| a.contains('\0')) {
-        return Err(DomainError::invalid("runtime.command", "contains a NUL byte"));
+        return Err(DomainError::invalid(
+            "runtime.command",
+            "contains a NUL byte",
+        ));
     }
     // Limits.
     let over = c.limits.over_caps(&core.config.caps);
@@ -161,45 +224,84 @@ async fn validate(core: &Core, c: &Challenge) -> Result<(), DomainError> {
     let resolved = c.limits.or_defaults(&core.config.defaults);
     let over = resolved.over_caps(&core.config.caps);
     if !over.is_empty() {
-        return Err(DomainError::invalid("limits", format!("the server's defaults fill in values over its caps: {}", over.join("; "))));
+        return Err(DomainError::invalid(
+            "limits",
+            format!(
+                "the server's defaults fill in values over its caps: {}",
+                over.join("; ")
+            ),
+        ));
     }
     // Release.
     if c.release.score_decimals > 12 {
-        return Err(DomainError::invalid("release.score_decimals", "must be at most 12"));
+        return Err(DomainError::invalid(
+            "release.score_decimals",
+            "must be at most 12",
+        ));
     }
-    if c.release.mode == LeaderboardMode::Ladder && !(c.release.ladder_step > 0.0 && c.release.ladder_step.is_finite()) {
-        return Err(DomainError::invalid("release.ladder_step", "LADDER needs a positive ladder_step"));
+    if c.release.mode == LeaderboardMode::Ladder
+        && !(c.release.ladder_step > 0.0 && c.release.ladder_step.is_finite())
+    {
+        return Err(DomainError::invalid(
+            "release.ladder_step",
+            "LADDER needs a positive ladder_step",
+        ));
     }
     // Scoring.
     let s = &c.scoring;
     if !(s.public_fraction > 0.0 && s.public_fraction < 1.0) {
-        return Err(DomainError::invalid("scoring.public_fraction", "must be strictly between 0 and 1"));
+        return Err(DomainError::invalid(
+            "scoring.public_fraction",
+            "must be strictly between 0 and 1",
+        ));
     }
     if s.id_column.is_empty() {
         return Err(DomainError::invalid("scoring.id_column", "is empty"));
     }
     match (&s.builtin, &s.custom) {
-        (Some(_), Some(_)) => return Err(DomainError::invalid("scoring", "set either builtin or custom, not both")),
-        (None, None) => return Err(DomainError::invalid("scoring", "set a builtin metric or a custom scorer")),
+        (Some(_), Some(_)) => {
+            return Err(DomainError::invalid(
+                "scoring",
+                "set either builtin or custom, not both",
+            ));
+        }
+        (None, None) => {
+            return Err(DomainError::invalid(
+                "scoring",
+                "set a builtin metric or a custom scorer",
+            ));
+        }
         (Some(b), None) => {
             if scoring::Metric::from_name(&b.metric).is_none() {
-                return Err(DomainError::invalid("scoring.builtin.metric", format!("unknown metric {:?}", b.metric)));
+                return Err(DomainError::invalid(
+                    "scoring.builtin.metric",
+                    format!("unknown metric {:?}", b.metric),
+                ));
             }
             if b.target_column.is_empty() {
-                return Err(DomainError::invalid("scoring.builtin.target_column", "is empty"));
+                return Err(DomainError::invalid(
+                    "scoring.builtin.target_column",
+                    "is empty",
+                ));
             }
             if c.release.mode == LeaderboardMode::LadderParameterFree
                 && !scoring::Metric::from_name(&b.metric).is_some_and(|m| m.has_row_losses())
             {
                 return Err(DomainError::invalid(
                     "release.mode",
-                    format!("LADDER_PARAMETER_FREE needs a metric with per-row losses (accuracy, log_loss, rmse, mae, r2), not {}", b.metric),
+                    format!(
+                        "LADDER_PARAMETER_FREE needs a metric with per-row losses (accuracy, log_loss, rmse, mae, r2), not {}",
+                        b.metric
+                    ),
                 ));
             }
         }
         (None, Some(custom)) => {
             if custom.primary_metric.trim().is_empty() {
-                return Err(DomainError::invalid("scoring.custom.primary_metric", "is empty"));
+                return Err(DomainError::invalid(
+                    "scoring.custom.primary_metric",
+                    "is empty",
+                ));
             }
             if custom.image.trim().is_empty() {
                 return Err(DomainError::invalid("scoring.custom.image", "is empty"));
@@ -215,34 +317,56 @@ async fn validate(core: &Core, c: &Challenge) -> Result<(), DomainError> {
     // Data folder and labels (on the host; blocking work off the runtime).
     let dir = resolve_data_dir(&core.config.data_root, &c.data_dir)?;
     if !dir.join("inputs").is_dir() {
-        return Err(DomainError::precondition("data_dir", format!("{:?} has no inputs/ folder", c.data_dir)));
+        return Err(DomainError::precondition(
+            "data_dir",
+            format!("{:?} has no inputs/ folder", c.data_dir),
+        ));
     }
     let labels = dir.join("labels.csv");
     if !labels.is_file() {
-        return Err(DomainError::precondition("data_dir", format!("{:?} has no labels.csv", c.data_dir)));
+        return Err(DomainError::precondition(
+            "data_dir",
+            format!("{:?} has no labels.csv", c.data_dir),
+        ));
     }
     if let Some(custom) = &c.scoring.custom {
         validate_custom_labels(c, &labels).await?;
-        if !core.backend.image_exists(&custom.image).await.map_err(DomainError::internal)? {
+        if !core
+            .backend
+            .image_exists(&custom.image)
+            .await
+            .map_err(DomainError::internal)?
+        {
             return Err(DomainError::precondition(
                 "scoring.custom.image",
-                format!("image {:?} is not present on the Docker engine", custom.image),
+                format!(
+                    "image {:?} is not present on the Docker engine",
+                    custom.image
+                ),
             ));
         }
         return validate_engine(core, c).await;
     }
     let limits = crate::runner::run_limits(core, c);
-    let spec = crate::runner::scoring_spec(c, SubmissionKind::Full, &limits).map_err(|e| DomainError::invalid("scoring", e))?;
+    let spec = crate::runner::scoring_spec(c, SubmissionKind::Full, &limits)
+        .map_err(|e| DomainError::invalid("scoring", e))?;
     let sample_labels = dir.join("sample").join("labels.csv");
-    let smoke_spec = crate::runner::scoring_spec(c, SubmissionKind::Smoke, &limits).map_err(|e| DomainError::invalid("scoring", e))?;
+    let smoke_spec = crate::runner::scoring_spec(c, SubmissionKind::Smoke, &limits)
+        .map_err(|e| DomainError::invalid("scoring", e))?;
     let has_sample = dir.join("sample").join("inputs").is_dir() && sample_labels.is_file();
-    let spec = spec.label_spec().map_err(|e| DomainError::invalid("scoring", e.to_string()))?;
-    let smoke_spec = smoke_spec.label_spec().map_err(|e| DomainError::invalid("scoring", e.to_string()))?;
+    let spec = spec
+        .label_spec()
+        .map_err(|e| DomainError::invalid("scoring", e.to_string()))?;
+    let smoke_spec = smoke_spec
+        .label_spec()
+        .map_err(|e| DomainError::invalid("scoring", e.to_string()))?;
     tokio::task::spawn_blocking(move || -> Result<(), DomainError> {
-        scoring::load_labels(&labels, &spec).map_err(|e| DomainError::precondition("data_dir", format!("labels.csv: {e}")))?;
+        scoring::load_labels(&labels, &spec)
+            .map_err(|e| DomainError::precondition("data_dir", format!("labels.csv: {e}")))?;
         if has_sample {
-            scoring::load_labels(&sample_labels, &smoke_spec)
-                .map_err(|e| DomainError::precondition("data_dir", format!("sample/labels.csv: {e}")))?;
+            scoring::load_labels(&sample_labels, &smoke_spec).map_err(|e| {
+                DomainError::precondition("data_dir", format!("sample/labels.csv: {e}"))
+            })?;
         }
         Ok(())
     })
@@ -255,7 +379,10 @@ async fn validate(core: &Core, c: &Challenge) -> Result<(), DomainError> {
 async fn validate_custom_labels(c: &Challenge, labels: &Path) -> Result<(), DomainError> {
     let labels = labels.to_owned();
     let id_column = c.scoring.id_column.clone();
-    let split = scoring::Split { public_fraction: c.scoring.public_fraction, seed: c.scoring.split_seed };
+    let split = scoring::Split {
+        public_fraction: c.scoring.public_fraction,
+        seed: c.scoring.split_seed,
+    };
     tokio::task::spawn_blocking(move || -> Result<(), DomainError> {
         let tmp = tempfile::tempdir().map_err(DomainError::internal)?;
         let (public, private) = scoring::write_split_labels(&labels, &id_column, &split, tmp.path())
@@ -277,14 +404,26 @@ async fn validate_custom_labels(c: &Challenge, labels: &Path) -> Result<(), Doma
 
 /// The engine has the image and the isolation the challenge asks for.
 async fn validate_engine(core: &Core, c: &Challenge) -> Result<(), DomainError> {
-    if !core.backend.image_exists(&c.runtime.image).await.map_err(DomainError::internal)? {
+    if !core
+        .backend
+        .image_exists(&c.runtime.image)
+        .await
+        .map_err(DomainError::internal)?
+    {
         return Err(DomainError::precondition(
             "runtime.image",
-            format!("image {:?} is not present on the Docker engine (build or load it on the host first)", c.runtime.image),
+            format!(
+                "image {:?} is not present on the Docker engine (build or load it on the host first)",
+                c.runtime.image
+            ),
         ));
     }
     if c.runtime.isolation.unwrap_or(core.config.default_isolation) == Isolation::Gvisor
-        && !core.backend.supports(Isolation::Gvisor).await.map_err(DomainError::internal)?
+        && !core
+            .backend
+            .supports(Isolation::Gvisor)
+            .await
+            .map_err(DomainError::internal)?
     {
         return Err(DomainError::precondition(
             "runtime.isolation",
@@ -303,10 +442,22 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir(root.path().join("ok")).unwrap();
         assert!(resolve_data_dir(root.path(), "ok").is_ok());
-        assert!(matches!(resolve_data_dir(root.path(), "../etc"), Err(DomainError::Invalid { .. })));
-        assert!(matches!(resolve_data_dir(root.path(), "/etc"), Err(DomainError::Invalid { .. })));
-        assert!(matches!(resolve_data_dir(root.path(), "missing"), Err(DomainError::Precondition { .. })));
+        assert!(matches!(
+            resolve_data_dir(root.path(), "../etc"),
+            Err(DomainError::Invalid { .. })
+        ));
+        assert!(matches!(
+            resolve_data_dir(root.path(), "/etc"),
+            Err(DomainError::Invalid { .. })
+        ));
+        assert!(matches!(
+            resolve_data_dir(root.path(), "missing"),
+            Err(DomainError::Precondition { .. })
+        ));
         std::os::unix::fs::symlink("/etc", root.path().join("link")).unwrap();
-        assert!(matches!(resolve_data_dir(root.path(), "link"), Err(DomainError::Invalid { .. })));
+        assert!(matches!(
+            resolve_data_dir(root.path(), "link"),
+            Err(DomainError::Invalid { .. })
+        ));
     }
 }

@@ -190,12 +190,15 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let mut table = match file {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-                text.parse::<toml::Table>().map_err(|e| ConfigError::Invalid {
-                    path: Some(path.to_owned()),
-                    reason: e.message().to_owned(),
-                })?
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Invalid {
+                        path: Some(path.to_owned()),
+                        reason: e.message().to_owned(),
+                    })?
             }
             None => toml::Table::new(),
         };
@@ -216,10 +219,11 @@ impl Config {
                 table.insert((*key).to_owned(), parsed);
             }
         }
-        let mut config: Config = Config::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::Invalid {
-            path: file.map(Path::to_owned),
-            reason: e.to_string().trim().to_owned(),
-        })?;
+        let mut config: Config =
+            Config::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::Invalid {
+                path: file.map(Path::to_owned),
+                reason: e.to_string().trim().to_owned(),
+            })?;
         // Limits tables are partial: fields left out keep the built-in defaults and caps.
         config.defaults = config.defaults.or_defaults(&default_limits());
         config.caps = config.caps.or_defaults(&default_caps());
@@ -246,10 +250,16 @@ impl Config {
         }
         let over = self.defaults.over_caps(&self.caps);
         if !over.is_empty() {
-            return Err(invalid(format!("defaults exceed caps: {}", over.join("; ").replace("limits.", "defaults."))));
+            return Err(invalid(format!(
+                "defaults exceed caps: {}",
+                over.join("; ").replace("limits.", "defaults.")
+            )));
         }
         if !self.metrics_listen.is_empty() && self.metrics_listen.parse::<SocketAddr>().is_err() {
-            return Err(invalid(format!("metrics_listen {:?} is not an address like 127.0.0.1:9100", self.metrics_listen)));
+            return Err(invalid(format!(
+                "metrics_listen {:?} is not an address like 127.0.0.1:9100",
+                self.metrics_listen
+            )));
         }
         let mut names = std::collections::HashSet::new();
         for (i, t) in self.tokens.iter().enumerate() {
@@ -257,7 +267,10 @@ impl Config {
                 return Err(invalid(format!("tokens[{i}].name is empty")));
             }
             if !names.insert(&t.name) {
-                return Err(invalid(format!("tokens[{i}].name {:?} is used twice", t.name)));
+                return Err(invalid(format!(
+                    "tokens[{i}].name {:?} is used twice",
+                    t.name
+                )));
             }
             if t.sha256.len() != 64 || !t.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(invalid(format!(
@@ -277,7 +290,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("holdout.toml");
         std::fs::write(&path, text).unwrap();
-        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::load(Some(&path), &env, &Overrides::default())
     }
 
@@ -285,21 +301,30 @@ mod tests {
     fn unknown_keys_are_rejected_by_name() {
         let err = load_str("concurency = 3\n", &[]).unwrap_err().to_string();
         assert!(err.contains("concurency"), "{err}");
-        let err = load_str("[defaults]\nmemory = \"1GiB\"\n", &[]).unwrap_err().to_string();
+        let err = load_str("[defaults]\nmemory = \"1GiB\"\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("memory"), "{err}");
     }
 
     #[test]
     fn environment_overrides_the_file() {
-        let c = load_str("concurrency = 3\nstate_dir = \"/a\"\n", &[("HOLDOUT_CONCURRENCY", "5"), ("HOLDOUT_STATE_DIR", "/b")])
-            .unwrap();
+        let c = load_str(
+            "concurrency = 3\nstate_dir = \"/a\"\n",
+            &[("HOLDOUT_CONCURRENCY", "5"), ("HOLDOUT_STATE_DIR", "/b")],
+        )
+        .unwrap();
         assert_eq!(c.concurrency, 5);
         assert_eq!(c.state_dir, PathBuf::from("/b"));
     }
 
     #[test]
     fn partial_limit_tables_keep_the_other_defaults() {
-        let c = load_str("[defaults]\nmemory_bytes = \"256MiB\"\n[caps]\nwall_time = \"10m\"\n", &[]).unwrap();
+        let c = load_str(
+            "[defaults]\nmemory_bytes = \"256MiB\"\n[caps]\nwall_time = \"10m\"\n",
+            &[],
+        )
+        .unwrap();
         assert_eq!(c.defaults.memory_bytes, ByteSize(256 << 20));
         assert_eq!(c.defaults.pids, default_limits().pids);
         assert_eq!(c.caps.wall_time.0, Duration::from_secs(600));
@@ -307,13 +332,20 @@ mod tests {
 
     #[test]
     fn defaults_over_caps_are_rejected() {
-        let err = load_str("[defaults]\npids = 10000\n", &[]).unwrap_err().to_string();
+        let err = load_str("[defaults]\npids = 10000\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("defaults.pids"), "{err}");
     }
 
     #[test]
     fn a_token_without_a_valid_digest_is_rejected() {
-        let err = load_str("[[tokens]]\nname = \"a\"\nrole = \"admin\"\nsha256 = \"abc\"\n", &[]).unwrap_err().to_string();
+        let err = load_str(
+            "[[tokens]]\nname = \"a\"\nrole = \"admin\"\nsha256 = \"abc\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("tokens[0].sha256"), "{err}");
     }
 }

@@ -24,12 +24,19 @@ pub struct Paths {
 impl Paths {
     /// Paths under `state_dir`; [`Paths::create`] makes the folders.
     pub fn new(state_dir: &Path) -> Self {
-        Self { root: state_dir.to_owned() }
+        Self {
+            root: state_dir.to_owned(),
+        }
     }
 
     /// Creates every folder the service writes to.
     pub fn create(&self) -> std::io::Result<()> {
-        for dir in [self.archives(), self.logs_dir(), self.work_dir(), self.uploads()] {
+        for dir in [
+            self.archives(),
+            self.logs_dir(),
+            self.work_dir(),
+            self.uploads(),
+        ] {
             std::fs::create_dir_all(dir)?;
         }
         Ok(())
@@ -110,7 +117,8 @@ impl Core {
     /// Assembles the state; nothing starts running here.
     pub fn new(config: Config, store: Store, backend: Arc<dyn Backend>) -> Arc<Core> {
         let paths = Paths::new(&config.state_dir);
-        let state_dir = std::fs::canonicalize(&config.state_dir).unwrap_or_else(|_| config.state_dir.clone());
+        let state_dir =
+            std::fs::canonicalize(&config.state_dir).unwrap_or_else(|_| config.state_dir.clone());
         let instance = crate::auth::digest(&state_dir.to_string_lossy())[..16].to_owned();
         let (events, _) = broadcast::channel(1024);
         Arc::new(Core {

@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use crate::auth::Caller;
 use crate::core::Core;
-use crate::domain::{Challenge, ChallengeId, ChallengeState, DomainError, LeaderboardMode, Submission, SubmissionId};
+use crate::domain::{
+    Challenge, ChallengeId, ChallengeState, DomainError, LeaderboardMode, Submission, SubmissionId,
+};
 use crate::release::round;
 
 /// Which scores rank the board.
@@ -82,7 +84,11 @@ fn on_step(x: f64, step: f64, decimals: u32) -> f64 {
 
 /// Replays one participant's scored FULL submissions (oldest first) under the challenge's
 /// mode; returns the shown entry after each submission.
-fn replay(challenge: &Challenge, history: &[&Submission], losses: Losses<'_>) -> Vec<Option<Shown>> {
+fn replay(
+    challenge: &Challenge,
+    history: &[&Submission],
+    losses: Losses<'_>,
+) -> Vec<Option<Shown>> {
     let (metric, greater) = challenge.primary_metric();
     let decimals = challenge.release.score_decimals;
     let better = |a: f64, b: f64| if greater { a > b } else { a < b };
@@ -90,7 +96,13 @@ fn replay(challenge: &Challenge, history: &[&Submission], losses: Losses<'_>) ->
     let mut out = Vec::with_capacity(history.len());
     for (i, s) in history.iter().enumerate() {
         if let Some(&raw) = s.public_scores.get(&metric) {
-            let accept = |score: f64| Some(Shown { score, holder: s.id.clone(), holder_index: i });
+            let accept = |score: f64| {
+                Some(Shown {
+                    score,
+                    holder: s.id.clone(),
+                    holder_index: i,
+                })
+            };
             match challenge.release.mode {
                 LeaderboardMode::BestSoFar => {
                     let r = round(raw, decimals);
@@ -103,7 +115,11 @@ fn replay(challenge: &Challenge, history: &[&Submission], losses: Losses<'_>) ->
                     let beats = match &shown {
                         None => true,
                         Some(sh) => {
-                            if greater { raw >= sh.score + step } else { raw <= sh.score - step }
+                            if greater {
+                                raw >= sh.score + step
+                            } else {
+                                raw <= sh.score - step
+                            }
                         }
                     };
                     if beats {
@@ -141,7 +157,10 @@ pub fn released_full_scores(
     match challenge.release.mode {
         LeaderboardMode::BestSoFar => crate::release::round_all(&s.public_scores, decimals),
         LeaderboardMode::Ladder | LeaderboardMode::LadderParameterFree => {
-            let mine: Vec<&Submission> = history.iter().filter(|h| h.participant_id == s.participant_id).collect();
+            let mine: Vec<&Submission> = history
+                .iter()
+                .filter(|h| h.participant_id == s.participant_id)
+                .collect();
             let shown = replay(challenge, &mine, losses);
             let (metric, _) = challenge.primary_metric();
             mine.iter()
@@ -154,32 +173,53 @@ pub fn released_full_scores(
 }
 
 /// The board of a challenge as `caller` may read it.
-pub async fn get(core: &Core, caller: &Caller, id: &ChallengeId, view: View) -> Result<Board, DomainError> {
+pub async fn get(
+    core: &Core,
+    caller: &Caller,
+    id: &ChallengeId,
+    view: View,
+) -> Result<Board, DomainError> {
     let challenge = crate::challenges::get(core, id).await?;
     if view == View::Private && !caller.is_admin() && challenge.state != ChallengeState::Closed {
         return Err(DomainError::PermissionDenied(
-            "the private leaderboard is readable by submitters only once the challenge is closed".into(),
+            "the private leaderboard is readable by submitters only once the challenge is closed"
+                .into(),
         ));
     }
     let mut history = core.store.scored_full(id.clone()).await?;
     if !caller.is_admin() && challenge.release.constant_time_release {
         // A held result must not show up on the board before its state may be announced.
-        let wall = challenge.limits.or_defaults(&core.config.defaults).wall_time.0.as_millis() as i64;
+        let wall = challenge
+            .limits
+            .or_defaults(&core.config.defaults)
+            .wall_time
+            .0
+            .as_millis() as i64;
         let now = crate::domain::now_millis();
-        history.retain(|s| crate::release::hold_until(s, &challenge, wall).is_none_or(|t| now >= t));
+        history
+            .retain(|s| crate::release::hold_until(s, &challenge, wall).is_none_or(|t| now >= t));
     }
     let board = build(&challenge, &history, view, &|s| core.losses.get(&s.id));
     let what = match view {
         View::Public => "leaderboard:public",
         View::Private => "leaderboard:private",
     };
-    let values = board.entries.iter().map(|e| (e.participant_id.clone(), e.score)).collect();
+    let values = board
+        .entries
+        .iter()
+        .map(|e| (e.participant_id.clone(), e.score))
+        .collect();
     crate::audit::leaderboard_released(core, caller, id.as_str(), what, values).await?;
     Ok(board)
 }
 
 /// Builds a board from the scored FULL history (oldest first).
-pub fn build(challenge: &Challenge, history: &[Submission], view: View, losses: Losses<'_>) -> Board {
+pub fn build(
+    challenge: &Challenge,
+    history: &[Submission],
+    view: View,
+    losses: Losses<'_>,
+) -> Board {
     let (metric, greater) = challenge.primary_metric();
     let mut by_participant: HashMap<&str, Vec<&Submission>> = HashMap::new();
     let mut order: Vec<&str> = Vec::new();
@@ -193,7 +233,9 @@ pub fn build(challenge: &Challenge, history: &[Submission], view: View, losses: 
     let mut rows: Vec<(Entry, usize)> = Vec::new();
     for p in order {
         let mine = &by_participant[p];
-        let Some(Some(shown)) = replay(challenge, mine, losses).pop() else { continue };
+        let Some(Some(shown)) = replay(challenge, mine, losses).pop() else {
+            continue;
+        };
         let holder = mine[shown.holder_index];
         let score = match view {
             View::Public => shown.score,
@@ -202,7 +244,10 @@ pub fn build(challenge: &Challenge, history: &[Submission], view: View, losses: 
                 None => continue,
             },
         };
-        let seq = history.iter().position(|h| h.id == shown.holder).unwrap_or(usize::MAX);
+        let seq = history
+            .iter()
+            .position(|h| h.id == shown.holder)
+            .unwrap_or(usize::MAX);
         rows.push((
             Entry {
                 rank: 0,
@@ -215,14 +260,26 @@ pub fn build(challenge: &Challenge, history: &[Submission], view: View, losses: 
         ));
     }
     rows.sort_by(|(a, sa), (b, sb)| {
-        let by_score = if greater { b.score.total_cmp(&a.score) } else { a.score.total_cmp(&b.score) };
+        let by_score = if greater {
+            b.score.total_cmp(&a.score)
+        } else {
+            a.score.total_cmp(&b.score)
+        };
         by_score.then(sa.cmp(sb))
     });
     let mut entries: Vec<Entry> = rows.into_iter().map(|(e, _)| e).collect();
     for i in 0..entries.len() {
-        entries[i].rank = if i > 0 && entries[i].score == entries[i - 1].score { entries[i - 1].rank } else { i as u32 + 1 };
+        entries[i].rank = if i > 0 && entries[i].score == entries[i - 1].score {
+            entries[i - 1].rank
+        } else {
+            i as u32 + 1
+        };
     }
-    Board { metric, greater_is_better: greater, entries }
+    Board {
+        metric,
+        greater_is_better: greater,
+        entries,
+    }
 }
 
 #[cfg(test)]

@@ -45,9 +45,9 @@ pub mod metrics;
 pub mod queue;
 pub mod release;
 pub mod runner;
-pub mod scorer;
 #[path = "stubs/sandbox.rs"]
 pub mod sandbox;
+pub mod scorer;
 pub mod scoring;
 pub mod store;
 pub mod submissions;
@@ -59,5 +59,6 @@ pub mod verdict;
 pub mod pb {
     tonic::include_proto!("holdout.v1");
     /// The encoded descriptor set, for server reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("holdout_descriptor");
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("holdout_descriptor");
 }

@@ -20,7 +20,10 @@ pub struct LossStore {
 impl LossStore {
     /// Losses kept under `dir`.
     pub fn new(dir: PathBuf) -> Self {
-        Self { dir, cache: Mutex::new(HashMap::new()) }
+        Self {
+            dir,
+            cache: Mutex::new(HashMap::new()),
+        }
     }
 
     fn path(&self, id: &SubmissionId) -> PathBuf {
@@ -46,8 +49,12 @@ impl LossStore {
             return Some(v.clone());
         }
         let bytes = std::fs::read(self.path(id)).ok()?;
-        let v: Arc<Vec<f32>> =
-            Arc::new(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect());
+        let v: Arc<Vec<f32>> = Arc::new(
+            bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        );
         let mut cache = self.cache.lock().unwrap();
         if cache.len() >= CACHE_ENTRIES {
             cache.clear();

@@ -75,11 +75,12 @@ enum RoleArg {
     Submitter,
 }
 
-
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HOLDOUT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -90,14 +91,18 @@ fn init_tracing(format: LogFormat) {
 fn init_tracing_quiet() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HOLDOUT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Score(args) => {
-            let code = holdout::scoring::cli::run(&args, &mut std::io::stdout(), &mut std::io::stderr());
+            let code =
+                holdout::scoring::cli::run(&args, &mut std::io::stdout(), &mut std::io::stderr());
             ExitCode::from(code as u8)
         }
         Command::Demo(args) => {
@@ -120,13 +125,26 @@ fn main() -> ExitCode {
             let (token, sha256) = holdout::auth::new_token();
             println!("token: {token}");
             println!("(keep it secret; the server stores only its digest)\n");
-            println!("[[tokens]]\nname = {name:?}\nrole = \"{}\"\nsha256 = \"{sha256}\"", role.as_str());
+            println!(
+                "[[tokens]]\nname = {name:?}\nrole = \"{}\"\nsha256 = \"{sha256}\"",
+                role.as_str()
+            );
             ExitCode::SUCCESS
         }
-        Command::Serve { config, listen, data_root, state_dir, log_format } => {
+        Command::Serve {
+            config,
+            listen,
+            data_root,
+            state_dir,
+            log_format,
+        } => {
             init_tracing(log_format);
             let env: HashMap<String, String> = std::env::vars().collect();
-            let overrides = Overrides { listen, data_root, state_dir };
+            let overrides = Overrides {
+                listen,
+                data_root,
+                state_dir,
+            };
             let config = match Config::load(config.as_deref(), &env, &overrides) {
                 Ok(c) => c,
                 Err(e) => {
@@ -166,5 +184,8 @@ fn main() -> ExitCode {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("cannot start the tokio runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("cannot start the tokio runtime")
 }

@@ -29,7 +29,9 @@ const VERDICTS: [Verdict; 8] = [
 ];
 
 /// Bucket upper bounds, in seconds, for both histograms.
-const BUCKETS: [f64; 12] = [0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0];
+const BUCKETS: [f64; 12] = [
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+];
 
 /// A fixed-bucket histogram.
 #[derive(Default)]
@@ -49,17 +51,26 @@ impl Histogram {
             }
         }
         self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_micros.fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
     }
 
     fn render(&self, name: &str, help: &str, out: &mut String) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
         for (i, bound) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {}", self.counts[i].load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{bound}\"}} {}",
+                self.counts[i].load(Ordering::Relaxed)
+            );
         }
         let count = self.count.load(Ordering::Relaxed);
         let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "{name}_sum {}", self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6);
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+        );
         let _ = writeln!(out, "{name}_count {count}");
     }
 }
@@ -97,23 +108,56 @@ impl Metrics {
     /// The text exposition.
     pub fn render(&self, queued: usize, live: usize) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "# HELP holdout_queue_depth Submissions waiting in QUEUED.\n# TYPE holdout_queue_depth gauge");
+        let _ = writeln!(
+            out,
+            "# HELP holdout_queue_depth Submissions waiting in QUEUED.\n# TYPE holdout_queue_depth gauge"
+        );
         let _ = writeln!(out, "holdout_queue_depth {queued}");
-        let _ = writeln!(out, "# HELP holdout_runs_live Runs in progress.\n# TYPE holdout_runs_live gauge");
+        let _ = writeln!(
+            out,
+            "# HELP holdout_runs_live Runs in progress.\n# TYPE holdout_runs_live gauge"
+        );
         let _ = writeln!(out, "holdout_runs_live {live}");
-        let _ = writeln!(out, "# HELP holdout_runs_total Finished runs by verdict.\n# TYPE holdout_runs_total counter");
+        let _ = writeln!(
+            out,
+            "# HELP holdout_runs_total Finished runs by verdict.\n# TYPE holdout_runs_total counter"
+        );
         for (i, v) in VERDICTS.iter().enumerate() {
-            let _ = writeln!(out, "holdout_runs_total{{verdict=\"{}\"}} {}", v.as_str(), self.runs_by_verdict[i].load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "holdout_runs_total{{verdict=\"{}\"}} {}",
+                v.as_str(),
+                self.runs_by_verdict[i].load(Ordering::Relaxed)
+            );
         }
-        let _ = writeln!(out, "# HELP holdout_engine_errors_total Docker engine failures.\n# TYPE holdout_engine_errors_total counter");
-        let _ = writeln!(out, "holdout_engine_errors_total {}", self.engine_errors.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "# HELP holdout_engine_errors_total Docker engine failures.\n# TYPE holdout_engine_errors_total counter"
+        );
+        let _ = writeln!(
+            out,
+            "holdout_engine_errors_total {}",
+            self.engine_errors.load(Ordering::Relaxed)
+        );
         let _ = writeln!(
             out,
             "# HELP holdout_submissions_accepted_total Submissions accepted.\n# TYPE holdout_submissions_accepted_total counter"
         );
-        let _ = writeln!(out, "holdout_submissions_accepted_total {}", self.submissions_accepted.load(Ordering::Relaxed));
-        self.run_seconds.render("holdout_run_duration_seconds", "Run wall time, container start to exit.", &mut out);
-        self.queue_wait_seconds.render("holdout_queue_wait_seconds", "Time from acceptance to run start.", &mut out);
+        let _ = writeln!(
+            out,
+            "holdout_submissions_accepted_total {}",
+            self.submissions_accepted.load(Ordering::Relaxed)
+        );
+        self.run_seconds.render(
+            "holdout_run_duration_seconds",
+            "Run wall time, container start to exit.",
+            &mut out,
+        );
+        self.queue_wait_seconds.render(
+            "holdout_queue_wait_seconds",
+            "Time from acceptance to run start.",
+            &mut out,
+        );
         out
     }
 }
@@ -141,7 +185,12 @@ pub async fn serve(listener: TcpListener, core: Arc<Core>, shutdown: Cancellatio
         };
         let request = String::from_utf8_lossy(&buf[..n]);
         let response = if request.starts_with("GET /metrics") || request.starts_with("GET / ") {
-            let queued = core.store.submissions_in(&[SubmissionState::Queued]).await.map(|v| v.len()).unwrap_or(0);
+            let queued = core
+                .store
+                .submissions_in(&[SubmissionState::Queued])
+                .await
+                .map(|v| v.len())
+                .unwrap_or(0);
             let body = core.metrics.render(queued, core.queue.live_count());
             format!(
                 "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -150,6 +199,10 @@ pub async fn serve(listener: TcpListener, core: Arc<Core>, shutdown: Cancellatio
         } else {
             "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_owned()
         };
-        let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(response.as_bytes())).await;
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            stream.write_all(response.as_bytes()),
+        )
+        .await;
     }
 }

@@ -117,8 +117,15 @@ impl Queue {
             .iter()
             .enumerate()
             .map(|(i, row)| {
-                let rank = rank_in_participant.entry(row.participant.as_str()).or_default();
-                let key = (*rank, last_start.get(&row.participant).copied().unwrap_or(0), row.seq, i);
+                let rank = rank_in_participant
+                    .entry(row.participant.as_str())
+                    .or_default();
+                let key = (
+                    *rank,
+                    last_start.get(&row.participant).copied().unwrap_or(0),
+                    row.seq,
+                    i,
+                );
                 *rank += 1;
                 key
             })
@@ -130,7 +137,10 @@ impl Queue {
     /// 1-based position of a queued submission in the fair order, if queued.
     pub fn position(&self, queued: &[QueuedRow], id: &SubmissionId) -> Option<u32> {
         let order = self.fair_order(queued);
-        order.iter().position(|&i| queued[i].id == id.as_str()).map(|p| p as u32 + 1)
+        order
+            .iter()
+            .position(|&i| queued[i].id == id.as_str())
+            .map(|p| p as u32 + 1)
     }
 
     /// Picks what to start now, given per-challenge concurrency limits.
@@ -148,10 +158,15 @@ impl Queue {
                 break;
             }
             let row = &queued[i];
-            if live.contains_key(&SubmissionId::parse(&row.id).unwrap_or_else(|_| SubmissionId::generate())) {
+            if live.contains_key(
+                &SubmissionId::parse(&row.id).unwrap_or_else(|_| SubmissionId::generate()),
+            ) {
                 continue;
             }
-            let limit = per_challenge.get(&row.challenge_id).copied().unwrap_or(usize::MAX);
+            let limit = per_challenge
+                .get(&row.challenge_id)
+                .copied()
+                .unwrap_or(usize::MAX);
             let now = running.entry(row.challenge_id.as_str()).or_default();
             if *now >= limit {
                 continue;
@@ -170,12 +185,18 @@ impl Queue {
 
     fn register(&self, id: SubmissionId, row: &QueuedRow) -> Arc<RunControl> {
         let control = Arc::new(RunControl::default());
-        self.live
+        self.live.lock().unwrap().insert(
+            id,
+            Live {
+                challenge_id: row.challenge_id.clone(),
+                control: control.clone(),
+            },
+        );
+        let tick = self.clock.fetch_add(1, Ordering::SeqCst);
+        self.last_start
             .lock()
             .unwrap()
-            .insert(id, Live { challenge_id: row.challenge_id.clone(), control: control.clone() });
-        let tick = self.clock.fetch_add(1, Ordering::SeqCst);
-        self.last_start.lock().unwrap().insert(row.participant.clone(), tick);
+            .insert(row.participant.clone(), tick);
         control
     }
 
@@ -195,20 +216,31 @@ impl Queue {
 /// them as INTERNAL_ERROR, uncharged, after `max_attempts`). Stray uploads and work folders
 /// are deleted.
 pub async fn recover(core: &Core) -> Result<(), crate::domain::DomainError> {
-    let owned = core.backend.list_owned().await.map_err(crate::domain::DomainError::internal)?;
+    let owned = core
+        .backend
+        .list_owned()
+        .await
+        .map_err(crate::domain::DomainError::internal)?;
     for c in owned.iter().filter(|c| c.instance == core.instance) {
         warn!(container = %c.container_id, submission_id = %c.submission_id, "removing container left by a previous run");
         if let Err(e) = core.backend.remove(&c.container_id).await {
             error!(container = %c.container_id, error = %e, "cannot remove leftover container");
         }
     }
-    for mut s in core.store.submissions_in(&[SubmissionState::Running, SubmissionState::Scoring]).await? {
+    for mut s in core
+        .store
+        .submissions_in(&[SubmissionState::Running, SubmissionState::Scoring])
+        .await?
+    {
         let expected = s.state;
         if s.attempts >= core.config.max_attempts {
             s.state = SubmissionState::Failed;
             s.verdict = Verdict::InternalError;
             s.message = "the service stopped during this run too many times; this is not your code's fault and is not charged".into();
-            s.detail = format!("interrupted by a service restart after {} attempts", s.attempts);
+            s.detail = format!(
+                "interrupted by a service restart after {} attempts",
+                s.attempts
+            );
             s.finished_at = Some(now_millis());
             s.charged = false;
             warn!(submission_id = %s.id, attempts = s.attempts, "run interrupted too often, failing as internal error");
@@ -250,7 +282,11 @@ pub async fn run_scheduler(core: Arc<Core>, shutdown: CancellationToken) {
         }
     }
     let grace = core.config.shutdown_grace.0;
-    info!(live = core.queue.live_count(), grace_ms = grace.as_millis() as u64, "scheduler stopping, waiting for live runs");
+    info!(
+        live = core.queue.live_count(),
+        grace_ms = grace.as_millis() as u64,
+        "scheduler stopping, waiting for live runs"
+    );
     let deadline = tokio::time::sleep(grace);
     tokio::pin!(deadline);
     loop {
@@ -313,7 +349,9 @@ async fn start_what_fits(
         per_challenge.insert(row.challenge_id.clone(), limit);
     }
     for row in core.queue.pick(&queued, &per_challenge) {
-        let Ok(id) = SubmissionId::parse(&row.id) else { continue };
+        let Ok(id) = SubmissionId::parse(&row.id) else {
+            continue;
+        };
         let control = core.queue.register(id.clone(), &row);
         let span = info_span!("run", submission_id = %id);
         let core2 = core.clone();
@@ -339,7 +377,9 @@ async fn reap(
         Ok((id, ())) => *id,
         Err(e) => e.id(),
     };
-    let Some(id) = task_ids.remove(&task_id) else { return };
+    let Some(id) = task_ids.remove(&task_id) else {
+        return;
+    };
     core.queue.unregister(&id);
     if let Err(e) = done {
         error!(submission_id = %id, error = %e, "run task failed");
@@ -367,16 +407,29 @@ mod tests {
         let mut queued: Vec<QueuedRow> = (1..=100).map(|i| row(i, "flood")).collect();
         queued.push(row(101, "alone"));
         let order = q.fair_order(&queued);
-        let pos = order.iter().position(|&i| queued[i].participant == "alone").unwrap();
+        let pos = order
+            .iter()
+            .position(|&i| queued[i].participant == "alone")
+            .unwrap();
         assert!(pos <= 1, "lone submission is at position {pos}");
     }
 
     #[test]
     fn participants_take_turns() {
         let q = Queue::new(1);
-        let queued: Vec<QueuedRow> =
-            vec![row(1, "a"), row(2, "a"), row(3, "a"), row(4, "b"), row(5, "b"), row(6, "c")];
-        let order: Vec<&str> = q.fair_order(&queued).iter().map(|&i| queued[i].participant.as_str()).collect();
+        let queued: Vec<QueuedRow> = vec![
+            row(1, "a"),
+            row(2, "a"),
+            row(3, "a"),
+            row(4, "b"),
+            row(5, "b"),
+            row(6, "c"),
+        ];
+        let order: Vec<&str> = q
+            .fair_order(&queued)
+            .iter()
+            .map(|&i| queued[i].participant.as_str())
+            .collect();
         assert_eq!(order, ["a", "b", "c", "a", "b", "a"]);
     }
 

@@ -25,13 +25,19 @@ pub fn round(x: f64, decimals: u32) -> f64 {
 
 /// Rounds every score of a map.
 pub fn round_all(scores: &BTreeMap<String, f64>, decimals: u32) -> BTreeMap<String, f64> {
-    scores.iter().map(|(k, v)| (k.clone(), round(*v, decimals))).collect()
+    scores
+        .iter()
+        .map(|(k, v)| (k.clone(), round(*v, decimals)))
+        .collect()
 }
 
 /// When a FULL run's terminal state may be shown to submitters under
 /// `constant_time_release`: its wall-time limit after it started. `None` = no hold.
 pub fn hold_until(s: &Submission, challenge: &Challenge, wall_time_ms: i64) -> Option<UnixMillis> {
-    if s.kind != SubmissionKind::Full || !challenge.release.constant_time_release || !s.state.is_terminal() {
+    if s.kind != SubmissionKind::Full
+        || !challenge.release.constant_time_release
+        || !s.state.is_terminal()
+    {
         return None;
     }
     if s.verdict == Verdict::Cancelled {
@@ -65,7 +71,11 @@ pub fn submission_view(s: &Submission, ctx: &ViewContext<'_>) -> pb::Submission 
     let decimals = ctx.challenge.release.score_decimals;
     let held = hold_until(s, ctx.challenge, ctx.wall_time_ms).is_some_and(|t| ctx.now < t);
     let (state, verdict, message) = if held {
-        (SubmissionState::Running, Verdict::Unspecified, String::new())
+        (
+            SubmissionState::Running,
+            Verdict::Unspecified,
+            String::new(),
+        )
     } else {
         (s.state, s.verdict, s.message.clone())
     };
@@ -79,7 +89,11 @@ pub fn submission_view(s: &Submission, ctx: &ViewContext<'_>) -> pb::Submission 
         message,
         archive_sha256: s.archive_sha256.clone(),
         created_at: Some(timestamp(s.created_at)),
-        queue_position: if state == SubmissionState::Queued { ctx.queue_position.unwrap_or(0) } else { 0 },
+        queue_position: if state == SubmissionState::Queued {
+            ctx.queue_position.unwrap_or(0)
+        } else {
+            0
+        },
         ..Default::default()
     };
     if state == SubmissionState::Succeeded {
@@ -113,7 +127,9 @@ fn admin_view(s: &Submission, ctx: &ViewContext<'_>) -> pb::Submission {
         scores: if s.state == SubmissionState::Succeeded {
             match s.kind {
                 SubmissionKind::Full => ctx.released_full_scores.clone().into_iter().collect(),
-                SubmissionKind::Smoke => round_all(&s.public_scores, decimals).into_iter().collect(),
+                SubmissionKind::Smoke => {
+                    round_all(&s.public_scores, decimals).into_iter().collect()
+                }
             }
         } else {
             Default::default()
@@ -124,13 +140,20 @@ fn admin_view(s: &Submission, ctx: &ViewContext<'_>) -> pb::Submission {
         created_at: Some(timestamp(s.created_at)),
         finished_at: s.finished_at.map(timestamp),
         usage: s.usage.as_ref().map(usage_to_pb),
-        queue_position: if s.state == SubmissionState::Queued { ctx.queue_position.unwrap_or(0) } else { 0 },
+        queue_position: if s.state == SubmissionState::Queued {
+            ctx.queue_position.unwrap_or(0)
+        } else {
+            0
+        },
     }
 }
 
 /// Milliseconds since the epoch as a protobuf timestamp.
 pub fn timestamp(ms: UnixMillis) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: ms.div_euclid(1000), nanos: (ms.rem_euclid(1000) * 1_000_000) as i32 }
+    prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
 }
 
 fn usage_to_pb(u: &crate::domain::Usage) -> pb::RunUsage {

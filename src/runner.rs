@@ -14,7 +14,8 @@ use tracing::{error, info, warn};
 use crate::archive::{self, ArchiveLimits};
 use crate::core::Core;
 use crate::domain::{
-    Challenge, DomainError, Submission, SubmissionId, SubmissionKind, SubmissionState, Usage, Verdict, now_millis,
+    Challenge, DomainError, Submission, SubmissionId, SubmissionKind, SubmissionState, Usage,
+    Verdict, now_millis,
 };
 use crate::queue::{RunControl, StopReason};
 use crate::sandbox::{Mount, RunLimits, RunRole, RunSpec};
@@ -71,7 +72,9 @@ pub async fn execute(core: &Arc<Core>, id: &SubmissionId, control: &RunControl) 
 
 /// Fails a non-terminal submission as INTERNAL_ERROR, uncharged, keeping `detail` for admins.
 pub async fn fail_internal(core: &Core, id: &SubmissionId, detail: &str) {
-    let Ok(Some(mut s)) = core.store.get_submission(id).await else { return };
+    let Ok(Some(mut s)) = core.store.get_submission(id).await else {
+        return;
+    };
     if s.state.is_terminal() {
         return;
     }
@@ -91,7 +94,11 @@ pub async fn fail_internal(core: &Core, id: &SubmissionId, detail: &str) {
     }
 }
 
-async fn execute_inner(core: &Arc<Core>, id: &SubmissionId, control: &RunControl) -> Result<(), DomainError> {
+async fn execute_inner(
+    core: &Arc<Core>,
+    id: &SubmissionId,
+    control: &RunControl,
+) -> Result<(), DomainError> {
     let Some(mut s) = core.store.get_submission(id).await? else {
         return Err(DomainError::internal("queued submission vanished"));
     };
@@ -107,11 +114,19 @@ async fn execute_inner(core: &Arc<Core>, id: &SubmissionId, control: &RunControl
     s.state = SubmissionState::Running;
     s.started_at = Some(now_millis());
     s.attempts += 1;
-    if !core.store.update_submission(s.clone(), SubmissionState::Queued).await? {
+    if !core
+        .store
+        .update_submission(s.clone(), SubmissionState::Queued)
+        .await?
+    {
         return Ok(()); // cancelled between pick and start
     }
     core.announce(&s);
-    core.metrics.queue_wait_seconds.observe(std::time::Duration::from_millis((now_millis() - s.created_at).max(0) as u64));
+    core.metrics
+        .queue_wait_seconds
+        .observe(std::time::Duration::from_millis(
+            (now_millis() - s.created_at).max(0) as u64,
+        ));
     info!(attempt = s.attempts, kind = s.kind.as_str(), "run started");
 
     let work = WorkDir(core.paths.work(id));
@@ -132,10 +147,21 @@ async fn execute_inner(core: &Arc<Core>, id: &SubmissionId, control: &RunControl
         image: challenge.runtime.image.clone(),
         command: challenge.runtime.command.clone(),
         env,
-        isolation: challenge.runtime.isolation.unwrap_or(core.config.default_isolation),
+        isolation: challenge
+            .runtime
+            .isolation
+            .unwrap_or(core.config.default_isolation),
         mounts: vec![
-            Mount { host: submission_dir, container: "/submission".into(), read_only: true },
-            Mount { host: inputs, container: "/data".into(), read_only: true },
+            Mount {
+                host: submission_dir,
+                container: "/submission".into(),
+                read_only: true,
+            },
+            Mount {
+                host: inputs,
+                container: "/data".into(),
+                read_only: true,
+            },
         ],
         output_dir: output_dir.clone(),
         limits: limits.clone(),
@@ -147,7 +173,13 @@ async fn execute_inner(core: &Arc<Core>, id: &SubmissionId, control: &RunControl
             core.metrics.engine_error();
             core.queue.engine_failed();
             warn!(error = %e, "engine failed during the run");
-            return requeue_or_fail(core, s, SubmissionState::Running, &format!("engine failed: {e}")).await;
+            return requeue_or_fail(
+                core,
+                s,
+                SubmissionState::Running,
+                &format!("engine failed: {e}"),
+            )
+            .await;
         }
     };
     if control.reason() == Some(StopReason::Shutdown) {
@@ -165,28 +197,52 @@ async fn execute_inner(core: &Arc<Core>, id: &SubmissionId, control: &RunControl
     });
 
     if let Some(c) = verdict::classify(&outcome, &limits) {
-        s.state = if c.verdict == Verdict::Cancelled { SubmissionState::Cancelled } else { SubmissionState::Failed };
+        s.state = if c.verdict == Verdict::Cancelled {
+            SubmissionState::Cancelled
+        } else {
+            SubmissionState::Failed
+        };
         s.message = verdict::participant_message(c.verdict, &c.message, s.kind, &limits);
         s.detail = c.message;
         return finish(core, s, SubmissionState::Running, c.verdict, &challenge).await;
     }
 
     s.state = SubmissionState::Scoring;
-    if !core.store.update_submission(s.clone(), SubmissionState::Running).await? {
+    if !core
+        .store
+        .update_submission(s.clone(), SubmissionState::Running)
+        .await?
+    {
         return Ok(());
     }
     core.announce(&s);
 
     if let Some(custom) = challenge.scoring.custom.clone() {
-        let result =
-            crate::scorer::score(core, &challenge, &custom, id, s.kind, &output_dir, &work.0, &limits).await;
+        let result = crate::scorer::score(
+            core,
+            &challenge,
+            &custom,
+            id,
+            s.kind,
+            &output_dir,
+            &work.0,
+            &limits,
+        )
+        .await;
         return match result {
             crate::scorer::CustomResult::Scores { public, private } => {
                 s.state = SubmissionState::Succeeded;
                 s.message = "scored".into();
                 s.public_scores = public;
                 s.private_scores = private;
-                finish(core, s, SubmissionState::Scoring, Verdict::Scored, &challenge).await
+                finish(
+                    core,
+                    s,
+                    SubmissionState::Scoring,
+                    Verdict::Scored,
+                    &challenge,
+                )
+                .await
             }
             crate::scorer::CustomResult::Rejected(text) => {
                 s.state = SubmissionState::Failed;
@@ -197,13 +253,32 @@ async fn execute_inner(core: &Arc<Core>, id: &SubmissionId, control: &RunControl
                 };
                 s.message = shown;
                 s.detail = format!("scorer rejected the predictions: {text}");
-                finish(core, s, SubmissionState::Scoring, Verdict::InvalidPredictions, &challenge).await
+                finish(
+                    core,
+                    s,
+                    SubmissionState::Scoring,
+                    Verdict::InvalidPredictions,
+                    &challenge,
+                )
+                .await
             }
             crate::scorer::CustomResult::BadPredictions(message) => {
                 s.state = SubmissionState::Failed;
-                s.message = verdict::participant_message(Verdict::InvalidPredictions, &message, s.kind, &limits);
+                s.message = verdict::participant_message(
+                    Verdict::InvalidPredictions,
+                    &message,
+                    s.kind,
+                    &limits,
+                );
                 s.detail = message;
-                finish(core, s, SubmissionState::Scoring, Verdict::InvalidPredictions, &challenge).await
+                finish(
+                    core,
+                    s,
+                    SubmissionState::Scoring,
+                    Verdict::InvalidPredictions,
+                    &challenge,
+                )
+                .await
             }
             crate::scorer::CustomResult::Failed(detail) => {
                 warn!(detail = %detail, "custom scorer failed");
@@ -218,22 +293,48 @@ async fn execute_inner(core: &Arc<Core>, id: &SubmissionId, control: &RunControl
             if let Some(losses) = report.public_row_losses.take() {
                 let core2 = core.clone();
                 let id2 = id.clone();
-                let stored = tokio::task::spawn_blocking(move || core2.losses.put(&id2, &losses)).await;
+                let stored =
+                    tokio::task::spawn_blocking(move || core2.losses.put(&id2, &losses)).await;
                 if !matches!(stored, Ok(Ok(()))) {
-                    return requeue_or_fail(core, s, SubmissionState::Scoring, "cannot store per-row losses").await;
+                    return requeue_or_fail(
+                        core,
+                        s,
+                        SubmissionState::Scoring,
+                        "cannot store per-row losses",
+                    )
+                    .await;
                 }
             }
             s.state = SubmissionState::Succeeded;
             s.message = "scored".into();
             s.public_scores = report.public;
             s.private_scores = report.private;
-            finish(core, s, SubmissionState::Scoring, Verdict::Scored, &challenge).await
+            finish(
+                core,
+                s,
+                SubmissionState::Scoring,
+                Verdict::Scored,
+                &challenge,
+            )
+            .await
         }
         Err(ScoreFailure::Predictions(message)) => {
             s.state = SubmissionState::Failed;
-            s.message = verdict::participant_message(Verdict::InvalidPredictions, &message, s.kind, &limits);
+            s.message = verdict::participant_message(
+                Verdict::InvalidPredictions,
+                &message,
+                s.kind,
+                &limits,
+            );
             s.detail = message;
-            finish(core, s, SubmissionState::Scoring, Verdict::InvalidPredictions, &challenge).await
+            finish(
+                core,
+                s,
+                SubmissionState::Scoring,
+                Verdict::InvalidPredictions,
+                &challenge,
+            )
+            .await
         }
         Err(ScoreFailure::Internal(detail)) => {
             requeue_or_fail(core, s, SubmissionState::Scoring, &detail).await
@@ -252,18 +353,23 @@ async fn prepare(
     let limits = challenge.limits.or_defaults(&core.config.defaults);
     let archive_path = core.paths.archive(&s.archive_sha256);
     let work = work.to_owned();
-    let archive_limits = ArchiveLimits { max_extracted_bytes: limits.extracted_bytes.0, ..ArchiveLimits::default() };
+    let archive_limits = ArchiveLimits {
+        max_extracted_bytes: limits.extracted_bytes.0,
+        ..ArchiveLimits::default()
+    };
     tokio::task::spawn_blocking(move || -> Result<(PathBuf, PathBuf), DomainError> {
         let _ = std::fs::remove_dir_all(&work);
         let submission = work.join("submission");
         let output = work.join("output");
         std::fs::create_dir_all(&submission).map_err(DomainError::internal)?;
         std::fs::create_dir_all(&output).map_err(DomainError::internal)?;
-        archive::extract(&archive_path, None, &submission, &archive_limits)
-            .map_err(|e| DomainError::internal(format!("stored archive no longer extracts: {e}")))?;
+        archive::extract(&archive_path, None, &submission, &archive_limits).map_err(|e| {
+            DomainError::internal(format!("stored archive no longer extracts: {e}"))
+        })?;
         make_writable_for_sandbox(&output).map_err(DomainError::internal)?;
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o755)).map_err(DomainError::internal)?;
+        std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o755))
+            .map_err(DomainError::internal)?;
         Ok((submission, output))
     })
     .await
@@ -289,13 +395,26 @@ enum ScoreFailure {
 }
 
 /// The scoring spec a challenge's built-in metric implies.
-pub fn scoring_spec(challenge: &Challenge, kind: SubmissionKind, limits: &RunLimits) -> Result<scoring::ScoringSpec, String> {
-    let b = challenge.scoring.builtin.as_ref().ok_or("custom scorers are not supported yet")?;
-    let metric = scoring::Metric::from_name(&b.metric).ok_or_else(|| format!("unknown metric {:?}", b.metric))?;
+pub fn scoring_spec(
+    challenge: &Challenge,
+    kind: SubmissionKind,
+    limits: &RunLimits,
+) -> Result<scoring::ScoringSpec, String> {
+    let b = challenge
+        .scoring
+        .builtin
+        .as_ref()
+        .ok_or("custom scorers are not supported yet")?;
+    let metric = scoring::Metric::from_name(&b.metric)
+        .ok_or_else(|| format!("unknown metric {:?}", b.metric))?;
     Ok(scoring::ScoringSpec {
         id_column: challenge.scoring.id_column.clone(),
         target_column: b.target_column.clone(),
-        prediction_column: if b.prediction_column.is_empty() { b.target_column.clone() } else { b.prediction_column.clone() },
+        prediction_column: if b.prediction_column.is_empty() {
+            b.target_column.clone()
+        } else {
+            b.prediction_column.clone()
+        },
         positive_label: (!b.positive_label.is_empty()).then(|| b.positive_label.clone()),
         metrics: vec![metric],
         threshold: None,
@@ -333,7 +452,9 @@ async fn score(
     let predictions = output_dir.join("predictions.csv");
     let core = core.clone();
     tokio::task::spawn_blocking(move || {
-        let label_spec = spec.label_spec().map_err(|e| ScoreFailure::Internal(format!("scoring spec: {e}")))?;
+        let label_spec = spec
+            .label_spec()
+            .map_err(|e| ScoreFailure::Internal(format!("scoring spec: {e}")))?;
         let labels = core
             .labels
             .get_or_load(&labels_path, &label_spec)
@@ -415,13 +536,24 @@ async fn store_logs(core: &Core, id: &SubmissionId, logs: &crate::sandbox::Captu
 }
 
 /// Stores a custom scorer run's output for admins, beside the run's own logs.
-pub async fn store_scorer_logs(core: &Core, id: &SubmissionId, split: &str, logs: &crate::sandbox::CapturedLogs) {
+pub async fn store_scorer_logs(
+    core: &Core,
+    id: &SubmissionId,
+    split: &str,
+    logs: &crate::sandbox::CapturedLogs,
+) {
     let base = core.paths.logs(id);
     let logs = logs.clone();
     let split = split.to_owned();
     let _ = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-        std::fs::write(base.with_extension(format!("scorer-{split}.stdout")), &logs.stdout)?;
-        std::fs::write(base.with_extension(format!("scorer-{split}.stderr")), &logs.stderr)
+        std::fs::write(
+            base.with_extension(format!("scorer-{split}.stdout")),
+            &logs.stdout,
+        )?;
+        std::fs::write(
+            base.with_extension(format!("scorer-{split}.stderr")),
+            &logs.stderr,
+        )
     })
     .await;
 }

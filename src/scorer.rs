@@ -40,6 +40,7 @@ pub enum CustomResult {
 }
 
 /// Scores a finished run's predictions with the challenge's custom scorer.
+#[allow(clippy::too_many_arguments)]
 pub async fn score(
     core: &Arc<Core>,
     challenge: &Challenge,
@@ -51,14 +52,27 @@ pub async fn score(
     limits: &RunLimits,
 ) -> CustomResult {
     let labels = crate::runner::labels_path(core, challenge, kind);
-    let split = Split { public_fraction: challenge.scoring.public_fraction, seed: challenge.scoring.split_seed };
+    let split = Split {
+        public_fraction: challenge.scoring.public_fraction,
+        seed: challenge.scoring.split_seed,
+    };
     let id_column = challenge.scoring.id_column.clone();
     let predictions = output_dir.join("predictions.csv");
     let scoring_dir = work.join("scoring");
     let cap = limits.output_bytes;
     let prepared = tokio::task::spawn_blocking({
         let scoring_dir = scoring_dir.clone();
-        move || prepare(&predictions, cap, &labels, &id_column, split, kind, &scoring_dir)
+        move || {
+            prepare(
+                &predictions,
+                cap,
+                &labels,
+                &id_column,
+                split,
+                kind,
+                &scoring_dir,
+            )
+        }
     })
     .await;
     let parts = match prepared {
@@ -69,7 +83,18 @@ pub async fn score(
     };
     let mut results = Vec::new();
     for (name, labels_dir) in &parts {
-        match run_one(core, challenge, scorer, id, name, labels_dir, &scoring_dir, limits).await {
+        match run_one(
+            core,
+            challenge,
+            scorer,
+            id,
+            name,
+            labels_dir,
+            &scoring_dir,
+            limits,
+        )
+        .await
+        {
             Ok(ScorerOutput::Scores(s)) => results.push(s),
             Ok(ScorerOutput::Rejected(m)) => return CustomResult::Rejected(m),
             Err(m) => return CustomResult::Failed(m),
@@ -100,7 +125,8 @@ fn prepare(
     use std::os::unix::fs::PermissionsExt;
     let internal = |e: std::io::Error| Prep::Internal(e.to_string());
     std::fs::create_dir_all(dir.join("predictions")).map_err(internal)?;
-    let mut src = scoring::open_predictions(predictions, cap).map_err(|e| Prep::Predictions(e.to_string()))?;
+    let mut src = scoring::open_predictions(predictions, cap)
+        .map_err(|e| Prep::Predictions(e.to_string()))?;
     let copy = dir.join("predictions").join("predictions.csv");
     let mut dst = std::fs::File::create(&copy).map_err(internal)?;
     std::io::copy(&mut (&mut src).take(cap), &mut dst).map_err(internal)?;
@@ -116,7 +142,8 @@ fn prepare(
         SubmissionKind::Full => {
             let tmp = dir.join("split");
             std::fs::create_dir_all(&tmp).map_err(internal)?;
-            let (public, private) = scoring::write_split_labels(labels, id_column, &split, &tmp).map_err(internal)?;
+            let (public, private) =
+                scoring::write_split_labels(labels, id_column, &split, &tmp).map_err(internal)?;
             for (name, file) in [("public", public), ("private", private)] {
                 let d = dir.join(name);
                 std::fs::create_dir_all(&d).map_err(internal)?;
@@ -127,7 +154,8 @@ fn prepare(
     }
     for entry in walk(dir) {
         let mode = if entry.is_dir() { 0o755 } else { 0o644 };
-        std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(mode)).map_err(internal)?;
+        std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(mode))
+            .map_err(internal)?;
     }
     Ok(parts)
 }
@@ -137,7 +165,10 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     if let Ok(rd) = std::fs::read_dir(dir) {
         for e in rd.flatten() {
             let p = e.path();
-            if std::fs::symlink_metadata(&p).map(|m| m.is_dir()).unwrap_or(false) {
+            if std::fs::symlink_metadata(&p)
+                .map(|m| m.is_dir())
+                .unwrap_or(false)
+            {
                 out.extend(walk(&p));
             } else {
                 out.push(p);
@@ -169,13 +200,27 @@ async fn run_one(
         image: scorer.image.clone(),
         command: scorer.command.clone(),
         env: BTreeMap::from([("HOLDOUT_SPLIT".to_owned(), split.to_owned())]),
-        isolation: challenge.runtime.isolation.unwrap_or(core.config.default_isolation),
+        isolation: challenge
+            .runtime
+            .isolation
+            .unwrap_or(core.config.default_isolation),
         mounts: vec![
-            Mount { host: labels_dir.to_owned(), container: "/labels".into(), read_only: true },
-            Mount { host: scoring_dir.join("predictions"), container: "/predictions".into(), read_only: true },
+            Mount {
+                host: labels_dir.to_owned(),
+                container: "/labels".into(),
+                read_only: true,
+            },
+            Mount {
+                host: scoring_dir.join("predictions"),
+                container: "/predictions".into(),
+                read_only: true,
+            },
         ],
         output_dir: output.clone(),
-        limits: RunLimits { output_bytes: MAX_SCORES_JSON, ..limits.clone() },
+        limits: RunLimits {
+            output_bytes: MAX_SCORES_JSON,
+            ..limits.clone()
+        },
     };
     let outcome = core
         .backend
@@ -196,5 +241,6 @@ async fn run_one(
     .await
     .map_err(|e| e.to_string())?
     .map_err(|e| format!("scorer ({split}) wrote no usable scores.json: {e}"))?;
-    scoring::parse_scores_json(&bytes, &scorer.primary_metric).map_err(|e| format!("scorer ({split}): {e}"))
+    scoring::parse_scores_json(&bytes, &scorer.primary_metric)
+        .map_err(|e| format!("scorer ({split}): {e}"))
 }

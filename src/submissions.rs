@@ -18,8 +18,8 @@ use crate::archive::{self, ArchiveFormat, ArchiveLimits};
 use crate::auth::Caller;
 use crate::core::Core;
 use crate::domain::{
-    ChallengeId, ChallengeState, DomainError, ParticipantId, Submission, SubmissionId, SubmissionKind, SubmissionState,
-    Verdict, now_millis,
+    ChallengeId, ChallengeState, DomainError, ParticipantId, Submission, SubmissionId,
+    SubmissionKind, SubmissionState, Verdict, now_millis,
 };
 use crate::pb;
 use crate::queue::StopReason;
@@ -44,13 +44,21 @@ pub struct SubmitMeta {
 }
 
 /// Accepts one submission. `chunks` is the archive as the client streams it.
-pub async fn submit<S>(core: &Arc<Core>, caller: &Caller, meta: SubmitMeta, mut chunks: S) -> Result<pb::Submission, DomainError>
+pub async fn submit<S>(
+    core: &Arc<Core>,
+    caller: &Caller,
+    meta: SubmitMeta,
+    mut chunks: S,
+) -> Result<pb::Submission, DomainError>
 where
     S: Stream<Item = Result<Bytes, DomainError>> + Unpin,
 {
     let challenge = crate::challenges::get(core, &meta.challenge_id).await?;
     if challenge.state == ChallengeState::Closed {
-        return Err(DomainError::precondition("challenge_id", format!("challenge {:?} is closed", challenge.id.as_str())));
+        return Err(DomainError::precondition(
+            "challenge_id",
+            format!("challenge {:?} is closed", challenge.id.as_str()),
+        ));
     }
     if let Some(key) = &meta.idempotency_key
         && let Some(existing) = find_by_key(core, caller, key).await?
@@ -60,13 +68,17 @@ where
     if meta.kind == SubmissionKind::Smoke {
         let dir = crate::runner::data_dir(core, &challenge).join("sample");
         if !dir.join("inputs").is_dir() || !dir.join("labels.csv").is_file() {
-            return Err(DomainError::precondition("kind", "this challenge has no public sample for SMOKE runs"));
+            return Err(DomainError::precondition(
+                "kind",
+                "this challenge has no public sample for SMOKE runs",
+            ));
         }
     }
     let limits = challenge.limits.or_defaults(&core.config.defaults);
 
     // Stream the upload to a temporary file under the cap; it is deleted on every early return.
-    let tmp = tempfile::NamedTempFile::new_in(core.paths.uploads()).map_err(DomainError::internal)?;
+    let tmp =
+        tempfile::NamedTempFile::new_in(core.paths.uploads()).map_err(DomainError::internal)?;
     let mut file = tokio::fs::File::from_std(tmp.reopen().map_err(DomainError::internal)?);
     let mut hasher = Sha256::new();
     let mut size: u64 = 0;
@@ -76,30 +88,47 @@ where
         if size > limits.archive_bytes.0 {
             return Err(DomainError::invalid(
                 "archive",
-                format!("the archive is larger than this challenge's limit of {}", limits.archive_bytes),
+                format!(
+                    "the archive is larger than this challenge's limit of {}",
+                    limits.archive_bytes
+                ),
             ));
         }
         hasher.update(&chunk);
-        tokio::io::AsyncWriteExt::write_all(&mut file, &chunk).await.map_err(DomainError::internal)?;
+        tokio::io::AsyncWriteExt::write_all(&mut file, &chunk)
+            .await
+            .map_err(DomainError::internal)?;
     }
-    tokio::io::AsyncWriteExt::flush(&mut file).await.map_err(DomainError::internal)?;
+    tokio::io::AsyncWriteExt::flush(&mut file)
+        .await
+        .map_err(DomainError::internal)?;
     drop(file);
     if size == 0 {
-        return Err(DomainError::invalid("archive", "no archive bytes were sent"));
+        return Err(DomainError::invalid(
+            "archive",
+            "no archive bytes were sent",
+        ));
     }
     let sha256 = hex::encode(hasher.finalize());
     if let Some(declared) = &meta.sha256
         && !declared.eq_ignore_ascii_case(&sha256)
     {
-        return Err(DomainError::invalid("sha256", format!("the archive's SHA-256 is {sha256}, not the declared {declared}")));
+        return Err(DomainError::invalid(
+            "sha256",
+            format!("the archive's SHA-256 is {sha256}, not the declared {declared}"),
+        ));
     }
 
     // Check every entry now, so a bad archive is refused before it is queued.
-    let archive_limits = ArchiveLimits { max_extracted_bytes: limits.extracted_bytes.0, ..ArchiveLimits::default() };
+    let archive_limits = ArchiveLimits {
+        max_extracted_bytes: limits.extracted_bytes.0,
+        ..ArchiveLimits::default()
+    };
     let format = meta.format;
     let stored = core.paths.archive(&sha256);
     tokio::task::spawn_blocking(move || -> Result<(), DomainError> {
-        archive::validate(tmp.path(), format, &archive_limits).map_err(|e| DomainError::invalid("archive", e.to_string()))?;
+        archive::validate(tmp.path(), format, &archive_limits)
+            .map_err(|e| DomainError::invalid("archive", e.to_string()))?;
         if !stored.exists() {
             tmp.as_file().sync_all().map_err(DomainError::internal)?;
             tmp.persist(&stored).map_err(DomainError::internal)?;
@@ -135,8 +164,12 @@ where
         SubmissionKind::Full => challenge.quota.full_per_day,
         SubmissionKind::Smoke => challenge.quota.smoke_per_day,
     };
-    let admission =
-        Admission { quota, count_failed: challenge.quota.count_failed, day_start, max_queued: core.config.max_queued };
+    let admission = Admission {
+        quota,
+        count_failed: challenge.quota.count_failed,
+        day_start,
+        max_queued: core.config.max_queued,
+    };
     match core.store.insert_submission(s, admission).await? {
         InsertOutcome::Inserted(s) => {
             tracing::info!(submission_id = %s.id, challenge_id = %s.challenge_id, kind = s.kind.as_str(), "submission queued");
@@ -170,20 +203,38 @@ fn day_start(t: i64) -> i64 {
 
 /// The caller's earlier submission with this idempotency key. The insert checks the key again
 /// atomically; this early look only spares re-reading an upload that is already stored.
-async fn find_by_key(core: &Core, caller: &Caller, key: &str) -> Result<Option<Submission>, DomainError> {
-    Ok(core.store.find_by_key(caller.name.clone(), key.to_owned()).await?)
+async fn find_by_key(
+    core: &Core,
+    caller: &Caller,
+    key: &str,
+) -> Result<Option<Submission>, DomainError> {
+    Ok(core
+        .store
+        .find_by_key(caller.name.clone(), key.to_owned())
+        .await?)
 }
 
 /// A submission the caller may see, or NOT_FOUND.
-pub async fn load_visible(core: &Core, caller: &Caller, id: &SubmissionId) -> Result<Submission, DomainError> {
+pub async fn load_visible(
+    core: &Core,
+    caller: &Caller,
+    id: &SubmissionId,
+) -> Result<Submission, DomainError> {
     match core.store.get_submission(id).await? {
         Some(s) if caller.is_admin() || s.owner == caller.name => Ok(s),
-        _ => Err(DomainError::NotFound(format!("submission {:?}", id.as_str()))),
+        _ => Err(DomainError::NotFound(format!(
+            "submission {:?}",
+            id.as_str()
+        ))),
     }
 }
 
 /// The caller's view of a submission.
-pub async fn view(core: &Core, caller: &Caller, s: &Submission) -> Result<pb::Submission, DomainError> {
+pub async fn view(
+    core: &Core,
+    caller: &Caller,
+    s: &Submission,
+) -> Result<pb::Submission, DomainError> {
     let challenge = crate::challenges::get(core, &s.challenge_id).await?;
     let queue_position = if s.state == SubmissionState::Queued {
         let queued = core.store.queued().await?;
@@ -191,12 +242,15 @@ pub async fn view(core: &Core, caller: &Caller, s: &Submission) -> Result<pb::Su
     } else {
         None
     };
-    let released_full_scores = if s.kind == SubmissionKind::Full && s.state == SubmissionState::Succeeded {
-        let history = core.store.scored_full(s.challenge_id.clone()).await?;
-        crate::leaderboard::released_full_scores(&challenge, &history, s, &|h| core.losses.get(&h.id))
-    } else {
-        Default::default()
-    };
+    let released_full_scores =
+        if s.kind == SubmissionKind::Full && s.state == SubmissionState::Succeeded {
+            let history = core.store.scored_full(s.challenge_id.clone()).await?;
+            crate::leaderboard::released_full_scores(&challenge, &history, s, &|h| {
+                core.losses.get(&h.id)
+            })
+        } else {
+            Default::default()
+        };
     let limits = challenge.limits.or_defaults(&core.config.defaults);
     let ctx = ViewContext {
         challenge: &challenge,
@@ -212,7 +266,11 @@ pub async fn view(core: &Core, caller: &Caller, s: &Submission) -> Result<pb::Su
 }
 
 /// GetSubmission.
-pub async fn get(core: &Core, caller: &Caller, id: &SubmissionId) -> Result<pb::Submission, DomainError> {
+pub async fn get(
+    core: &Core,
+    caller: &Caller,
+    id: &SubmissionId,
+) -> Result<pb::Submission, DomainError> {
     let s = load_visible(core, caller, id).await?;
     view(core, caller, &s).await
 }
@@ -227,17 +285,28 @@ pub async fn list(
     page_token: &str,
 ) -> Result<(Vec<pb::Submission>, String), DomainError> {
     crate::challenges::get(core, challenge_id).await?;
-    let size = if page_size <= 0 { 50 } else { (page_size as usize).min(500) };
+    let size = if page_size <= 0 {
+        50
+    } else {
+        (page_size as usize).min(500)
+    };
     let before: i64 = if page_token.is_empty() {
         0
     } else {
-        page_token.parse().map_err(|_| DomainError::invalid("page_token", "is not a token this service returned"))?
+        page_token.parse().map_err(|_| {
+            DomainError::invalid("page_token", "is not a token this service returned")
+        })?
     };
     let owner = (!caller.is_admin()).then(|| caller.name.clone());
-    let mut rows = core.store.list_submissions(challenge_id.clone(), participant, owner, before, size + 1).await?;
+    let mut rows = core
+        .store
+        .list_submissions(challenge_id.clone(), participant, owner, before, size + 1)
+        .await?;
     let next = if rows.len() > size {
         rows.truncate(size);
-        rows.last().map(|(seq, _)| seq.to_string()).unwrap_or_default()
+        rows.last()
+            .map(|(seq, _)| seq.to_string())
+            .unwrap_or_default()
     } else {
         String::new()
     };
@@ -250,7 +319,11 @@ pub async fn list(
 
 /// CancelSubmission: a queued one ends at once; a running one's container is killed and it
 /// is returned once it has ended.
-pub async fn cancel(core: &Arc<Core>, caller: &Caller, id: &SubmissionId) -> Result<pb::Submission, DomainError> {
+pub async fn cancel(
+    core: &Arc<Core>,
+    caller: &Caller,
+    id: &SubmissionId,
+) -> Result<pb::Submission, DomainError> {
     let mut events = core.subscribe();
     let s = load_visible(core, caller, id).await?;
     match s.state {
@@ -261,7 +334,11 @@ pub async fn cancel(core: &Arc<Core>, caller: &Caller, id: &SubmissionId) -> Res
             c.message = "the submission was cancelled".into();
             c.finished_at = Some(now_millis());
             c.charged = false;
-            if core.store.update_submission(c.clone(), SubmissionState::Queued).await? {
+            if core
+                .store
+                .update_submission(c.clone(), SubmissionState::Queued)
+                .await?
+            {
                 tracing::info!(submission_id = %id, "queued submission cancelled");
                 core.announce(&c);
                 return view(core, caller, &c).await;
@@ -330,7 +407,9 @@ pub async fn watch(
             }
             let terminal = matches!(
                 pb::SubmissionState::try_from(shown_state),
-                Ok(pb::SubmissionState::Succeeded | pb::SubmissionState::Failed | pb::SubmissionState::Cancelled)
+                Ok(pb::SubmissionState::Succeeded
+                    | pb::SubmissionState::Failed
+                    | pb::SubmissionState::Cancelled)
             );
             if terminal {
                 return;
@@ -356,7 +435,10 @@ pub async fn watch(
 }
 
 /// Skips other submissions' events until one of ours arrives (bounded wait).
-async fn continue_until_ours(events: &mut tokio::sync::broadcast::Receiver<SubmissionId>, id: &SubmissionId) {
+async fn continue_until_ours(
+    events: &mut tokio::sync::broadcast::Receiver<SubmissionId>,
+    id: &SubmissionId,
+) {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
         loop {
             match events.recv().await {
@@ -373,7 +455,11 @@ async fn continue_until_ours(events: &mut tokio::sync::broadcast::Receiver<Submi
 /// submission is PERMISSION_DENIED here (not NOT_FOUND): logs are the most sensitive thing a
 /// run leaves, and a clear refusal tells an integrator exactly which rule they hit. The id
 /// itself is random and reveals nothing.
-pub async fn logs(core: &Core, caller: &Caller, id: &SubmissionId) -> Result<(Vec<u8>, Vec<u8>, bool), DomainError> {
+pub async fn logs(
+    core: &Core,
+    caller: &Caller,
+    id: &SubmissionId,
+) -> Result<(Vec<u8>, Vec<u8>, bool), DomainError> {
     let s = core
         .store
         .get_submission(id)
@@ -381,7 +467,9 @@ pub async fn logs(core: &Core, caller: &Caller, id: &SubmissionId) -> Result<(Ve
         .ok_or_else(|| DomainError::NotFound(format!("submission {:?}", id.as_str())))?;
     if !caller.is_admin() {
         if s.owner != caller.name {
-            return Err(DomainError::PermissionDenied("the logs of a submission another token created are not readable".into()));
+            return Err(DomainError::PermissionDenied(
+                "the logs of a submission another token created are not readable".into(),
+            ));
         }
         if s.kind == SubmissionKind::Full {
             return Err(DomainError::PermissionDenied(

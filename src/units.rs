@@ -19,7 +19,9 @@ pub struct HumanDuration(pub Duration);
 /// Parses "1GiB", "512 MiB", "10MB", "4096" into bytes.
 pub fn parse_bytes(text: &str) -> Result<u64, String> {
     let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let unit = unit.trim();
     let mult: u64 = match unit.to_ascii_lowercase().as_str() {
@@ -32,7 +34,11 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         "gib" | "gi" => 1 << 30,
         "t" | "tb" => 1_000_000_000_000,
         "tib" | "ti" => 1 << 40,
-        _ => return Err(format!("unknown size unit {unit:?} in {text:?} (use B, KiB, MiB, GiB, KB, MB, GB)")),
+        _ => {
+            return Err(format!(
+                "unknown size unit {unit:?} in {text:?} (use B, KiB, MiB, GiB, KB, MB, GB)"
+            ));
+        }
     };
     let value: f64 = num.parse().map_err(|_| format!("not a size: {text:?}"))?;
     if !value.is_finite() || value < 0.0 {
@@ -48,9 +54,13 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
 /// Parses "500ms", "60s", "5m", "1h", "1.5s" into a duration; a bare number is seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let value: f64 = num.parse().map_err(|_| format!("not a duration: {text:?}"))?;
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("not a duration: {text:?}"))?;
     if !value.is_finite() || value < 0.0 {
         return Err(format!("not a duration: {text:?}"));
     }
@@ -59,14 +69,23 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "" | "s" => value,
         "m" | "min" => value * 60.0,
         "h" => value * 3600.0,
-        other => return Err(format!("unknown duration unit {other:?} in {text:?} (use ms, s, m, h)")),
+        other => {
+            return Err(format!(
+                "unknown duration unit {other:?} in {text:?} (use ms, s, m, h)"
+            ));
+        }
     };
     Duration::try_from_secs_f64(secs).map_err(|_| format!("duration out of range: {text:?}"))
 }
 
 /// Formats bytes the way messages show limits: "512 MiB", "1 GiB", "1500 bytes".
 pub fn format_bytes(bytes: u64) -> String {
-    const UNITS: [(&str, u64); 4] = [("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+    const UNITS: [(&str, u64); 4] = [
+        ("TiB", 1 << 40),
+        ("GiB", 1 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+    ];
     for (name, size) in UNITS {
         if bytes >= size && bytes % size == 0 {
             return format!("{} {name}", bytes / size);
@@ -102,7 +121,9 @@ impl<'de> Deserialize<'de> for ByteSize {
         }
         match Raw::deserialize(d)? {
             Raw::Int(n) => Ok(ByteSize(n)),
-            Raw::Text(s) => parse_bytes(&s).map(ByteSize).map_err(serde::de::Error::custom),
+            Raw::Text(s) => parse_bytes(&s)
+                .map(ByteSize)
+                .map_err(serde::de::Error::custom),
         }
     }
 }
@@ -123,7 +144,9 @@ impl<'de> Deserialize<'de> for HumanDuration {
         }
         match Raw::deserialize(d)? {
             Raw::Int(n) => Ok(HumanDuration(Duration::from_secs(n))),
-            Raw::Text(s) => parse_duration(&s).map(HumanDuration).map_err(serde::de::Error::custom),
+            Raw::Text(s) => parse_duration(&s)
+                .map(HumanDuration)
+                .map_err(serde::de::Error::custom),
         }
     }
 }

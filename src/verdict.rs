@@ -25,32 +25,50 @@ pub struct Classified {
 /// should be scored.
 pub fn classify(outcome: &RunOutcome, limits: &RunLimits) -> Option<Classified> {
     let signal = outcome.exit_code.and_then(signal_of_exit_code);
-    let c = |verdict, message: String| Some(Classified { verdict, message, signal: signal.clone() });
+    let c = |verdict, message: String| {
+        Some(Classified {
+            verdict,
+            message,
+            signal: signal.clone(),
+        })
+    };
     if outcome.cancelled {
         return c(Verdict::Cancelled, "the submission was cancelled".into());
     }
     if outcome.timed_out {
         return c(
             Verdict::TimeLimitExceeded,
-            format!("the run took longer than its wall-time limit of {}", format_duration(limits.wall_time)),
+            format!(
+                "the run took longer than its wall-time limit of {}",
+                format_duration(limits.wall_time)
+            ),
         );
     }
     if outcome.oom_killed {
         return c(
             Verdict::MemoryLimitExceeded,
-            format!("the run used more than its memory limit of {}", format_bytes(limits.memory_bytes)),
+            format!(
+                "the run used more than its memory limit of {}",
+                format_bytes(limits.memory_bytes)
+            ),
         );
     }
     if outcome.output_exceeded {
         return c(
             Verdict::OutputLimitExceeded,
-            format!("the run wrote more than its output limit of {} under /output", format_bytes(limits.output_bytes)),
+            format!(
+                "the run wrote more than its output limit of {} under /output",
+                format_bytes(limits.output_bytes)
+            ),
         );
     }
     if outcome.log_exceeded {
         return c(
             Verdict::OutputLimitExceeded,
-            format!("the run printed more than its log limit of {}", format_bytes(limits.log_bytes)),
+            format!(
+                "the run printed more than its log limit of {}",
+                format_bytes(limits.log_bytes)
+            ),
         );
     }
     match outcome.exit_code {
@@ -62,7 +80,10 @@ pub fn classify(outcome: &RunOutcome, limits: &RunLimits) -> Option<Classified> 
             };
             c(Verdict::RuntimeError, message)
         }
-        None => c(Verdict::InternalError, "the run ended without an exit code; this is the service's fault".into()),
+        None => c(
+            Verdict::InternalError,
+            "the run ended without an exit code; this is the service's fault".into(),
+        ),
     }
 }
 
@@ -92,67 +113,15 @@ pub fn signal_of_exit_code(code: i64) -> Option<String> {
     Some(name.to_owned())
 }
 
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::*;
-
-    fn limits() -> RunLimits {
-        RunLimits {
-            wall_time: Duration::from_secs(60),
-            memory_bytes: 512 << 20,
-            cpu_millis: 1000,
-            pids: 64,
-            output_bytes: 16 << 20,
-            scratch_bytes: 64 << 20,
-            gpus: 0,
-            log_bytes: 1 << 20,
-        }
-    }
-
-    #[test]
-    fn a_clean_exit_goes_on_to_scoring() {
-        let o = RunOutcome { exit_code: Some(0), ..Default::default() };
-        assert_eq!(classify(&o, &limits()), None);
-    }
-
-    #[test]
-    fn an_oom_kill_names_the_memory_limit() {
-        let o = RunOutcome { exit_code: Some(137), oom_killed: true, ..Default::default() };
-        let c = classify(&o, &limits()).unwrap();
-        assert_eq!(c.verdict, Verdict::MemoryLimitExceeded);
-        assert_eq!(c.message, "the run used more than its memory limit of 512 MiB");
-    }
-
-    #[test]
-    fn our_timer_explains_a_kill_better_than_the_exit_code() {
-        let o = RunOutcome { exit_code: Some(137), timed_out: true, ..Default::default() };
-        assert_eq!(classify(&o, &limits()).unwrap().verdict, Verdict::TimeLimitExceeded);
-    }
-
-    #[test]
-    fn a_signal_is_named() {
-        let o = RunOutcome { exit_code: Some(139), ..Default::default() };
-        let c = classify(&o, &limits()).unwrap();
-        assert_eq!(c.verdict, Verdict::RuntimeError);
-        assert_eq!(c.signal.as_deref(), Some("SIGSEGV"));
-        assert!(c.message.contains("SIGSEGV"));
-    }
-
-    #[test]
-    fn a_flood_of_logs_is_an_output_limit() {
-        let o = RunOutcome { exit_code: Some(137), log_exceeded: true, ..Default::default() };
-        let c = classify(&o, &limits()).unwrap();
-        assert_eq!(c.verdict, Verdict::OutputLimitExceeded);
-        assert!(c.message.contains("1 MiB"));
-    }
-}
-
 /// The message a participant sees. SMOKE runs get the full explanation; FULL runs only what
 /// the verdict and the limits say, because anything else (an exit code, a line number of
 /// predictions.csv, an id) is chosen by code that saw private data and could encode it.
-pub fn participant_message(verdict: Verdict, detailed: &str, kind: crate::domain::SubmissionKind, limits: &RunLimits) -> String {
+pub fn participant_message(
+    verdict: Verdict,
+    detailed: &str,
+    kind: crate::domain::SubmissionKind,
+    limits: &RunLimits,
+) -> String {
     if kind == crate::domain::SubmissionKind::Smoke {
         return detailed.to_owned();
     }
@@ -180,5 +149,86 @@ pub fn participant_message(verdict: Verdict, detailed: &str, kind: crate::domain
             "the service failed while handling this submission; this is not your code's fault and is not charged".into()
         }
         Verdict::Unspecified => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn limits() -> RunLimits {
+        RunLimits {
+            wall_time: Duration::from_secs(60),
+            memory_bytes: 512 << 20,
+            cpu_millis: 1000,
+            pids: 64,
+            output_bytes: 16 << 20,
+            scratch_bytes: 64 << 20,
+            gpus: 0,
+            log_bytes: 1 << 20,
+        }
+    }
+
+    #[test]
+    fn a_clean_exit_goes_on_to_scoring() {
+        let o = RunOutcome {
+            exit_code: Some(0),
+            ..Default::default()
+        };
+        assert_eq!(classify(&o, &limits()), None);
+    }
+
+    #[test]
+    fn an_oom_kill_names_the_memory_limit() {
+        let o = RunOutcome {
+            exit_code: Some(137),
+            oom_killed: true,
+            ..Default::default()
+        };
+        let c = classify(&o, &limits()).unwrap();
+        assert_eq!(c.verdict, Verdict::MemoryLimitExceeded);
+        assert_eq!(
+            c.message,
+            "the run used more than its memory limit of 512 MiB"
+        );
+    }
+
+    #[test]
+    fn our_timer_explains_a_kill_better_than_the_exit_code() {
+        let o = RunOutcome {
+            exit_code: Some(137),
+            timed_out: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            classify(&o, &limits()).unwrap().verdict,
+            Verdict::TimeLimitExceeded
+        );
+    }
+
+    #[test]
+    fn a_signal_is_named() {
+        let o = RunOutcome {
+            exit_code: Some(139),
+            ..Default::default()
+        };
+        let c = classify(&o, &limits()).unwrap();
+        assert_eq!(c.verdict, Verdict::RuntimeError);
+        assert_eq!(c.signal.as_deref(), Some("SIGSEGV"));
+        assert!(c.message.contains("SIGSEGV"));
+    }
+
+    #[test]
+    fn a_flood_of_logs_is_an_output_limit() {
+        let o = RunOutcome {
+            exit_code: Some(137),
+            log_exceeded: true,
+            ..Default::default()
+        };
+        let c = classify(&o, &limits()).unwrap();
+        assert_eq!(c.verdict, Verdict::OutputLimitExceeded);
+        assert!(c.message.contains("1 MiB"));
     }
 }

@@ -25,7 +25,10 @@ impl PrivateEngine {
     }
 
     async fn start(dir: &Path) -> PrivateEngine {
-        let mut e = PrivateEngine { dir: dir.to_owned(), child: None };
+        let mut e = PrivateEngine {
+            dir: dir.to_owned(),
+            child: None,
+        };
         e.launch().await;
         e
     }
@@ -62,7 +65,10 @@ impl PrivateEngine {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("private dockerd did not start; see {}", d.join("dockerd.log").display());
+        panic!(
+            "private dockerd did not start; see {}",
+            d.join("dockerd.log").display()
+        );
     }
 
     async fn stop(&mut self) {
@@ -76,7 +82,10 @@ impl PrivateEngine {
     async fn load(&self, image: &str) {
         let status = Command::new("sh")
             .arg("-c")
-            .arg(format!("docker save {image} | docker -H {} load -q", self.socket()))
+            .arg(format!(
+                "docker save {image} | docker -H {} load -q",
+                self.socket()
+            ))
             .status()
             .await
             .unwrap();
@@ -88,7 +97,11 @@ impl PrivateEngine {
 async fn an_unreachable_engine_at_start_is_one_line_naming_the_socket() {
     within(30, async {
         let dir = tempfile::tempdir().unwrap();
-        let config = common::process::write_config(dir.path(), dir.path(), "docker_host = \"unix:///nonexistent/docker.sock\"");
+        let config = common::process::write_config(
+            dir.path(),
+            dir.path(),
+            "docker_host = \"unix:///nonexistent/docker.sock\"",
+        );
         let out = Command::new(env!("CARGO_BIN_EXE_holdout"))
             .arg("serve")
             .arg("--config")
@@ -108,20 +121,31 @@ async fn an_unreachable_engine_at_start_is_one_line_naming_the_socket() {
 #[tokio::test]
 async fn a_run_cut_off_by_the_engine_going_away_completes_once_it_is_back() {
     within(300, async {
-        let engine_dir = tempfile::Builder::new().prefix("holdout-engine-").tempdir_in("/tmp").unwrap();
+        let engine_dir = tempfile::Builder::new()
+            .prefix("holdout-engine-")
+            .tempdir_in("/tmp")
+            .unwrap();
         let mut engine = PrivateEngine::start(engine_dir.path()).await;
         engine.load(BUSYBOX).await;
         let socket = engine.socket();
         let server = spawn_app_with(move |c| c.docker_host = socket).await;
         parity_data(&server, "parity", 10);
-        create(&server, parity_challenge("parity", "parity")).await.unwrap();
+        create(&server, parity_challenge("parity", "parity"))
+            .await
+            .unwrap();
         let client = server.client(&server.submitter).await;
         let slow = format!("sleep 5\n{PARITY_RIGHT}");
-        let s = client.submit(full("parity", "alice"), tar_gz(&[("run.sh", &slow)])).await.unwrap();
+        let s = client
+            .submit(full("parity", "alice"), tar_gz(&[("run.sh", &slow)]))
+            .await
+            .unwrap();
         loop {
             let now = client
                 .submissions()
-                .get_submission(authed(&server.submitter, pb::GetSubmissionRequest { id: s.id.clone() }))
+                .get_submission(authed(
+                    &server.submitter,
+                    pb::GetSubmissionRequest { id: s.id.clone() },
+                ))
                 .await
                 .unwrap()
                 .into_inner();
@@ -133,12 +157,19 @@ async fn a_run_cut_off_by_the_engine_going_away_completes_once_it_is_back() {
         tokio::time::sleep(Duration::from_millis(500)).await;
         engine.stop().await;
         // While the engine is away, a new submission is still accepted.
-        let queued = client.submit(full("parity", "bob"), tar_gz(&[("run.sh", PARITY_RIGHT)])).await.unwrap();
+        let queued = client
+            .submit(full("parity", "bob"), tar_gz(&[("run.sh", PARITY_RIGHT)]))
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_secs(3)).await;
         engine.launch().await;
         for id in [&s.id, &queued.id] {
             let last = client.watch(id, |_| {}).await.unwrap();
-            assert_eq!(last.state, pb::SubmissionState::Succeeded as i32, "{last:?}");
+            assert_eq!(
+                last.state,
+                pb::SubmissionState::Succeeded as i32,
+                "{last:?}"
+            );
         }
         engine.stop().await;
     })

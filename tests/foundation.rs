@@ -10,7 +10,10 @@ use holdout::scoring::Split;
 use tonic::Code;
 
 fn public_accuracy_of_all_even(rows: &[(String, String)], split: Split) -> f64 {
-    let public: Vec<_> = rows.iter().filter(|(id, _)| split.is_public(id.as_bytes())).collect();
+    let public: Vec<_> = rows
+        .iter()
+        .filter(|(id, _)| split.is_public(id.as_bytes()))
+        .collect();
     public.iter().filter(|(_, l)| l == "even").count() as f64 / public.len() as f64
 }
 
@@ -19,21 +22,45 @@ async fn a_correct_solution_is_scored_exactly_and_a_wrong_one_lower() {
     within(120, async {
         let server = spawn_app().await;
         let rows = parity_data(&server, "parity", 200);
-        create(&server, parity_challenge("parity", "parity")).await.unwrap();
+        create(&server, parity_challenge("parity", "parity"))
+            .await
+            .unwrap();
         let client = server.client(&server.submitter).await;
 
-        let right = client.submit(full("parity", "alice"), tar_gz(&[("run.sh", PARITY_RIGHT)])).await.unwrap();
+        let right = client
+            .submit(full("parity", "alice"), tar_gz(&[("run.sh", PARITY_RIGHT)]))
+            .await
+            .unwrap();
         assert_eq!(right.state, pb::SubmissionState::Queued as i32);
         let mut states = Vec::new();
-        let done = client.watch(&right.id, |s| states.push(s.state)).await.unwrap();
-        assert_eq!(done.state, pb::SubmissionState::Succeeded as i32, "{done:?}");
+        let done = client
+            .watch(&right.id, |s| states.push(s.state))
+            .await
+            .unwrap();
+        assert_eq!(
+            done.state,
+            pb::SubmissionState::Succeeded as i32,
+            "{done:?}"
+        );
         assert_eq!(done.verdict, pb::Verdict::Scored as i32);
         assert_eq!(done.scores.get("accuracy"), Some(&1.0));
-        assert!(states.contains(&(pb::SubmissionState::Running as i32)) || states.len() >= 2, "{states:?}");
+        assert!(
+            states.contains(&(pb::SubmissionState::Running as i32)) || states.len() >= 2,
+            "{states:?}"
+        );
 
-        let wrong = client.submit(full("parity", "bob"), tar_gz(&[("run.sh", PARITY_EVEN)])).await.unwrap();
+        let wrong = client
+            .submit(full("parity", "bob"), tar_gz(&[("run.sh", PARITY_EVEN)]))
+            .await
+            .unwrap();
         let done = client.watch(&wrong.id, |_| {}).await.unwrap();
-        let expected = public_accuracy_of_all_even(&rows, Split { public_fraction: 0.5, seed: 7 });
+        let expected = public_accuracy_of_all_even(
+            &rows,
+            Split {
+                public_fraction: 0.5,
+                seed: 7,
+            },
+        );
         let expected = (expected * 1e4).round() / 1e4;
         assert_eq!(done.scores.get("accuracy"), Some(&expected));
         assert!(expected < 1.0);
@@ -45,11 +72,21 @@ async fn a_correct_solution_is_scored_exactly_and_a_wrong_one_lower() {
         // The leaderboard ranks them.
         let board = client
             .leaderboards()
-            .get_leaderboard(authed(&server.submitter, pb::GetLeaderboardRequest { challenge_id: "parity".into(), view: 0 }))
+            .get_leaderboard(authed(
+                &server.submitter,
+                pb::GetLeaderboardRequest {
+                    challenge_id: "parity".into(),
+                    view: 0,
+                },
+            ))
             .await
             .unwrap()
             .into_inner();
-        let order: Vec<_> = board.entries.iter().map(|e| e.participant_id.as_str()).collect();
+        let order: Vec<_> = board
+            .entries
+            .iter()
+            .map(|e| e.participant_id.as_str())
+            .collect();
         assert_eq!(order, ["alice", "bob"]);
         assert!(server.leftover_containers().await.is_empty());
     })
@@ -61,15 +98,23 @@ async fn admins_see_exact_scores_usage_and_logs() {
     within(120, async {
         let server = spawn_app().await;
         parity_data(&server, "parity", 50);
-        create(&server, parity_challenge("parity", "parity")).await.unwrap();
+        create(&server, parity_challenge("parity", "parity"))
+            .await
+            .unwrap();
         let client = server.client(&server.submitter).await;
         let script = format!("echo hello from the run\necho to stderr >&2\n{PARITY_RIGHT}");
-        let s = client.submit(full("parity", "alice"), tar_gz(&[("run.sh", &script)])).await.unwrap();
+        let s = client
+            .submit(full("parity", "alice"), tar_gz(&[("run.sh", &script)]))
+            .await
+            .unwrap();
         client.watch(&s.id, |_| {}).await.unwrap();
         let admin = server.client(&server.admin).await;
         let seen = admin
             .submissions()
-            .get_submission(authed(&server.admin, pb::GetSubmissionRequest { id: s.id.clone() }))
+            .get_submission(authed(
+                &server.admin,
+                pb::GetSubmissionRequest { id: s.id.clone() },
+            ))
             .await
             .unwrap()
             .into_inner();
@@ -78,7 +123,10 @@ async fn admins_see_exact_scores_usage_and_logs() {
         assert!(seen.usage.is_some() && seen.finished_at.is_some());
         let logs = admin
             .submissions()
-            .get_submission_logs(authed(&server.admin, pb::GetSubmissionLogsRequest { id: s.id.clone() }))
+            .get_submission_logs(authed(
+                &server.admin,
+                pb::GetSubmissionLogsRequest { id: s.id.clone() },
+            ))
             .await
             .unwrap()
             .into_inner();
@@ -87,7 +135,10 @@ async fn admins_see_exact_scores_usage_and_logs() {
         // The submitter may not read a FULL run's output.
         let err = client
             .submissions()
-            .get_submission_logs(authed(&server.submitter, pb::GetSubmissionLogsRequest { id: s.id }))
+            .get_submission_logs(authed(
+                &server.submitter,
+                pb::GetSubmissionLogsRequest { id: s.id },
+            ))
             .await
             .unwrap_err();
         assert_eq!(err.code(), Code::PermissionDenied);
@@ -101,21 +152,78 @@ async fn invalid_challenge_definitions_are_refused_naming_the_field() {
         let server = spawn_app().await;
         parity_data(&server, "parity", 20);
         server.write_data("nolabels", &[("inputs/test.csv", "id,x\n")]);
-        server.write_data("badlabels", &[("inputs/test.csv", "id,x\n"), ("labels.csv", "key,label\na,1\n")]);
+        server.write_data(
+            "badlabels",
+            &[
+                ("inputs/test.csv", "id,x\n"),
+                ("labels.csv", "key,label\na,1\n"),
+            ],
+        );
         std::fs::create_dir_all(server.data_root.parent().unwrap().join("outside")).unwrap();
 
         let base = || parity_challenge("ok-id", "parity");
         let cases: Vec<(&str, pb::Challenge, Code, &str)> = vec![
-            ("bad id", pb::Challenge { id: "Bad_Id".into(), ..base() }, Code::InvalidArgument, "id"),
-            ("data dir escapes", pb::Challenge { data_dir: "../outside".into(), ..base() }, Code::InvalidArgument, "data_dir"),
-            ("absolute data dir", pb::Challenge { data_dir: "/etc".into(), ..base() }, Code::InvalidArgument, "data_dir"),
-            ("missing data dir", pb::Challenge { data_dir: "nope".into(), ..base() }, Code::FailedPrecondition, "data_dir"),
-            ("labels missing", pb::Challenge { data_dir: "nolabels".into(), ..base() }, Code::FailedPrecondition, "labels.csv"),
-            ("no id column", pb::Challenge { data_dir: "badlabels".into(), ..base() }, Code::FailedPrecondition, "id"),
+            (
+                "bad id",
+                pb::Challenge {
+                    id: "Bad_Id".into(),
+                    ..base()
+                },
+                Code::InvalidArgument,
+                "id",
+            ),
+            (
+                "data dir escapes",
+                pb::Challenge {
+                    data_dir: "../outside".into(),
+                    ..base()
+                },
+                Code::InvalidArgument,
+                "data_dir",
+            ),
+            (
+                "absolute data dir",
+                pb::Challenge {
+                    data_dir: "/etc".into(),
+                    ..base()
+                },
+                Code::InvalidArgument,
+                "data_dir",
+            ),
+            (
+                "missing data dir",
+                pb::Challenge {
+                    data_dir: "nope".into(),
+                    ..base()
+                },
+                Code::FailedPrecondition,
+                "data_dir",
+            ),
+            (
+                "labels missing",
+                pb::Challenge {
+                    data_dir: "nolabels".into(),
+                    ..base()
+                },
+                Code::FailedPrecondition,
+                "labels.csv",
+            ),
+            (
+                "no id column",
+                pb::Challenge {
+                    data_dir: "badlabels".into(),
+                    ..base()
+                },
+                Code::FailedPrecondition,
+                "id",
+            ),
             (
                 "unknown image",
                 pb::Challenge {
-                    runtime: Some(pb::Runtime { image: "holdout-no-such-image:0".into(), ..Default::default() }),
+                    runtime: Some(pb::Runtime {
+                        image: "holdout-no-such-image:0".into(),
+                        ..Default::default()
+                    }),
                     ..base()
                 },
                 Code::FailedPrecondition,
@@ -123,14 +231,23 @@ async fn invalid_challenge_definitions_are_refused_naming_the_field() {
             ),
             (
                 "limits over caps",
-                pb::Challenge { limits: Some(pb::Limits { memory_bytes: 1 << 50, ..Default::default() }), ..base() },
+                pb::Challenge {
+                    limits: Some(pb::Limits {
+                        memory_bytes: 1 << 50,
+                        ..Default::default()
+                    }),
+                    ..base()
+                },
                 Code::InvalidArgument,
                 "limits.memory_bytes",
             ),
             (
                 "public fraction 1",
                 pb::Challenge {
-                    scoring: Some(pb::Scoring { public_fraction: 1.0, ..base().scoring.unwrap() }),
+                    scoring: Some(pb::Scoring {
+                        public_fraction: 1.0,
+                        ..base().scoring.unwrap()
+                    }),
                     ..base()
                 },
                 Code::InvalidArgument,
@@ -138,7 +255,13 @@ async fn invalid_challenge_definitions_are_refused_naming_the_field() {
             ),
             (
                 "no metric",
-                pb::Challenge { scoring: Some(pb::Scoring { scorer: None, ..base().scoring.unwrap() }), ..base() },
+                pb::Challenge {
+                    scoring: Some(pb::Scoring {
+                        scorer: None,
+                        ..base().scoring.unwrap()
+                    }),
+                    ..base()
+                },
                 Code::InvalidArgument,
                 "scoring",
             ),
@@ -162,7 +285,11 @@ async fn invalid_challenge_definitions_are_refused_naming_the_field() {
         for (name, challenge, code, field) in cases {
             let err = create(&server, challenge).await.expect_err(name);
             assert_eq!(err.code(), code, "{name}: {}", err.message());
-            assert!(err.message().contains(field), "{name}: {:?} does not name {field:?}", err.message());
+            assert!(
+                err.message().contains(field),
+                "{name}: {:?} does not name {field:?}",
+                err.message()
+            );
         }
         create(&server, base()).await.unwrap();
         let err = create(&server, base()).await.unwrap_err();
@@ -196,24 +323,37 @@ async fn callers_without_the_right_token_are_refused() {
             .challenges()
             .create_challenge(authed(
                 &server.submitter,
-                pb::CreateChallengeRequest { challenge: Some(parity_challenge("parity", "parity")) },
+                pb::CreateChallengeRequest {
+                    challenge: Some(parity_challenge("parity", "parity")),
+                },
             ))
             .await
             .unwrap_err();
         assert_eq!(err.code(), Code::PermissionDenied);
         // One platform reading another's submission.
-        create(&server, parity_challenge("parity", "parity")).await.unwrap();
-        let s = sub.submit(full("parity", "alice"), tar_gz(&[("run.sh", PARITY_RIGHT)])).await.unwrap();
+        create(&server, parity_challenge("parity", "parity"))
+            .await
+            .unwrap();
+        let s = sub
+            .submit(full("parity", "alice"), tar_gz(&[("run.sh", PARITY_RIGHT)]))
+            .await
+            .unwrap();
         let other = server.client(&server.other).await;
         for err in [
             other
                 .submissions()
-                .get_submission(authed(&server.other, pb::GetSubmissionRequest { id: s.id.clone() }))
+                .get_submission(authed(
+                    &server.other,
+                    pb::GetSubmissionRequest { id: s.id.clone() },
+                ))
                 .await
                 .unwrap_err(),
             other
                 .submissions()
-                .cancel_submission(authed(&server.other, pb::CancelSubmissionRequest { id: s.id.clone() }))
+                .cancel_submission(authed(
+                    &server.other,
+                    pb::CancelSubmissionRequest { id: s.id.clone() },
+                ))
                 .await
                 .unwrap_err(),
         ] {
@@ -223,7 +363,10 @@ async fn callers_without_the_right_token_are_refused() {
             .submissions()
             .list_submissions(authed(
                 &server.other,
-                pb::ListSubmissionsRequest { challenge_id: "parity".into(), ..Default::default() },
+                pb::ListSubmissionsRequest {
+                    challenge_id: "parity".into(),
+                    ..Default::default()
+                },
             ))
             .await
             .unwrap()
@@ -239,22 +382,35 @@ async fn a_restart_keeps_challenges_and_submissions_in_their_states() {
     within(120, async {
         let mut server = spawn_app().await;
         parity_data(&server, "parity", 20);
-        create(&server, parity_challenge("parity", "parity")).await.unwrap();
+        create(&server, parity_challenge("parity", "parity"))
+            .await
+            .unwrap();
         let client = server.client(&server.submitter).await;
-        let s = client.submit(full("parity", "alice"), tar_gz(&[("run.sh", PARITY_RIGHT)])).await.unwrap();
+        let s = client
+            .submit(full("parity", "alice"), tar_gz(&[("run.sh", PARITY_RIGHT)]))
+            .await
+            .unwrap();
         let done = client.watch(&s.id, |_| {}).await.unwrap();
         server.restart().await;
         let client = server.client(&server.submitter).await;
         let again = client
             .submissions()
-            .get_submission(authed(&server.submitter, pb::GetSubmissionRequest { id: s.id.clone() }))
+            .get_submission(authed(
+                &server.submitter,
+                pb::GetSubmissionRequest { id: s.id.clone() },
+            ))
             .await
             .unwrap()
             .into_inner();
         assert_eq!(again, done);
         let c = client
             .challenges()
-            .get_challenge(authed(&server.submitter, pb::GetChallengeRequest { id: "parity".into() }))
+            .get_challenge(authed(
+                &server.submitter,
+                pb::GetChallengeRequest {
+                    id: "parity".into(),
+                },
+            ))
             .await
             .unwrap()
             .into_inner();
@@ -268,15 +424,25 @@ async fn a_closed_challenge_refuses_new_submissions() {
     within(60, async {
         let server = spawn_app().await;
         parity_data(&server, "parity", 20);
-        create(&server, parity_challenge("parity", "parity")).await.unwrap();
+        create(&server, parity_challenge("parity", "parity"))
+            .await
+            .unwrap();
         let admin = server.client(&server.admin).await;
         admin
             .challenges()
-            .close_challenge(authed(&server.admin, pb::CloseChallengeRequest { id: "parity".into() }))
+            .close_challenge(authed(
+                &server.admin,
+                pb::CloseChallengeRequest {
+                    id: "parity".into(),
+                },
+            ))
             .await
             .unwrap();
         let client = server.client(&server.submitter).await;
-        let err = client.submit(full("parity", "alice"), tar_gz(&[("run.sh", PARITY_RIGHT)])).await.unwrap_err();
+        let err = client
+            .submit(full("parity", "alice"), tar_gz(&[("run.sh", PARITY_RIGHT)]))
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), Code::FailedPrecondition);
     })
     .await
@@ -293,11 +459,16 @@ async fn health_and_reflection_answer_generic_clients() {
             .unwrap();
         let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
         let r = health
-            .check(tonic_health::pb::HealthCheckRequest { service: "holdout.v1.Submissions".into() })
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: "holdout.v1.Submissions".into(),
+            })
             .await
             .unwrap()
             .into_inner();
-        assert_eq!(r.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+        assert_eq!(
+            r.status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+        );
     })
     .await
 }

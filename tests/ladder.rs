@@ -34,9 +34,16 @@ impl Rng {
 /// The backend copies `/submission/preds.csv` to `/output/predictions.csv`.
 fn replaying_backend() -> Arc<FakeBackend> {
     Arc::new(FakeBackend::new(|spec| {
-        let code = spec.mounts.iter().find(|m| m.container == "/submission").unwrap();
+        let code = spec
+            .mounts
+            .iter()
+            .find(|m| m.container == "/submission")
+            .unwrap();
         FakeRun {
-            outcome: RunOutcome { exit_code: Some(0), ..Default::default() },
+            outcome: RunOutcome {
+                exit_code: Some(0),
+                ..Default::default()
+            },
             predictions: Some(std::fs::read(code.host.join("preds.csv")).unwrap()),
             delay: Duration::ZERO,
         }
@@ -62,9 +69,16 @@ async fn attack(mode: pb::LeaderboardMode) -> f64 {
     for id in &ids {
         labels.push_str(&format!("{id},{}\n", rng.bit()));
     }
-    server.write_data("boost", &[("inputs/ids.csv", "id\n"), ("labels.csv", &labels)]);
+    server.write_data(
+        "boost",
+        &[("inputs/ids.csv", "id\n"), ("labels.csv", &labels)],
+    );
     let mut c = parity_challenge("boost", "boost");
-    c.release = Some(pb::ReleasePolicy { mode: mode as i32, score_decimals: 6, ..Default::default() });
+    c.release = Some(pb::ReleasePolicy {
+        mode: mode as i32,
+        score_decimals: 6,
+        ..Default::default()
+    });
     create(&server, c).await.unwrap();
     let client = server.client(&server.submitter).await;
 
@@ -72,7 +86,10 @@ async fn attack(mode: pb::LeaderboardMode) -> f64 {
     for _ in 0..400 {
         let bits: Vec<u8> = (0..rows).map(|_| rng.bit()).collect();
         let archive = tar_gz(&[("preds.csv", &predictions(&ids, &bits))]);
-        let s = client.submit(full("boost", "attacker"), archive).await.unwrap();
+        let s = client
+            .submit(full("boost", "attacker"), archive)
+            .await
+            .unwrap();
         let done = client.watch(&s.id, |_| {}).await.unwrap();
         let released = done.scores.get("accuracy").copied().unwrap_or(0.0);
         if released > 0.5 {
@@ -85,7 +102,13 @@ async fn attack(mode: pb::LeaderboardMode) -> f64 {
             u8::from(ones * 2 > kept.len())
         })
         .collect();
-    let s = client.submit(full("boost", "attacker"), tar_gz(&[("preds.csv", &predictions(&ids, &vote))])).await.unwrap();
+    let s = client
+        .submit(
+            full("boost", "attacker"),
+            tar_gz(&[("preds.csv", &predictions(&ids, &vote))]),
+        )
+        .await
+        .unwrap();
     let done = client.watch(&s.id, |_| {}).await.unwrap();
     1.0 - done.scores["accuracy"]
 }
@@ -95,9 +118,14 @@ async fn the_parameter_free_ladder_resists_the_boosting_attack_that_beats_best_s
     within(600, async {
         let ladder = attack(pb::LeaderboardMode::LadderParameterFree).await;
         let best = attack(pb::LeaderboardMode::BestSoFar).await;
-        eprintln!("released 0/1 loss of the boosted vote: ladder {ladder:.4}, best-so-far {best:.4}");
+        eprintln!(
+            "released 0/1 loss of the boosted vote: ladder {ladder:.4}, best-so-far {best:.4}"
+        );
         assert!(ladder >= 0.468, "the ladder released {ladder}");
-        assert!(best < 0.46, "best-so-far released only {best}: the attack should work there");
+        assert!(
+            best < 0.46,
+            "best-so-far released only {best}: the attack should work there"
+        );
     })
     .await
 }

@@ -18,7 +18,10 @@ fn data_root(dir: &std::path::Path) -> std::path::PathBuf {
     let mut labels = String::from("id,label\n");
     for i in 0..20 {
         test.push_str(&format!("r{i},{i}\n"));
-        labels.push_str(&format!("r{i},{}\n", if i % 2 == 0 { "even" } else { "odd" }));
+        labels.push_str(&format!(
+            "r{i},{}\n",
+            if i % 2 == 0 { "even" } else { "odd" }
+        ));
     }
     for (path, content) in [
         ("parity/inputs/test.csv", test.as_str()),
@@ -50,15 +53,22 @@ fn open_tree(dir: &std::path::Path) {
 }
 
 async fn setup(server: &ServerProcess, concurrency: u32) -> Client {
-    let admin = Client::connect(&server.addr, Some(&server.admin)).await.unwrap();
+    let admin = Client::connect(&server.addr, Some(&server.admin))
+        .await
+        .unwrap();
     let mut c = parity_challenge("parity", "parity");
     c.limits.as_mut().unwrap().concurrency = concurrency;
     admin
         .challenges()
-        .create_challenge(authed(&server.admin, pb::CreateChallengeRequest { challenge: Some(c) }))
+        .create_challenge(authed(
+            &server.admin,
+            pb::CreateChallengeRequest { challenge: Some(c) },
+        ))
         .await
         .unwrap();
-    Client::connect(&server.addr, Some(&server.submitter)).await.unwrap()
+    Client::connect(&server.addr, Some(&server.submitter))
+        .await
+        .unwrap()
 }
 
 async fn get(client: &Client, token: &str, id: &str) -> pb::Submission {
@@ -74,7 +84,12 @@ async fn containers_of(state_dir: &std::path::Path) -> usize {
     let dir = std::fs::canonicalize(state_dir).unwrap();
     let instance = holdout::auth::digest(&dir.to_string_lossy())[..16].to_owned();
     let out = tokio::process::Command::new("docker")
-        .args(["ps", "-aq", "--filter", &format!("label=io.holdout.instance={instance}")])
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=io.holdout.instance={instance}"),
+        ])
         .output()
         .await
         .unwrap();
@@ -93,13 +108,21 @@ async fn a_server_killed_mid_run_loses_and_duplicates_nothing_after_restart() {
         let archive = tar_gz(&[("run.sh", &slow)]);
         let mut ids = Vec::new();
         for i in 0..23 {
-            ids.push(client.submit(full("parity", &format!("p{}", i % 5)), archive.clone()).await.unwrap().id);
+            ids.push(
+                client
+                    .submit(full("parity", &format!("p{}", i % 5)), archive.clone())
+                    .await
+                    .unwrap()
+                    .id,
+            );
         }
         // Wait until three run.
         loop {
             let mut running = 0;
             for id in &ids {
-                if get(&client, &server.submitter, id).await.state == pb::SubmissionState::Running as i32 {
+                if get(&client, &server.submitter, id).await.state
+                    == pb::SubmissionState::Running as i32
+                {
                     running += 1;
                 }
             }
@@ -109,14 +132,27 @@ async fn a_server_killed_mid_run_loses_and_duplicates_nothing_after_restart() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let server = server.crash_and_restart().await;
-        let client = Client::connect(&server.addr, Some(&server.submitter)).await.unwrap();
+        let client = Client::connect(&server.addr, Some(&server.submitter))
+            .await
+            .unwrap();
         for id in &ids {
             let last = client.watch(id, |_| {}).await.unwrap();
-            assert_eq!(last.state, pb::SubmissionState::Succeeded as i32, "{last:?}");
+            assert_eq!(
+                last.state,
+                pb::SubmissionState::Succeeded as i32,
+                "{last:?}"
+            );
         }
         let list = client
             .submissions()
-            .list_submissions(authed(&server.submitter, pb::ListSubmissionsRequest { challenge_id: "parity".into(), page_size: 100, ..Default::default() }))
+            .list_submissions(authed(
+                &server.submitter,
+                pb::ListSubmissionsRequest {
+                    challenge_id: "parity".into(),
+                    page_size: 100,
+                    ..Default::default()
+                },
+            ))
             .await
             .unwrap()
             .into_inner();
@@ -131,24 +167,50 @@ async fn sigterm_finishes_or_hands_back_live_runs_and_exits_cleanly() {
     within(240, async {
         let dir = tempfile::tempdir().unwrap();
         let root = data_root(dir.path());
-        let config = write_config(dir.path(), &root, "concurrency = 2\nshutdown_grace = \"1s\"");
+        let config = write_config(
+            dir.path(),
+            &root,
+            "concurrency = 2\nshutdown_grace = \"1s\"",
+        );
         let mut server = ServerProcess::start(&config, None).await;
         let client = setup(&server, 2).await;
         let slow = format!("sleep 4\n{PARITY_RIGHT}");
         let mut ids = Vec::new();
         for i in 0..4 {
-            ids.push(client.submit(full("parity", &format!("p{i}")), tar_gz(&[("run.sh", &slow)])).await.unwrap().id);
+            ids.push(
+                client
+                    .submit(
+                        full("parity", &format!("p{i}")),
+                        tar_gz(&[("run.sh", &slow)]),
+                    )
+                    .await
+                    .unwrap()
+                    .id,
+            );
         }
         tokio::time::sleep(Duration::from_millis(1500)).await;
         server.signal(libc::SIGTERM);
-        let status = tokio::time::timeout(Duration::from_secs(30), server.child.wait()).await.unwrap().unwrap();
+        let status = tokio::time::timeout(Duration::from_secs(30), server.child.wait())
+            .await
+            .unwrap()
+            .unwrap();
         assert!(status.success(), "exit status {status:?}");
-        assert_eq!(containers_of(&dir.path().join("state")).await, 0, "no container outlives the server");
+        assert_eq!(
+            containers_of(&dir.path().join("state")).await,
+            0,
+            "no container outlives the server"
+        );
         let server = ServerProcess::start(&config, Some(&server.addr)).await;
-        let client = Client::connect(&server.addr, Some(&server.submitter)).await.unwrap();
+        let client = Client::connect(&server.addr, Some(&server.submitter))
+            .await
+            .unwrap();
         for id in &ids {
             let last = client.watch(id, |_| {}).await.unwrap();
-            assert_eq!(last.state, pb::SubmissionState::Succeeded as i32, "{last:?}");
+            assert_eq!(
+                last.state,
+                pb::SubmissionState::Succeeded as i32,
+                "{last:?}"
+            );
         }
     })
     .await
@@ -159,11 +221,21 @@ async fn cancelling_a_running_submission_kills_its_container_at_once() {
     within(120, async {
         let server = spawn_app().await;
         parity_data(&server, "parity", 10);
-        create(&server, parity_challenge("parity", "parity")).await.unwrap();
+        create(&server, parity_challenge("parity", "parity"))
+            .await
+            .unwrap();
         let client = server.client(&server.submitter).await;
-        let s = client.submit(full("parity", "alice"), tar_gz(&[("run.sh", "sleep 600\n")])).await.unwrap();
+        let s = client
+            .submit(
+                full("parity", "alice"),
+                tar_gz(&[("run.sh", "sleep 600\n")]),
+            )
+            .await
+            .unwrap();
         loop {
-            if get(&client, &server.submitter, &s.id).await.state == pb::SubmissionState::Running as i32 {
+            if get(&client, &server.submitter, &s.id).await.state
+                == pb::SubmissionState::Running as i32
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -172,11 +244,18 @@ async fn cancelling_a_running_submission_kills_its_container_at_once() {
         let started = Instant::now();
         let done = client
             .submissions()
-            .cancel_submission(authed(&server.submitter, pb::CancelSubmissionRequest { id: s.id.clone() }))
+            .cancel_submission(authed(
+                &server.submitter,
+                pb::CancelSubmissionRequest { id: s.id.clone() },
+            ))
             .await
             .unwrap()
             .into_inner();
-        assert!(started.elapsed() < Duration::from_secs(10), "cancel took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "cancel took {:?}",
+            started.elapsed()
+        );
         assert_eq!(done.state, pb::SubmissionState::Cancelled as i32);
         assert_eq!(done.verdict, pb::Verdict::Cancelled as i32);
         assert!(server.leftover_containers().await.is_empty());
@@ -189,24 +268,48 @@ async fn a_client_that_disconnects_mid_upload_leaves_nothing_behind() {
     within(60, async {
         let server = spawn_app().await;
         parity_data(&server, "parity", 10);
-        create(&server, parity_challenge("parity", "parity")).await.unwrap();
+        create(&server, parity_challenge("parity", "parity"))
+            .await
+            .unwrap();
         let client = server.client(&server.submitter).await;
         let (tx, rx) = tokio::sync::mpsc::channel(4);
-        tx.send(pb::SubmitRequest { part: Some(pb::submit_request::Part::Metadata(full("parity", "alice"))) }).await.unwrap();
-        tx.send(pb::SubmitRequest { part: Some(pb::submit_request::Part::Chunk(vec![0x1f, 0x8b, 8, 0, 0, 0])) }).await.unwrap();
+        tx.send(pb::SubmitRequest {
+            part: Some(pb::submit_request::Part::Metadata(full("parity", "alice"))),
+        })
+        .await
+        .unwrap();
+        tx.send(pb::SubmitRequest {
+            part: Some(pb::submit_request::Part::Chunk(vec![
+                0x1f, 0x8b, 8, 0, 0, 0,
+            ])),
+        })
+        .await
+        .unwrap();
         let mut subs = client.submissions();
         let call = tokio::spawn(async move {
-            subs.submit(authed(&server_token(), tokio_stream::wrappers::ReceiverStream::new(rx))).await
+            subs.submit(authed(
+                &server_token(),
+                tokio_stream::wrappers::ReceiverStream::new(rx),
+            ))
+            .await
         });
         tokio::time::sleep(Duration::from_millis(300)).await;
         call.abort();
         drop(tx);
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let uploads: Vec<_> = std::fs::read_dir(server.state_dir.join("uploads")).unwrap().collect();
+        let uploads: Vec<_> = std::fs::read_dir(server.state_dir.join("uploads"))
+            .unwrap()
+            .collect();
         assert!(uploads.is_empty(), "upload debris: {uploads:?}");
         let list = client
             .submissions()
-            .list_submissions(authed(&server.submitter, pb::ListSubmissionsRequest { challenge_id: "parity".into(), ..Default::default() }))
+            .list_submissions(authed(
+                &server.submitter,
+                pb::ListSubmissionsRequest {
+                    challenge_id: "parity".into(),
+                    ..Default::default()
+                },
+            ))
             .await
             .unwrap()
             .into_inner();

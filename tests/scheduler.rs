@@ -9,12 +9,15 @@ use std::time::Duration;
 
 use common::*;
 use holdout::pb;
-use holdout::sandbox::fake::{FakeBackend, FakeRun};
 use holdout::sandbox::RunOutcome;
+use holdout::sandbox::fake::{FakeBackend, FakeRun};
 
 fn scripted(delay_ms: u64) -> Arc<FakeBackend> {
     Arc::new(FakeBackend::new(move |_spec| FakeRun {
-        outcome: RunOutcome { exit_code: Some(0), ..Default::default() },
+        outcome: RunOutcome {
+            exit_code: Some(0),
+            ..Default::default()
+        },
         predictions: Some(b"id,label\n".to_vec()),
         delay: Duration::from_millis(delay_ms),
     }))
@@ -26,21 +29,41 @@ async fn a_lone_participant_waits_at_most_one_run_behind_a_flood() {
         let backend = scripted(50);
         let server = spawn_app_on(backend.clone(), |c| c.concurrency = 1).await;
         parity_data(&server, "parity", 10);
-        create(&server, parity_challenge("parity", "parity")).await.unwrap();
+        create(&server, parity_challenge("parity", "parity"))
+            .await
+            .unwrap();
         let client = server.client(&server.submitter).await;
         let archive = tar_gz(&[("run.sh", PARITY_RIGHT)]);
         let mut flood = Vec::new();
         for _ in 0..20 {
-            flood.push(client.submit(full("parity", "flood"), archive.clone()).await.unwrap());
+            flood.push(
+                client
+                    .submit(full("parity", "flood"), archive.clone())
+                    .await
+                    .unwrap(),
+            );
         }
-        let alone = client.submit(full("parity", "alone"), archive.clone()).await.unwrap();
-        assert!(alone.queue_position <= 2, "queue position {}", alone.queue_position);
+        let alone = client
+            .submit(full("parity", "alone"), archive.clone())
+            .await
+            .unwrap();
+        assert!(
+            alone.queue_position <= 2,
+            "queue position {}",
+            alone.queue_position
+        );
         client.watch(&alone.id, |_| {}).await.unwrap();
         let started = backend.started();
         let at = started.iter().position(|id| id == &alone.id).unwrap();
-        let flood_before = started[..at].iter().filter(|id| flood.iter().any(|f| &f.id == *id)).count();
+        let flood_before = started[..at]
+            .iter()
+            .filter(|id| flood.iter().any(|f| &f.id == *id))
+            .count();
         // Runs already started when it arrived, plus at most one more slot.
-        assert!(flood_before <= 2, "{flood_before} flood runs started before the lone one");
+        assert!(
+            flood_before <= 2,
+            "{flood_before} flood runs started before the lone one"
+        );
         for s in &flood {
             client.watch(&s.id, |_| {}).await.unwrap();
         }
@@ -62,7 +85,12 @@ async fn a_challenge_never_runs_more_than_its_concurrency() {
         let archive = tar_gz(&[("run.sh", PARITY_RIGHT)]);
         let mut subs = Vec::new();
         for i in 0..8 {
-            subs.push(client.submit(full("parity", &format!("p{i}")), archive.clone()).await.unwrap());
+            subs.push(
+                client
+                    .submit(full("parity", &format!("p{i}")), archive.clone())
+                    .await
+                    .unwrap(),
+            );
         }
         for s in &subs {
             client.watch(&s.id, |_| {}).await.unwrap();
@@ -79,17 +107,31 @@ async fn cancelling_a_queued_or_running_submission_ends_it_cancelled_and_uncharg
         let server = spawn_app_on(backend.clone(), |c| c.concurrency = 1).await;
         parity_data(&server, "parity", 10);
         let mut c = parity_challenge("parity", "parity");
-        c.quota = Some(pb::Quota { full_per_day: 2, ..Default::default() });
+        c.quota = Some(pb::Quota {
+            full_per_day: 2,
+            ..Default::default()
+        });
         create(&server, c).await.unwrap();
         let client = server.client(&server.submitter).await;
         let archive = tar_gz(&[("run.sh", PARITY_RIGHT)]);
-        let running = client.submit(full("parity", "alice"), archive.clone()).await.unwrap();
-        let queued = client.submit(full("parity", "alice"), archive.clone()).await.unwrap();
+        let running = client
+            .submit(full("parity", "alice"), archive.clone())
+            .await
+            .unwrap();
+        let queued = client
+            .submit(full("parity", "alice"), archive.clone())
+            .await
+            .unwrap();
         // Wait until the first runs.
         loop {
             let s = client
                 .submissions()
-                .get_submission(authed(&server.submitter, pb::GetSubmissionRequest { id: running.id.clone() }))
+                .get_submission(authed(
+                    &server.submitter,
+                    pb::GetSubmissionRequest {
+                        id: running.id.clone(),
+                    },
+                ))
                 .await
                 .unwrap()
                 .into_inner();
@@ -101,7 +143,10 @@ async fn cancelling_a_queued_or_running_submission_ends_it_cancelled_and_uncharg
         for id in [&queued.id, &running.id] {
             let s = client
                 .submissions()
-                .cancel_submission(authed(&server.submitter, pb::CancelSubmissionRequest { id: id.clone() }))
+                .cancel_submission(authed(
+                    &server.submitter,
+                    pb::CancelSubmissionRequest { id: id.clone() },
+                ))
                 .await
                 .unwrap()
                 .into_inner();
@@ -110,9 +155,15 @@ async fn cancelling_a_queued_or_running_submission_ends_it_cancelled_and_uncharg
         }
         // Neither was charged: two more fit in the quota of two.
         for _ in 0..2 {
-            client.submit(full("parity", "alice"), archive.clone()).await.unwrap();
+            client
+                .submit(full("parity", "alice"), archive.clone())
+                .await
+                .unwrap();
         }
-        let err = client.submit(full("parity", "alice"), archive.clone()).await.unwrap_err();
+        let err = client
+            .submit(full("parity", "alice"), archive.clone())
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), tonic::Code::ResourceExhausted);
         assert!(err.message().contains("resets at"), "{}", err.message());
     })
@@ -124,14 +175,19 @@ async fn racing_submits_with_one_idempotency_key_return_one_submission() {
     within(60, async {
         let server = spawn_app_on(scripted(10), |_| {}).await;
         parity_data(&server, "parity", 10);
-        create(&server, parity_challenge("parity", "parity")).await.unwrap();
+        create(&server, parity_challenge("parity", "parity"))
+            .await
+            .unwrap();
         let archive = tar_gz(&[("run.sh", PARITY_RIGHT)]);
         let mut tasks = Vec::new();
         for _ in 0..8 {
             let client = server.client(&server.submitter).await;
             let archive = archive.clone();
             tasks.push(tokio::spawn(async move {
-                let meta = pb::SubmitMetadata { idempotency_key: "same-key".into(), ..full("parity", "alice") };
+                let meta = pb::SubmitMetadata {
+                    idempotency_key: "same-key".into(),
+                    ..full("parity", "alice")
+                };
                 client.submit(meta, archive).await.unwrap().id
             }));
         }

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use crate::domain::{
-    BuiltinMetric, Challenge, ChallengeId, ChallengeState, CustomScorer, DomainError, LeaderboardMode, Limits, Quota,
-    ReleasePolicy, Runtime, Scoring,
+    BuiltinMetric, Challenge, ChallengeId, ChallengeState, CustomScorer, DomainError,
+    LeaderboardMode, Limits, Quota, ReleasePolicy, Runtime, Scoring,
 };
 use crate::pb;
 use crate::release::timestamp;
@@ -23,7 +23,12 @@ fn metric_from_pb(m: i32) -> Result<String, DomainError> {
         Ok(pb::Metric::Rmse) => "rmse",
         Ok(pb::Metric::Mae) => "mae",
         Ok(pb::Metric::R2) => "r2",
-        _ => return Err(DomainError::invalid("scoring.builtin.metric", "must name a metric")),
+        _ => {
+            return Err(DomainError::invalid(
+                "scoring.builtin.metric",
+                "must name a metric",
+            ));
+        }
     };
     Ok(name.to_owned())
 }
@@ -42,10 +47,14 @@ fn metric_to_pb(name: &str) -> pb::Metric {
     }
 }
 
-fn duration_from_pb(d: Option<prost_types::Duration>, field: &str) -> Result<Duration, DomainError> {
+fn duration_from_pb(
+    d: Option<prost_types::Duration>,
+    field: &str,
+) -> Result<Duration, DomainError> {
     match d {
         None => Ok(Duration::ZERO),
-        Some(d) => Duration::try_from(d).map_err(|_| DomainError::invalid(field, "must be a non-negative duration")),
+        Some(d) => Duration::try_from(d)
+            .map_err(|_| DomainError::invalid(field, "must be a non-negative duration")),
     }
 }
 
@@ -57,7 +66,12 @@ pub fn challenge_from_pb(c: pb::Challenge) -> Result<Challenge, DomainError> {
         Ok(pb::Isolation::Unspecified) => None,
         Ok(pb::Isolation::Runc) => Some(Isolation::Runc),
         Ok(pb::Isolation::Gvisor) => Some(Isolation::Gvisor),
-        Err(_) => return Err(DomainError::invalid("runtime.isolation", "unknown isolation")),
+        Err(_) => {
+            return Err(DomainError::invalid(
+                "runtime.isolation",
+                "unknown isolation",
+            ));
+        }
     };
     let scoring = c.scoring.unwrap_or_default();
     let (builtin, custom) = match scoring.scorer {
@@ -98,22 +112,38 @@ pub fn challenge_from_pb(c: pb::Challenge) -> Result<Challenge, DomainError> {
     };
     let r = c.release.unwrap_or_default();
     let mode = match pb::LeaderboardMode::try_from(r.mode) {
-        Ok(pb::LeaderboardMode::Unspecified | pb::LeaderboardMode::BestSoFar) => LeaderboardMode::BestSoFar,
+        Ok(pb::LeaderboardMode::Unspecified | pb::LeaderboardMode::BestSoFar) => {
+            LeaderboardMode::BestSoFar
+        }
         Ok(pb::LeaderboardMode::Ladder) => LeaderboardMode::Ladder,
         Ok(pb::LeaderboardMode::LadderParameterFree) => LeaderboardMode::LadderParameterFree,
-        Err(_) => return Err(DomainError::invalid("release.mode", "unknown leaderboard mode")),
+        Err(_) => {
+            return Err(DomainError::invalid(
+                "release.mode",
+                "unknown leaderboard mode",
+            ));
+        }
     };
     let q = c.quota.unwrap_or_default();
     Ok(Challenge {
         id,
         title: c.title,
         state: ChallengeState::Open,
-        runtime: Runtime { image: runtime.image, command: runtime.command, isolation, env: runtime.env.into_iter().collect() },
+        runtime: Runtime {
+            image: runtime.image,
+            command: runtime.command,
+            isolation,
+            env: runtime.env.into_iter().collect(),
+        },
         data_dir: c.data_dir,
         scoring: Scoring {
             builtin,
             custom,
-            id_column: if scoring.id_column.is_empty() { "id".into() } else { scoring.id_column },
+            id_column: if scoring.id_column.is_empty() {
+                "id".into()
+            } else {
+                scoring.id_column
+            },
             public_fraction: scoring.public_fraction,
             split_seed: scoring.split_seed,
         },
@@ -124,7 +154,11 @@ pub fn challenge_from_pb(c: pb::Challenge) -> Result<Challenge, DomainError> {
             ladder_step: r.ladder_step,
             constant_time_release: r.constant_time_release,
         },
-        quota: Quota { full_per_day: q.full_per_day, smoke_per_day: q.smoke_per_day, count_failed: q.count_failed },
+        quota: Quota {
+            full_per_day: q.full_per_day,
+            smoke_per_day: q.smoke_per_day,
+            count_failed: q.count_failed,
+        },
         created_at: 0,
         closed_at: None,
     })
@@ -176,7 +210,11 @@ pub fn challenge_to_pb(c: &Challenge) -> pb::Challenge {
             split_seed: c.scoring.split_seed,
         }),
         limits: Some(pb::Limits {
-            wall_time: if l.wall_time.0.is_zero() { None } else { prost_types::Duration::try_from(l.wall_time.0).ok() },
+            wall_time: if l.wall_time.0.is_zero() {
+                None
+            } else {
+                prost_types::Duration::try_from(l.wall_time.0).ok()
+            },
             memory_bytes: l.memory_bytes.0,
             cpu_millis: l.cpu_millis,
             pids: l.pids,
@@ -209,7 +247,9 @@ pub fn challenge_to_pb(c: &Challenge) -> pb::Challenge {
 }
 
 /// The metadata of an upload, checked.
-pub fn submit_meta_from_pb(m: pb::SubmitMetadata) -> Result<crate::submissions::SubmitMeta, DomainError> {
+pub fn submit_meta_from_pb(
+    m: pb::SubmitMetadata,
+) -> Result<crate::submissions::SubmitMeta, DomainError> {
     use crate::archive::ArchiveFormat;
     use crate::domain::{ParticipantId, SubmissionKind};
     let kind = match pb::SubmissionKind::try_from(m.kind) {
@@ -224,7 +264,10 @@ pub fn submit_meta_from_pb(m: pb::SubmitMetadata) -> Result<crate::submissions::
         Err(_) => return Err(DomainError::invalid("format", "unknown archive format")),
     };
     if m.idempotency_key.len() > 128 {
-        return Err(DomainError::invalid("idempotency_key", "is longer than 128 bytes"));
+        return Err(DomainError::invalid(
+            "idempotency_key",
+            "is longer than 128 bytes",
+        ));
     }
     let sha256 = if m.sha256.is_empty() {
         None
@@ -235,7 +278,10 @@ pub fn submit_meta_from_pb(m: pb::SubmitMetadata) -> Result<crate::submissions::
     };
     Ok(crate::submissions::SubmitMeta {
         challenge_id: ChallengeId::parse(&m.challenge_id).map_err(|_| {
-            DomainError::invalid("challenge_id", format!("{:?} is not a challenge id", m.challenge_id))
+            DomainError::invalid(
+                "challenge_id",
+                format!("{:?} is not a challenge id", m.challenge_id),
+            )
         })?,
         participant_id: ParticipantId::parse(&m.participant_id)?,
         kind,

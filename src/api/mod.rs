@@ -23,9 +23,14 @@ pub use convert::{challenge_from_pb, challenge_to_pb};
 pub use status::to_status;
 
 /// The interceptor that authenticates every call and records the caller.
-pub fn authenticate(tokens: Arc<Tokens>) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone {
+pub fn authenticate(
+    tokens: Arc<Tokens>,
+) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone {
     move |mut req: Request<()>| {
-        let header = req.metadata().get("authorization").and_then(|v| v.to_str().ok());
+        let header = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
         let caller = tokens.authenticate(header).map_err(to_status)?;
         req.extensions_mut().insert(caller);
         Ok(req)
@@ -40,7 +45,8 @@ fn caller<T>(req: &Request<T>) -> Result<Caller, Status> {
 }
 
 fn challenge_id(raw: &str) -> Result<ChallengeId, Status> {
-    ChallengeId::parse(raw).map_err(|_| to_status(DomainError::NotFound(format!("challenge {raw:?}"))))
+    ChallengeId::parse(raw)
+        .map_err(|_| to_status(DomainError::NotFound(format!("challenge {raw:?}"))))
 }
 
 fn submission_id(raw: &str) -> Result<SubmissionId, Status> {
@@ -55,15 +61,24 @@ pub struct ChallengesApi {
 
 #[tonic::async_trait]
 impl pb::challenges_server::Challenges for ChallengesApi {
-    async fn create_challenge(&self, req: Request<pb::CreateChallengeRequest>) -> Result<Response<pb::Challenge>, Status> {
+    async fn create_challenge(
+        &self,
+        req: Request<pb::CreateChallengeRequest>,
+    ) -> Result<Response<pb::Challenge>, Status> {
         let caller = caller(&req)?;
         caller.require_admin("CreateChallenge")?;
-        let c = req.into_inner().challenge.ok_or_else(|| DomainError::invalid("challenge", "is missing"))?;
+        let c = req
+            .into_inner()
+            .challenge
+            .ok_or_else(|| DomainError::invalid("challenge", "is missing"))?;
         let c = challenges::create(&self.core, &caller, challenge_from_pb(c)?).await?;
         Ok(Response::new(challenge_to_pb(&c)))
     }
 
-    async fn get_challenge(&self, req: Request<pb::GetChallengeRequest>) -> Result<Response<pb::Challenge>, Status> {
+    async fn get_challenge(
+        &self,
+        req: Request<pb::GetChallengeRequest>,
+    ) -> Result<Response<pb::Challenge>, Status> {
         caller(&req)?;
         let c = challenges::get(&self.core, &challenge_id(&req.get_ref().id)?).await?;
         Ok(Response::new(challenge_to_pb(&c)))
@@ -82,16 +97,25 @@ impl pb::challenges_server::Challenges for ChallengesApi {
         }))
     }
 
-    async fn update_challenge(&self, req: Request<pb::UpdateChallengeRequest>) -> Result<Response<pb::Challenge>, Status> {
+    async fn update_challenge(
+        &self,
+        req: Request<pb::UpdateChallengeRequest>,
+    ) -> Result<Response<pb::Challenge>, Status> {
         let caller = caller(&req)?;
         caller.require_admin("UpdateChallenge")?;
         let r = req.into_inner();
-        let c = r.challenge.ok_or_else(|| DomainError::invalid("challenge", "is missing"))?;
-        let c = challenges::update(&self.core, &caller, challenge_from_pb(c)?, &r.update_mask).await?;
+        let c = r
+            .challenge
+            .ok_or_else(|| DomainError::invalid("challenge", "is missing"))?;
+        let c =
+            challenges::update(&self.core, &caller, challenge_from_pb(c)?, &r.update_mask).await?;
         Ok(Response::new(challenge_to_pb(&c)))
     }
 
-    async fn close_challenge(&self, req: Request<pb::CloseChallengeRequest>) -> Result<Response<pb::Challenge>, Status> {
+    async fn close_challenge(
+        &self,
+        req: Request<pb::CloseChallengeRequest>,
+    ) -> Result<Response<pb::Challenge>, Status> {
         let caller = caller(&req)?;
         let c = challenges::close(&self.core, &caller, &challenge_id(&req.get_ref().id)?).await?;
         Ok(Response::new(challenge_to_pb(&c)))
@@ -110,27 +134,46 @@ type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::Submission, Status>> + S
 
 #[tonic::async_trait]
 impl pb::submissions_server::Submissions for SubmissionsApi {
-    async fn submit(&self, req: Request<Streaming<pb::SubmitRequest>>) -> Result<Response<pb::Submission>, Status> {
+    async fn submit(
+        &self,
+        req: Request<Streaming<pb::SubmitRequest>>,
+    ) -> Result<Response<pb::Submission>, Status> {
         let caller = caller(&req)?;
         let mut stream = req.into_inner();
-        let first = stream
-            .message()
-            .await?
-            .ok_or_else(|| DomainError::invalid("metadata", "the stream ended before the metadata"))?;
+        let first = stream.message().await?.ok_or_else(|| {
+            DomainError::invalid("metadata", "the stream ended before the metadata")
+        })?;
         let meta = match first.part {
             Some(pb::submit_request::Part::Metadata(m)) => convert::submit_meta_from_pb(m)?,
-            _ => return Err(DomainError::invalid("metadata", "the first message must carry the metadata").into()),
+            _ => {
+                return Err(DomainError::invalid(
+                    "metadata",
+                    "the first message must carry the metadata",
+                )
+                .into());
+            }
         };
         let chunks = stream.map(|m| match m {
-            Ok(pb::SubmitRequest { part: Some(pb::submit_request::Part::Chunk(bytes)) }) => Ok(bytes::Bytes::from(bytes)),
-            Ok(_) => Err(DomainError::invalid("chunk", "only the first message may carry metadata")),
-            Err(status) => Err(DomainError::Cancelled(format!("upload interrupted: {}", status.message()))),
+            Ok(pb::SubmitRequest {
+                part: Some(pb::submit_request::Part::Chunk(bytes)),
+            }) => Ok(bytes::Bytes::from(bytes)),
+            Ok(_) => Err(DomainError::invalid(
+                "chunk",
+                "only the first message may carry metadata",
+            )),
+            Err(status) => Err(DomainError::Cancelled(format!(
+                "upload interrupted: {}",
+                status.message()
+            ))),
         });
         let s = submissions::submit(&self.core, &caller, meta, Box::pin(chunks)).await?;
         Ok(Response::new(s))
     }
 
-    async fn get_submission(&self, req: Request<pb::GetSubmissionRequest>) -> Result<Response<pb::Submission>, Status> {
+    async fn get_submission(
+        &self,
+        req: Request<pb::GetSubmissionRequest>,
+    ) -> Result<Response<pb::Submission>, Status> {
         let caller = caller(&req)?;
         let s = submissions::get(&self.core, &caller, &submission_id(&req.get_ref().id)?).await?;
         Ok(Response::new(s))
@@ -149,9 +192,13 @@ impl pb::submissions_server::Submissions for SubmissionsApi {
         Ok(Response::new(Box::pin(stream)))
     }
 
-    async fn cancel_submission(&self, req: Request<pb::CancelSubmissionRequest>) -> Result<Response<pb::Submission>, Status> {
+    async fn cancel_submission(
+        &self,
+        req: Request<pb::CancelSubmissionRequest>,
+    ) -> Result<Response<pb::Submission>, Status> {
         let caller = caller(&req)?;
-        let s = submissions::cancel(&self.core, &caller, &submission_id(&req.get_ref().id)?).await?;
+        let s =
+            submissions::cancel(&self.core, &caller, &submission_id(&req.get_ref().id)?).await?;
         Ok(Response::new(s))
     }
 
@@ -162,10 +209,19 @@ impl pb::submissions_server::Submissions for SubmissionsApi {
         let caller = caller(&req)?;
         let r = req.into_inner();
         let participant = (!r.participant_id.is_empty()).then_some(r.participant_id);
-        let (items, next) =
-            submissions::list(&self.core, &caller, &challenge_id(&r.challenge_id)?, participant, r.page_size, &r.page_token)
-                .await?;
-        Ok(Response::new(pb::ListSubmissionsResponse { submissions: items, next_page_token: next }))
+        let (items, next) = submissions::list(
+            &self.core,
+            &caller,
+            &challenge_id(&r.challenge_id)?,
+            participant,
+            r.page_size,
+            &r.page_token,
+        )
+        .await?;
+        Ok(Response::new(pb::ListSubmissionsResponse {
+            submissions: items,
+            next_page_token: next,
+        }))
     }
 
     async fn get_submission_logs(
@@ -175,7 +231,11 @@ impl pb::submissions_server::Submissions for SubmissionsApi {
         let caller = caller(&req)?;
         let (stdout, stderr, truncated) =
             submissions::logs(&self.core, &caller, &submission_id(&req.get_ref().id)?).await?;
-        Ok(Response::new(pb::SubmissionLogs { stdout, stderr, truncated }))
+        Ok(Response::new(pb::SubmissionLogs {
+            stdout,
+            stderr,
+            truncated,
+        }))
     }
 }
 
@@ -187,7 +247,10 @@ pub struct LeaderboardsApi {
 
 #[tonic::async_trait]
 impl pb::leaderboards_server::Leaderboards for LeaderboardsApi {
-    async fn get_leaderboard(&self, req: Request<pb::GetLeaderboardRequest>) -> Result<Response<pb::Leaderboard>, Status> {
+    async fn get_leaderboard(
+        &self,
+        req: Request<pb::GetLeaderboardRequest>,
+    ) -> Result<Response<pb::Leaderboard>, Status> {
         let caller = caller(&req)?;
         let r = req.into_inner();
         let view = match pb::LeaderboardView::try_from(r.view) {
@@ -195,7 +258,8 @@ impl pb::leaderboards_server::Leaderboards for LeaderboardsApi {
             Ok(_) => leaderboard::View::Public,
             Err(_) => return Err(DomainError::invalid("view", "unknown leaderboard view").into()),
         };
-        let board = leaderboard::get(&self.core, &caller, &challenge_id(&r.challenge_id)?, view).await?;
+        let board =
+            leaderboard::get(&self.core, &caller, &challenge_id(&r.challenge_id)?, view).await?;
         Ok(Response::new(pb::Leaderboard {
             challenge_id: r.challenge_id,
             view: match view {
@@ -227,12 +291,23 @@ pub struct AuditApi {
 
 #[tonic::async_trait]
 impl pb::audit_server::Audit for AuditApi {
-    async fn list_releases(&self, req: Request<pb::ListReleasesRequest>) -> Result<Response<pb::ListReleasesResponse>, Status> {
+    async fn list_releases(
+        &self,
+        req: Request<pb::ListReleasesRequest>,
+    ) -> Result<Response<pb::ListReleasesResponse>, Status> {
         let caller = caller(&req)?;
         let r = req.into_inner();
         let challenge = (!r.challenge_id.is_empty()).then_some(r.challenge_id);
         let token = (!r.token_name.is_empty()).then_some(r.token_name);
-        let (items, next) = crate::audit::list(&self.core, &caller, challenge, token, r.page_size, &r.page_token).await?;
+        let (items, next) = crate::audit::list(
+            &self.core,
+            &caller,
+            challenge,
+            token,
+            r.page_size,
+            &r.page_token,
+        )
+        .await?;
         Ok(Response::new(pb::ListReleasesResponse {
             releases: items
                 .into_iter()

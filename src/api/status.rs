@@ -20,7 +20,9 @@ pub fn to_status(e: DomainError) -> Status {
         DomainError::Cancelled(_) => Code::Cancelled,
         DomainError::Internal(cause) => {
             tracing::error!(error = %cause, "internal error");
-            return Status::internal("internal error; the service's operators have the details in its log");
+            return Status::internal(
+                "internal error; the service's operators have the details in its log",
+            );
         }
     };
     Status::new(code, e.to_string())

@@ -30,14 +30,22 @@ pub struct DemoArgs {
 /// Runs the demo.
 pub async fn run(args: &DemoArgs) -> Result<()> {
     let started = Instant::now();
-    let backend = match crate::sandbox::docker::DockerBackend::connect(&args.docker_host).await {
-        Ok(b) => b,
-        Err(e) => bail!("{e}; start one with `sudo scripts/setup-docker.sh`"),
-    };
+    let backend: std::sync::Arc<dyn crate::sandbox::Backend> =
+        match crate::sandbox::docker::DockerBackend::connect(&args.docker_host).await {
+            Ok(b) => std::sync::Arc::new(b),
+            Err(e) => bail!("{e}; start one with `sudo scripts/setup-docker.sh`"),
+        };
     let repo = &args.repo;
-    for needed in ["sandbox-images/python/build.sh", "examples/digits/challenge.toml", "examples/digits/make_data.sh"] {
+    for needed in [
+        "sandbox-images/python/build.sh",
+        "examples/digits/challenge.toml",
+        "examples/digits/make_data.sh",
+    ] {
         if !repo.join(needed).exists() {
-            bail!("{} is missing; pass --repo with the Holdout source folder", repo.join(needed).display());
+            bail!(
+                "{} is missing; pass --repo with the Holdout source folder",
+                repo.join(needed).display()
+            );
         }
     }
 
@@ -53,7 +61,11 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     let state_dir = tmp.path().join("state");
     std::fs::create_dir_all(&data_root)?;
     step("digits data: train, test, private labels and a public sample");
-    run_script(&repo.join("examples/digits/make_data.sh"), &[data_root.join("digits").as_os_str()]).await?;
+    run_script(
+        &repo.join("examples/digits/make_data.sh"),
+        &[data_root.join("digits").as_os_str()],
+    )
+    .await?;
     open_for_sandbox(tmp.path())?;
 
     step("server on a temporary state folder");
@@ -65,8 +77,16 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     config.state_dir = state_dir;
     config.docker_host = args.docker_host.clone();
     config.tokens = vec![
-        TokenConfig { name: "demo-admin".into(), role: Role::Admin, sha256: admin_sha },
-        TokenConfig { name: "demo-platform".into(), role: Role::Submitter, sha256: platform_sha },
+        TokenConfig {
+            name: "demo-admin".into(),
+            role: Role::Admin,
+            sha256: admin_sha,
+        },
+        TokenConfig {
+            name: "demo-platform".into(),
+            role: Role::Submitter,
+            sha256: platform_sha,
+        },
     ];
     let app = Application::build_with_backend(config, backend.clone()).await?;
     let addr = format!("http://{}", app.local_addr());
@@ -80,7 +100,12 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     step("shutting down");
     stop.cancel();
     server.await.context("server task")??;
-    let left: Vec<_> = backend.list_owned().await?.into_iter().filter(|c| c.instance == core.instance).collect();
+    let left: Vec<_> = backend
+        .list_owned()
+        .await?
+        .into_iter()
+        .filter(|c| c.instance == core.instance)
+        .collect();
     if left.is_empty() {
         println!("    stopped; no container left behind");
     } else {
@@ -100,7 +125,9 @@ async fn drive(addr: &str, admin: &str, platform: &str, repo: &Path) -> Result<(
     let challenge = read_challenge_file(&repo.join("examples/digits/challenge.toml"))?;
     admin
         .challenges()
-        .create_challenge(admin.request(pb::CreateChallengeRequest { challenge: Some(challenge) }))
+        .create_challenge(admin.request(pb::CreateChallengeRequest {
+            challenge: Some(challenge),
+        }))
         .await
         .map_err(super::server_error)?;
 
@@ -114,7 +141,10 @@ async fn drive(addr: &str, admin: &str, platform: &str, repo: &Path) -> Result<(
             kind: pb::SubmissionKind::Full as i32,
             ..Default::default()
         };
-        let s = platform.submit(meta, bytes).await.map_err(super::server_error)?;
+        let s = platform
+            .submit(meta, bytes)
+            .await
+            .map_err(super::server_error)?;
         println!("    {participant:<6} {solution:<9} -> {}", s.id);
         ids.push(s.id);
     }
@@ -125,12 +155,19 @@ async fn drive(addr: &str, admin: &str, platform: &str, repo: &Path) -> Result<(
         let client = platform.clone();
         let id = id.clone();
         watches.push(tokio::spawn(async move {
-            client.watch(&id, |s| Printer { json: false }.watch_line(s)).await
+            client
+                .watch(&id, |s| Printer { json: false }.watch_line(s))
+                .await
         }));
     }
     let mut finals = Vec::new();
     for w in watches {
-        finals.push(tokio::time::timeout(Duration::from_secs(180), w).await.context("a run took too long")??.map_err(super::server_error)?);
+        finals.push(
+            tokio::time::timeout(Duration::from_secs(180), w)
+                .await
+                .context("a run took too long")??
+                .map_err(super::server_error)?,
+        );
     }
 
     step("results (as the platform sees them: released public scores only)");
@@ -140,7 +177,10 @@ async fn drive(addr: &str, admin: &str, platform: &str, repo: &Path) -> Result<(
     }
     let board = platform
         .leaderboards()
-        .get_leaderboard(platform.request(pb::GetLeaderboardRequest { challenge_id: "digits".into(), view: 0 }))
+        .get_leaderboard(platform.request(pb::GetLeaderboardRequest {
+            challenge_id: "digits".into(),
+            view: 0,
+        }))
         .await
         .map_err(super::server_error)?
         .into_inner();

@@ -24,7 +24,12 @@ use crate::pb::submissions_client::SubmissionsClient;
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
     /// Server address.
-    #[arg(long, env = "HOLDOUT_ADDR", default_value = "http://127.0.0.1:50051", global = true)]
+    #[arg(
+        long,
+        env = "HOLDOUT_ADDR",
+        default_value = "http://127.0.0.1:50051",
+        global = true
+    )]
     pub addr: String,
     /// Bearer token.
     #[arg(long, env = "HOLDOUT_TOKEN", hide_env_values = true, global = true)]
@@ -150,7 +155,11 @@ pub struct Client {
 impl Client {
     /// Connects to `addr` (scheme optional).
     pub async fn connect(addr: &str, token: Option<&str>) -> Result<Client> {
-        let addr = if addr.contains("://") { addr.to_owned() } else { format!("http://{addr}") };
+        let addr = if addr.contains("://") {
+            addr.to_owned()
+        } else {
+            format!("http://{addr}")
+        };
         let channel = Endpoint::from_shared(addr.clone())
             .with_context(|| format!("bad server address {addr:?}"))?
             .connect_timeout(std::time::Duration::from_secs(5))
@@ -189,19 +198,34 @@ impl Client {
     }
 
     /// Uploads an archive (bytes) as a submission.
-    pub async fn submit(&self, meta: pb::SubmitMetadata, archive: Vec<u8>) -> Result<pb::Submission, Status> {
-        let mut messages = vec![pb::SubmitRequest { part: Some(pb::submit_request::Part::Metadata(meta)) }];
+    pub async fn submit(
+        &self,
+        meta: pb::SubmitMetadata,
+        archive: Vec<u8>,
+    ) -> Result<pb::Submission, Status> {
+        let mut messages = vec![pb::SubmitRequest {
+            part: Some(pb::submit_request::Part::Metadata(meta)),
+        }];
         for chunk in archive.chunks(1 << 20) {
-            messages.push(pb::SubmitRequest { part: Some(pb::submit_request::Part::Chunk(chunk.to_vec())) });
+            messages.push(pb::SubmitRequest {
+                part: Some(pb::submit_request::Part::Chunk(chunk.to_vec())),
+            });
         }
         let req = self.request(futures::stream::iter(messages));
         Ok(self.submissions().submit(req).await?.into_inner())
     }
 
     /// Follows a submission, calling `each` per update, until it ends; returns the last.
-    pub async fn watch(&self, id: &str, mut each: impl FnMut(&pb::Submission)) -> Result<pb::Submission, Status> {
-        let mut stream =
-            self.submissions().watch_submission(self.request(pb::WatchSubmissionRequest { id: id.into() })).await?.into_inner();
+    pub async fn watch(
+        &self,
+        id: &str,
+        mut each: impl FnMut(&pb::Submission),
+    ) -> Result<pb::Submission, Status> {
+        let mut stream = self
+            .submissions()
+            .watch_submission(self.request(pb::WatchSubmissionRequest { id: id.into() }))
+            .await?
+            .into_inner();
         let mut last = None;
         while let Some(s) = stream.message().await? {
             each(&s);
@@ -213,18 +237,21 @@ impl Client {
 
 /// Reads a challenge TOML file into the wire message.
 pub fn read_challenge_file(path: &Path) -> Result<pb::Challenge> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let c: crate::domain::Challenge =
-        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let c: crate::domain::Challenge = toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message()))?;
     Ok(crate::api::challenge_to_pb(&c))
 }
 
 /// Packs `path` into archive bytes: a folder as tar.gz, a file as is.
 pub fn archive_bytes(path: &Path) -> Result<Vec<u8>> {
-    let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
     if meta.is_dir() {
         let mut out = Vec::new();
-        crate::archive::pack_dir(path, &mut out).with_context(|| format!("cannot pack {}", path.display()))?;
+        crate::archive::pack_dir(path, &mut out)
+            .with_context(|| format!("cannot pack {}", path.display()))?;
         Ok(out)
     } else {
         std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
@@ -241,7 +268,9 @@ pub async fn run(args: &ClientArgs, cmd: ClientCommand) -> Result<()> {
                 let challenge = read_challenge_file(&file)?;
                 let c = client
                     .challenges()
-                    .create_challenge(client.request(pb::CreateChallengeRequest { challenge: Some(challenge) }))
+                    .create_challenge(client.request(pb::CreateChallengeRequest {
+                        challenge: Some(challenge),
+                    }))
                     .await
                     .map_err(server_error)?
                     .into_inner();
@@ -262,7 +291,10 @@ pub async fn run(args: &ClientArgs, cmd: ClientCommand) -> Result<()> {
                 loop {
                     let r = client
                         .challenges()
-                        .list_challenges(client.request(pb::ListChallengesRequest { page_size: 200, page_token: token }))
+                        .list_challenges(client.request(pb::ListChallengesRequest {
+                            page_size: 200,
+                            page_token: token,
+                        }))
                         .await
                         .map_err(server_error)?
                         .into_inner();
@@ -297,19 +329,33 @@ pub async fn run(args: &ClientArgs, cmd: ClientCommand) -> Result<()> {
                 out.challenge(&c);
             }
         },
-        ClientCommand::Submit { path, challenge, participant, smoke, watch, idempotency_key } => {
+        ClientCommand::Submit {
+            path,
+            challenge,
+            participant,
+            smoke,
+            watch,
+            idempotency_key,
+        } => {
             let bytes = archive_bytes(&path)?;
             let meta = pb::SubmitMetadata {
                 challenge_id: challenge,
                 participant_id: participant,
-                kind: if smoke { pb::SubmissionKind::Smoke } else { pb::SubmissionKind::Full } as i32,
+                kind: if smoke {
+                    pb::SubmissionKind::Smoke
+                } else {
+                    pb::SubmissionKind::Full
+                } as i32,
                 format: pb::ArchiveFormat::Unspecified as i32,
                 idempotency_key: idempotency_key.unwrap_or_default(),
                 sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)),
             };
             let s = client.submit(meta, bytes).await.map_err(server_error)?;
             if watch {
-                let last = client.watch(&s.id, |s| out.watch_line(s)).await.map_err(server_error)?;
+                let last = client
+                    .watch(&s.id, |s| out.watch_line(s))
+                    .await
+                    .map_err(server_error)?;
                 out.submission(&last);
                 exit_for(&last)?;
             } else {
@@ -326,7 +372,10 @@ pub async fn run(args: &ClientArgs, cmd: ClientCommand) -> Result<()> {
             out.submission(&s);
         }
         ClientCommand::Watch { id } => {
-            let last = client.watch(&id, |s| out.watch_line(s)).await.map_err(server_error)?;
+            let last = client
+                .watch(&id, |s| out.watch_line(s))
+                .await
+                .map_err(server_error)?;
             if out.json {
                 out.submission(&last);
             }
@@ -341,7 +390,10 @@ pub async fn run(args: &ClientArgs, cmd: ClientCommand) -> Result<()> {
                 .into_inner();
             out.submission(&s);
         }
-        ClientCommand::List { challenge, participant } => {
+        ClientCommand::List {
+            challenge,
+            participant,
+        } => {
             let mut token = String::new();
             let mut all = Vec::new();
             loop {
@@ -373,7 +425,10 @@ pub async fn run(args: &ClientArgs, cmd: ClientCommand) -> Result<()> {
                 .into_inner();
             out.logs(&logs);
         }
-        ClientCommand::Audit { challenge, token_name } => {
+        ClientCommand::Audit {
+            challenge,
+            token_name,
+        } => {
             let mut token = String::new();
             let mut all = Vec::new();
             loop {
@@ -396,10 +451,17 @@ pub async fn run(args: &ClientArgs, cmd: ClientCommand) -> Result<()> {
             out.releases(&all);
         }
         ClientCommand::Leaderboard { id, private } => {
-            let view = if private { pb::LeaderboardView::Private } else { pb::LeaderboardView::Public };
+            let view = if private {
+                pb::LeaderboardView::Private
+            } else {
+                pb::LeaderboardView::Public
+            };
             let b = client
                 .leaderboards()
-                .get_leaderboard(client.request(pb::GetLeaderboardRequest { challenge_id: id, view: view as i32 }))
+                .get_leaderboard(client.request(pb::GetLeaderboardRequest {
+                    challenge_id: id,
+                    view: view as i32,
+                }))
                 .await
                 .map_err(server_error)?
                 .into_inner();
@@ -415,13 +477,15 @@ pub fn server_error(s: Status) -> anyhow::Error {
 }
 
 fn code_name(code: tonic::Code) -> String {
-    format!("{code:?}").chars().fold(String::new(), |mut acc, c| {
-        if c.is_uppercase() && !acc.is_empty() {
-            acc.push('_');
-        }
-        acc.push(c.to_ascii_uppercase());
-        acc
-    })
+    format!("{code:?}")
+        .chars()
+        .fold(String::new(), |mut acc, c| {
+            if c.is_uppercase() && !acc.is_empty() {
+                acc.push('_');
+            }
+            acc.push(c.to_ascii_uppercase());
+            acc
+        })
 }
 
 /// A watched submission that did not succeed makes the command exit non-zero.
@@ -429,6 +493,10 @@ fn exit_for(s: &pb::Submission) -> Result<()> {
     if s.state == pb::SubmissionState::Succeeded as i32 {
         Ok(())
     } else {
-        bail!("submission {} ended {}", s.id, output::verdict_name(s.verdict))
+        bail!(
+            "submission {} ended {}",
+            s.id,
+            output::verdict_name(s.verdict)
+        )
     }
 }

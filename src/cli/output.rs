@@ -12,16 +12,25 @@ pub struct Printer {
 
 /// The short name of a state.
 pub fn state_name(s: i32) -> &'static str {
-    pb::SubmissionState::try_from(s).map(|s| s.as_str_name()).unwrap_or("UNKNOWN").trim_start_matches("SUBMISSION_STATE_")
+    pb::SubmissionState::try_from(s)
+        .map(|s| s.as_str_name())
+        .unwrap_or("UNKNOWN")
+        .trim_start_matches("SUBMISSION_STATE_")
 }
 
 /// The short name of a verdict.
 pub fn verdict_name(v: i32) -> &'static str {
-    pb::Verdict::try_from(v).map(|v| v.as_str_name()).unwrap_or("UNKNOWN").trim_start_matches("VERDICT_")
+    pb::Verdict::try_from(v)
+        .map(|v| v.as_str_name())
+        .unwrap_or("UNKNOWN")
+        .trim_start_matches("VERDICT_")
 }
 
 fn kind_name(k: i32) -> &'static str {
-    pb::SubmissionKind::try_from(k).map(|k| k.as_str_name()).unwrap_or("UNKNOWN").trim_start_matches("SUBMISSION_KIND_")
+    pb::SubmissionKind::try_from(k)
+        .map(|k| k.as_str_name())
+        .unwrap_or("UNKNOWN")
+        .trim_start_matches("SUBMISSION_KIND_")
 }
 
 fn ts(t: &Option<prost_types::Timestamp>) -> Value {
@@ -36,7 +45,10 @@ fn ts(t: &Option<prost_types::Timestamp>) -> Value {
 fn scores_text(scores: &std::collections::HashMap<String, f64>) -> String {
     let mut v: Vec<_> = scores.iter().collect();
     v.sort_by(|a, b| a.0.cmp(b.0));
-    v.iter().map(|(k, s)| format!("{k}={s}")).collect::<Vec<_>>().join(" ")
+    v.iter()
+        .map(|(k, s)| format!("{k}={s}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A submission as JSON.
@@ -94,7 +106,12 @@ impl Printer {
             return self.print_json(&submission_json(s));
         }
         println!("submission  {}", s.id);
-        println!("challenge   {}  participant {}  kind {}", s.challenge_id, s.participant_id, kind_name(s.kind));
+        println!(
+            "challenge   {}  participant {}  kind {}",
+            s.challenge_id,
+            s.participant_id,
+            kind_name(s.kind)
+        );
         let mut state = state_name(s.state).to_owned();
         if s.queue_position > 0 {
             state.push_str(&format!(" (position {})", s.queue_position));
@@ -116,12 +133,20 @@ impl Printer {
             println!("private     {}", scores_text(&s.private_scores_exact));
         }
         if let Some(u) = &s.usage {
-            let wall = u.wall_time.as_ref().map(|d| d.seconds as f64 + d.nanos as f64 / 1e9).unwrap_or(0.0);
+            let wall = u
+                .wall_time
+                .as_ref()
+                .map(|d| d.seconds as f64 + d.nanos as f64 / 1e9)
+                .unwrap_or(0.0);
             println!(
                 "usage       wall {wall:.2}s  peak memory {}  exit {}{}",
                 crate::units::format_bytes(u.peak_memory_bytes),
                 u.exit_code,
-                if u.signal.is_empty() { String::new() } else { format!(" ({})", u.signal) }
+                if u.signal.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", u.signal)
+                }
             );
         }
     }
@@ -173,8 +198,14 @@ impl Printer {
         if self.json {
             return self.print_json(&v);
         }
-        let state = pb::ChallengeState::try_from(c.state).map(|s| s.as_str_name()).unwrap_or("?");
-        println!("challenge   {}  ({})", c.id, state.trim_start_matches("CHALLENGE_STATE_"));
+        let state = pb::ChallengeState::try_from(c.state)
+            .map(|s| s.as_str_name())
+            .unwrap_or("?");
+        println!(
+            "challenge   {}  ({})",
+            c.id,
+            state.trim_start_matches("CHALLENGE_STATE_")
+        );
         if !c.title.is_empty() {
             println!("title       {}", c.title);
         }
@@ -202,8 +233,15 @@ impl Printer {
             return self.print_json(&Value::Array(list.iter().map(challenge_json).collect()));
         }
         for c in list {
-            let state = pb::ChallengeState::try_from(c.state).map(|s| s.as_str_name()).unwrap_or("?");
-            println!("{:<24} {:<8} {}", c.id, state.trim_start_matches("CHALLENGE_STATE_"), c.title);
+            let state = pb::ChallengeState::try_from(c.state)
+                .map(|s| s.as_str_name())
+                .unwrap_or("?");
+            println!(
+                "{:<24} {:<8} {}",
+                c.id,
+                state.trim_start_matches("CHALLENGE_STATE_"),
+                c.title
+            );
         }
     }
 
@@ -239,19 +277,28 @@ impl Printer {
                 })).collect::<Vec<_>>(),
             }));
         }
-        let view = pb::LeaderboardView::try_from(b.view).map(|v| v.as_str_name()).unwrap_or("?");
+        let view = pb::LeaderboardView::try_from(b.view)
+            .map(|v| v.as_str_name())
+            .unwrap_or("?");
         println!(
             "{} leaderboard of {} ({}, {} is better)",
             view.trim_start_matches("LEADERBOARD_VIEW_").to_lowercase(),
             b.challenge_id,
             b.metric,
-            if b.greater_is_better { "higher" } else { "lower" }
+            if b.greater_is_better {
+                "higher"
+            } else {
+                "lower"
+            }
         );
         if b.entries.is_empty() {
             println!("  (no scored submissions yet)");
         }
         for e in &b.entries {
-            println!("  {:>3}. {:<24} {:<12} {}  ({} submissions)", e.rank, e.participant_id, e.score, e.submission_id, e.submissions);
+            println!(
+                "  {:>3}. {:<24} {:<12} {}  ({} submissions)",
+                e.rank, e.participant_id, e.score, e.submission_id, e.submissions
+            );
         }
     }
 

@@ -191,23 +191,73 @@ impl Limits {
         let mut over = Vec::new();
         let mut check = |name: &str, v: u128, cap: u128, show: &dyn Fn(u128) -> String| {
             if v > cap {
-                over.push(format!("limits.{name} {} is over the server's cap of {}", show(v), show(cap)));
+                over.push(format!(
+                    "limits.{name} {} is over the server's cap of {}",
+                    show(v),
+                    show(cap)
+                ));
             }
         };
         let bytes = |v: u128| crate::units::format_bytes(v as u64);
         let plain = |v: u128| v.to_string();
-        let dur = |v: u128| crate::units::format_duration(std::time::Duration::from_millis(v as u64));
-        check("wall_time", self.wall_time.0.as_millis(), caps.wall_time.0.as_millis(), &dur);
-        check("memory_bytes", self.memory_bytes.0.into(), caps.memory_bytes.0.into(), &bytes);
-        check("cpu_millis", self.cpu_millis.into(), caps.cpu_millis.into(), &plain);
+        let dur =
+            |v: u128| crate::units::format_duration(std::time::Duration::from_millis(v as u64));
+        check(
+            "wall_time",
+            self.wall_time.0.as_millis(),
+            caps.wall_time.0.as_millis(),
+            &dur,
+        );
+        check(
+            "memory_bytes",
+            self.memory_bytes.0.into(),
+            caps.memory_bytes.0.into(),
+            &bytes,
+        );
+        check(
+            "cpu_millis",
+            self.cpu_millis.into(),
+            caps.cpu_millis.into(),
+            &plain,
+        );
         check("pids", self.pids.into(), caps.pids.into(), &plain);
-        check("output_bytes", self.output_bytes.0.into(), caps.output_bytes.0.into(), &bytes);
-        check("scratch_bytes", self.scratch_bytes.0.into(), caps.scratch_bytes.0.into(), &bytes);
+        check(
+            "output_bytes",
+            self.output_bytes.0.into(),
+            caps.output_bytes.0.into(),
+            &bytes,
+        );
+        check(
+            "scratch_bytes",
+            self.scratch_bytes.0.into(),
+            caps.scratch_bytes.0.into(),
+            &bytes,
+        );
         check("gpus", self.gpus.into(), caps.gpus.into(), &plain);
-        check("archive_bytes", self.archive_bytes.0.into(), caps.archive_bytes.0.into(), &bytes);
-        check("extracted_bytes", self.extracted_bytes.0.into(), caps.extracted_bytes.0.into(), &bytes);
-        check("log_bytes", self.log_bytes.0.into(), caps.log_bytes.0.into(), &bytes);
-        check("concurrency", self.concurrency.into(), caps.concurrency.into(), &plain);
+        check(
+            "archive_bytes",
+            self.archive_bytes.0.into(),
+            caps.archive_bytes.0.into(),
+            &bytes,
+        );
+        check(
+            "extracted_bytes",
+            self.extracted_bytes.0.into(),
+            caps.extracted_bytes.0.into(),
+            &bytes,
+        );
+        check(
+            "log_bytes",
+            self.log_bytes.0.into(),
+            caps.log_bytes.0.into(),
+            &bytes,
+        );
+        check(
+            "concurrency",
+            self.concurrency.into(),
+            caps.concurrency.into(),
+            &plain,
+        );
         over
     }
 }
@@ -228,7 +278,12 @@ pub struct ReleasePolicy {
 
 impl Default for ReleasePolicy {
     fn default() -> Self {
-        Self { score_decimals: 4, mode: LeaderboardMode::BestSoFar, ladder_step: 0.0, constant_time_release: false }
+        Self {
+            score_decimals: 4,
+            mode: LeaderboardMode::BestSoFar,
+            ladder_step: 0.0,
+            constant_time_release: false,
+        }
     }
 }
 
@@ -263,7 +318,9 @@ impl Challenge {
         if let Some(custom) = &self.scoring.custom {
             (custom.primary_metric.clone(), custom.greater_is_better)
         } else if let Some(b) = &self.scoring.builtin {
-            let greater = crate::scoring::Metric::from_name(&b.metric).map(|m| m.greater_is_better()).unwrap_or(true);
+            let greater = crate::scoring::Metric::from_name(&b.metric)
+                .map(|m| m.greater_is_better())
+                .unwrap_or(true);
             (b.metric.clone(), greater)
         } else {
             (String::new(), true)

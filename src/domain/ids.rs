@@ -18,7 +18,9 @@ impl ChallengeId {
         let ok = !bytes.is_empty()
             && bytes.len() <= 64
             && (bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit())
-            && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-');
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-');
         if ok {
             Ok(Self(raw.to_owned()))
         } else {
@@ -51,7 +53,9 @@ impl SubmissionId {
     pub fn parse(raw: &str) -> Result<Self, DomainError> {
         let ok = raw.len() == 22
             && raw.starts_with("s-")
-            && raw[2..].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            && raw[2..]
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if ok {
             Ok(Self(raw.to_owned()))
         } else {

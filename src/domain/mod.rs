@@ -60,12 +60,18 @@ pub enum DomainError {
 impl DomainError {
     /// An INVALID_ARGUMENT about `field`.
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        DomainError::Invalid { field: field.into(), reason: reason.into() }
+        DomainError::Invalid {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 
     /// A FAILED_PRECONDITION about `field`.
     pub fn precondition(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        DomainError::Precondition { field: field.into(), reason: reason.into() }
+        DomainError::Precondition {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 
     /// An internal failure, with its cause kept for the log.

@@ -27,7 +27,7 @@ impl SubmissionKind {
     }
 
     /// Parses a stored name.
-    pub fn from_str(s: &str) -> Option<Self> {
+    pub fn parse_name(s: &str) -> Option<Self> {
         match s {
             "full" => Some(SubmissionKind::Full),
             "smoke" => Some(SubmissionKind::Smoke),
@@ -57,7 +57,10 @@ pub enum SubmissionState {
 impl SubmissionState {
     /// Whether nothing more will happen to it.
     pub fn is_terminal(self) -> bool {
-        matches!(self, SubmissionState::Succeeded | SubmissionState::Failed | SubmissionState::Cancelled)
+        matches!(
+            self,
+            SubmissionState::Succeeded | SubmissionState::Failed | SubmissionState::Cancelled
+        )
     }
 
     /// Stored name.
@@ -73,7 +76,7 @@ impl SubmissionState {
     }
 
     /// Parses a stored name.
-    pub fn from_str(s: &str) -> Option<Self> {
+    pub fn parse_name(s: &str) -> Option<Self> {
         Some(match s {
             "queued" => SubmissionState::Queued,
             "running" => SubmissionState::Running,
@@ -127,7 +130,7 @@ impl Verdict {
     }
 
     /// Parses a stored name.
-    pub fn from_str(s: &str) -> Option<Self> {
+    pub fn parse_name(s: &str) -> Option<Self> {
         Some(match s {
             "unspecified" => Verdict::Unspecified,
             "scored" => Verdict::Scored,

@@ -5,43 +5,38 @@
 //! the wall-time timer, the cancellation token, the size of `/output`) while streaming logs
 //! up to their cap, and kill the container the moment a limit is crossed. It reads the OOM
 //! flag and exit code, samples the memory cgroup for the peak, and removes the container on
-//! every path through [`ContainerGuard`].
+//! every path through `ContainerGuard`. The measuring itself (log cap, `/output` size,
+//! memory cgroup) lives in [`super::monitor`].
 //!
 //! It never decides a verdict, and never follows a symlink the run left in `/output`.
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
-use bollard::container::LogOutput;
 use bollard::errors::Error as BollardError;
 use bollard::models::ContainerSummaryStateEnum;
 use bollard::query_parameters::{
     AttachContainerOptions, CreateContainerOptions, InspectContainerOptions, KillContainerOptions,
     ListContainersOptions, RemoveContainerOptions, StatsOptions,
 };
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, instrument, warn};
 
 use super::hardening::{self, SANDBOX_GID, SANDBOX_UID};
+use super::monitor::{LogSink, MemoryProbe, capture_logs, output_usage, watch_output};
 use super::{
-    Backend, CapturedLogs, Isolation, LABEL_OWNER, LABEL_OWNER_VALUE, LABEL_SUBMISSION,
-    OwnedContainer, RunOutcome, RunSpec, SandboxError,
+    Backend, Isolation, LABEL_OWNER, LABEL_OWNER_VALUE, LABEL_SUBMISSION, OwnedContainer,
+    RunOutcome, RunSpec, SandboxError,
 };
 
 /// Socket used when the configured `docker_host` is empty.
 pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
 /// Seconds bollard waits for the engine to answer one request (not for a stream to end).
 const REQUEST_TIMEOUT_SECS: u64 = 120;
-/// How often `/output` is measured and the memory cgroup sampled.
-const WATCH_INTERVAL: Duration = Duration::from_millis(100);
-/// Bytes charged for each entry in `/output` on top of its size, so a flood of empty files or
-/// directories (which still cost inodes and walk time) reaches the cap too.
-pub const OUTPUT_ENTRY_COST: u64 = 512;
 /// How long `start` may take. A runsc sandbox whose pids limit is below its own thread count
 /// hangs in start forever; this turns that into an error (and the guard removes it).
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -75,7 +70,9 @@ pub struct DockerBackend {
 
 impl std::fmt::Debug for DockerBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DockerBackend").field("endpoint", &self.endpoint).finish_non_exhaustive()
+        f.debug_struct("DockerBackend")
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
     }
 }
 
@@ -85,15 +82,24 @@ impl DockerBackend {
     /// version down to what the engine speaks (1.41 on Engine 20.10).
     pub async fn connect(docker_host: &str) -> Result<Self, SandboxError> {
         let host = docker_host.trim();
-        let (docker, endpoint, socket_path) = if host.is_empty() || host.starts_with("unix://") || host.starts_with('/') {
-            let path = if host.is_empty() { DEFAULT_SOCKET } else { host.trim_start_matches("unix://") };
+        let (docker, endpoint, socket_path) = if host.is_empty()
+            || host.starts_with("unix://")
+            || host.starts_with('/')
+        {
+            let path = if host.is_empty() {
+                DEFAULT_SOCKET
+            } else {
+                host.trim_start_matches("unix://")
+            };
             let endpoint = format!("unix://{path}");
-            let docker = Docker::connect_with_unix(path, REQUEST_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
-                .map_err(|e| unreachable(&endpoint, &e))?;
+            let docker =
+                Docker::connect_with_unix(path, REQUEST_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
+                    .map_err(|e| unreachable(&endpoint, &e))?;
             (docker, endpoint, Some(PathBuf::from(path)))
         } else if host.starts_with("tcp://") || host.starts_with("http://") {
-            let docker = Docker::connect_with_http(host, REQUEST_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
-                .map_err(|e| unreachable(host, &e))?;
+            let docker =
+                Docker::connect_with_http(host, REQUEST_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
+                    .map_err(|e| unreachable(host, &e))?;
             (docker, host.to_string(), None)
         } else {
             return Err(SandboxError::Unreachable {
@@ -101,9 +107,16 @@ impl DockerBackend {
                 reason: "unsupported docker_host scheme (use unix://, tcp:// or http://)".into(),
             });
         };
-        let docker = docker.negotiate_version().await.map_err(|e| unreachable(&endpoint, &e))?;
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(|e| unreachable(&endpoint, &e))?;
         info!(endpoint = %endpoint, api_version = %docker.client_version(), "docker engine connected");
-        Ok(Self { docker, endpoint, socket_path })
+        Ok(Self {
+            docker,
+            endpoint,
+            socket_path,
+        })
     }
 
     /// Host-side checks and preparation, off the runtime: mount sources exist, none holds the
@@ -112,18 +125,33 @@ impl DockerBackend {
         let mounts: Vec<PathBuf> = spec.mounts.iter().map(|m| m.host.clone()).collect();
         let output = spec.output_dir.clone();
         let socket = self.socket_path.clone();
-        tokio::task::spawn_blocking(move || prepare_host_blocking(&mounts, &output, socket.as_deref()))
-            .await
-            .map_err(|e| SandboxError::Io(io::Error::other(e)))?
+        tokio::task::spawn_blocking(move || {
+            prepare_host_blocking(&mounts, &output, socket.as_deref())
+        })
+        .await
+        .map_err(|e| SandboxError::Io(io::Error::other(e)))?
     }
 
     /// Creates the container, replacing a leftover of ours with the same name (a crash between
     /// create and remove leaves one behind).
-    async fn create(&self, name: &str, body: bollard::models::ContainerCreateBody) -> Result<String, SandboxError> {
-        let options = || CreateContainerOptions { name: Some(name.to_string()), ..Default::default() };
-        match self.docker.create_container(Some(options()), body.clone()).await {
+    async fn create(
+        &self,
+        name: &str,
+        body: bollard::models::ContainerCreateBody,
+    ) -> Result<String, SandboxError> {
+        let options = || CreateContainerOptions {
+            name: Some(name.to_string()),
+            ..Default::default()
+        };
+        match self
+            .docker
+            .create_container(Some(options()), body.clone())
+            .await
+        {
             Ok(r) => return Ok(r.id),
-            Err(BollardError::DockerResponseServerError { status_code: 409, .. }) => {}
+            Err(BollardError::DockerResponseServerError {
+                status_code: 409, ..
+            }) => {}
             Err(e) => return Err(self.create_error(&body, e)),
         }
         let ours = self
@@ -134,7 +162,10 @@ impl DockerBackend {
             .and_then(|c| c.config?.labels)
             .is_some_and(|l| l.get(LABEL_OWNER).map(String::as_str) == Some(LABEL_OWNER_VALUE));
         if !ours {
-            return Err(SandboxError::Engine { op: "create", reason: format!("name {name} is taken by a container Holdout does not own") });
+            return Err(SandboxError::Engine {
+                op: "create",
+                reason: format!("name {name} is taken by a container Holdout does not own"),
+            });
         }
         warn!(container = %name, "removing leftover container with the same name");
         self.remove(name).await?;
@@ -145,35 +176,55 @@ impl DockerBackend {
             .map_err(|e| self.create_error(&body, e))
     }
 
-    fn create_error(&self, body: &bollard::models::ContainerCreateBody, e: BollardError) -> SandboxError {
+    fn create_error(
+        &self,
+        body: &bollard::models::ContainerCreateBody,
+        e: BollardError,
+    ) -> SandboxError {
         match e {
-            BollardError::DockerResponseServerError { status_code: 404, .. } => {
-                SandboxError::ImageMissing(body.image.clone().unwrap_or_default())
-            }
+            BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            } => SandboxError::ImageMissing(body.image.clone().unwrap_or_default()),
             e => self.engine("create", e),
         }
     }
 
     /// Everything between create and remove. The caller's guard removes the container whatever
     /// this returns.
-    async fn supervise(&self, id: &str, spec: &RunSpec, cancel: &CancellationToken) -> Result<RunOutcome, SandboxError> {
+    async fn supervise(
+        &self,
+        id: &str,
+        spec: &RunSpec,
+        cancel: &CancellationToken,
+    ) -> Result<RunOutcome, SandboxError> {
         let limits = &spec.limits;
         // Attach before start: output written in the first microseconds is not lost.
         let attach = self
             .docker
             .attach_container(
                 id,
-                Some(AttachContainerOptions { stdout: true, stderr: true, stream: true, logs: false, ..Default::default() }),
+                Some(AttachContainerOptions {
+                    stdout: true,
+                    stderr: true,
+                    stream: true,
+                    logs: false,
+                    ..Default::default()
+                }),
             )
             .await
             .map_err(|e| self.engine("attach", e))?;
-        let mut output = attach.output;
+        let output = attach.output;
         drop(attach.input);
 
         match tokio::time::timeout(START_TIMEOUT, self.docker.start_container(id, None)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(self.engine("start", e)),
-            Err(_) => return Err(SandboxError::Engine { op: "start", reason: format!("no answer within {START_TIMEOUT:?}") }),
+            Err(_) => {
+                return Err(SandboxError::Engine {
+                    op: "start",
+                    reason: format!("no answer within {START_TIMEOUT:?}"),
+                });
+            }
         }
         let started = Instant::now();
         debug!(container = %id, "container started");
@@ -185,7 +236,7 @@ impl DockerBackend {
         let exit_code = {
             let wait = self.docker.wait_container(id, None);
             tokio::pin!(wait);
-            let logs = capture_logs(&mut output, &mut sink);
+            let logs = capture_logs(output, &mut sink);
             tokio::pin!(logs);
             let watch = watch_output(spec.output_dir.clone(), limits.output_bytes, probe.clone());
             tokio::pin!(watch);
@@ -214,10 +265,12 @@ impl DockerBackend {
                     }
                     _ = &mut stats, if !stats_done => { stats_done = true; continue }
                     _ = &mut kill_deadline, if killed.is_some() => {
-                        return Err(SandboxError::Engine { op: "kill", reason: format!("container still running {KILL_TIMEOUT:?} after SIGKILL") });
+                        let reason = format!("container still running {KILL_TIMEOUT:?} after SIGKILL");
+                        return Err(SandboxError::Engine { op: "kill", reason });
                     }
                 };
-                info!(container = %id, reason = ?reason, elapsed_ms = started.elapsed().as_millis() as u64, "killing container");
+                let elapsed_ms = started.elapsed().as_millis() as u64;
+                info!(container = %id, reason = ?reason, elapsed_ms, "killing container");
                 killed = Some(reason);
                 match reason {
                     KillReason::TimedOut => outcome.timed_out = true,
@@ -226,7 +279,9 @@ impl DockerBackend {
                     KillReason::LogExceeded => outcome.log_exceeded = true,
                 }
                 self.kill(id).await?;
-                kill_deadline.as_mut().reset(tokio::time::Instant::now() + KILL_TIMEOUT);
+                kill_deadline
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + KILL_TIMEOUT);
             };
             outcome.wall_time = started.elapsed();
             let code = match exit {
@@ -265,13 +320,24 @@ impl DockerBackend {
             .state
             .unwrap_or_default();
         outcome.exit_code = exit_code.or(state.exit_code);
-        let killed_by_us = outcome.timed_out || outcome.cancelled || outcome.output_exceeded || outcome.log_exceeded;
+        let killed_by_us = outcome.timed_out
+            || outcome.cancelled
+            || outcome.output_exceeded
+            || outcome.log_exceeded;
         outcome.oom_killed = state.oom_killed.unwrap_or(false)
             || probe.oom_kills() > 0
             // Flag and counter missing (older kernels, other runtimes): a SIGKILL we did not
             // send, from a cgroup that hit its limit, is the OOM killer.
-            || (!killed_by_us && outcome.exit_code == Some(SIGKILL_EXIT) && probe.hit_limit(limits.memory_bytes));
-        outcome.peak_memory_bytes = probe.peak();
+            || (!killed_by_us
+                && outcome.exit_code == Some(SIGKILL_EXIT)
+                && probe.hit_limit(limits.memory_bytes));
+        // A fast OOM can end between two samples, and the cgroup is gone by the time we could
+        // read it again; an OOM kill means usage reached the limit, so that is the peak.
+        outcome.peak_memory_bytes = match probe.peak() {
+            Some(p) if outcome.oom_killed => Some(p.max(limits.memory_bytes)),
+            None if outcome.oom_killed => Some(limits.memory_bytes),
+            p => p,
+        };
         outcome.logs = sink.into_logs();
         info!(
             container = %id,
@@ -293,42 +359,82 @@ impl DockerBackend {
         if probe.has_cgroup() {
             return;
         }
-        let mut stats = self.docker.stats(id, Some(StatsOptions { stream: true, one_shot: false }));
+        let mut stats = self.docker.stats(
+            id,
+            Some(StatsOptions {
+                stream: true,
+                one_shot: false,
+            }),
+        );
         while let Some(Ok(s)) = stats.next().await {
             if let Some(m) = s.memory_stats {
-                probe.record(m.max_usage.or(m.usage).unwrap_or(0), m.failcnt.unwrap_or(0), 0);
+                probe.record(
+                    m.max_usage.or(m.usage).unwrap_or(0),
+                    m.failcnt.unwrap_or(0),
+                    0,
+                );
             }
         }
     }
 
     async fn kill(&self, id: &str) -> Result<(), SandboxError> {
-        let options = KillContainerOptions { signal: "KILL".into() };
-        match self.docker.kill_container(id, Some(options)).await {
-            Ok(()) => Ok(()),
+        let options = KillContainerOptions {
+            signal: "KILL".into(),
+        };
+        match tokio::time::timeout(KILL_TIMEOUT, self.docker.kill_container(id, Some(options)))
+            .await
+        {
+            Ok(Ok(())) => Ok(()),
             // Already stopped or gone: the wait branch sees the exit.
-            Err(BollardError::DockerResponseServerError { status_code: 404 | 409, .. }) => Ok(()),
-            Err(e) => Err(self.engine("kill", e)),
+            Ok(Err(BollardError::DockerResponseServerError {
+                status_code: 404 | 409,
+                ..
+            })) => Ok(()),
+            Ok(Err(e)) => Err(self.engine("kill", e)),
+            Err(_) => Err(SandboxError::Engine {
+                op: "kill",
+                reason: format!("no answer within {KILL_TIMEOUT:?}"),
+            }),
         }
     }
 
     fn engine(&self, op: &'static str, e: BollardError) -> SandboxError {
         match e {
-            BollardError::DockerResponseServerError { message, status_code } => {
-                SandboxError::Engine { op, reason: format!("{status_code}: {message}") }
-            }
+            BollardError::DockerResponseServerError {
+                message,
+                status_code,
+            } => SandboxError::Engine {
+                op,
+                reason: format!("{status_code}: {message}"),
+            },
             e @ (BollardError::HyperResponseError { .. }
             | BollardError::IOError { .. }
             | BollardError::RequestTimeoutError
             | BollardError::SocketNotFoundError(_)) => unreachable(&self.endpoint, &e),
-            e => SandboxError::Engine { op, reason: e.to_string() },
+            e => SandboxError::Engine {
+                op,
+                reason: e.to_string(),
+            },
         }
     }
 }
 
 #[async_trait::async_trait]
 impl Backend for DockerBackend {
-    #[instrument(skip(self, spec, cancel), fields(submission_id = %spec.submission_id, run = %spec.run_name, isolation = ?spec.isolation, role = spec.role.as_str()))]
-    async fn run(&self, spec: RunSpec, cancel: CancellationToken) -> Result<RunOutcome, SandboxError> {
+    #[instrument(
+        skip(self, spec, cancel),
+        fields(
+            submission_id = %spec.submission_id,
+            run = %spec.run_name,
+            isolation = ?spec.isolation,
+            role = spec.role.as_str(),
+        )
+    )]
+    async fn run(
+        &self,
+        spec: RunSpec,
+        cancel: CancellationToken,
+    ) -> Result<RunOutcome, SandboxError> {
         let body = hardening::container_body(&spec)?;
         self.prepare_host(&spec).await?;
         let name = hardening::container_name(&spec);
@@ -348,7 +454,9 @@ impl Backend for DockerBackend {
     async fn image_exists(&self, image: &str) -> Result<bool, SandboxError> {
         match self.docker.inspect_image(image).await {
             Ok(_) => Ok(true),
-            Err(BollardError::DockerResponseServerError { status_code: 404, .. }) => Ok(false),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(false),
             Err(e) => Err(self.engine("inspect image", e)),
         }
     }
@@ -357,8 +465,14 @@ impl Backend for DockerBackend {
         match isolation {
             Isolation::Runc => Ok(true),
             Isolation::Gvisor => {
-                let info = self.docker.info().await.map_err(|e| self.engine("info", e))?;
-                Ok(info.runtimes.is_some_and(|r| r.contains_key(hardening::GVISOR_RUNTIME)))
+                let info = self
+                    .docker
+                    .info()
+                    .await
+                    .map_err(|e| self.engine("info", e))?;
+                Ok(info
+                    .runtimes
+                    .is_some_and(|r| r.contains_key(hardening::GVISOR_RUNTIME)))
             }
         }
     }
@@ -370,7 +484,11 @@ impl Backend for DockerBackend {
         )]);
         let list = self
             .docker
-            .list_containers(Some(ListContainersOptions { all: true, filters: Some(filters), ..Default::default() }))
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters),
+                ..Default::default()
+            }))
             .await
             .map_err(|e| self.engine("list", e))?;
         Ok(list
@@ -378,27 +496,50 @@ impl Backend for DockerBackend {
             .filter_map(|c| {
                 Some(OwnedContainer {
                     container_id: c.id?,
-                    submission_id: c.labels.and_then(|mut l| l.remove(LABEL_SUBMISSION)).unwrap_or_default(),
-                    running: matches!(c.state, Some(ContainerSummaryStateEnum::RUNNING | ContainerSummaryStateEnum::RESTARTING)),
+                    submission_id: c
+                        .labels
+                        .and_then(|mut l| l.remove(LABEL_SUBMISSION))
+                        .unwrap_or_default(),
+                    running: matches!(
+                        c.state,
+                        Some(
+                            ContainerSummaryStateEnum::RUNNING
+                                | ContainerSummaryStateEnum::RESTARTING
+                        )
+                    ),
                 })
             })
             .collect())
     }
 
     async fn remove(&self, container_id: &str) -> Result<(), SandboxError> {
-        remove_container(&self.docker, container_id).await.map_err(|e| self.engine("remove", e))
+        remove_container(&self.docker, container_id)
+            .await
+            .map_err(|e| self.engine("remove", e))
     }
 
     async fn ping(&self) -> Result<(), SandboxError> {
-        self.docker.ping().await.map(|_| ()).map_err(|e| unreachable(&self.endpoint, &e))
+        self.docker
+            .ping()
+            .await
+            .map(|_| ())
+            .map_err(|e| unreachable(&self.endpoint, &e))
     }
 }
 
 /// Force-removes a container; missing, or already being removed, counts as done.
 async fn remove_container(docker: &Docker, target: &str) -> Result<(), BollardError> {
-    let options = RemoveContainerOptions { force: true, v: true, ..Default::default() };
+    let options = RemoveContainerOptions {
+        force: true,
+        v: true,
+        ..Default::default()
+    };
     match docker.remove_container(target, Some(options)).await {
-        Ok(()) | Err(BollardError::DockerResponseServerError { status_code: 404 | 409, .. }) => Ok(()),
+        Ok(())
+        | Err(BollardError::DockerResponseServerError {
+            status_code: 404 | 409,
+            ..
+        }) => Ok(()),
         Err(e) => Err(e),
     }
 }
@@ -416,7 +557,11 @@ struct ContainerGuard {
 
 impl ContainerGuard {
     fn new(docker: Docker, target: String) -> Self {
-        Self { docker, target, armed: true }
+        Self {
+            docker,
+            target,
+            armed: true,
+        }
     }
 
     async fn remove(&mut self) {
@@ -448,125 +593,41 @@ impl Drop for ContainerGuard {
                     .instrument(span),
                 );
             }
-            Err(_) => warn!(container = %target, "no runtime to remove the container; the orphan sweep must"),
-        }
-    }
-}
-
-/// stdout and stderr kept up to a shared cap.
-struct LogSink {
-    cap: u64,
-    logs: CapturedLogs,
-}
-
-impl LogSink {
-    fn new(cap: u64) -> Self {
-        Self { cap, logs: CapturedLogs::default() }
-    }
-
-    /// Keeps what fits; returns `false` once anything had to be dropped.
-    fn push(&mut self, stderr: bool, bytes: &[u8]) -> bool {
-        let kept = (self.logs.stdout.len() + self.logs.stderr.len()) as u64;
-        let room = self.cap.saturating_sub(kept) as usize;
-        let take = bytes.len().min(room);
-        let buf = if stderr { &mut self.logs.stderr } else { &mut self.logs.stdout };
-        buf.extend_from_slice(&bytes[..take]);
-        if take < bytes.len() {
-            self.logs.truncated = true;
-            return false;
-        }
-        true
-    }
-
-    fn into_logs(self) -> CapturedLogs {
-        self.logs
-    }
-}
-
-/// Streams the attach output into `sink`. Returns `true` as soon as the cap is crossed (the
-/// caller kills the run) and `false` when the stream ends.
-async fn capture_logs<S>(stream: &mut S, sink: &mut LogSink) -> bool
-where
-    S: Stream<Item = Result<LogOutput, BollardError>> + Unpin,
-{
-    while let Some(item) = stream.next().await {
-        let fits = match item {
-            Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => sink.push(false, &message),
-            Ok(LogOutput::StdErr { message }) => sink.push(true, &message),
-            Ok(LogOutput::StdIn { .. }) => true,
-            Err(e) => {
-                debug!(error = %e, "attach stream ended with an error");
-                return false;
-            }
-        };
-        if !fits {
-            return true;
-        }
-    }
-    false
-}
-
-/// Polls the size of `/output` every [`WATCH_INTERVAL`] and samples the memory cgroup;
-/// returns only when the output goes over `cap`.
-async fn watch_output(dir: PathBuf, cap: u64, probe: Arc<MemoryProbe>) {
-    let mut tick = tokio::time::interval(WATCH_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let dir = dir.clone();
-        let probe = probe.clone();
-        let over = tokio::task::spawn_blocking(move || {
-            probe.sample();
-            output_usage(&dir, cap) > cap
-        })
-        .await
-        .unwrap_or(false);
-        if over {
-            return;
-        }
-    }
-}
-
-/// Bytes used under `dir`: each entry's size (the larger of its length and its allocated
-/// blocks, so sparse files count at their apparent size) plus [`OUTPUT_ENTRY_COST`]. Never
-/// follows a symlink. Stops counting once past `stop_after`, which bounds the walk.
-pub fn output_usage(dir: &Path, stop_after: u64) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let mut total = 0u64;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
-        for entry in entries.flatten() {
-            total = total.saturating_add(OUTPUT_ENTRY_COST);
-            let Ok(meta) = std::fs::symlink_metadata(entry.path()) else { continue };
-            if meta.file_type().is_dir() {
-                stack.push(entry.path());
-            } else {
-                total = total.saturating_add(meta.len().max(meta.blocks().saturating_mul(512)));
-            }
-            if total > stop_after {
-                return total;
+            Err(_) => {
+                warn!(container = %target, "no runtime to remove the container; the orphan sweep must")
             }
         }
     }
-    total
 }
 
-fn prepare_host_blocking(mounts: &[PathBuf], output: &Path, socket: Option<&Path>) -> Result<(), SandboxError> {
+fn prepare_host_blocking(
+    mounts: &[PathBuf],
+    output: &Path,
+    socket: Option<&Path>,
+) -> Result<(), SandboxError> {
     let socket = socket.and_then(|s| std::fs::canonicalize(s).ok());
     for host in mounts {
         let real = std::fs::canonicalize(host)?;
         let meta = std::fs::metadata(&real)?;
         if !meta.is_dir() && !meta.is_file() {
-            return Err(SandboxError::InvalidSpec(format!("mount source {} is not a file or folder", host.display())));
+            return Err(SandboxError::InvalidSpec(format!(
+                "mount source {} is not a file or folder",
+                host.display()
+            )));
         }
         if socket.as_ref().is_some_and(|s| s.starts_with(&real)) {
-            return Err(SandboxError::InvalidSpec(format!("mount source {} contains the engine socket", host.display())));
+            return Err(SandboxError::InvalidSpec(format!(
+                "mount source {} contains the engine socket",
+                host.display()
+            )));
         }
     }
     let meta = std::fs::symlink_metadata(output)?;
     if !meta.is_dir() {
-        return Err(SandboxError::InvalidSpec(format!("output dir {} is not a folder", output.display())));
+        return Err(SandboxError::InvalidSpec(format!(
+            "output dir {} is not a folder",
+            output.display()
+        )));
     }
     // The run is uid 65534; give it the folder. Without root, an open folder is the fallback.
     if let Err(e) = std::os::unix::fs::chown(output, Some(SANDBOX_UID), Some(SANDBOX_GID)) {
@@ -577,75 +638,9 @@ fn prepare_host_blocking(mounts: &[PathBuf], output: &Path, socket: Option<&Path
     Ok(())
 }
 
-/// Memory evidence from the container's cgroup, sampled while it runs: the cgroup is gone
-/// once the container has exited, so nothing can be read "just before removal".
-struct MemoryProbe {
-    /// The container's memory cgroup folder, when found.
-    dir: Option<PathBuf>,
-    /// Highest usage seen (cgroup v1 `memory.max_usage_in_bytes`, v2 `memory.peak`).
-    peak: AtomicU64,
-    /// Times the limit was hit (`memory.failcnt`; v2 `memory.events` "max").
-    failcnt: AtomicU64,
-    /// OOM kills counted by the kernel (`oom_kill` in v1 `memory.oom_control`, v2 `memory.events`).
-    oom_kills: AtomicU64,
-}
-
-impl MemoryProbe {
-    /// Looks for the container's memory cgroup under the layouts Docker uses.
-    fn find(id: &str) -> Self {
-        let candidates = [
-            format!("/sys/fs/cgroup/memory/docker/{id}"),
-            format!("/sys/fs/cgroup/memory/system.slice/docker-{id}.scope"),
-            format!("/sys/fs/cgroup/system.slice/docker-{id}.scope"),
-            format!("/sys/fs/cgroup/docker/{id}"),
-        ];
-        let dir = candidates.into_iter().map(PathBuf::from).find(|p| p.is_dir());
-        let probe = Self { dir, peak: AtomicU64::new(0), failcnt: AtomicU64::new(0), oom_kills: AtomicU64::new(0) };
-        probe.sample();
-        probe
-    }
-
-    fn has_cgroup(&self) -> bool {
-        self.dir.is_some()
-    }
-
-    /// Reads the cgroup files once (a few sysfs reads: microseconds).
-    fn sample(&self) {
-        let Some(dir) = &self.dir else { return };
-        let read = |f: &str| std::fs::read_to_string(dir.join(f)).ok();
-        let field = |text: &str, key: &str| {
-            text.lines().find_map(|l| l.strip_prefix(key)?.trim().parse::<u64>().ok())
-        };
-        if let Some(peak) = read("memory.max_usage_in_bytes").or_else(|| read("memory.peak")) {
-            let fail = read("memory.failcnt").and_then(|s| s.trim().parse().ok()).unwrap_or(0);
-            let oom = read("memory.oom_control").and_then(|t| field(&t, "oom_kill ")).unwrap_or(0);
-            self.record(peak.trim().parse().unwrap_or(0), fail, oom);
-        } else if let Some(events) = read("memory.events") {
-            let usage = read("memory.current").and_then(|s| s.trim().parse().ok()).unwrap_or(0);
-            self.record(usage, field(&events, "max ").unwrap_or(0), field(&events, "oom_kill ").unwrap_or(0));
-        }
-    }
-
-    fn record(&self, peak: u64, failcnt: u64, oom_kills: u64) {
-        self.peak.fetch_max(peak, Ordering::Relaxed);
-        self.failcnt.fetch_max(failcnt, Ordering::Relaxed);
-        self.oom_kills.fetch_max(oom_kills, Ordering::Relaxed);
-    }
-
-    fn peak(&self) -> Option<u64> {
-        Some(self.peak.load(Ordering::Relaxed)).filter(|&p| p > 0)
-    }
-
-    fn oom_kills(&self) -> u64 {
-        self.oom_kills.load(Ordering::Relaxed)
-    }
-
-    /// Whether the cgroup hit its limit or came within 5% of it.
-    fn hit_limit(&self, limit: u64) -> bool {
-        self.failcnt.load(Ordering::Relaxed) > 0 || self.peak.load(Ordering::Relaxed) >= limit / 20 * 19
-    }
-}
-
 fn unreachable(endpoint: &str, e: &BollardError) -> SandboxError {
-    SandboxError::Unreachable { endpoint: endpoint.to_string(), reason: e.to_string() }
+    SandboxError::Unreachable {
+        endpoint: endpoint.to_string(),
+        reason: e.to_string(),
+    }
 }

@@ -44,7 +44,12 @@ impl FakeBackend {
 
     /// Submission ids in the order their runs started.
     pub fn started(&self) -> Vec<String> {
-        self.started.lock().unwrap().iter().map(|s| s.submission_id.clone()).collect()
+        self.started
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.submission_id.clone())
+            .collect()
     }
 
     /// The most runs that were ever active at once.
@@ -55,7 +60,11 @@ impl FakeBackend {
 
 #[async_trait::async_trait]
 impl Backend for FakeBackend {
-    async fn run(&self, spec: RunSpec, cancel: CancellationToken) -> Result<RunOutcome, SandboxError> {
+    async fn run(
+        &self,
+        spec: RunSpec,
+        cancel: CancellationToken,
+    ) -> Result<RunOutcome, SandboxError> {
         let run = (self.script.lock().unwrap())(&spec);
         self.started.lock().unwrap().push(spec.clone());
         let now = self.active.fetch_add(1, Ordering::SeqCst) + 1;

@@ -20,8 +20,7 @@ use bollard::models::{
 };
 
 use super::{
-    Isolation, LABEL_OWNER, LABEL_OWNER_VALUE, LABEL_ROLE, LABEL_SUBMISSION, RunSpec,
-    SandboxError,
+    Isolation, LABEL_OWNER, LABEL_OWNER_VALUE, LABEL_ROLE, LABEL_SUBMISSION, RunSpec, SandboxError,
 };
 
 /// User and group every run executes as: `nobody:nogroup`, never root, whatever the image says.
@@ -62,10 +61,20 @@ const RESERVED_PATHS: &[&str] = &[OUTPUT_PATH, SCRATCH_PATH, "/proc", "/sys", "/
 pub fn container_name(spec: &RunSpec) -> String {
     fn clean(s: &str) -> String {
         s.chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-' { c } else { '-' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-' {
+                    c
+                } else {
+                    '-'
+                }
+            })
             .collect()
     }
-    format!("holdout-{}-{}", clean(&spec.submission_id), clean(&spec.run_name))
+    format!(
+        "holdout-{}-{}",
+        clean(&spec.submission_id),
+        clean(&spec.run_name)
+    )
 }
 
 /// The pids limit handed to the engine for this spec (scaled under gVisor, see
@@ -92,7 +101,10 @@ pub fn container_body(spec: &RunSpec) -> Result<ContainerCreateBody, SandboxErro
     for m in &spec.mounts {
         check_container_path(&m.container)?;
         if seen.contains(&m.container.as_str()) {
-            return Err(invalid(format!("mount target {} appears twice", m.container)));
+            return Err(invalid(format!(
+                "mount target {} appears twice",
+                m.container
+            )));
         }
         seen.push(m.container.as_str());
         check_host_path(&m.host)?;
@@ -106,7 +118,9 @@ pub fn container_body(spec: &RunSpec) -> Result<ContainerCreateBody, SandboxErro
     let mut env = Vec::with_capacity(spec.env.len() + 2);
     for (k, v) in &spec.env {
         if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
-            return Err(invalid(format!("env key {k:?} or its value cannot be passed safely")));
+            return Err(invalid(format!(
+                "env key {k:?} or its value cannot be passed safely"
+            )));
         }
         // Ours win: the run must always find its data and output where we say.
         if k == "HOLDOUT_DATA" || k == "HOLDOUT_OUTPUT" {
@@ -163,7 +177,10 @@ pub fn container_body(spec: &RunSpec) -> Result<ContainerCreateBody, SandboxErro
         init: Some(true),
         // Capture is through attach only: the engine keeps no copy, so a flood of stdout can
         // never fill the engine's disk.
-        log_config: Some(HostConfigLogConfig { typ: Some("none".into()), config: None }),
+        log_config: Some(HostConfigLogConfig {
+            typ: Some("none".into()),
+            config: None,
+        }),
         // We remove the container ourselves after reading its state.
         auto_remove: Some(false),
         runtime: match spec.isolation {
@@ -205,10 +222,15 @@ fn validate_limits(spec: &RunSpec) -> Result<(), SandboxError> {
     let l = &spec.limits;
     // The engine reads 0 as "no limit" for memory, CPU and pids: refuse rather than loosen.
     if l.memory_bytes < MIN_MEMORY_BYTES {
-        return Err(invalid(format!("memory_bytes {} is below {MIN_MEMORY_BYTES}", l.memory_bytes)));
+        return Err(invalid(format!(
+            "memory_bytes {} is below {MIN_MEMORY_BYTES}",
+            l.memory_bytes
+        )));
     }
     if l.cpu_millis == 0 || l.pids == 0 || l.output_bytes == 0 || l.scratch_bytes == 0 {
-        return Err(invalid("cpu_millis, pids, output_bytes and scratch_bytes must be positive".into()));
+        return Err(invalid(
+            "cpu_millis, pids, output_bytes and scratch_bytes must be positive".into(),
+        ));
     }
     if l.wall_time.is_zero() {
         return Err(invalid("wall_time must be positive".into()));
@@ -223,24 +245,35 @@ fn validate_limits(spec: &RunSpec) -> Result<(), SandboxError> {
 fn check_container_path(target: &str) -> Result<(), SandboxError> {
     let p = Path::new(target);
     let normal = p.is_absolute()
-        && p.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+        && p.components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
         && !target.ends_with('/')
         && target != "/";
     if !normal {
-        return Err(invalid(format!("mount target {target:?} is not a plain absolute path")));
+        return Err(invalid(format!(
+            "mount target {target:?} is not a plain absolute path"
+        )));
     }
     if RESERVED_PATHS.iter().any(|r| p.starts_with(r)) {
-        return Err(invalid(format!("mount target {target:?} covers a reserved path")));
+        return Err(invalid(format!(
+            "mount target {target:?} covers a reserved path"
+        )));
     }
     Ok(())
 }
 
 fn check_host_path(host: &Path) -> Result<(), SandboxError> {
     if !host.is_absolute() || host.components().any(|c| matches!(c, Component::ParentDir)) {
-        return Err(invalid(format!("host path {} is not absolute and normal", host.display())));
+        return Err(invalid(format!(
+            "host path {} is not absolute and normal",
+            host.display()
+        )));
     }
     if host.to_str().is_none() {
-        return Err(invalid(format!("host path {} is not valid utf-8", host.display())));
+        return Err(invalid(format!(
+            "host path {} is not valid utf-8",
+            host.display()
+        )));
     }
     Ok(())
 }
@@ -261,7 +294,11 @@ fn bind(host: &Path, target: &str, read_only: bool) -> EngineMount {
 }
 
 fn ulimit(name: &str, value: i64) -> ResourcesUlimits {
-    ResourcesUlimits { name: Some(name.into()), soft: Some(value), hard: Some(value) }
+    ResourcesUlimits {
+        name: Some(name.into()),
+        soft: Some(value),
+        hard: Some(value),
+    }
 }
 
 fn to_i64(v: u64, what: &str) -> Result<i64, SandboxError> {
@@ -291,8 +328,16 @@ mod unit_tests {
             env: BTreeMap::from([("SEED".to_string(), "7".to_string())]),
             isolation: Isolation::Runc,
             mounts: vec![
-                Mount { host: "/srv/sub".into(), container: "/submission".into(), read_only: true },
-                Mount { host: "/srv/data".into(), container: "/data".into(), read_only: false },
+                Mount {
+                    host: "/srv/sub".into(),
+                    container: "/submission".into(),
+                    read_only: true,
+                },
+                Mount {
+                    host: "/srv/data".into(),
+                    container: "/data".into(),
+                    read_only: false,
+                },
             ],
             output_dir: PathBuf::from("/srv/out"),
             limits: RunLimits {
@@ -341,7 +386,10 @@ mod unit_tests {
             assert_eq!(m.read_only, Some(!writable), "{m:?}");
             assert_eq!(m.typ, Some(MountType::BIND));
         }
-        let out = mounts.iter().find(|m| m.target.as_deref() == Some("/output")).unwrap();
+        let out = mounts
+            .iter()
+            .find(|m| m.target.as_deref() == Some("/output"))
+            .unwrap();
         assert_eq!(out.source.as_deref(), Some("/srv/out"));
         assert!(host(&b).binds.is_none());
     }
@@ -354,9 +402,21 @@ mod unit_tests {
         assert_eq!(h.cap_drop.as_deref(), Some(&["ALL".to_string()][..]));
         assert!(h.cap_add.is_none());
         assert_eq!(h.privileged, Some(false));
-        assert!(h.security_opt.as_ref().unwrap().iter().any(|o| o == "no-new-privileges:true"));
+        assert!(
+            h.security_opt
+                .as_ref()
+                .unwrap()
+                .iter()
+                .any(|o| o == "no-new-privileges:true")
+        );
         // Engine defaults for seccomp, AppArmor and masked paths are kept.
-        assert!(!h.security_opt.as_ref().unwrap().iter().any(|o| o.contains("unconfined")));
+        assert!(
+            !h.security_opt
+                .as_ref()
+                .unwrap()
+                .iter()
+                .any(|o| o.contains("unconfined"))
+        );
         assert!(h.masked_paths.is_none() && h.readonly_paths.is_none());
         assert!(h.pid_mode.is_none() && h.userns_mode.is_none() && h.uts_mode.is_none());
         assert_eq!(h.ipc_mode.as_deref(), Some("private"));
@@ -371,7 +431,11 @@ mod unit_tests {
         assert_eq!(h.nano_cpus, Some(500_000_000));
         assert_eq!(h.pids_limit, Some(32));
         let ul = h.ulimits.as_ref().unwrap();
-        let get = |n: &str| ul.iter().find(|u| u.name.as_deref() == Some(n)).map(|u| (u.soft, u.hard));
+        let get = |n: &str| {
+            ul.iter()
+                .find(|u| u.name.as_deref() == Some(n))
+                .map(|u| (u.soft, u.hard))
+        };
         assert_eq!(get("nofile"), Some((Some(1024), Some(1024))));
         assert_eq!(get("fsize"), Some((Some(1 << 20), Some(1 << 20))));
         assert_eq!(get("core"), Some((Some(0), Some(0))));
@@ -381,7 +445,10 @@ mod unit_tests {
     #[test]
     fn the_engine_keeps_no_logs() {
         let b = container_body(&spec()).unwrap();
-        assert_eq!(host(&b).log_config.as_ref().unwrap().typ.as_deref(), Some("none"));
+        assert_eq!(
+            host(&b).log_config.as_ref().unwrap().typ.as_deref(),
+            Some("none")
+        );
     }
 
     #[test]
@@ -390,7 +457,10 @@ mod unit_tests {
         s.env.insert("HOLDOUT_OUTPUT".into(), "/etc".into());
         let b = container_body(&s).unwrap();
         let env = b.env.unwrap();
-        assert_eq!(env, vec!["SEED=7", "HOLDOUT_DATA=/data", "HOLDOUT_OUTPUT=/output"]);
+        assert_eq!(
+            env,
+            vec!["SEED=7", "HOLDOUT_DATA=/data", "HOLDOUT_OUTPUT=/output"]
+        );
     }
 
     #[test]
@@ -409,7 +479,10 @@ mod unit_tests {
         s.isolation = Isolation::Gvisor;
         let b = container_body(&s).unwrap();
         assert_eq!(host(&b).runtime.as_deref(), Some("runsc"));
-        assert_eq!(host(&b).pids_limit, Some(GVISOR_PIDS_BASE + GVISOR_PIDS_PER_TASK * 32));
+        assert_eq!(
+            host(&b).pids_limit,
+            Some(GVISOR_PIDS_BASE + GVISOR_PIDS_PER_TASK * 32)
+        );
     }
 
     #[test]
@@ -426,7 +499,10 @@ mod unit_tests {
     #[test]
     fn the_working_dir_is_the_submission_only_when_mounted() {
         let mut s = spec();
-        assert_eq!(container_body(&s).unwrap().working_dir.as_deref(), Some("/submission"));
+        assert_eq!(
+            container_body(&s).unwrap().working_dir.as_deref(),
+            Some("/submission")
+        );
         s.mounts.retain(|m| m.container != "/submission");
         assert!(container_body(&s).unwrap().working_dir.is_none());
     }
@@ -444,19 +520,42 @@ mod unit_tests {
         ] {
             let mut s = spec();
             f(&mut s);
-            assert!(matches!(container_body(&s), Err(SandboxError::InvalidSpec(_))));
+            assert!(matches!(
+                container_body(&s),
+                Err(SandboxError::InvalidSpec(_))
+            ));
         }
     }
 
     #[test]
     fn mounts_over_reserved_or_odd_paths_are_refused() {
-        for target in ["/output", "/tmp/x", "/proc", "/", "data", "/data/../etc", "/etc/passwd", "/dev/shm"] {
+        for target in [
+            "/output",
+            "/tmp/x",
+            "/proc",
+            "/",
+            "data",
+            "/data/../etc",
+            "/etc/passwd",
+            "/dev/shm",
+        ] {
             let mut s = spec();
-            s.mounts.push(Mount { host: "/srv/x".into(), container: target.into(), read_only: true });
-            assert!(matches!(container_body(&s), Err(SandboxError::InvalidSpec(_))), "{target}");
+            s.mounts.push(Mount {
+                host: "/srv/x".into(),
+                container: target.into(),
+                read_only: true,
+            });
+            assert!(
+                matches!(container_body(&s), Err(SandboxError::InvalidSpec(_))),
+                "{target}"
+            );
         }
         let mut s = spec();
-        s.mounts.push(Mount { host: "/srv/x".into(), container: "/data".into(), read_only: true });
+        s.mounts.push(Mount {
+            host: "/srv/x".into(),
+            container: "/data".into(),
+            read_only: true,
+        });
         assert!(container_body(&s).is_err(), "duplicate target");
         let mut s = spec();
         s.mounts[0].host = "relative".into();

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 pub mod docker;
 pub mod fake;
 pub mod hardening;
+pub mod monitor;
 
 #[cfg(test)]
 mod tests;

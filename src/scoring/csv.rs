@@ -178,7 +178,9 @@ pub(crate) struct RangeReader<'a> {
 
 impl Read for RangeReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let want = buf.len().min(usize::try_from(self.end - self.pos).unwrap_or(usize::MAX));
+        let want = buf
+            .len()
+            .min(usize::try_from(self.end - self.pos).unwrap_or(usize::MAX));
         let n = self.file.read_at(&mut buf[..want], self.pos)?;
         self.pos += n as u64;
         Ok(n)
@@ -194,16 +196,16 @@ impl Read for RangeReader<'_> {
 #[inline]
 pub(crate) fn parse_f64(text: &[u8]) -> Option<f64> {
     const POW10: [f64; 23] = [
-        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-        1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+        1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
     ];
     let (negative, digits) = match text.first() {
         Some(b'-') => (true, &text[1..]),
         Some(b'+') => (false, &text[1..]),
         _ => (false, text),
     };
-    // 19 digits and a point: the mantissa cannot overflow a u64.
-    if !digits.is_empty() && digits.len() <= 20 {
+    // At most 19 digits (with or without a point): the mantissa stays below 10^19 < 2^64.
+    if !digits.is_empty() && digits.len() <= 19 {
         let mut mantissa = 0u64;
         let mut count = 0usize;
         let mut scale = 0usize;
@@ -415,6 +417,18 @@ mod tests {
         match reader.next_chunk(2) {
             Err(LineError::TooLong { line }) => assert_eq!(line, 3),
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn long_mantissas_are_left_to_std() {
+        for text in [
+            "99999999999999999999",
+            "18446744073709551617",
+            "9007199254740993",
+            "0.30000000000000004441",
+        ] {
+            assert_eq!(parse_f64(text.as_bytes()), text.parse().ok(), "{text}");
         }
     }
 

@@ -1,8 +1,8 @@
 //! The ground truth: loading `labels.csv` once into a compact, indexed, split-aware set.
 //!
 //! Owns [`load_labels`], [`LabelSet`] and the [`LabelsCache`]. Ids are interned in one byte
-//! arena with a hash index over it, so scoring a predictions row is one lookup and no
-//! allocation. Errors here are for the challenge's organiser (they may name columns and ids
+//! arena with a hash index over it (`index`), so scoring a predictions row is one lookup and
+//! no allocation; the set also offers the staged lookups the row pass pipelines. Errors here are for the challenge's organiser (they may name columns and ids
 //! of the labels file). This module must never hand label values or the public/private
 //! membership of an id to anything that reaches a participant.
 
@@ -10,11 +10,11 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use crate::scoring::csv::{self, Fields, LineError, LineReader};
+use crate::scoring::index::{INDEX_SEED, IdIndex, advise_huge_pages, prefetch};
 use crate::scoring::metrics::Sum;
 use crate::scoring::split::{Split, hash_id};
 
@@ -22,8 +22,6 @@ use crate::scoring::split::{Split, hash_id};
 const MAX_LABELS_LINE: usize = 16 << 20;
 /// Ids are indexed by u32 offsets, and classes stored as u16.
 const MAX_CLASSES: usize = u16::MAX as usize;
-/// Seed of the id index's hash; unrelated to any split seed.
-const INDEX_SEED: u64 = 0x5EED_1D5E_ED1D_5EED;
 
 /// What the target column holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -113,146 +111,6 @@ pub enum LabelsError {
         "the {part} part has rows of only one class, so ROC AUC is undefined there; change split_seed"
     )]
     SingleClassPart { part: &'static str },
-}
-
-/// Interned ids: every id's bytes in one arena, plus an open-addressing index from id to row.
-///
-/// The index is hand-rolled rather than a general hash map because it dominates load time
-/// at tens of millions of rows: each slot is one u32 packing the row with a few bits of the
-/// id's hash (so a probe rarely has to touch the arena), linear probing keeps a probe within
-/// a cache line, and building it prefetches slots a few rows ahead so the cache misses of
-/// many inserts overlap instead of queueing.
-#[derive(Debug)]
-struct IdIndex {
-    /// All ids back to back.
-    arena: Vec<u8>,
-    /// End offset of each row's id in `arena`.
-    ends: Vec<u32>,
-    /// 0 for an empty slot, else `tag << row_bits | (row + 1)`. Atomic so two threads can
-    /// fill it; once built it only is read, and a relaxed load is a plain load.
-    slots: Vec<AtomicU32>,
-    /// Bits of a slot holding `row + 1`; the rest hold the tag.
-    row_bits: u32,
-}
-
-/// How many rows ahead the index build prefetches.
-const PREFETCH_AHEAD: usize = 16;
-
-impl IdIndex {
-    #[inline]
-    fn id(&self, row: usize) -> &[u8] {
-        let start = if row == 0 {
-            0
-        } else {
-            self.ends[row - 1] as usize
-        };
-        &self.arena[start..self.ends[row] as usize]
-    }
-
-    /// The first slot to probe for `hash` (multiply-shift onto the table's length).
-    #[inline]
-    fn home(&self, hash: u64) -> usize {
-        ((u128::from(hash) * self.slots.len() as u128) >> 64) as usize
-    }
-
-    /// The tag of `hash`, already shifted into place (0 when rows use all 32 bits).
-    #[inline]
-    fn tag(&self, hash: u64) -> u32 {
-        if self.row_bits >= 32 {
-            0
-        } else {
-            ((hash as u32) >> self.row_bits) << self.row_bits
-        }
-    }
-
-    #[inline]
-    fn row_mask(&self) -> u32 {
-        if self.row_bits >= 32 {
-            u32::MAX
-        } else {
-            (1 << self.row_bits) - 1
-        }
-    }
-
-    /// The row of `id`, or the slot where it would be inserted.
-    #[inline]
-    fn probe(&self, id: &[u8], hash: u64) -> Result<usize, usize> {
-        let (tag, mask) = (self.tag(hash), self.row_mask());
-        let mut slot = self.home(hash);
-        loop {
-            let value = self.slots[slot].load(Ordering::Relaxed);
-            if value == 0 {
-                return Err(slot);
-            }
-            if value & !mask == tag {
-                let row = (value & mask) as usize - 1;
-                if self.id(row) == id {
-                    return Ok(row);
-                }
-            }
-            slot += 1;
-            if slot == self.slots.len() {
-                slot = 0;
-            }
-        }
-    }
-
-    #[inline]
-    fn find(&self, id: &[u8]) -> Option<usize> {
-        self.probe(id, hash_id(id, INDEX_SEED)).ok()
-    }
-
-    #[inline]
-    fn prefetch(&self, slot: usize) {
-        prefetch(&self.slots, slot);
-    }
-
-    /// The first row along `hash`'s probe whose tag matches, looking no further than the
-    /// home slot's neighbours (already cached): the likely answer, to prefetch.
-    #[inline]
-    fn candidate(&self, hash: u64) -> Option<usize> {
-        let (tag, mask) = (self.tag(hash), self.row_mask());
-        let home = self.home(hash);
-        let near = &self.slots[home..self.slots.len().min(home + 8)];
-        near.iter()
-            .map(|value| value.load(Ordering::Relaxed))
-            .take_while(|&value| value != 0)
-            .find(|&value| value & !mask == tag)
-            .map(|value| (value & mask) as usize - 1)
-    }
-}
-
-/// Asks the kernel to back a large vector's reserved capacity with 2 MiB pages, before it is
-/// touched. Random lookups into the id index and the per-row arrays then miss the TLB far
-/// less often, which is most of what a shuffled predictions file costs. Only advice: ignored
-/// where transparent huge pages are off, and a no-op for small vectors.
-pub(crate) fn advise_huge_pages<T>(v: &Vec<T>) {
-    const HUGE: usize = 2 << 20;
-    if std::env::var_os("XX_NO_HUGE").is_some() { return; }
-    let start = v.as_ptr() as usize;
-    let end = start + v.capacity() * std::mem::size_of::<T>();
-    let (from, to) = (start.next_multiple_of(HUGE), end & !(HUGE - 1));
-    if to > from {
-        // SAFETY: the range lies inside the vector's own allocation, and MADV_HUGEPAGE only
-        // changes how its pages are backed, never their contents.
-        unsafe {
-            libc::madvise(from as *mut libc::c_void, to - from, libc::MADV_HUGEPAGE);
-        }
-    }
-}
-
-/// Asks the CPU to start loading `items[i]` into cache. Only a hint: out of bounds is ignored.
-#[inline]
-pub(crate) fn prefetch<T>(items: &[T], i: usize) {
-    if i >= items.len() {
-        return;
-    }
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: `i` is in bounds, and a prefetch never faults and reads nothing.
-    unsafe {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        _mm_prefetch::<_MM_HINT_T0>(items.as_ptr().add(i).cast());
-    }
 }
 
 /// Target values, one per row.
@@ -348,7 +206,7 @@ impl LabelSet {
         hash
     }
 
-    /// Second step of a batched lookup, once the slot is cached: the likely row, whose id
+    /// Second step of a pipelined lookup, once the slot is cached: the likely row, whose id
     /// bounds and target it prefetches.
     #[inline]
     pub(crate) fn prefetch_candidate(&self, hash: u64) -> Option<usize> {
@@ -366,7 +224,11 @@ impl LabelSet {
     /// Third step: prefetches the candidate row's id bytes, once its bounds are cached.
     #[inline]
     pub(crate) fn prefetch_id(&self, row: usize) {
-        let start = if row == 0 { 0 } else { self.ids.ends[row - 1] as usize };
+        let start = if row == 0 {
+            0
+        } else {
+            self.ids.ends[row - 1] as usize
+        };
         prefetch(&self.ids.arena, start);
     }
 
@@ -538,7 +400,7 @@ pub fn load_labels(path: &Path, spec: &LabelSpec) -> Result<LabelSet, LabelsErro
     class_of_row.shrink_to_fit();
     values.shrink_to_fit();
 
-    let ids = build_index(arena, ends)?;
+    let ids = IdIndex::build(arena, ends).map_err(|id| LabelsError::DuplicateId { id })?;
     let targets = match spec.kind {
         TargetKind::Classes => {
             let positive = if spec.binary {
@@ -650,7 +512,13 @@ struct Rows<'s> {
 }
 
 impl<'s> Rows<'s> {
-    fn new(spec: &'s LabelSpec, size_hint: usize, id_col: usize, target_col: usize, width: usize) -> Self {
+    fn new(
+        spec: &'s LabelSpec,
+        size_hint: usize,
+        id_col: usize,
+        target_col: usize,
+        width: usize,
+    ) -> Self {
         // Untouched capacity costs no memory, so reserving the file size for ids is free.
         // A row takes at least 4 bytes ("i,t\n"), which bounds the row count.
         let mut rows = Self {
@@ -692,7 +560,13 @@ impl<'s> Rows<'s> {
         let mut field = 0;
         let mut id = (0, 0);
         let mut target = (0, 0);
-        let line_end = |this: &mut Self, start: usize, end: usize, found: usize, id: (usize, usize), target: (usize, usize), line: u64| {
+        let line_end = |this: &mut Self,
+                        start: usize,
+                        end: usize,
+                        found: usize,
+                        id: (usize, usize),
+                        target: (usize, usize),
+                        line: u64| {
             if found == 1 && chunk[start..end].trim_ascii().is_empty() {
                 return Ok(());
             }
@@ -822,18 +696,19 @@ impl<'s> Rows<'s> {
                             .then(|| self.class_names.iter().position(|n| **n == *target))
                             .flatten()
                             .map(|c| c as u16);
-                        let class = match scanned.or_else(|| self.class_by_name.get(target).copied()) {
-                            Some(class) => class,
-                            None => {
-                                if self.class_names.len() >= MAX_CLASSES {
-                                    return Err(LabelsError::TooManyClasses);
+                        let class =
+                            match scanned.or_else(|| self.class_by_name.get(target).copied()) {
+                                Some(class) => class,
+                                None => {
+                                    if self.class_names.len() >= MAX_CLASSES {
+                                        return Err(LabelsError::TooManyClasses);
+                                    }
+                                    let class = self.class_names.len() as u16;
+                                    self.class_names.push(target.into());
+                                    self.class_by_name.insert(target.into(), class);
+                                    class
                                 }
-                                let class = self.class_names.len() as u16;
-                                self.class_names.push(target.into());
-                                self.class_by_name.insert(target.into(), class);
-                                class
-                            }
-                        };
+                            };
                         self.last_class = Some(class);
                         class
                     }
@@ -852,99 +727,6 @@ impl<'s> Rows<'s> {
                     });
                 }
                 self.values.push(value);
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Builds the id index, refusing duplicates. Sized once (load factor 0.6), so it never grows.
-/// Large sets are indexed by two threads, each inserting half the rows; when they find a
-/// duplicate, the index is rebuilt on one thread so the id reported is always the first
-/// repeated one in file order.
-fn build_index(arena: Vec<u8>, ends: Vec<u32>) -> Result<IdIndex, LabelsError> {
-    let rows = ends.len();
-    let row_bits = (usize::BITS - rows.leading_zeros()).max(1);
-    let mut index = IdIndex {
-        arena,
-        ends,
-        slots: Vec::with_capacity(rows + rows * 2 / 3 + 1),
-        row_bits,
-    };
-    advise_huge_pages(&index.slots);
-    index
-        .slots
-        .extend((0..rows + rows * 2 / 3 + 1).map(|_| AtomicU32::new(0)));
-    let two_threads = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
-    if two_threads && rows >= PARALLEL_INDEX_ROWS {
-        let shared = &index;
-        let (first, second) = std::thread::scope(|scope| {
-            let second = scope.spawn(|| shared.insert_rows(rows / 2..rows));
-            (shared.insert_rows(0..rows / 2), second.join())
-        });
-        if matches!((first, second), (Ok(()), Ok(Ok(())))) {
-            return Ok(index);
-        }
-        for slot in &index.slots {
-            slot.store(0, Ordering::Relaxed);
-        }
-    }
-    match index.insert_rows(0..rows) {
-        Ok(()) => Ok(index),
-        Err(row) => Err(LabelsError::DuplicateId {
-            id: String::from_utf8_lossy(index.id(row)).into_owned(),
-        }),
-    }
-}
-
-/// Sets smaller than this are indexed on one thread.
-const PARALLEL_INDEX_ROWS: usize = if cfg!(test) { 2 } else { 1 << 16 };
-
-impl IdIndex {
-    /// Inserts `rows`, prefetching slots a few rows ahead so the cache misses of many
-    /// inserts overlap. Safe to run on several threads over disjoint ranges: a slot is
-    /// claimed by compare-and-swap, and two inserts of one id walk the same probe sequence,
-    /// so the later one meets the earlier. `Err(row)`: `row` repeats an id already present.
-    fn insert_rows(&self, rows: std::ops::Range<usize>) -> Result<(), usize> {
-        let mut ahead = [0u64; PREFETCH_AHEAD];
-        for row in rows.start..rows.end.min(rows.start + PREFETCH_AHEAD) {
-            let hash = hash_id(self.id(row), INDEX_SEED);
-            ahead[row % PREFETCH_AHEAD] = hash;
-            self.prefetch(self.home(hash));
-        }
-        let mask = self.row_mask();
-        for row in rows.clone() {
-            let hash = ahead[row % PREFETCH_AHEAD];
-            let next = row + PREFETCH_AHEAD;
-            if next < rows.end {
-                let next_hash = hash_id(self.id(next), INDEX_SEED);
-                ahead[next % PREFETCH_AHEAD] = next_hash;
-                self.prefetch(self.home(next_hash));
-            }
-            let (id, tag) = (self.id(row), self.tag(hash));
-            let mine = tag | (row as u32 + 1);
-            let mut slot = self.home(hash);
-            loop {
-                let value = self.slots[slot].load(Ordering::Relaxed);
-                if value == 0 {
-                    match self.slots[slot].compare_exchange(
-                        0,
-                        mine,
-                        Ordering::Relaxed,
-                        Ordering::Relaxed,
-                    ) {
-                        Ok(_) => break,
-                        // Another thread took it: look at what it wrote.
-                        Err(_) => continue,
-                    }
-                }
-                if value & !mask == tag && self.id((value & mask) as usize - 1) == id {
-                    return Err(row);
-                }
-                slot += 1;
-                if slot == self.slots.len() {
-                    slot = 0;
-                }
             }
         }
         Ok(())

@@ -426,7 +426,10 @@ mod tests {
             .into_iter()
             .filter(|m| !m.has_row_losses())
             .collect();
-        assert_eq!(without, [Metric::BalancedAccuracy, Metric::F1Macro, Metric::RocAuc]);
+        assert_eq!(
+            without,
+            [Metric::BalancedAccuracy, Metric::F1Macro, Metric::RocAuc]
+        );
     }
 
     #[test]

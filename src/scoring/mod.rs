@@ -1,7 +1,8 @@
 //! Scoring: everything about predictions and metrics.
 //!
-//! Owns the predictions contract and its participant-safe errors ([`predictions`]), loading
-//! and caching the ground truth ([`labels`]), the built-in metrics ([`metrics`]), the
+//! Owns the predictions contract and its participant-safe errors ([`predictions`]), the row
+//! pass that joins predictions with labels (`pass`), loading and caching the ground truth
+//! ([`labels`], with its id index in `index`), the built-in metrics ([`metrics`]), the
 //! public/private split ([`split`]), the helpers for an organiser's custom scorer
 //! ([`custom`]), and the core of the `holdout score` command ([`cli`]).
 //!
@@ -9,8 +10,9 @@
 //!  labels.csv ──load_labels──▶ LabelSet (ids interned + hash index, targets, split bits)
 //!                                  │            cached by LabelsCache as Arc<LabelSet>
 //!  predictions.csv ──open_predictions (O_NOFOLLOW, fstat, size cap)
-//!        └──score_predictions: one streaming pass ─▶ per-part totals ─▶ ScoreReport
-//!                                                     {all, public, private}
+//!        └──score_predictions: a pass over each half of the file, on two threads
+//!              (on any problem: one pass from the start, for the exact first error)
+//!              ─▶ per-part totals (+ public row losses) ─▶ ScoreReport {all, public, private}
 //! ```
 //!
 //! This module never talks to containers, the store or the network, never logs, and never
@@ -18,10 +20,11 @@
 
 pub mod cli;
 mod csv;
-mod pass;
 pub mod custom;
+mod index;
 pub mod labels;
 pub mod metrics;
+mod pass;
 pub mod predictions;
 pub mod split;
 

@@ -129,7 +129,7 @@ pub(crate) struct Pass<'p, 'a> {
     /// Data rows read (blank lines excluded).
     pub(crate) rows: usize,
     /// Rows in the lookup pipeline, oldest first.
-    batch: std::collections::VecDeque<Pending>,
+    pipeline: std::collections::VecDeque<Pending>,
     /// Field splitter for lines with quotes or non-ASCII bytes.
     fields: Fields,
 }
@@ -138,10 +138,7 @@ impl<'p, 'a> Pass<'p, 'a> {
     /// A fresh pass; its key vectors reserve the whole file's counts, which costs no memory
     /// until written.
     pub(crate) fn new(plan: &'p Plan<'a>) -> Self {
-        let mut parts = [
-            PartTotals::new(plan.classes),
-            PartTotals::new(plan.classes),
-        ];
+        let mut parts = [PartTotals::new(plan.classes), PartTotals::new(plan.classes)];
         for (part, count) in parts.iter_mut().zip(plan.key_counts) {
             part.negative_keys.reserve_exact(count[0]);
             part.positive_keys.reserve_exact(count[1]);
@@ -158,7 +155,7 @@ impl<'p, 'a> Pass<'p, 'a> {
             hint: 0,
             in_order: true,
             rows: 0,
-            batch: std::collections::VecDeque::with_capacity(SETTLE_DISTANCE + 1),
+            pipeline: std::collections::VecDeque::with_capacity(SETTLE_DISTANCE + 1),
             fields: Fields::default(),
         }
     }
@@ -322,7 +319,7 @@ impl<'p, 'a> Pass<'p, 'a> {
         let labels = self.plan.labels;
         let id_bytes = &chunk[id.0..id.1];
         let guessed = self.in_order && labels.row_has_id(self.hint, id_bytes);
-        if guessed && self.batch.is_empty() {
+        if guessed && self.pipeline.is_empty() {
             return self.settle(Some(self.hint), id_bytes, number, class, line);
         }
         let (hash, row) = if guessed {
@@ -330,7 +327,7 @@ impl<'p, 'a> Pass<'p, 'a> {
         } else {
             (labels.hash_and_prefetch(id_bytes), UNRESOLVED)
         };
-        self.batch.push_back(Pending {
+        self.pipeline.push_back(Pending {
             id,
             hash,
             row,
@@ -340,15 +337,18 @@ impl<'p, 'a> Pass<'p, 'a> {
             class,
             line,
         });
-        let n = self.batch.len();
+        let n = self.pipeline.len();
         if n > SLOT_DISTANCE {
-            read_slot(labels, &mut self.batch[n - 1 - SLOT_DISTANCE]);
+            read_slot(labels, &mut self.pipeline[n - 1 - SLOT_DISTANCE]);
         }
         if n > BOUNDS_DISTANCE {
-            prefetch_id(labels, &mut self.batch[n - 1 - BOUNDS_DISTANCE]);
+            prefetch_id(labels, &mut self.pipeline[n - 1 - BOUNDS_DISTANCE]);
         }
         if n > SETTLE_DISTANCE {
-            let p = self.batch.pop_front().expect("the pipeline is not empty");
+            let p = self
+                .pipeline
+                .pop_front()
+                .expect("the pipeline is not empty");
             self.settle_pending(chunk, p)?;
         }
         Ok(())
@@ -357,15 +357,15 @@ impl<'p, 'a> Pass<'p, 'a> {
     /// Drains the pipeline: finishes every queued row's lookup and settles them in order.
     fn flush(&mut self, chunk: &[u8]) -> Result<(), PredictionsError> {
         let labels = self.plan.labels;
-        for p in self.batch.iter_mut() {
+        for p in self.pipeline.iter_mut() {
             read_slot(labels, p);
         }
-        for p in self.batch.iter_mut() {
+        for p in self.pipeline.iter_mut() {
             prefetch_id(labels, p);
         }
-        while let Some(p) = self.batch.pop_front() {
+        while let Some(p) = self.pipeline.pop_front() {
             if let Err(e) = self.settle_pending(chunk, p) {
-                self.batch.clear();
+                self.pipeline.clear();
                 return Err(e);
             }
         }
@@ -390,8 +390,8 @@ impl<'p, 'a> Pass<'p, 'a> {
     fn parse(&mut self, pred: &[u8], line: u64) -> Result<(f64, usize), PredictionsError> {
         match self.plan.kind {
             Prediction::Score | Prediction::Value => {
-                let number = csv::parse_f64(pred)
-                    .ok_or(PredictionsError::UnparsableNumber { line })?;
+                let number =
+                    csv::parse_f64(pred).ok_or(PredictionsError::UnparsableNumber { line })?;
                 if !number.is_finite() {
                     return Err(PredictionsError::NotFinite { line });
                 }

@@ -221,10 +221,12 @@ pub fn score_predictions(
     let len = file.metadata().map_err(PredictionsError::Io)?.len();
     let first_plan = plan(labels, spec)?;
     let two_threads = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
-    if two_threads && len >= PARALLEL_MIN_BYTES && first_plan.kind != Prediction::Class {
-        if let Some(report) = score_halves(first_plan, &file, len, spec)? {
-            return Ok(report);
-        }
+    if two_threads
+        && len >= PARALLEL_MIN_BYTES
+        && first_plan.kind != Prediction::Class
+        && let Some(report) = score_halves(first_plan, &file, len, spec)?
+    {
+        return Ok(report);
     }
     let reader = RangeReader {
         file: &file,
@@ -237,7 +239,7 @@ pub fn score_predictions(
 
 /// Files smaller than this are scored on one thread: a second one would not pay for itself.
 /// Tests use two threads for every file, so each error case also exercises the rescan.
-const PARALLEL_MIN_BYTES: u64 = if cfg!(test) { 0 } else { 8 << 20 };
+const PARALLEL_MIN_BYTES: u64 = if cfg!(test) { 1 } else { 8 << 20 };
 
 /// Scores predictions read from any reader (the file path goes through [`score_predictions`]);
 /// stops reading past `spec.max_predictions_bytes`. The same checks and messages apply.
@@ -467,7 +469,12 @@ fn score_halves(
     let mut unknown_first = a.unknown_first;
     unknown_first.extend(b.unknown_first);
     unknown_first.truncate(UNKNOWN_IDS_QUOTED);
-    check_ids(&plan, a.unknown + b.unknown, unknown_first, a.matched + b.matched)?;
+    check_ids(
+        &plan,
+        a.unknown + b.unknown,
+        unknown_first,
+        a.matched + b.matched,
+    )?;
     let rows = a.rows + b.rows;
     let mut parts = a.parts;
     for (part, other) in parts.iter_mut().zip(b.parts) {

@@ -621,7 +621,10 @@ fn spec_errors_name_the_problem() {
 /// Scores `predictions` text against labels text with `s`, through the file path.
 fn score_texts(labels: &str, predictions: &str, s: &ScoringSpec) -> ScoreReport {
     let dir = tempfile::tempdir().unwrap();
-    let (l, p) = (dir.path().join("labels.csv"), dir.path().join("predictions.csv"));
+    let (l, p) = (
+        dir.path().join("labels.csv"),
+        dir.path().join("predictions.csv"),
+    );
     std::fs::write(&l, labels).unwrap();
     std::fs::write(&p, predictions).unwrap();
     score_files(&l, &p, s).unwrap()
@@ -640,10 +643,18 @@ fn row_losses_of_a_small_case_match_hand_computation() {
 
     s.metrics = vec![Metric::LogLoss, Metric::Accuracy];
     let report = score_texts(labels, predictions, &s);
-    let expected = [-(0.4f64).ln(), -(0.8f64).ln(), -(0.9f64).ln(), -(0.4f64).ln()];
+    let expected = [
+        -(0.4f64).ln(),
+        -(0.8f64).ln(),
+        -(0.9f64).ln(),
+        -(0.4f64).ln(),
+    ];
     let got = report.public_row_losses.unwrap();
     for (got, expected) in got.iter().zip(expected) {
-        assert!((f64::from(*got) - expected).abs() < 1e-6, "{got} vs {expected}");
+        assert!(
+            (f64::from(*got) - expected).abs() < 1e-6,
+            "{got} vs {expected}"
+        );
     }
 
     let values = "id,y\na,1.5\nb,-2\nc,0\n";
@@ -671,7 +682,11 @@ fn row_losses_are_given_only_when_asked_for_and_defined() {
     for metric in [Metric::RocAuc, Metric::BalancedAccuracy, Metric::F1Macro] {
         s.metrics = vec![metric, Metric::LogLoss];
         s.threshold = Some(0.5);
-        assert_eq!(score_texts(labels, predictions, &s).public_row_losses, None, "{metric}");
+        assert_eq!(
+            score_texts(labels, predictions, &s).public_row_losses,
+            None,
+            "{metric}"
+        );
     }
     let classes = "id,y\na,cat\nb,dog\n";
     let mut s = spec(&[Metric::Accuracy]);
@@ -773,7 +788,9 @@ fn problems_in_the_second_half_or_across_halves_keep_their_line_numbers() {
     let lines: Vec<&str> = text.lines().collect();
     let check = |edited: Vec<String>, expected: &str| {
         std::fs::write(&predictions, edited.join("\n") + "\n").unwrap();
-        let got = score_predictions(&set, &predictions, &s).unwrap_err().to_string();
+        let got = score_predictions(&set, &predictions, &s)
+            .unwrap_err()
+            .to_string();
         assert_eq!(got, expected);
     };
     let owned = || lines.iter().map(|l| l.to_string()).collect::<Vec<_>>();
@@ -781,11 +798,17 @@ fn problems_in_the_second_half_or_across_halves_keep_their_line_numbers() {
     let mut edited = owned();
     edited[349] = edited[4].clone();
     let id = edited[4].split(',').next().unwrap().to_owned();
-    check(edited, &format!("predictions.csv line 350: duplicate id {id:?}"));
+    check(
+        edited,
+        &format!("predictions.csv line 350: duplicate id {id:?}"),
+    );
     // A bad value near the end.
     let mut edited = owned();
     edited[380] = "row9999,oops".into();
-    check(edited, "predictions.csv line 381: the prediction is not a number");
+    check(
+        edited,
+        "predictions.csv line 381: the prediction is not a number",
+    );
     // An unknown id in each half: both are quoted, in file order.
     let mut edited = owned();
     edited[10] = "nope1,0.5".into();
@@ -804,7 +827,10 @@ fn a_duplicate_label_id_is_the_first_repeated_one_in_file_order() {
     }
     text.push_str("4990,1\n17,0\n");
     let s = spec(&[Metric::Accuracy]);
-    assert_eq!(labels_error(&text, &s), "labels file has duplicate id \"4990\"");
+    assert_eq!(
+        labels_error(&text, &s),
+        "labels file has duplicate id \"4990\""
+    );
 }
 
 proptest! {
@@ -813,8 +839,22 @@ proptest! {
     #[test]
     fn the_predictions_parser_never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
         let dir = tempfile::tempdir().unwrap();
-        let (set, s) = small_labels(dir.path());
-        let _ = score_reader(&set, &bytes[..], &s);
+        let (set, mut s) = small_labels(dir.path());
+        s.want_row_losses = true;
+        let one_pass = score_reader(&set, &bytes[..], &s);
+        // The file path scores in two halves (always, under test) and rescans on a problem:
+        // it must report exactly what one pass does.
+        let path = dir.path().join("predictions.csv");
+        std::fs::write(&path, &bytes).unwrap();
+        let halves = score_predictions(&set, &path, &s);
+        match (&one_pass, &halves) {
+            (Err(a), Err(b)) => prop_assert_eq!(a.to_string(), b.to_string()),
+            (Ok(a), Ok(b)) => {
+                prop_assert_eq!(a.rows, b.rows);
+                prop_assert_eq!(&a.public_row_losses, &b.public_row_losses);
+            }
+            _ => prop_assert!(false, "{one_pass:?} vs {halves:?}"),
+        }
         let mut acc = s.clone();
         acc.metrics = vec![Metric::F1Macro];
         let _ = score_reader(&set, &bytes[..], &acc);
@@ -829,7 +869,11 @@ proptest! {
         let text: String = std::iter::once("id,p\n".to_owned())
             .chain(rows.iter().map(|(id, p)| format!("{id},{p}\n")))
             .collect();
-        let _ = score_reader(&set, text.as_bytes(), &s);
+        let one_pass = score_reader(&set, text.as_bytes(), &s).map_err(|e| e.to_string());
+        let path = dir.path().join("predictions.csv");
+        std::fs::write(&path, &text).unwrap();
+        let halves = score_predictions(&set, &path, &s).map_err(|e| e.to_string());
+        prop_assert_eq!(one_pass.map(|r| r.rows), halves.map(|r| r.rows));
     }
 
     #[test]

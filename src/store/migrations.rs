@@ -53,7 +53,8 @@ const MIGRATIONS: &[&str] = &[
 
 /// Brings the schema up to date.
 pub fn apply(conn: &mut Connection) -> Result<(), StoreError> {
-    let current: usize = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    let current: usize =
+        conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
     if current > MIGRATIONS.len() {
         return Err(StoreError::Corrupt(format!(
             "database schema version {current} is newer than this build knows ({})",

@@ -17,7 +17,9 @@ use std::sync::mpsc;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
-use crate::domain::{Challenge, ChallengeId, Submission, SubmissionId, SubmissionKind, SubmissionState, UnixMillis};
+use crate::domain::{
+    Challenge, ChallengeId, Submission, SubmissionId, SubmissionKind, SubmissionState, UnixMillis,
+};
 
 pub use rows::QueuedRow;
 
@@ -131,7 +133,10 @@ impl Store {
     pub async fn update_challenge(&self, c: Challenge) -> Result<(), StoreError> {
         self.call(move |conn| {
             let body = rows::encode_challenge(&c)?;
-            conn.execute("UPDATE challenges SET body = ?2 WHERE id = ?1", params![c.id.as_str(), body])?;
+            conn.execute(
+                "UPDATE challenges SET body = ?2 WHERE id = ?1",
+                params![c.id.as_str(), body],
+            )?;
             Ok(())
         })
         .await
@@ -141,17 +146,25 @@ impl Store {
     pub async fn get_challenge(&self, id: &ChallengeId) -> Result<Option<Challenge>, StoreError> {
         let id = id.as_str().to_owned();
         self.call(move |conn| {
-            let body: Option<String> =
-                conn.query_row("SELECT body FROM challenges WHERE id = ?1", [id], |r| r.get(0)).optional()?;
+            let body: Option<String> = conn
+                .query_row("SELECT body FROM challenges WHERE id = ?1", [id], |r| {
+                    r.get(0)
+                })
+                .optional()?;
             body.map(|b| rows::decode_challenge(&b)).transpose()
         })
         .await
     }
 
     /// Challenges in id order after `after`, at most `limit`.
-    pub async fn list_challenges(&self, after: String, limit: usize) -> Result<Vec<Challenge>, StoreError> {
+    pub async fn list_challenges(
+        &self,
+        after: String,
+        limit: usize,
+    ) -> Result<Vec<Challenge>, StoreError> {
         self.call(move |conn| {
-            let mut stmt = conn.prepare_cached("SELECT body FROM challenges WHERE id > ?1 ORDER BY id LIMIT ?2")?;
+            let mut stmt = conn
+                .prepare_cached("SELECT body FROM challenges WHERE id > ?1 ORDER BY id LIMIT ?2")?;
             let bodies = stmt
                 .query_map(params![after, limit as i64], |r| r.get::<_, String>(0))?
                 .collect::<Result<Vec<_>, _>>()?;
@@ -164,13 +177,20 @@ impl Store {
 
     /// Inserts a QUEUED submission after checking, in the same serialised step, the owner's
     /// idempotency key, the participant's quota for today and the queue's capacity.
-    pub async fn insert_submission(&self, s: Submission, admission: Admission) -> Result<InsertOutcome, StoreError> {
+    pub async fn insert_submission(
+        &self,
+        s: Submission,
+        admission: Admission,
+    ) -> Result<InsertOutcome, StoreError> {
         self.call(move |conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             if let Some(key) = &s.idempotency_key {
                 let existing = tx
                     .query_row(
-                        &format!("SELECT {} FROM submissions WHERE owner = ?1 AND idempotency_key = ?2", rows::SUBMISSION_COLUMNS),
+                        &format!(
+                            "SELECT {} FROM submissions WHERE owner = ?1 AND idempotency_key = ?2",
+                            rows::SUBMISSION_COLUMNS
+                        ),
                         params![s.owner, key],
                         rows::submission_from_row,
                     )
@@ -197,12 +217,20 @@ impl Store {
                     |r| r.get(0),
                 )?;
                 if used >= admission.quota {
-                    return Ok(InsertOutcome::QuotaExceeded { limit: admission.quota });
+                    return Ok(InsertOutcome::QuotaExceeded {
+                        limit: admission.quota,
+                    });
                 }
             }
-            let queued: u32 = tx.query_row("SELECT COUNT(*) FROM submissions WHERE state = 'queued'", [], |r| r.get(0))?;
+            let queued: u32 = tx.query_row(
+                "SELECT COUNT(*) FROM submissions WHERE state = 'queued'",
+                [],
+                |r| r.get(0),
+            )?;
             if queued >= admission.max_queued {
-                return Ok(InsertOutcome::QueueFull { max_queued: admission.max_queued });
+                return Ok(InsertOutcome::QueueFull {
+                    max_queued: admission.max_queued,
+                });
             }
             rows::insert_submission(&tx, &s)?;
             tx.commit()?;
@@ -212,11 +240,17 @@ impl Store {
     }
 
     /// One submission.
-    pub async fn get_submission(&self, id: &SubmissionId) -> Result<Option<Submission>, StoreError> {
+    pub async fn get_submission(
+        &self,
+        id: &SubmissionId,
+    ) -> Result<Option<Submission>, StoreError> {
         let id = id.as_str().to_owned();
         self.call(move |conn| {
             conn.query_row(
-                &format!("SELECT {} FROM submissions WHERE id = ?1", rows::SUBMISSION_COLUMNS),
+                &format!(
+                    "SELECT {} FROM submissions WHERE id = ?1",
+                    rows::SUBMISSION_COLUMNS
+                ),
                 [id],
                 rows::submission_from_row,
             )
@@ -227,10 +261,17 @@ impl Store {
     }
 
     /// The owner's submission with this idempotency key.
-    pub async fn find_by_key(&self, owner: String, key: String) -> Result<Option<Submission>, StoreError> {
+    pub async fn find_by_key(
+        &self,
+        owner: String,
+        key: String,
+    ) -> Result<Option<Submission>, StoreError> {
         self.call(move |conn| {
             conn.query_row(
-                &format!("SELECT {} FROM submissions WHERE owner = ?1 AND idempotency_key = ?2", rows::SUBMISSION_COLUMNS),
+                &format!(
+                    "SELECT {} FROM submissions WHERE owner = ?1 AND idempotency_key = ?2",
+                    rows::SUBMISSION_COLUMNS
+                ),
                 params![owner, key],
                 rows::submission_from_row,
             )
@@ -242,8 +283,13 @@ impl Store {
 
     /// Writes `s` only if the stored state is still `expected` (compare-and-set), so a
     /// cancel and a worker's finish can never overwrite each other. Returns whether it wrote.
-    pub async fn update_submission(&self, s: Submission, expected: SubmissionState) -> Result<bool, StoreError> {
-        self.call(move |conn| rows::update_submission(conn, &s, expected)).await
+    pub async fn update_submission(
+        &self,
+        s: Submission,
+        expected: SubmissionState,
+    ) -> Result<bool, StoreError> {
+        self.call(move |conn| rows::update_submission(conn, &s, expected))
+            .await
     }
 
     /// Submissions of a challenge, newest first, optionally of one participant and/or one
@@ -276,7 +322,10 @@ impl Store {
     }
 
     /// Every submission in one of `states`, oldest first.
-    pub async fn submissions_in(&self, states: &[SubmissionState]) -> Result<Vec<Submission>, StoreError> {
+    pub async fn submissions_in(
+        &self,
+        states: &[SubmissionState],
+    ) -> Result<Vec<Submission>, StoreError> {
         let states: Vec<&'static str> = states.iter().map(|s| s.as_str()).collect();
         self.call(move |conn| {
             let placeholders = vec!["?"; states.len()].join(",");
@@ -285,7 +334,10 @@ impl Store {
                 rows::SUBMISSION_COLUMNS
             ))?;
             let out = stmt
-                .query_map(rusqlite::params_from_iter(states.iter()), rows::submission_from_row)?
+                .query_map(
+                    rusqlite::params_from_iter(states.iter()),
+                    rows::submission_from_row,
+                )?
                 .collect::<Result<Vec<_>, _>>()?;
             out.into_iter().collect()
         })

@@ -4,7 +4,8 @@ use rusqlite::{Connection, Row, params};
 
 use super::StoreError;
 use crate::domain::{
-    Challenge, ChallengeId, ParticipantId, Submission, SubmissionId, SubmissionKind, SubmissionState, Verdict,
+    Challenge, ChallengeId, ParticipantId, Submission, SubmissionId, SubmissionKind,
+    SubmissionState, Verdict,
 };
 
 /// Columns read for a submission, in the order [`submission_from_row`] expects.
@@ -43,7 +44,10 @@ pub fn submission_from_row(r: &Row<'_>) -> rusqlite::Result<Result<Submission, S
 }
 
 /// Reads a submission from the row's columns starting at `o`.
-pub fn submission_from_row_at(r: &Row<'_>, o: usize) -> rusqlite::Result<Result<Submission, StoreError>> {
+pub fn submission_from_row_at(
+    r: &Row<'_>,
+    o: usize,
+) -> rusqlite::Result<Result<Submission, StoreError>> {
     let id: String = r.get(o)?;
     let challenge_id: String = r.get(o + 1)?;
     let participant_id: String = r.get(o + 2)?;
@@ -66,22 +70,27 @@ pub fn submission_from_row_at(r: &Row<'_>, o: usize) -> rusqlite::Result<Result<
     Ok((|| {
         Ok(Submission {
             id: SubmissionId::parse(&id).map_err(|_| corrupt("submission id", &id))?,
-            challenge_id: ChallengeId::parse(&challenge_id).map_err(|_| corrupt("challenge id", &challenge_id))?,
+            challenge_id: ChallengeId::parse(&challenge_id)
+                .map_err(|_| corrupt("challenge id", &challenge_id))?,
             participant_id: ParticipantId::parse(&participant_id)
                 .map_err(|_| corrupt("participant id", &participant_id))?,
             owner,
-            kind: SubmissionKind::from_str(&kind).ok_or_else(|| corrupt("kind", &kind))?,
-            state: SubmissionState::from_str(&state).ok_or_else(|| corrupt("state", &state))?,
-            verdict: Verdict::from_str(&verdict).ok_or_else(|| corrupt("verdict", &verdict))?,
+            kind: SubmissionKind::parse_name(&kind).ok_or_else(|| corrupt("kind", &kind))?,
+            state: SubmissionState::parse_name(&state).ok_or_else(|| corrupt("state", &state))?,
+            verdict: Verdict::parse_name(&verdict).ok_or_else(|| corrupt("verdict", &verdict))?,
             message,
             detail,
-            public_scores: serde_json::from_str(&public_scores).map_err(|_| corrupt("scores", &public_scores))?,
-            private_scores: serde_json::from_str(&private_scores).map_err(|_| corrupt("scores", &private_scores))?,
+            public_scores: serde_json::from_str(&public_scores)
+                .map_err(|_| corrupt("scores", &public_scores))?,
+            private_scores: serde_json::from_str(&private_scores)
+                .map_err(|_| corrupt("scores", &private_scores))?,
             archive_sha256,
             created_at,
             started_at,
             finished_at,
-            usage: usage.map(|u| serde_json::from_str(&u).map_err(|_| corrupt("usage", &u))).transpose()?,
+            usage: usage
+                .map(|u| serde_json::from_str(&u).map_err(|_| corrupt("usage", &u)))
+                .transpose()?,
             attempts,
             idempotency_key,
             charged,
@@ -123,7 +132,11 @@ pub fn insert_submission(conn: &Connection, s: &Submission) -> Result<(), StoreE
     Ok(())
 }
 
-pub fn update_submission(conn: &Connection, s: &Submission, expected: SubmissionState) -> Result<bool, StoreError> {
+pub fn update_submission(
+    conn: &Connection,
+    s: &Submission,
+    expected: SubmissionState,
+) -> Result<bool, StoreError> {
     let n = conn.execute(
         "UPDATE submissions SET state = ?2, verdict = ?3, message = ?4, detail = ?5, public_scores = ?6,
             private_scores = ?7, started_at = ?8, finished_at = ?9, usage = ?10, attempts = ?11, charged = ?12

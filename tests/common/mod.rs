@@ -21,7 +21,9 @@ pub const BUSYBOX: &str = "holdout-busybox:1";
 
 /// Fails the test if `fut` takes longer than `secs`.
 pub async fn within<T>(secs: u64, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(secs), fut).await.expect("test timed out")
+    tokio::time::timeout(Duration::from_secs(secs), fut)
+        .await
+        .expect("test timed out")
 }
 
 /// A running server and what a test needs to talk to it.
@@ -51,9 +53,21 @@ fn tokens() -> (String, String, String, Vec<TokenConfig>) {
     let submitter = "submitter-a-token-for-tests".to_owned();
     let other = "submitter-b-token-for-tests".to_owned();
     let cfg = vec![
-        TokenConfig { name: "admin".into(), role: Role::Admin, sha256: auth::digest(&admin) },
-        TokenConfig { name: "platform-a".into(), role: Role::Submitter, sha256: auth::digest(&submitter) },
-        TokenConfig { name: "platform-b".into(), role: Role::Submitter, sha256: auth::digest(&other) },
+        TokenConfig {
+            name: "admin".into(),
+            role: Role::Admin,
+            sha256: auth::digest(&admin),
+        },
+        TokenConfig {
+            name: "platform-a".into(),
+            role: Role::Submitter,
+            sha256: auth::digest(&submitter),
+        },
+        TokenConfig {
+            name: "platform-b".into(),
+            role: Role::Submitter,
+            sha256: auth::digest(&other),
+        },
     ];
     (admin, submitter, other, cfg)
 }
@@ -120,7 +134,9 @@ impl TestServer {
         self.config.listen = self.addr;
         self.stop = app.shutdown_token();
         self.handle = Some(tokio::spawn(async move {
-            app.run_until(std::future::pending()).await.expect("server runs");
+            app.run_until(std::future::pending())
+                .await
+                .expect("server runs");
         }));
     }
 
@@ -140,12 +156,16 @@ impl TestServer {
 
     /// A client with `token`.
     pub async fn client(&self, token: &str) -> Client {
-        Client::connect(&format!("http://{}", self.addr), Some(token)).await.unwrap()
+        Client::connect(&format!("http://{}", self.addr), Some(token))
+            .await
+            .unwrap()
     }
 
     /// A client without a token.
     pub async fn anonymous(&self) -> Client {
-        Client::connect(&format!("http://{}", self.addr), None).await.unwrap()
+        Client::connect(&format!("http://{}", self.addr), None)
+            .await
+            .unwrap()
     }
 
     /// Writes a challenge data folder `name` under the data root.
@@ -163,7 +183,14 @@ impl TestServer {
     /// Names of this server's containers still on the engine.
     pub async fn leftover_containers(&self) -> Vec<String> {
         let out = tokio::process::Command::new("docker")
-            .args(["ps", "-a", "--filter", "label=io.holdout.owner=holdout", "--format", "{{.Names}} {{.Labels}}"])
+            .args([
+                "ps",
+                "-a",
+                "--filter",
+                "label=io.holdout.owner=holdout",
+                "--format",
+                "{{.Names}} {{.Labels}}",
+            ])
             .output()
             .await
             .unwrap();
@@ -244,7 +271,10 @@ pub fn full(challenge: &str, participant: &str) -> pb::SubmitMetadata {
 
 /// Metadata for a SMOKE submission.
 pub fn smoke(challenge: &str, participant: &str) -> pb::SubmitMetadata {
-    pb::SubmitMetadata { kind: pb::SubmissionKind::Smoke as i32, ..full(challenge, participant) }
+    pb::SubmitMetadata {
+        kind: pb::SubmissionKind::Smoke as i32,
+        ..full(challenge, participant)
+    }
 }
 
 /// Parity data set: `inputs/test.csv` (id,x), `labels.csv` (id,label = even|odd), and a
@@ -303,7 +333,10 @@ pub fn parity_challenge(id: &str, data_dir: &str) -> pb::Challenge {
             split_seed: 7,
         }),
         limits: Some(pb::Limits {
-            wall_time: Some(prost_types::Duration { seconds: 20, nanos: 0 }),
+            wall_time: Some(prost_types::Duration {
+                seconds: 20,
+                nanos: 0,
+            }),
             memory_bytes: 64 << 20,
             ..Default::default()
         }),
@@ -315,14 +348,22 @@ pub fn parity_challenge(id: &str, data_dir: &str) -> pb::Challenge {
 pub async fn create(server: &TestServer, c: pb::Challenge) -> Result<pb::Challenge, tonic::Status> {
     let client = server.client(&server.admin).await;
     let mut req = tonic::Request::new(pb::CreateChallengeRequest { challenge: Some(c) });
-    req.metadata_mut().insert("authorization", format!("Bearer {}", server.admin).parse().unwrap());
-    client.challenges().create_challenge(req).await.map(|r| r.into_inner())
+    req.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", server.admin).parse().unwrap(),
+    );
+    client
+        .challenges()
+        .create_challenge(req)
+        .await
+        .map(|r| r.into_inner())
 }
 
 /// A request with a bearer token.
 pub fn authed<T>(token: &str, msg: T) -> tonic::Request<T> {
     let mut req = tonic::Request::new(msg);
-    req.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    req.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
     req
 }
 pub mod process;

@@ -56,11 +56,20 @@ impl ServerProcess {
     /// Starts `holdout serve --config <config>` and waits until it listens.
     pub async fn start(config: &Path, listen: Option<&str>) -> ServerProcess {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_holdout"));
-        cmd.arg("serve").arg("--config").arg(config).arg("--log-format").arg("json");
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(config)
+            .arg("--log-format")
+            .arg("json");
         if let Some(addr) = listen {
             cmd.arg("--listen").arg(addr);
         }
-        let mut child = cmd.stderr(Stdio::piped()).stdout(Stdio::null()).kill_on_drop(true).spawn().unwrap();
+        let mut child = cmd
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
         let stderr = child.stderr.take().unwrap();
         let mut lines = BufReader::new(stderr).lines();
         let addr = tokio::time::timeout(Duration::from_secs(30), async {
@@ -105,7 +114,8 @@ impl ServerProcess {
 
     /// Resident memory in KiB.
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
         status
             .lines()
             .find(|l| l.starts_with("VmRSS:"))

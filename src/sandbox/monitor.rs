@@ -1,0 +1,230 @@
+//! What a run leaves as evidence while it runs: its stdout and stderr up to their cap
+//! (`LogSink`, `capture_logs`), the size of its `/output` ([`output_usage`],
+//! `watch_output`) and its memory cgroup (`MemoryProbe`).
+//!
+//! Engine-agnostic helpers for `docker.rs`: nothing here talks to the engine or kills anything;
+//! the caller decides what to do when a cap is crossed. Nothing here follows a symlink the run
+//! left in `/output`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bollard::container::LogOutput;
+use bollard::errors::Error as BollardError;
+use futures::{Stream, StreamExt};
+use tracing::debug;
+
+use super::CapturedLogs;
+
+/// How often `/output` is measured and the memory cgroup sampled.
+pub(super) const WATCH_INTERVAL: Duration = Duration::from_millis(100);
+/// Bytes charged for each entry in `/output` on top of its size, so a flood of empty files or
+/// directories (which still cost inodes and walk time) reaches the cap too.
+pub const OUTPUT_ENTRY_COST: u64 = 512;
+
+/// stdout and stderr kept up to a shared cap.
+pub(super) struct LogSink {
+    cap: u64,
+    logs: CapturedLogs,
+}
+
+impl LogSink {
+    pub(super) fn new(cap: u64) -> Self {
+        Self {
+            cap,
+            logs: CapturedLogs::default(),
+        }
+    }
+
+    /// Keeps what fits; returns `false` once anything had to be dropped.
+    fn push(&mut self, stderr: bool, bytes: &[u8]) -> bool {
+        let kept = (self.logs.stdout.len() + self.logs.stderr.len()) as u64;
+        let room = self.cap.saturating_sub(kept) as usize;
+        let take = bytes.len().min(room);
+        let buf = if stderr {
+            &mut self.logs.stderr
+        } else {
+            &mut self.logs.stdout
+        };
+        buf.extend_from_slice(&bytes[..take]);
+        if take < bytes.len() {
+            self.logs.truncated = true;
+            return false;
+        }
+        true
+    }
+
+    pub(super) fn into_logs(self) -> CapturedLogs {
+        self.logs
+    }
+}
+
+/// Streams the attach output into `sink`. Returns `true` as soon as the cap is crossed (the
+/// caller kills the run) and `false` when the stream ends.
+///
+/// Takes the stream by value so that returning closes the attach connection: an attach
+/// nobody reads blocks the engine's copy of the container's stdout, and the engine does not
+/// finish a kill until that copy ends.
+pub(super) async fn capture_logs<S>(mut stream: S, sink: &mut LogSink) -> bool
+where
+    S: Stream<Item = Result<LogOutput, BollardError>> + Unpin,
+{
+    while let Some(item) = stream.next().await {
+        let fits = match item {
+            Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
+                sink.push(false, &message)
+            }
+            Ok(LogOutput::StdErr { message }) => sink.push(true, &message),
+            Ok(LogOutput::StdIn { .. }) => true,
+            Err(e) => {
+                debug!(error = %e, "attach stream ended with an error");
+                return false;
+            }
+        };
+        if !fits {
+            return true;
+        }
+    }
+    false
+}
+
+/// Polls the size of `/output` every [`WATCH_INTERVAL`] and samples the memory cgroup;
+/// returns only when the output goes over `cap`.
+pub(super) async fn watch_output(dir: PathBuf, cap: u64, probe: Arc<MemoryProbe>) {
+    let mut tick = tokio::time::interval(WATCH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let dir = dir.clone();
+        let probe = probe.clone();
+        let over = tokio::task::spawn_blocking(move || {
+            probe.sample();
+            output_usage(&dir, cap) > cap
+        })
+        .await
+        .unwrap_or(false);
+        if over {
+            return;
+        }
+    }
+}
+
+/// Bytes used under `dir`: each entry's size (the larger of its length and its allocated
+/// blocks, so sparse files count at their apparent size) plus [`OUTPUT_ENTRY_COST`]. Never
+/// follows a symlink. Stops counting once past `stop_after`, which bounds the walk.
+pub fn output_usage(dir: &Path, stop_after: u64) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0u64;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            total = total.saturating_add(OUTPUT_ENTRY_COST);
+            let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
+                continue;
+            };
+            if meta.file_type().is_dir() {
+                stack.push(entry.path());
+            } else {
+                total = total.saturating_add(meta.len().max(meta.blocks().saturating_mul(512)));
+            }
+            if total > stop_after {
+                return total;
+            }
+        }
+    }
+    total
+}
+
+/// Memory evidence from the container's cgroup, sampled while it runs: the cgroup is gone
+/// once the container has exited, so nothing can be read "just before removal".
+pub(super) struct MemoryProbe {
+    /// The container's memory cgroup folder, when found.
+    dir: Option<PathBuf>,
+    /// Highest usage seen (cgroup v1 `memory.max_usage_in_bytes`, v2 `memory.peak`).
+    peak: AtomicU64,
+    /// Times the limit was hit (`memory.failcnt`; v2 `memory.events` "max").
+    failcnt: AtomicU64,
+    /// OOM kills counted by the kernel (`oom_kill` in v1 `memory.oom_control`, v2 `memory.events`).
+    oom_kills: AtomicU64,
+}
+
+impl MemoryProbe {
+    /// Looks for the container's memory cgroup under the layouts Docker uses.
+    pub(super) fn find(id: &str) -> Self {
+        let candidates = [
+            format!("/sys/fs/cgroup/memory/docker/{id}"),
+            format!("/sys/fs/cgroup/memory/system.slice/docker-{id}.scope"),
+            format!("/sys/fs/cgroup/system.slice/docker-{id}.scope"),
+            format!("/sys/fs/cgroup/docker/{id}"),
+        ];
+        let dir = candidates
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_dir());
+        let probe = Self {
+            dir,
+            peak: AtomicU64::new(0),
+            failcnt: AtomicU64::new(0),
+            oom_kills: AtomicU64::new(0),
+        };
+        probe.sample();
+        probe
+    }
+
+    pub(super) fn has_cgroup(&self) -> bool {
+        self.dir.is_some()
+    }
+
+    /// Reads the cgroup files once (a few sysfs reads: microseconds).
+    pub(super) fn sample(&self) {
+        let Some(dir) = &self.dir else { return };
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).ok();
+        let field = |text: &str, key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key)?.trim().parse::<u64>().ok())
+        };
+        if let Some(peak) = read("memory.max_usage_in_bytes").or_else(|| read("memory.peak")) {
+            let fail = read("memory.failcnt")
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0);
+            let oom = read("memory.oom_control")
+                .and_then(|t| field(&t, "oom_kill "))
+                .unwrap_or(0);
+            self.record(peak.trim().parse().unwrap_or(0), fail, oom);
+        } else if let Some(events) = read("memory.events") {
+            let usage = read("memory.current")
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0);
+            self.record(
+                usage,
+                field(&events, "max ").unwrap_or(0),
+                field(&events, "oom_kill ").unwrap_or(0),
+            );
+        }
+    }
+
+    pub(super) fn record(&self, peak: u64, failcnt: u64, oom_kills: u64) {
+        self.peak.fetch_max(peak, Ordering::Relaxed);
+        self.failcnt.fetch_max(failcnt, Ordering::Relaxed);
+        self.oom_kills.fetch_max(oom_kills, Ordering::Relaxed);
+    }
+
+    pub(super) fn peak(&self) -> Option<u64> {
+        Some(self.peak.load(Ordering::Relaxed)).filter(|&p| p > 0)
+    }
+
+    pub(super) fn oom_kills(&self) -> u64 {
+        self.oom_kills.load(Ordering::Relaxed)
+    }
+
+    /// Whether the cgroup hit its limit or came within 5% of it.
+    pub(super) fn hit_limit(&self, limit: u64) -> bool {
+        self.failcnt.load(Ordering::Relaxed) > 0
+            || self.peak.load(Ordering::Relaxed) >= limit / 20 * 19
+    }
+}
