@@ -12,6 +12,8 @@
 #   BENCH_DIR       where the data lives (default /tmp/holdout-bench)
 #   ROWS            rows to generate (default 10000000)
 #   SHUFFLE=1       write predictions in a shuffled order (exercises the hash join)
+#   RUNS            runs of each side, alternating (default 3); the median wall time and the
+#                   median peak RSS are reported, since other work on the machine adds noise
 # Needs: python3 with numpy, pandas, scikit-learn; GNU time (apt-get install time).
 set -euo pipefail
 
@@ -19,6 +21,7 @@ HOLDOUT_SCORE=${HOLDOUT_SCORE:-target/release/holdout score}
 BENCH_DIR=${BENCH_DIR:-/tmp/holdout-bench}
 ROWS=${ROWS:-10000000}
 SHUFFLE=${SHUFFLE:-0}
+RUNS=${RUNS:-3}
 LABELS="$BENCH_DIR/labels-$ROWS.csv"
 PREDICTIONS="$BENCH_DIR/predictions-$ROWS-shuffle$SHUFFLE.csv"
 
@@ -59,11 +62,14 @@ measure() { # name, command...; prints "seconds kilobytes"
   echo "$wall $rss"
 }
 
-# shellcheck disable=SC2086 # HOLDOUT_SCORE is a command with arguments
-read -r h_wall h_rss < <(measure holdout $HOLDOUT_SCORE --labels "$LABELS" --predictions "$PREDICTIONS" \
-  --id-column id --target-column label --prediction-column prob --positive-label 1 \
-  --metric accuracy --metric roc_auc --metric log_loss --threshold 0.5 --json)
-read -r p_wall p_rss < <(measure pandas python3 -c '
+run_holdout() {
+  # shellcheck disable=SC2086 # HOLDOUT_SCORE is a command with arguments
+  measure holdout $HOLDOUT_SCORE --labels "$LABELS" --predictions "$PREDICTIONS" \
+    --id-column id --target-column label --prediction-column prob --positive-label 1 \
+    --metric accuracy --metric roc_auc --metric log_loss --threshold 0.5 --json
+}
+run_pandas() {
+  measure pandas python3 -c '
 import sys, pandas as pd
 from sklearn.metrics import accuracy_score, roc_auc_score, log_loss
 labels = pd.read_csv(sys.argv[1]); preds = pd.read_csv(sys.argv[2])
@@ -72,12 +78,23 @@ p = d["prob"].clip(1e-15, 1 - 1e-15)
 print({"accuracy": accuracy_score(d["label"], (d["prob"] >= 0.5).astype(int)),
        "roc_auc": roc_auc_score(d["label"], d["prob"]),
        "log_loss": log_loss(d["label"], p)})
-' "$LABELS" "$PREDICTIONS")
+' "$LABELS" "$PREDICTIONS"
+}
+median() { sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
+
+h_walls=(); h_rsss=(); p_walls=(); p_rsss=()
+for ((run = 1; run <= RUNS; run++)); do
+  read -r w r < <(run_holdout); h_walls+=("$w"); h_rsss+=("$r")
+  read -r w r < <(run_pandas); p_walls+=("$w"); p_rsss+=("$r")
+  echo "run $run: holdout ${h_walls[-1]} s ${h_rsss[-1]} KB, pandas ${p_walls[-1]} s ${p_rsss[-1]} KB, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+done
+h_wall=$(printf '%s\n' "${h_walls[@]}" | median); h_rss=$(printf '%s\n' "${h_rsss[@]}" | median)
+p_wall=$(printf '%s\n' "${p_walls[@]}" | median); p_rss=$(printf '%s\n' "${p_rsss[@]}" | median)
 
 echo "holdout:        $(cat "$BENCH_DIR/holdout.out")"
 echo "pandas+sklearn: $(cat "$BENCH_DIR/pandas.out")"
-awk -v hw="$h_wall" -v hr="$h_rss" -v pw="$p_wall" -v pr="$p_rss" 'BEGIN {
-  printf "%-15s %10s %14s\n", "", "wall (s)", "peak RSS (MB)"
+awk -v RUNS="$RUNS" -v hw="$h_wall" -v hr="$h_rss" -v pw="$p_wall" -v pr="$p_rss" 'BEGIN {
+  printf "%-15s %10s %14s\n", "median of " RUNS, "wall (s)", "peak RSS (MB)"
   printf "%-15s %10.2f %14.1f\n", "holdout", hw, hr / 1024
   printf "%-15s %10.2f %14.1f\n", "pandas+sklearn", pw, pr / 1024
   printf "speed-up: %.1fx   memory: %.1fx less\n", pw / hw, pr / hr

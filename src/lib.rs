@@ -45,7 +45,6 @@ pub mod metrics;
 pub mod queue;
 pub mod release;
 pub mod runner;
-#[path = "stubs/sandbox.rs"]
 pub mod sandbox;
 pub mod scorer;
 pub mod scoring;

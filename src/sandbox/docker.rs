@@ -29,7 +29,7 @@ use tracing::{Instrument, debug, info, instrument, warn};
 use super::hardening::{self, SANDBOX_GID, SANDBOX_UID};
 use super::monitor::{LogSink, MemoryProbe, capture_logs, output_usage, watch_output};
 use super::{
-    Backend, Isolation, LABEL_OWNER, LABEL_OWNER_VALUE, LABEL_SUBMISSION, OwnedContainer,
+    Backend, Isolation, LABEL_INSTANCE, LABEL_OWNER, LABEL_OWNER_VALUE, LABEL_SUBMISSION, OwnedContainer,
     RunOutcome, RunSpec, SandboxError,
 };
 
@@ -494,12 +494,11 @@ impl Backend for DockerBackend {
         Ok(list
             .into_iter()
             .filter_map(|c| {
+                let mut labels = c.labels.unwrap_or_default();
                 Some(OwnedContainer {
                     container_id: c.id?,
-                    submission_id: c
-                        .labels
-                        .and_then(|mut l| l.remove(LABEL_SUBMISSION))
-                        .unwrap_or_default(),
+                    submission_id: labels.remove(LABEL_SUBMISSION).unwrap_or_default(),
+                    instance: labels.remove(LABEL_INSTANCE).unwrap_or_default(),
                     running: matches!(
                         c.state,
                         Some(

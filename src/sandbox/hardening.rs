@@ -20,7 +20,7 @@ use bollard::models::{
 };
 
 use super::{
-    Isolation, LABEL_OWNER, LABEL_OWNER_VALUE, LABEL_ROLE, LABEL_SUBMISSION, RunSpec, SandboxError,
+    Isolation, LABEL_INSTANCE, LABEL_OWNER, LABEL_OWNER_VALUE, LABEL_ROLE, LABEL_SUBMISSION, RunSpec, SandboxError,
 };
 
 /// User and group every run executes as: `nobody:nogroup`, never root, whatever the image says.
@@ -135,6 +135,7 @@ pub fn container_body(spec: &RunSpec) -> Result<ContainerCreateBody, SandboxErro
         (LABEL_OWNER.to_string(), LABEL_OWNER_VALUE.to_string()),
         (LABEL_SUBMISSION.to_string(), spec.submission_id.clone()),
         (LABEL_ROLE.to_string(), spec.role.as_str().to_string()),
+        (LABEL_INSTANCE.to_string(), spec.instance.clone()),
     ]);
 
     let memory = to_i64(limits.memory_bytes, "memory_bytes")?;
@@ -323,6 +324,7 @@ mod unit_tests {
             submission_id: "sub-1".into(),
             run_name: "attempt-1".into(),
             role: RunRole::Participant,
+            instance: "inst-1".into(),
             image: "holdout-busybox:test".into(),
             command: vec!["sh".into(), "-c".into(), "true".into()],
             env: BTreeMap::from([("SEED".to_string(), "7".to_string())]),

@@ -32,6 +32,9 @@ pub const LABEL_OWNER_VALUE: &str = "holdout";
 pub const LABEL_SUBMISSION: &str = "io.holdout.submission";
 /// Label holding the role of the run ("participant" or "scorer").
 pub const LABEL_ROLE: &str = "io.holdout.role";
+/// Label naming the service instance (one per state folder) that owns the container, so a
+/// restart reconciles only its own containers on a shared engine.
+pub const LABEL_INSTANCE: &str = "io.holdout.instance";
 
 /// Which kernel boundary a run gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -103,6 +106,8 @@ pub struct RunSpec {
     pub run_name: String,
     /// Participant or scorer.
     pub role: RunRole,
+    /// The owning service instance (a label).
+    pub instance: String,
     /// Image present on the engine.
     pub image: String,
     /// Command (argv) to run; empty means the image's default.
@@ -161,6 +166,8 @@ pub struct OwnedContainer {
     pub container_id: String,
     /// Value of the submission label.
     pub submission_id: String,
+    /// Value of the instance label.
+    pub instance: String,
     /// Whether the container is running.
     pub running: bool,
 }

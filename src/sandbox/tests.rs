@@ -88,6 +88,7 @@ impl Harness {
             ),
             run_name: "attempt-1".into(),
             role: RunRole::Participant,
+            instance: "sandbox-tests".into(),
             image: IMAGE.into(),
             command: vec!["sh".into(), "-c".into(), script.into()],
             env: BTreeMap::from([("SEED".to_string(), "7".to_string())]),
