@@ -33,7 +33,7 @@ pub(super) struct IdIndex {
 }
 
 /// How many rows ahead the index build prefetches.
-const PREFETCH_AHEAD: usize = 48;
+const PREFETCH_AHEAD: usize = 16;
 /// Sets smaller than this are indexed on one thread.
 const PARALLEL_INDEX_ROWS: usize = if cfg!(test) { 2 } else { 1 << 16 };
 

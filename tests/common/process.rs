@@ -25,11 +25,12 @@ pub struct ServerProcess {
 pub fn write_config(dir: &Path, data_root: &Path, extra: &str) -> PathBuf {
     let state = dir.join("state");
     std::fs::create_dir_all(&state).unwrap();
+    let grace = if extra.contains("shutdown_grace") { "" } else { "shutdown_grace = \"5s\"" };
     let text = format!(
         r#"listen = "127.0.0.1:0"
 data_root = "{}"
 state_dir = "{}"
-shutdown_grace = "5s"
+{grace}
 {extra}
 
 [[tokens]]
@@ -73,13 +74,15 @@ impl ServerProcess {
         let stderr = child.stderr.take().unwrap();
         let mut lines = BufReader::new(stderr).lines();
         let addr = tokio::time::timeout(Duration::from_secs(30), async {
+            let mut seen = Vec::new();
             while let Some(line) = lines.next_line().await.unwrap() {
                 if line.contains("holdout serving") {
                     let v: serde_json::Value = serde_json::from_str(&line).unwrap();
                     return v["addr"].as_str().unwrap().to_owned();
                 }
+                seen.push(line);
             }
-            panic!("server exited before listening");
+            panic!("server exited before listening:\n{}", seen.join("\n"));
         })
         .await
         .expect("server did not start");
