@@ -110,7 +110,7 @@ pub struct Core {
     pub metrics: crate::metrics::Metrics,
     /// Identifies this service's containers on a shared engine (derived from `state_dir`).
     pub instance: String,
-    events: broadcast::Sender<SubmissionId>,
+    events: broadcast::Sender<Arc<Submission>>,
 }
 
 impl Core {
@@ -138,11 +138,11 @@ impl Core {
 
     /// Announces that `s` changed; call only after the change is committed.
     pub fn announce(&self, s: &Submission) {
-        let _ = self.events.send(s.id.clone());
+        let _ = self.events.send(Arc::new(s.clone()));
     }
 
     /// A receiver of every announced change.
-    pub fn subscribe(&self) -> broadcast::Receiver<SubmissionId> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Submission>> {
         self.events.subscribe()
     }
 }

@@ -558,6 +558,35 @@ pub async fn store_scorer_logs(
     .await;
 }
 
+/// The splits a custom scorer runs on, in the order it runs them.
+const SCORER_SPLITS: [&str; 3] = ["sample", "public", "private"];
+
+/// Reads the stored output of a submission's custom scorer runs, for admins only: each
+/// non-empty stream under a header naming the split, ready to append to the run's stderr.
+/// Empty when no scorer ran or it printed nothing.
+pub async fn read_scorer_logs(core: &Core, id: &SubmissionId) -> Vec<u8> {
+    let base = core.paths.logs(id);
+    tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        for split in SCORER_SPLITS {
+            for stream in ["stdout", "stderr"] {
+                let text = std::fs::read(base.with_extension(format!("scorer-{split}.{stream}")))
+                    .unwrap_or_default();
+                if text.is_empty() {
+                    continue;
+                }
+                out.extend_from_slice(
+                    format!("\n===== custom scorer, {split} split, {stream} =====\n").as_bytes(),
+                );
+                out.extend_from_slice(&text);
+            }
+        }
+        out
+    })
+    .await
+    .unwrap_or_default()
+}
+
 /// Reads stored logs: (stdout, stderr, truncated); empty when the run left none.
 pub async fn read_logs(core: &Core, id: &SubmissionId) -> (Vec<u8>, Vec<u8>, bool) {
     let base = core.paths.logs(id);

@@ -244,7 +244,12 @@ pub async fn view(
     };
     let released_full_scores =
         if s.kind == SubmissionKind::Full && s.state == SubmissionState::Succeeded {
-            let history = core.store.scored_full(s.challenge_id.clone()).await?;
+            // Only a ladder needs the participant's history to know what this run releases.
+            let history = if challenge.release.mode == crate::domain::LeaderboardMode::BestSoFar {
+                Vec::new()
+            } else {
+                core.store.scored_full(s.challenge_id.clone()).await?
+            };
             crate::leaderboard::released_full_scores(&challenge, &history, s, &|h| {
                 core.losses.get(&h.id)
             })
@@ -368,90 +373,88 @@ pub async fn cancel(
 }
 
 /// WatchSubmission: the current view, then each change, ending after a terminal state the
-/// caller may see. The feeding task ends when the client goes away or the service stops.
+/// caller may see. Changes arrive as committed snapshots, so a quick RUNNING → SCORING →
+/// SUCCEEDED is sent as three updates, not coalesced. The feeding task ends when the client
+/// goes away or the service stops.
 pub async fn watch(
     core: &Arc<Core>,
     caller: &Caller,
     id: &SubmissionId,
     shutdown: CancellationToken,
 ) -> Result<mpsc::Receiver<Result<pb::Submission, DomainError>>, DomainError> {
+    use tokio::sync::broadcast::error::RecvError;
+    // Subscribe before reading, so no change between the read and the first event is missed.
     let mut events = core.subscribe();
-    load_visible(core, caller, id).await?;
+    let mut current = load_visible(core, caller, id).await?;
     let (tx, rx) = mpsc::channel(16);
     let core = core.clone();
     let caller = caller.clone();
     let id = id.clone();
     tokio::spawn(async move {
         let mut last: Option<pb::Submission> = None;
+        let mut dirty = true;
         loop {
-            let current = match load_visible(&core, &caller, &id).await {
-                Ok(s) => s,
-                Err(e) => {
-                    let _ = tx.send(Err(e)).await;
+            if dirty {
+                let v = match view(&core, &caller, &current).await {
+                    Ok(v) => v,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                };
+                let terminal = matches!(
+                    pb::SubmissionState::try_from(v.state),
+                    Ok(pb::SubmissionState::Succeeded
+                        | pb::SubmissionState::Failed
+                        | pb::SubmissionState::Cancelled)
+                );
+                if last.as_ref() != Some(&v) {
+                    if tx.send(Ok(v.clone())).await.is_err() {
+                        return;
+                    }
+                    last = Some(v);
+                }
+                if terminal {
                     return;
                 }
-            };
-            let v = match view(&core, &caller, &current).await {
-                Ok(v) => v,
-                Err(e) => {
-                    let _ = tx.send(Err(e)).await;
-                    return;
-                }
-            };
-            let shown_state = v.state;
-            if last.as_ref() != Some(&v) {
-                if tx.send(Ok(v.clone())).await.is_err() {
-                    return;
-                }
-                last = Some(v);
+                dirty = false;
             }
-            let terminal = matches!(
-                pb::SubmissionState::try_from(shown_state),
-                Ok(pb::SubmissionState::Succeeded
-                    | pb::SubmissionState::Failed
-                    | pb::SubmissionState::Cancelled)
-            );
-            if terminal {
-                return;
-            }
-            // A held terminal state (constant-time release) needs a timer, not an event.
+            // A held terminal state (constant-time release) ends on a timer, not an event;
+            // a queued one's position moves with everyone else's changes.
             let held = current.state.is_terminal();
             let queued = current.state == SubmissionState::Queued;
+            let tick = std::time::Duration::from_millis(if held { 100 } else { 5_000 });
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tx.closed() => return,
-                _ = tokio::time::sleep(std::time::Duration::from_millis(if held { 100 } else { 5_000 })) => {}
+                _ = tokio::time::sleep(tick) => dirty = true,
                 ev = events.recv() => match ev {
-                    // Any change can move a queued submission's position; otherwise only our own.
-                    Ok(changed) if changed == id || queued => {}
-                    Ok(_) => continue_until_ours(&mut events, &id).await,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    Ok(snapshot) if snapshot.id == id => {
+                        current = (*snapshot).clone();
+                        dirty = true;
+                        continue;
+                    }
+                    Ok(_) if !queued => continue,
+                    Ok(_) => dirty = true,
+                    Err(RecvError::Lagged(_)) => dirty = true,
+                    Err(RecvError::Closed) => return,
                 },
+            }
+            // A timer tick, a lag or a queue move: read the latest committed state.
+            match load_visible(&core, &caller, &id).await {
+                Ok(s) => current = s,
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
             }
         }
     });
     Ok(rx)
 }
 
-/// Skips other submissions' events until one of ours arrives (bounded wait).
-async fn continue_until_ours(
-    events: &mut tokio::sync::broadcast::Receiver<SubmissionId>,
-    id: &SubmissionId,
-) {
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-        loop {
-            match events.recv().await {
-                Ok(changed) if &changed == id => return,
-                Ok(_) => continue,
-                Err(_) => return,
-            }
-        }
-    })
-    .await;
-}
-
-/// GetSubmissionLogs: admins any run; submitters only their own SMOKE runs. Another token's
+/// GetSubmissionLogs: admins any run, with a custom scorer's output appended to stderr;
+/// submitters only their own SMOKE runs, without the scorer's output. Another token's
 /// submission is PERMISSION_DENIED here (not NOT_FOUND): logs are the most sensitive thing a
 /// run leaves, and a clear refusal tells an integrator exactly which rule they hit. The id
 /// itself is random and reveals nothing.
@@ -477,5 +480,11 @@ pub async fn logs(
             ));
         }
     }
-    Ok(crate::runner::read_logs(core, id).await)
+    let (stdout, mut stderr, truncated) = crate::runner::read_logs(core, id).await;
+    if caller.is_admin() {
+        // The organiser's scorer is the service's code: its output (why it crashed, what it
+        // rejected) is for admins, after the run's own stderr.
+        stderr.extend(crate::runner::read_scorer_logs(core, id).await);
+    }
+    Ok((stdout, stderr, truncated))
 }

@@ -16,16 +16,29 @@ fn repo() -> &'static Path {
 }
 
 async fn sh(cmd: &str) -> String {
-    let out = tokio::process::Command::new("bash").arg("-c").arg(cmd).output().await.unwrap();
-    assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = tokio::process::Command::new("bash")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The challenge from examples/digits/challenge.toml, with a shorter wall time for the
 /// solution that never ends.
 fn digits_challenge() -> pb::Challenge {
-    let mut c = holdout::cli::read_challenge_file(&repo().join("examples/digits/challenge.toml")).unwrap();
-    c.limits.as_mut().unwrap().wall_time = Some(prost_types::Duration { seconds: 20, nanos: 0 });
+    let mut c =
+        holdout::cli::read_challenge_file(&repo().join("examples/digits/challenge.toml")).unwrap();
+    c.limits.as_mut().unwrap().wall_time = Some(prost_types::Duration {
+        seconds: 20,
+        nanos: 0,
+    });
     c
 }
 

@@ -29,8 +29,8 @@ use tracing::{Instrument, debug, info, instrument, warn};
 use super::hardening::{self, SANDBOX_GID, SANDBOX_UID};
 use super::monitor::{LogSink, MemoryProbe, capture_logs, output_usage, watch_output};
 use super::{
-    Backend, Isolation, LABEL_INSTANCE, LABEL_OWNER, LABEL_OWNER_VALUE, LABEL_SUBMISSION, OwnedContainer,
-    RunOutcome, RunSpec, SandboxError,
+    Backend, Isolation, LABEL_INSTANCE, LABEL_OWNER, LABEL_OWNER_VALUE, LABEL_SUBMISSION,
+    OwnedContainer, RunOutcome, RunSpec, SandboxError,
 };
 
 /// Socket used when the configured `docker_host` is empty.

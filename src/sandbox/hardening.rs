@@ -20,7 +20,8 @@ use bollard::models::{
 };
 
 use super::{
-    Isolation, LABEL_INSTANCE, LABEL_OWNER, LABEL_OWNER_VALUE, LABEL_ROLE, LABEL_SUBMISSION, RunSpec, SandboxError,
+    Isolation, LABEL_INSTANCE, LABEL_OWNER, LABEL_OWNER_VALUE, LABEL_ROLE, LABEL_SUBMISSION,
+    RunSpec, SandboxError,
 };
 
 /// User and group every run executes as: `nobody:nogroup`, never root, whatever the image says.

@@ -210,7 +210,11 @@ pub trait Backend: Send + Sync + 'static {
     /// Runs the spec to completion: starts it, enforces the wall time and output cap, kills it
     /// when `cancel` fires, captures logs, and removes the container on every path before
     /// returning (also when the future is dropped).
-    async fn run(&self, spec: RunSpec, cancel: CancellationToken) -> Result<RunOutcome, SandboxError>;
+    async fn run(
+        &self,
+        spec: RunSpec,
+        cancel: CancellationToken,
+    ) -> Result<RunOutcome, SandboxError>;
     /// Whether `image` is present on the engine.
     async fn image_exists(&self, image: &str) -> Result<bool, SandboxError>;
     /// Whether the engine can run this isolation (runsc registered for gVisor).

@@ -154,7 +154,7 @@ pub struct LabelSet {
 impl LabelSet {
     /// Number of rows (ids) in the labels.
     pub fn len(&self) -> usize {
-        self.ids.ends.len()
+        self.ids.rows
     }
 
     /// Whether there are no rows (never true for a loaded set).
@@ -211,8 +211,12 @@ impl LabelSet {
     #[inline]
     pub(crate) fn prefetch_candidate(&self, hash: u64) -> Option<usize> {
         let row = self.ids.candidate(hash)?;
-        // ends[row - 1] shares the line with ends[row] but for one row in sixteen.
-        prefetch(&self.ids.ends, row.wrapping_sub(1));
+        if self.ids.short.is_empty() {
+            // ends[row - 1] shares the line with ends[row] but for one row in sixteen.
+            prefetch(&self.ids.ends, row.wrapping_sub(1));
+        } else {
+            prefetch(&self.ids.short, row);
+        }
         match &self.targets {
             Targets::Classes { .. } if !self.positive_bits.is_empty() => {}
             Targets::Classes { of_row, .. } => prefetch(of_row, row),
@@ -224,12 +228,15 @@ impl LabelSet {
     /// Third step: prefetches the candidate row's id bytes, once its bounds are cached.
     #[inline]
     pub(crate) fn prefetch_id(&self, row: usize) {
-        let start = if row == 0 {
-            0
-        } else {
-            self.ids.ends[row - 1] as usize
-        };
-        prefetch(&self.ids.arena, start);
+        // Short ids came with their row's word, in the previous step.
+        if self.ids.short.is_empty() {
+            let start = if row == 0 {
+                0
+            } else {
+                self.ids.ends[row - 1] as usize
+            };
+            prefetch(&self.ids.arena, start);
+        }
     }
 
     /// The row holding `id`, whose index hash is `hash`.

@@ -820,6 +820,29 @@ fn problems_in_the_second_half_or_across_halves_keep_their_line_numbers() {
 }
 
 #[test]
+fn long_and_short_ids_score_alike_in_any_order() {
+    // Ids of up to 7 bytes are kept inline, longer ones in an arena: both must join alike.
+    let score = |prefix: &str| {
+        let mut labels = String::from("id,y\n");
+        let mut rows = Vec::new();
+        for i in 0..3000 {
+            labels.push_str(&format!("{prefix}{i},{}\n", (i * 7 + i / 3) % 2));
+            rows.push(format!(
+                "{prefix}{i},{:.3}\n",
+                ((i * 37) % 101) as f64 / 100.0
+            ));
+        }
+        rows.sort_by_key(|r| crate::scoring::split::hash_id(r.as_bytes(), 3));
+        let mut s = spec(&[Metric::LogLoss, Metric::RocAuc]);
+        s.want_row_losses = true;
+        score_texts(&labels, &format!("id,p\n{}", rows.concat()), &s)
+    };
+    let (short, long) = (score("r"), score("a-much-longer-id-"));
+    assert_eq!(short.all, long.all);
+    assert_eq!(short.public_row_losses, long.public_row_losses);
+}
+
+#[test]
 fn a_duplicate_label_id_is_the_first_repeated_one_in_file_order() {
     let mut text = String::from("id,y\n");
     for i in 0..5000 {

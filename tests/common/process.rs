@@ -25,7 +25,11 @@ pub struct ServerProcess {
 pub fn write_config(dir: &Path, data_root: &Path, extra: &str) -> PathBuf {
     let state = dir.join("state");
     std::fs::create_dir_all(&state).unwrap();
-    let grace = if extra.contains("shutdown_grace") { "" } else { "shutdown_grace = \"5s\"" };
+    let grace = if extra.contains("shutdown_grace") {
+        ""
+    } else {
+        "shutdown_grace = \"5s\""
+    };
     let text = format!(
         r#"listen = "127.0.0.1:0"
 data_root = "{}"
