@@ -227,6 +227,7 @@ async fn execute_inner(
             &output_dir,
             &work.0,
             &limits,
+            &control.token,
         )
         .await;
         return match result {
@@ -284,6 +285,36 @@ async fn execute_inner(
                 warn!(detail = %detail, "custom scorer failed");
                 fail_internal(core, id, &detail).await;
                 Ok(())
+            }
+            crate::scorer::CustomResult::EngineFailed(detail) => {
+                // As for the participant's run: the engine's failure is transient, try again.
+                core.metrics.engine_error();
+                core.queue.engine_failed();
+                warn!(detail = %detail, "engine failed under the custom scorer");
+                requeue_or_fail(core, s, SubmissionState::Scoring, &detail).await
+            }
+            crate::scorer::CustomResult::Stopped => {
+                if control.reason() == Some(StopReason::Shutdown) {
+                    info!("scorer stopped by shutdown, handing the run back to the queue");
+                    s.attempts -= 1; // the service's interruption is not an attempt of the code
+                    return requeue_or_fail(
+                        core,
+                        s,
+                        SubmissionState::Scoring,
+                        "interrupted by shutdown while scoring",
+                    )
+                    .await;
+                }
+                s.state = SubmissionState::Cancelled;
+                s.message = "the submission was cancelled".into();
+                finish(
+                    core,
+                    s,
+                    SubmissionState::Scoring,
+                    Verdict::Cancelled,
+                    &challenge,
+                )
+                .await
             }
         };
     }

@@ -7,12 +7,15 @@
 //! The scorer never sees the participant's folder: the predictions are opened on the host
 //! without following links, size-checked and copied first. A scorer that crashes, times out
 //! or writes nonsense is the service's problem (INTERNAL_ERROR, uncharged), with its logs
-//! kept for the admin.
+//! kept for the admin. A scorer run is part of the submission's run: cancelling the
+//! submission or shutting the service down kills it like the participant's container.
 
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
 
 use crate::core::Core;
 use crate::domain::{Challenge, CustomScorer, SubmissionId, SubmissionKind};
@@ -37,6 +40,20 @@ pub enum CustomResult {
     Failed(String),
     /// The predictions file itself is unusable (missing, link, too big...).
     BadPredictions(String),
+    /// The engine failed under the scorer (transient: the run may be tried again).
+    EngineFailed(String),
+    /// The run's cancellation token fired (a cancel or a shutdown) and the scorer was killed.
+    Stopped,
+}
+
+/// Why one scorer run produced no output to use.
+enum RunFailure {
+    /// The scorer crashed, timed out or wrote nonsense.
+    Scorer(String),
+    /// The engine failed.
+    Engine(String),
+    /// The run was stopped through its token.
+    Stopped,
 }
 
 /// Scores a finished run's predictions with the challenge's custom scorer.
@@ -50,6 +67,7 @@ pub async fn score(
     output_dir: &Path,
     work: &Path,
     limits: &RunLimits,
+    cancel: &CancellationToken,
 ) -> CustomResult {
     let labels = crate::runner::labels_path(core, challenge, kind);
     let split = Split {
@@ -92,12 +110,15 @@ pub async fn score(
             labels_dir,
             &scoring_dir,
             limits,
+            cancel,
         )
         .await
         {
             Ok(ScorerOutput::Scores(s)) => results.push(s),
             Ok(ScorerOutput::Rejected(m)) => return CustomResult::Rejected(m),
-            Err(m) => return CustomResult::Failed(m),
+            Err(RunFailure::Scorer(m)) => return CustomResult::Failed(m),
+            Err(RunFailure::Engine(m)) => return CustomResult::EngineFailed(m),
+            Err(RunFailure::Stopped) => return CustomResult::Stopped,
         }
     }
     let mut it = results.into_iter();
@@ -188,10 +209,15 @@ async fn run_one(
     labels_dir: &Path,
     scoring_dir: &Path,
     limits: &RunLimits,
-) -> Result<ScorerOutput, String> {
+    cancel: &CancellationToken,
+) -> Result<ScorerOutput, RunFailure> {
+    if cancel.is_cancelled() {
+        return Err(RunFailure::Stopped);
+    }
     let output = scoring_dir.join(format!("out-{split}"));
-    std::fs::create_dir_all(&output).map_err(|e| e.to_string())?;
-    crate::runner::make_writable_for_sandbox(&output).map_err(|e| e.to_string())?;
+    let io = |e: std::io::Error| RunFailure::Scorer(format!("scorer ({split}): {e}"));
+    std::fs::create_dir_all(&output).map_err(io)?;
+    crate::runner::make_writable_for_sandbox(&output).map_err(io)?;
     let spec = RunSpec {
         submission_id: id.to_string(),
         run_name: format!("scorer-{split}"),
@@ -222,14 +248,22 @@ async fn run_one(
             ..limits.clone()
         },
     };
+    // The run's own token: a cancel or a shutdown during scoring kills the scorer too,
+    // instead of waiting out its wall time.
     let outcome = core
         .backend
-        .run(spec, tokio_util::sync::CancellationToken::new())
+        .run(spec, cancel.clone())
         .await
-        .map_err(|e| format!("scorer ({split}): engine failed: {e}"))?;
+        .map_err(|e| RunFailure::Engine(format!("scorer ({split}): engine failed: {e}")))?;
     crate::runner::store_scorer_logs(core, id, split, &outcome.logs).await;
+    if outcome.cancelled {
+        return Err(RunFailure::Stopped);
+    }
     if let Some(c) = crate::verdict::classify(&outcome, limits) {
-        return Err(format!("scorer ({split}) failed: {}", c.message));
+        return Err(RunFailure::Scorer(format!(
+            "scorer ({split}) failed: {}",
+            c.message
+        )));
     }
     let bytes = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
         let mut f = scoring::open_predictions(&output.join("scores.json"), MAX_SCORES_JSON)
@@ -239,8 +273,10 @@ async fn run_one(
         Ok(buf)
     })
     .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| format!("scorer ({split}) wrote no usable scores.json: {e}"))?;
+    .map_err(|e| RunFailure::Scorer(e.to_string()))?
+    .map_err(|e| {
+        RunFailure::Scorer(format!("scorer ({split}) wrote no usable scores.json: {e}"))
+    })?;
     scoring::parse_scores_json(&bytes, &scorer.primary_metric)
-        .map_err(|e| format!("scorer ({split}): {e}"))
+        .map_err(|e| RunFailure::Scorer(format!("scorer ({split}): {e}")))
 }

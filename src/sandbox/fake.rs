@@ -29,6 +29,8 @@ pub struct FakeBackend {
     started: Mutex<Vec<RunSpec>>,
     active: AtomicUsize,
     max_active: AtomicUsize,
+    /// Whether the fake engine has gVisor's runtime registered (true unless turned off).
+    gvisor: bool,
 }
 
 impl FakeBackend {
@@ -39,7 +41,15 @@ impl FakeBackend {
             started: Mutex::new(Vec::new()),
             active: AtomicUsize::new(0),
             max_active: AtomicUsize::new(0),
+            gvisor: true,
         }
+    }
+
+    /// The same backend on an engine without `runsc`: `supports(Gvisor)` answers false, so
+    /// challenge validation can be tested against an engine that cannot run gVisor.
+    pub fn without_gvisor(mut self) -> Self {
+        self.gvisor = false;
+        self
     }
 
     /// Submission ids in the order their runs started.
@@ -92,8 +102,11 @@ impl Backend for FakeBackend {
         Ok(true)
     }
 
-    async fn supports(&self, _isolation: Isolation) -> Result<bool, SandboxError> {
-        Ok(true)
+    async fn supports(&self, isolation: Isolation) -> Result<bool, SandboxError> {
+        Ok(match isolation {
+            Isolation::Runc => true,
+            Isolation::Gvisor => self.gvisor,
+        })
     }
 
     async fn list_owned(&self) -> Result<Vec<OwnedContainer>, SandboxError> {

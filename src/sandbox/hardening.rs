@@ -169,12 +169,7 @@ pub fn container_body(spec: &RunSpec) -> Result<ContainerCreateBody, SandboxErro
         pids_limit: Some(engine_pids_limit(spec)),
         // /dev/shm is a second tmpfs; cap it like /tmp (it is charged to the memory cgroup too).
         shm_size: Some(scratch),
-        ulimits: Some(vec![
-            ulimit("nofile", NOFILE_LIMIT),
-            // One file can never exceed the output cap, even between two watchdog polls.
-            ulimit("fsize", output),
-            ulimit("core", 0),
-        ]),
+        ulimits: Some(ulimits(spec, output)),
         // docker-init as pid 1 reaps zombies and forwards signals.
         init: Some(true),
         // Capture is through attach only: the engine keeps no copy, so a flood of stdout can
@@ -218,6 +213,26 @@ pub fn container_body(spec: &RunSpec) -> Result<ContainerCreateBody, SandboxErro
         host_config: Some(host_config),
         ..Default::default()
     })
+}
+
+/// Per-process limits. Under gVisor the participant's pids limit is also enforced inside the
+/// sandbox as `nproc`: the sentry keeps its own per-uid process count, so a fork bomb gets
+/// `EAGAIN` from the user-space kernel long before the host thread budget of the pids cgroup
+/// (see [`GVISOR_PIDS_BASE`]) runs out. Without it the bomb exhausts the host threads the
+/// sentry and gofer need themselves, and the whole sandbox dies (exit 2 or 137, stdout lost)
+/// instead of the code seeing a failed fork. Never under runc: there `nproc` counts every
+/// process of uid 65534 on the host, so concurrent runs would share one budget.
+fn ulimits(spec: &RunSpec, output: i64) -> Vec<ResourcesUlimits> {
+    let mut v = vec![
+        ulimit("nofile", NOFILE_LIMIT),
+        // One file can never exceed the output cap, even between two watchdog polls.
+        ulimit("fsize", output),
+        ulimit("core", 0),
+    ];
+    if spec.isolation == Isolation::Gvisor {
+        v.push(ulimit("nproc", i64::from(spec.limits.pids)));
+    }
+    v
 }
 
 fn validate_limits(spec: &RunSpec) -> Result<(), SandboxError> {
@@ -486,6 +501,23 @@ mod unit_tests {
             host(&b).pids_limit,
             Some(GVISOR_PIDS_BASE + GVISOR_PIDS_PER_TASK * 32)
         );
+    }
+
+    #[test]
+    fn gvisor_also_limits_processes_inside_the_sandbox_and_runc_does_not() {
+        let nproc = |s: &RunSpec| {
+            host(&container_body(s).unwrap())
+                .ulimits
+                .as_ref()
+                .unwrap()
+                .iter()
+                .find(|u| u.name.as_deref() == Some("nproc"))
+                .map(|u| (u.soft, u.hard))
+        };
+        let mut s = spec();
+        assert_eq!(nproc(&s), None, "nproc is host-wide per uid under runc");
+        s.isolation = Isolation::Gvisor;
+        assert_eq!(nproc(&s), Some((Some(32), Some(32))));
     }
 
     #[test]

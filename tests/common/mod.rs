@@ -30,6 +30,8 @@ pub async fn within<T>(secs: u64, fut: impl Future<Output = T>) -> T {
 pub struct TestServer {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where it serves Prometheus metrics, when `metrics_listen` is set.
+    pub metrics_addr: Option<SocketAddr>,
     /// An admin token.
     pub admin: String,
     /// A submitter token ("platform-a").
@@ -107,6 +109,7 @@ async fn spawn_app_inner(
     adjust(&mut config);
     let mut server = TestServer {
         addr: "127.0.0.1:0".parse().unwrap(),
+        metrics_addr: None,
         admin,
         submitter,
         other,
@@ -130,6 +133,7 @@ impl TestServer {
         }
         .expect("server builds");
         self.addr = app.local_addr();
+        self.metrics_addr = app.metrics_addr();
         // Keep the same port across restarts.
         self.config.listen = self.addr;
         self.stop = app.shutdown_token();
