@@ -6,6 +6,7 @@
 //! Messages stored for FULL runs come from the verdict and the limits only (see
 //! `crate::verdict`); anything the run printed or wrote goes to the admin-only `detail`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -197,11 +198,6 @@ async fn execute_inner(
     });
 
     if let Some(c) = verdict::classify(&outcome, &limits) {
-        s.state = if c.verdict == Verdict::Cancelled {
-            SubmissionState::Cancelled
-        } else {
-            SubmissionState::Failed
-        };
         s.message = verdict::participant_message(c.verdict, &c.message, s.kind, &limits);
         s.detail = c.message;
         return finish(core, s, SubmissionState::Running, c.verdict, &challenge).await;
@@ -232,54 +228,20 @@ async fn execute_inner(
         .await;
         return match result {
             crate::scorer::CustomResult::Scores { public, private } => {
-                s.state = SubmissionState::Succeeded;
-                s.message = "scored".into();
-                s.public_scores = public;
-                s.private_scores = private;
-                finish(
-                    core,
-                    s,
-                    SubmissionState::Scoring,
-                    Verdict::Scored,
-                    &challenge,
-                )
-                .await
+                succeed(core, s, public, private, &challenge).await
             }
             crate::scorer::CustomResult::Rejected(text) => {
-                s.state = SubmissionState::Failed;
                 let shown = if s.kind == SubmissionKind::Smoke || custom.release_messages {
                     format!("the scorer rejected the predictions: {text}")
                 } else {
                     verdict::participant_message(Verdict::InvalidPredictions, "", s.kind, &limits)
                 };
-                s.message = shown;
-                s.detail = format!("scorer rejected the predictions: {text}");
-                finish(
-                    core,
-                    s,
-                    SubmissionState::Scoring,
-                    Verdict::InvalidPredictions,
-                    &challenge,
-                )
-                .await
+                let detail = format!("scorer rejected the predictions: {text}");
+                reject(core, s, shown, detail, &challenge).await
             }
             crate::scorer::CustomResult::BadPredictions(message) => {
-                s.state = SubmissionState::Failed;
-                s.message = verdict::participant_message(
-                    Verdict::InvalidPredictions,
-                    &message,
-                    s.kind,
-                    &limits,
-                );
-                s.detail = message;
-                finish(
-                    core,
-                    s,
-                    SubmissionState::Scoring,
-                    Verdict::InvalidPredictions,
-                    &challenge,
-                )
-                .await
+                let shown = verdict::participant_message(Verdict::InvalidPredictions, &message, s.kind, &limits);
+                reject(core, s, shown, message, &challenge).await
             }
             crate::scorer::CustomResult::Failed(detail) => {
                 warn!(detail = %detail, "custom scorer failed");
@@ -305,16 +267,8 @@ async fn execute_inner(
                     )
                     .await;
                 }
-                s.state = SubmissionState::Cancelled;
                 s.message = "the submission was cancelled".into();
-                finish(
-                    core,
-                    s,
-                    SubmissionState::Scoring,
-                    Verdict::Cancelled,
-                    &challenge,
-                )
-                .await
+                finish(core, s, SubmissionState::Scoring, Verdict::Cancelled, &challenge).await
             }
         };
     }
@@ -336,36 +290,11 @@ async fn execute_inner(
                     .await;
                 }
             }
-            s.state = SubmissionState::Succeeded;
-            s.message = "scored".into();
-            s.public_scores = report.public;
-            s.private_scores = report.private;
-            finish(
-                core,
-                s,
-                SubmissionState::Scoring,
-                Verdict::Scored,
-                &challenge,
-            )
-            .await
+            succeed(core, s, report.public, report.private, &challenge).await
         }
         Err(ScoreFailure::Predictions(message)) => {
-            s.state = SubmissionState::Failed;
-            s.message = verdict::participant_message(
-                Verdict::InvalidPredictions,
-                &message,
-                s.kind,
-                &limits,
-            );
-            s.detail = message;
-            finish(
-                core,
-                s,
-                SubmissionState::Scoring,
-                Verdict::InvalidPredictions,
-                &challenge,
-            )
-            .await
+            let shown = verdict::participant_message(Verdict::InvalidPredictions, &message, s.kind, &limits);
+            reject(core, s, shown, message, &challenge).await
         }
         Err(ScoreFailure::Internal(detail)) => {
             requeue_or_fail(core, s, SubmissionState::Scoring, &detail).await
@@ -502,7 +431,35 @@ async fn score(
     .map_err(|e| ScoreFailure::Internal(format!("scoring task failed: {e}")))?
 }
 
-/// Records a terminal state and whether it counts against the quota.
+/// Records a scored run.
+async fn succeed(
+    core: &Core,
+    mut s: Submission,
+    public: BTreeMap<String, f64>,
+    private: BTreeMap<String, f64>,
+    challenge: &Challenge,
+) -> Result<(), DomainError> {
+    s.message = "scored".into();
+    s.public_scores = public;
+    s.private_scores = private;
+    finish(core, s, SubmissionState::Scoring, Verdict::Scored, challenge).await
+}
+
+/// Records INVALID_PREDICTIONS with what the participant may see and the admin's detail.
+async fn reject(
+    core: &Core,
+    mut s: Submission,
+    shown: String,
+    detail: String,
+    challenge: &Challenge,
+) -> Result<(), DomainError> {
+    s.message = shown;
+    s.detail = detail;
+    finish(core, s, SubmissionState::Scoring, Verdict::InvalidPredictions, challenge).await
+}
+
+/// Records a terminal state (derived from the verdict) and whether it counts against the
+/// quota.
 async fn finish(
     core: &Core,
     mut s: Submission,
@@ -510,6 +467,11 @@ async fn finish(
     verdict: Verdict,
     challenge: &Challenge,
 ) -> Result<(), DomainError> {
+    s.state = match verdict {
+        Verdict::Scored => SubmissionState::Succeeded,
+        Verdict::Cancelled => SubmissionState::Cancelled,
+        _ => SubmissionState::Failed,
+    };
     s.verdict = verdict;
     s.finished_at = Some(now_millis());
     s.charged = match verdict {
