@@ -35,7 +35,11 @@ impl PrivateEngine {
 
     async fn launch(&mut self) {
         let d = &self.dir;
-        let child = Command::new("dockerd")
+        let dockerd = ["/usr/sbin/dockerd", "/usr/bin/dockerd"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .unwrap_or("dockerd");
+        let child = Command::new(dockerd)
             .arg("--host")
             .arg(self.socket())
             .arg("--data-root")
