@@ -213,8 +213,26 @@ impl TestServer {
 }
 
 impl Drop for TestServer {
+    /// A test may end while runs are still in flight; its runtime then goes away before the
+    /// server's own cleanup can run. Remove this server's containers synchronously so no test
+    /// leaves anything on the engine (the service itself reconciles them at its next start).
     fn drop(&mut self) {
         self.stop.cancel();
+        if self.backend.is_some() {
+            return;
+        }
+        let Ok(dir) = std::fs::canonicalize(&self.state_dir) else { return };
+        let instance = auth::digest(&dir.to_string_lossy())[..16].to_owned();
+        let Ok(out) = std::process::Command::new("docker")
+            .args(["ps", "-aq", "--filter", &format!("label=io.holdout.instance={instance}")])
+            .output()
+        else {
+            return;
+        };
+        let ids: Vec<String> = String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_owned).collect();
+        if !ids.is_empty() {
+            let _ = std::process::Command::new("docker").arg("rm").arg("-f").args(&ids).output();
+        }
     }
 }
 
