@@ -300,7 +300,11 @@ target_column = "label"
 "#,
         )
         .unwrap();
-        c.release = ReleasePolicy { mode, ladder_step: step, ..ReleasePolicy::default() };
+        c.release = ReleasePolicy {
+            mode,
+            ladder_step: step,
+            ..ReleasePolicy::default()
+        };
         c
     }
 
@@ -331,7 +335,12 @@ target_column = "label"
     #[test]
     fn the_ladder_shows_a_new_score_only_when_it_beats_the_shown_one_by_a_step() {
         let c = challenge(LeaderboardMode::Ladder, 0.01);
-        let history = vec![scored("a", 0.8012), scored("a", 0.8093), scored("a", 0.8234), scored("a", 0.8290)];
+        let history = vec![
+            scored("a", 0.8012),
+            scored("a", 0.8093),
+            scored("a", 0.8234),
+            scored("a", 0.8290),
+        ];
         let released: Vec<f64> = history
             .iter()
             .map(|s| released_full_scores(&c, &history, s, &|_| None)["accuracy"])
@@ -349,10 +358,18 @@ target_column = "label"
     #[test]
     fn best_so_far_ranks_participants_and_shares_ranks_on_ties() {
         let c = challenge(LeaderboardMode::BestSoFar, 0.0);
-        let history = vec![scored("a", 0.9), scored("b", 0.95), scored("a", 0.7), scored("c", 0.9)];
+        let history = vec![
+            scored("a", 0.9),
+            scored("b", 0.95),
+            scored("a", 0.7),
+            scored("c", 0.9),
+        ];
         let board = build(&c, &history, View::Public, &|_| None);
-        let rows: Vec<(u32, &str, f64)> =
-            board.entries.iter().map(|e| (e.rank, e.participant_id.as_str(), e.score)).collect();
+        let rows: Vec<(u32, &str, f64)> = board
+            .entries
+            .iter()
+            .map(|e| (e.rank, e.participant_id.as_str(), e.score))
+            .collect();
         assert_eq!(rows, [(1, "b", 0.95), (2, "a", 0.9), (2, "c", 0.9)]);
         assert_eq!(board.entries[1].submissions, 2);
     }

@@ -240,7 +240,12 @@ async fn execute_inner(
                 reject(core, s, shown, detail, &challenge).await
             }
             crate::scorer::CustomResult::BadPredictions(message) => {
-                let shown = verdict::participant_message(Verdict::InvalidPredictions, &message, s.kind, &limits);
+                let shown = verdict::participant_message(
+                    Verdict::InvalidPredictions,
+                    &message,
+                    s.kind,
+                    &limits,
+                );
                 reject(core, s, shown, message, &challenge).await
             }
             crate::scorer::CustomResult::Failed(detail) => {
@@ -268,7 +273,14 @@ async fn execute_inner(
                     .await;
                 }
                 s.message = "the submission was cancelled".into();
-                finish(core, s, SubmissionState::Scoring, Verdict::Cancelled, &challenge).await
+                finish(
+                    core,
+                    s,
+                    SubmissionState::Scoring,
+                    Verdict::Cancelled,
+                    &challenge,
+                )
+                .await
             }
         };
     }
@@ -293,7 +305,12 @@ async fn execute_inner(
             succeed(core, s, report.public, report.private, &challenge).await
         }
         Err(ScoreFailure::Predictions(message)) => {
-            let shown = verdict::participant_message(Verdict::InvalidPredictions, &message, s.kind, &limits);
+            let shown = verdict::participant_message(
+                Verdict::InvalidPredictions,
+                &message,
+                s.kind,
+                &limits,
+            );
             reject(core, s, shown, message, &challenge).await
         }
         Err(ScoreFailure::Internal(detail)) => {
@@ -442,7 +459,14 @@ async fn succeed(
     s.message = "scored".into();
     s.public_scores = public;
     s.private_scores = private;
-    finish(core, s, SubmissionState::Scoring, Verdict::Scored, challenge).await
+    finish(
+        core,
+        s,
+        SubmissionState::Scoring,
+        Verdict::Scored,
+        challenge,
+    )
+    .await
 }
 
 /// Records INVALID_PREDICTIONS with what the participant may see and the admin's detail.
@@ -455,7 +479,14 @@ async fn reject(
 ) -> Result<(), DomainError> {
     s.message = shown;
     s.detail = detail;
-    finish(core, s, SubmissionState::Scoring, Verdict::InvalidPredictions, challenge).await
+    finish(
+        core,
+        s,
+        SubmissionState::Scoring,
+        Verdict::InvalidPredictions,
+        challenge,
+    )
+    .await
 }
 
 /// Records a terminal state (derived from the verdict) and whether it counts against the

@@ -211,22 +211,34 @@ async fn a_panic_in_a_run_fails_that_submission_as_internal_error_and_the_queue_
                 panic!("scripted panic in the worker");
             }
             FakeRun {
-                outcome: RunOutcome { exit_code: Some(0), ..Default::default() },
+                outcome: RunOutcome {
+                    exit_code: Some(0),
+                    ..Default::default()
+                },
                 predictions: Some(b"id,label\n".to_vec()),
                 delay: Duration::from_millis(10),
             }
         }));
         let server = spawn_app_on(backend, |c| c.concurrency = 1).await;
         parity_data(&server, "parity", 10);
-        create(&server, parity_challenge("parity", "parity")).await.unwrap();
+        create(&server, parity_challenge("parity", "parity"))
+            .await
+            .unwrap();
         let client = server.client(&server.submitter).await;
         let archive = tar_gz(&[("run.sh", PARITY_RIGHT)]);
         for i in 0..5 {
-            let s = client.submit(full("parity", &format!("p{i}")), archive.clone()).await.unwrap();
+            let s = client
+                .submit(full("parity", &format!("p{i}")), archive.clone())
+                .await
+                .unwrap();
             let last = client.watch(&s.id, |_| {}).await.unwrap();
             if i == 2 {
                 assert_eq!(last.verdict, pb::Verdict::InternalError as i32, "{last:?}");
-                assert!(!last.message.contains("panic"), "internal causes stay internal: {}", last.message);
+                assert!(
+                    !last.message.contains("panic"),
+                    "internal causes stay internal: {}",
+                    last.message
+                );
             } else {
                 assert_ne!(last.verdict, pb::Verdict::InternalError as i32, "{last:?}");
             }

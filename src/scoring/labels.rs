@@ -2,9 +2,10 @@
 //!
 //! Owns [`load_labels`], [`LabelSet`] and the [`LabelsCache`]. Ids are interned in one byte
 //! arena with a hash index over it (`index`), so scoring a predictions row is one lookup and
-//! no allocation; the set also offers the staged lookups the row pass pipelines. Errors here are for the challenge's organiser (they may name columns and ids
-//! of the labels file). This module must never hand label values or the public/private
-//! membership of an id to anything that reaches a participant.
+//! no allocation; the set also offers the staged lookups the row pass pipelines. Lines are
+//! parsed into rows by `label_rows`. Errors here are for the challenge's organiser (they may
+//! name columns and ids of the labels file). This module must never hand label values or the
+//! public/private membership of an id to anything that reaches a participant.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -14,14 +15,15 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use crate::scoring::csv::{self, Fields, LineError, LineReader};
-use crate::scoring::index::{INDEX_SEED, IdIndex, advise_huge_pages, prefetch};
+use crate::scoring::index::{INDEX_SEED, IdIndex, prefetch};
+use crate::scoring::label_rows::Rows;
 use crate::scoring::metrics::Sum;
 use crate::scoring::split::{Split, hash_id};
 
 /// Labels lines may be long (many columns), but not unboundedly so.
 const MAX_LABELS_LINE: usize = 16 << 20;
 /// Ids are indexed by u32 offsets, and classes stored as u16.
-const MAX_CLASSES: usize = u16::MAX as usize;
+pub(super) const MAX_CLASSES: usize = u16::MAX as usize;
 
 /// What the target column holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -196,6 +198,13 @@ impl LabelSet {
     #[inline]
     pub(crate) fn row_has_id(&self, row: usize, id: &[u8]) -> bool {
         row < self.len() && self.ids.id(row) == id
+    }
+
+    /// The row of `id` (`None` inside: not in the labels) found without the hash index, while
+    /// sorted ids have none yet; `None` when the pipelined lookup should be used.
+    #[inline]
+    pub(crate) fn find_without_index(&self, id: &[u8]) -> Option<Option<usize>> {
+        self.ids.find_without_table(id)
     }
 
     /// The index hash of `id`, for [`Self::find_hashed`]; prefetches the slot it starts at.
@@ -387,6 +396,7 @@ pub fn load_labels(path: &Path, spec: &LabelSpec) -> Result<LabelSet, LabelsErro
         rows.chunk(chunk, &mut line_no)?;
     }
     let Rows {
+        mut short,
         mut arena,
         mut ends,
         class_names,
@@ -397,17 +407,18 @@ pub fn load_labels(path: &Path, spec: &LabelSpec) -> Result<LabelSet, LabelsErro
         public_len,
         ..
     } = rows;
-    let rows = ends.len();
+    let rows = short.len().max(ends.len());
     if rows == 0 {
         return Err(LabelsError::NoRows);
     }
     // shrink_to_fit on these large vectors is a cheap mremap, not a copy.
+    short.shrink_to_fit();
     arena.shrink_to_fit();
     ends.shrink_to_fit();
     class_of_row.shrink_to_fit();
     values.shrink_to_fit();
 
-    let ids = IdIndex::build(arena, ends).map_err(|id| LabelsError::DuplicateId { id })?;
+    let ids = IdIndex::build(short, arena, ends).map_err(|id| LabelsError::DuplicateId { id })?;
     let targets = match spec.kind {
         TargetKind::Classes => {
             let positive = if spec.binary {
@@ -484,260 +495,6 @@ pub fn load_labels(path: &Path, spec: &LabelSpec) -> Result<LabelSet, LabelsErro
         ];
     }
     Ok(set)
-}
-
-/// The rows of a labels file as they are read: ids interned, targets, split bits.
-struct Rows<'s> {
-    /// How the file is read.
-    spec: &'s LabelSpec,
-    /// Index of the id column.
-    id_col: usize,
-    /// Index of the target column.
-    target_col: usize,
-    /// Fields per line, from the header.
-    width: usize,
-    /// All ids back to back.
-    arena: Vec<u8>,
-    /// End offset of each row's id in `arena`.
-    ends: Vec<u32>,
-    /// The distinct classes in order of first appearance.
-    class_names: Vec<Box<[u8]>>,
-    /// Class index by name.
-    class_by_name: HashMap<Box<[u8]>, u16>,
-    /// Class index of each row.
-    class_of_row: Vec<u16>,
-    /// Target of each row, for numbers.
-    values: Vec<f64>,
-    /// Bit per row, set when public; empty without a split.
-    public_bits: Vec<u64>,
-    /// Public rows.
-    public_len: usize,
-    /// The last row's class: targets repeat, so this usually spares a hash lookup.
-    last_class: Option<u16>,
-    /// Field splitter for lines with quotes or non-ASCII bytes.
-    fields: Fields,
-}
-
-impl<'s> Rows<'s> {
-    fn new(
-        spec: &'s LabelSpec,
-        size_hint: usize,
-        id_col: usize,
-        target_col: usize,
-        width: usize,
-    ) -> Self {
-        // Untouched capacity costs no memory, so reserving the file size for ids is free.
-        // A row takes at least 4 bytes ("i,t\n"), which bounds the row count.
-        let mut rows = Self {
-            spec,
-            id_col,
-            target_col,
-            width,
-            arena: Vec::with_capacity(size_hint),
-            ends: Vec::with_capacity(size_hint / 4),
-            class_names: Vec::new(),
-            class_by_name: HashMap::new(),
-            class_of_row: Vec::new(),
-            values: Vec::new(),
-            public_bits: Vec::new(),
-            public_len: 0,
-            last_class: None,
-            fields: Fields::default(),
-        };
-        match spec.kind {
-            TargetKind::Classes => rows.class_of_row.reserve(size_hint / 4),
-            TargetKind::Values => rows.values.reserve(size_hint / 4),
-        }
-        advise_huge_pages(&rows.arena);
-        advise_huge_pages(&rows.ends);
-        advise_huge_pages(&rows.class_of_row);
-        advise_huge_pages(&rows.values);
-        rows
-    }
-
-    /// Adds every line of a run of whole lines; `line_no` is the number of the line before.
-    fn chunk(&mut self, chunk: &[u8], line_no: &mut u64) -> Result<(), LabelsError> {
-        if !chunk.is_ascii() || memchr::memchr(b'"', chunk).is_some() {
-            return self.general_chunk(chunk, line_no);
-        }
-        // Plain lines: one vectorised scan finds every comma and newline.
-        let (id_col, target_col) = (self.id_col, self.target_col);
-        let mut line_start = 0;
-        let mut field_start = 0;
-        let mut field = 0;
-        let mut id = (0, 0);
-        let mut target = (0, 0);
-        let line_end = |this: &mut Self,
-                        start: usize,
-                        end: usize,
-                        found: usize,
-                        id: (usize, usize),
-                        target: (usize, usize),
-                        line: u64| {
-            if found == 1 && chunk[start..end].trim_ascii().is_empty() {
-                return Ok(());
-            }
-            if found != this.width {
-                return Err(LabelsError::WrongFieldCount {
-                    line,
-                    expected: this.width,
-                    found,
-                });
-            }
-            this.row(
-                line,
-                chunk[id.0..id.1].trim_ascii(),
-                chunk[target.0..target.1].trim_ascii(),
-            )
-        };
-        for pos in memchr::memchr2_iter(b',', b'\n', chunk) {
-            if field == id_col {
-                id = (field_start, pos);
-            }
-            if field == target_col {
-                target = (field_start, pos);
-            }
-            if chunk[pos] == b',' {
-                field += 1;
-                field_start = pos + 1;
-                continue;
-            }
-            *line_no += 1;
-            line_end(self, line_start, pos, field + 1, id, target, *line_no)?;
-            line_start = pos + 1;
-            field_start = line_start;
-            field = 0;
-        }
-        if line_start < chunk.len() {
-            let end = chunk.len();
-            if field == id_col {
-                id = (field_start, end);
-            }
-            if field == target_col {
-                target = (field_start, end);
-            }
-            *line_no += 1;
-            line_end(self, line_start, end, field + 1, id, target, *line_no)?;
-        }
-        Ok(())
-    }
-
-    /// Lines that may hold quotes or non-ASCII bytes, checked and split one by one.
-    fn general_chunk(&mut self, chunk: &[u8], line_no: &mut u64) -> Result<(), LabelsError> {
-        let mut fields = std::mem::take(&mut self.fields);
-        let result = (|| {
-            for raw in chunk.split_inclusive(|&b| b == b'\n') {
-                *line_no += 1;
-                let line_no = *line_no;
-                let line = raw.strip_suffix(b"\n").unwrap_or(raw);
-                let line = line.strip_suffix(b"\r").unwrap_or(line);
-                if line.trim_ascii().is_empty() {
-                    continue;
-                }
-                if std::str::from_utf8(line).is_err() {
-                    return Err(LabelsError::Malformed {
-                        line: line_no,
-                        reason: "invalid UTF-8",
-                    });
-                }
-                fields.split(line).map_err(|_| LabelsError::Malformed {
-                    line: line_no,
-                    reason: "unbalanced quotes",
-                })?;
-                if fields.len() != self.width {
-                    return Err(LabelsError::WrongFieldCount {
-                        line: line_no,
-                        expected: self.width,
-                        found: fields.len(),
-                    });
-                }
-                self.row(
-                    line_no,
-                    fields.get(line, self.id_col),
-                    fields.get(line, self.target_col),
-                )?;
-            }
-            Ok(())
-        })();
-        self.fields = fields;
-        result
-    }
-
-    /// Adds one row from its trimmed, unquoted id and target.
-    #[inline]
-    fn row(&mut self, line_no: u64, id: &[u8], target: &[u8]) -> Result<(), LabelsError> {
-        if id.is_empty() {
-            return Err(LabelsError::EmptyId { line: line_no });
-        }
-        let row = self.ends.len();
-        self.arena.extend_from_slice(id);
-        let end = u32::try_from(self.arena.len()).map_err(|_| LabelsError::Malformed {
-            line: line_no,
-            reason: "ids exceed 4 GiB in total",
-        })?;
-        self.ends.push(end);
-        if let Some(split) = &self.spec.split {
-            if row & 63 == 0 {
-                self.public_bits.push(0);
-            }
-            if split.is_public(id) {
-                self.public_bits[row / 64] |= 1 << (row % 64);
-                self.public_len += 1;
-            }
-        } else {
-            self.public_len += 1;
-        }
-        match self.spec.kind {
-            TargetKind::Classes => {
-                if target.is_empty() {
-                    return Err(LabelsError::BadTarget {
-                        line: line_no,
-                        reason: "is empty",
-                    });
-                }
-                let class = match self.last_class {
-                    Some(class) if *self.class_names[usize::from(class)] == *target => class,
-                    _ => {
-                        // A few classes are found faster by a scan than by hashing.
-                        let scanned = (self.class_names.len() <= 8)
-                            .then(|| self.class_names.iter().position(|n| **n == *target))
-                            .flatten()
-                            .map(|c| c as u16);
-                        let class =
-                            match scanned.or_else(|| self.class_by_name.get(target).copied()) {
-                                Some(class) => class,
-                                None => {
-                                    if self.class_names.len() >= MAX_CLASSES {
-                                        return Err(LabelsError::TooManyClasses);
-                                    }
-                                    let class = self.class_names.len() as u16;
-                                    self.class_names.push(target.into());
-                                    self.class_by_name.insert(target.into(), class);
-                                    class
-                                }
-                            };
-                        self.last_class = Some(class);
-                        class
-                    }
-                };
-                self.class_of_row.push(class);
-            }
-            TargetKind::Values => {
-                let value = csv::parse_f64(target).ok_or(LabelsError::BadTarget {
-                    line: line_no,
-                    reason: "is not a number",
-                })?;
-                if !value.is_finite() {
-                    return Err(LabelsError::BadTarget {
-                        line: line_no,
-                        reason: "is not finite",
-                    });
-                }
-                self.values.push(value);
-            }
-        }
-        Ok(())
-    }
 }
 
 /// sklearn's positive class when none is named: the greater label, numerically when every

@@ -159,7 +159,7 @@ impl Sum {
 }
 
 /// Maps a finite score to a u64 whose unsigned order is the score's order, with -0.0 and
-/// 0.0 equal (sklearn sees them as a tie), so scores can be radix-sorted and compared as ints.
+/// 0.0 equal (sklearn sees them as a tie), so scores can be sorted and compared as ints.
 #[inline]
 pub(crate) fn score_key(score: f64) -> u64 {
     let score = if score == 0.0 { 0.0 } else { score };
@@ -171,45 +171,40 @@ pub(crate) fn score_key(score: f64) -> u64 {
     }
 }
 
-/// Sorts keys ascending with an LSD radix sort (4 passes of 16 bits, skipping passes where
-/// every key has the same digit, as the top bits of probabilities do): linear time, one
-/// scratch buffer.
-pub(crate) fn radix_sort(keys: &mut Vec<u64>, scratch: &mut Vec<u64>) {
-    const BITS: usize = 16;
-    const PASSES: usize = 64 / BITS;
-    const BUCKETS: usize = 1 << BITS;
-    if keys.len() < 4096 {
-        keys.sort_unstable();
+/// Sorts every part's score keys ascending, for [`auc_over`]. An in-place unstable sort: at
+/// millions of keys it measured faster than an LSD radix sort, which also needed a scratch
+/// copy whose fresh pages cost as much again; and integers sort to one order whatever the
+/// algorithm. Large sets of keys are shared between two threads, the longest vectors first.
+pub(crate) fn sort_keys(parts: &mut [PartTotals]) {
+    let mut vectors: Vec<&mut Vec<u64>> = parts
+        .iter_mut()
+        .flat_map(|p| [&mut p.positive_keys, &mut p.negative_keys])
+        .collect();
+    let total: usize = vectors.iter().map(|v| v.len()).sum();
+    let two_threads = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
+    if !two_threads || total < PARALLEL_SORT_KEYS {
+        vectors.into_iter().for_each(|v| v.sort_unstable());
         return;
     }
-    let mut counts = vec![0usize; PASSES * BUCKETS];
-    for &k in keys.iter() {
-        for pass in 0..PASSES {
-            counts[pass * BUCKETS + ((k >> (pass * BITS)) as usize & (BUCKETS - 1))] += 1;
-        }
+    vectors.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    let (mut mine, mut theirs) = ((Vec::new(), 0), (Vec::new(), 0));
+    for v in vectors {
+        let lighter = if mine.1 <= theirs.1 {
+            &mut mine
+        } else {
+            &mut theirs
+        };
+        lighter.1 += v.len();
+        lighter.0.push(v);
     }
-    scratch.clear();
-    scratch.resize(keys.len(), 0);
-    let mut offsets = vec![0usize; BUCKETS];
-    for pass in 0..PASSES {
-        let count = &counts[pass * BUCKETS..(pass + 1) * BUCKETS];
-        if count.contains(&keys.len()) {
-            continue;
-        }
-        let mut total = 0;
-        for (slot, &c) in offsets.iter_mut().zip(count) {
-            *slot = total;
-            total += c;
-        }
-        let shift = pass * BITS;
-        for &k in keys.iter() {
-            let bucket = (k >> shift) as usize & (BUCKETS - 1);
-            scratch[offsets[bucket]] = k;
-            offsets[bucket] += 1;
-        }
-        std::mem::swap(keys, scratch);
-    }
+    std::thread::scope(|scope| {
+        scope.spawn(move || theirs.0.into_iter().for_each(|v| v.sort_unstable()));
+        mine.0.into_iter().for_each(|v| v.sort_unstable());
+    });
 }
+
+/// Fewer keys than this are sorted on one thread. Tests share every set between two.
+const PARALLEL_SORT_KEYS: usize = if cfg!(test) { 1 } else { 1 << 16 };
 
 /// Twice the Mann-Whitney U of sorted positive keys against sorted negative keys: each
 /// (positive, negative) pair scores 2 when the positive ranks higher and 1 on a tie.
@@ -451,18 +446,26 @@ mod tests {
     }
 
     #[test]
-    fn radix_sort_matches_the_standard_sort() {
+    fn sorting_keys_sorts_every_vector_of_every_part() {
         let mut state = 12345u64;
-        let mut keys: Vec<u64> = (0..50_000)
-            .map(|_| {
-                state = crate::scoring::split::mix64(state.wrapping_add(1));
-                score_key((state >> 11) as f64 / (1u64 << 53) as f64 - 0.3)
-            })
-            .collect();
-        let mut expected = keys.clone();
-        expected.sort_unstable();
-        radix_sort(&mut keys, &mut Vec::new());
-        assert_eq!(keys, expected);
+        let mut keys = || -> Vec<u64> {
+            (0..50_000)
+                .map(|_| {
+                    state = crate::scoring::split::mix64(state.wrapping_add(1));
+                    score_key((state >> 11) as f64 / (1u64 << 53) as f64 - 0.3)
+                })
+                .collect()
+        };
+        let mut parts = [PartTotals::new(2), PartTotals::new(2)];
+        for part in parts.iter_mut() {
+            part.positive_keys = keys();
+            part.negative_keys = keys()[..1000].to_vec();
+        }
+        sort_keys(&mut parts);
+        for part in &parts {
+            assert!(part.positive_keys.is_sorted() && part.positive_keys.len() == 50_000);
+            assert!(part.negative_keys.is_sorted() && part.negative_keys.len() == 1000);
+        }
     }
 
     #[test]

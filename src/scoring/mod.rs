@@ -2,9 +2,10 @@
 //!
 //! Owns the predictions contract and its participant-safe errors ([`predictions`]), the row
 //! pass that joins predictions with labels (`pass`), loading and caching the ground truth
-//! ([`labels`], with its id index in `index`), the built-in metrics ([`metrics`]), the
-//! public/private split ([`split`]), the helpers for an organiser's custom scorer
-//! ([`custom`]), and the core of the `holdout score` command ([`cli`]).
+//! ([`labels`], with its row parser in `label_rows` and its id index in `index`), the
+//! built-in metrics ([`metrics`]), the public/private split ([`split`]), the helpers for an
+//! organiser's custom scorer ([`custom`]), and the core of the `holdout score` command
+//! ([`cli`]).
 //!
 //! ```text
 //!  labels.csv ──load_labels──▶ LabelSet (ids interned + hash index, targets, split bits)
@@ -22,6 +23,7 @@ pub mod cli;
 mod csv;
 pub mod custom;
 mod index;
+mod label_rows;
 pub mod labels;
 pub mod metrics;
 mod pass;

@@ -35,6 +35,8 @@ const BOUNDS_DISTANCE: usize = 64;
 const SETTLE_DISTANCE: usize = 96;
 /// No guessed row: the id must be looked up.
 const UNRESOLVED: usize = usize::MAX;
+/// The id was searched for and is not in the labels.
+const ABSENT: usize = usize::MAX - 1;
 
 /// What the prediction column holds for this spec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,7 +92,7 @@ struct Pending {
     id: (usize, usize),
     /// The id's index hash.
     hash: u64,
-    /// The row matched by the in-order guess, or [`UNRESOLVED`].
+    /// The row matched by the in-order guess or a search, [`ABSENT`], or [`UNRESOLVED`].
     row: usize,
     /// The likely row from the index, once its slot was read, or [`UNRESOLVED`].
     candidate: usize,
@@ -318,14 +320,17 @@ impl<'p, 'a> Pass<'p, 'a> {
         };
         let labels = self.plan.labels;
         let id_bytes = &chunk[id.0..id.1];
-        let guessed = self.in_order && labels.row_has_id(self.hint, id_bytes);
-        if guessed && self.pipeline.is_empty() {
-            return self.settle(Some(self.hint), id_bytes, number, class, line);
-        }
-        let (hash, row) = if guessed {
-            (0, self.hint)
+        let known = if self.in_order && labels.row_has_id(self.hint, id_bytes) {
+            Some(Some(self.hint))
         } else {
-            (labels.hash_and_prefetch(id_bytes), UNRESOLVED)
+            labels.find_without_index(id_bytes)
+        };
+        if let (Some(row), true) = (known, self.pipeline.is_empty()) {
+            return self.settle(row, id_bytes, number, class, line);
+        }
+        let (hash, row) = match known {
+            Some(row) => (0, row.unwrap_or(ABSENT)),
+            None => (labels.hash_and_prefetch(id_bytes), UNRESOLVED),
         };
         self.pipeline.push_back(Pending {
             id,
@@ -376,10 +381,10 @@ impl<'p, 'a> Pass<'p, 'a> {
     #[inline]
     fn settle_pending(&mut self, chunk: &[u8], p: Pending) -> Result<(), PredictionsError> {
         let id = &chunk[p.id.0..p.id.1];
-        let row = if p.row == UNRESOLVED {
-            self.plan.labels.find_hashed(id, p.hash)
-        } else {
-            Some(p.row)
+        let row = match p.row {
+            UNRESOLVED => self.plan.labels.find_hashed(id, p.hash),
+            ABSENT => None,
+            row => Some(row),
         };
         self.settle(row, id, p.number, p.class, p.line)
     }
@@ -438,8 +443,9 @@ impl<'p, 'a> Pass<'p, 'a> {
             return Ok(());
         };
         // Follow the labels' order while the file does; once it does not, stop paying for a
-        // guess on every row, and look again every 1024 rows.
-        self.in_order = row == self.hint || self.rows & 1023 == 0;
+        // guess on every row, and look again every 1024 rows. A pass's first row may start
+        // anywhere (the second half of a file), so the guess is tried after it too.
+        self.in_order = row == self.hint || self.rows & 1023 == 0 || self.matched == 0;
         self.hint = row + 1;
         let bit = 1u64 << (row % 64);
         if self.seen[row / 64] & bit != 0 {

@@ -15,7 +15,7 @@ use std::sync::atomic::AtomicU32;
 
 use crate::scoring::csv::{self, Fields, LineReader, RangeReader};
 use crate::scoring::labels::{LabelSet, Targets};
-use crate::scoring::metrics::{Metric, PartTotals, auc_over, finish, radix_sort};
+use crate::scoring::metrics::{Metric, PartTotals, auc_over, finish, sort_keys};
 use crate::scoring::pass::{Pass, Plan, Prediction, line_error};
 use crate::scoring::{ScoreReport, ScoringSpec};
 
@@ -522,11 +522,7 @@ fn report(
 ) -> ScoreReport {
     let labels = plan.labels;
     if spec.metrics.contains(&Metric::RocAuc) {
-        let mut scratch = Vec::new();
-        for part in parts.iter_mut() {
-            radix_sort(&mut part.positive_keys, &mut scratch);
-            radix_sort(&mut part.negative_keys, &mut scratch);
-        }
+        sort_keys(&mut parts);
     }
     let [public, private] = &parts;
     let mut all = PartTotals::new(labels.class_count());

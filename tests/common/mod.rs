@@ -221,17 +221,31 @@ impl Drop for TestServer {
         if self.backend.is_some() {
             return;
         }
-        let Ok(dir) = std::fs::canonicalize(&self.state_dir) else { return };
+        let Ok(dir) = std::fs::canonicalize(&self.state_dir) else {
+            return;
+        };
         let instance = auth::digest(&dir.to_string_lossy())[..16].to_owned();
         let Ok(out) = std::process::Command::new("docker")
-            .args(["ps", "-aq", "--filter", &format!("label=io.holdout.instance={instance}")])
+            .args([
+                "ps",
+                "-aq",
+                "--filter",
+                &format!("label=io.holdout.instance={instance}"),
+            ])
             .output()
         else {
             return;
         };
-        let ids: Vec<String> = String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_owned).collect();
+        let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
         if !ids.is_empty() {
-            let _ = std::process::Command::new("docker").arg("rm").arg("-f").args(&ids).output();
+            let _ = std::process::Command::new("docker")
+                .arg("rm")
+                .arg("-f")
+                .args(&ids)
+                .output();
         }
     }
 }
