@@ -143,6 +143,36 @@ fn normalise(c: &mut Challenge) {
     }
 }
 
+/// The first path under `root` (itself included) that the sandbox user could not read:
+/// runs see the inputs as uid 65534, so folders need o+rx and files o+r. Links are not
+/// followed. Looks at no more than 100,000 entries.
+fn unreadable_by_sandbox(root: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut stack = vec![root.to_owned()];
+    let mut seen = 0usize;
+    while let Some(path) = stack.pop() {
+        seen += 1;
+        if seen > 100_000 {
+            return None;
+        }
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let mode = meta.permissions().mode();
+        if meta.is_dir() {
+            if mode & 0o005 != 0o005 {
+                return Some(path);
+            }
+            if let Ok(entries) = std::fs::read_dir(&path) {
+                stack.extend(entries.flatten().map(|e| e.path()));
+            }
+        } else if meta.is_file() && mode & 0o004 == 0 {
+            return Some(path);
+        }
+    }
+    None
+}
+
 /// Resolves `data_dir` inside the data root, refusing anything that would escape it.
 pub fn resolve_data_dir(data_root: &Path, data_dir: &str) -> Result<PathBuf, DomainError> {
     let rel = Path::new(data_dir);
@@ -322,6 +352,25 @@ async fn validate(core: &Core, c: &Challenge) -> Result<(), DomainError> {
             format!("{:?} has no inputs/ folder", c.data_dir),
         ));
     }
+    let readable_roots = [dir.join("inputs"), dir.join("sample").join("inputs")];
+    let data_name = c.data_dir.clone();
+    tokio::task::spawn_blocking(move || {
+        for root in readable_roots.iter().filter(|r| r.is_dir()) {
+            if let Some(bad) = unreadable_by_sandbox(root) {
+                let shown = bad.strip_prefix(root.parent().unwrap_or(root)).unwrap_or(&bad).display().to_string();
+                return Err(DomainError::precondition(
+                    "data_dir",
+                    format!(
+                        "{data_name:?}: {shown} is not readable by the sandbox user (uid 65534), so every run would fail; \
+                         make the inputs world-readable (chmod -R o+rX)"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    })
+    .await
+    .map_err(DomainError::internal)??;
     let labels = dir.join("labels.csv");
     if !labels.is_file() {
         return Err(DomainError::precondition(

@@ -166,6 +166,19 @@ async fn invalid_challenge_definitions_are_refused_naming_the_field() {
             ],
         );
         std::fs::create_dir_all(server.data_root.parent().unwrap().join("outside")).unwrap();
+        let closed = server.write_data(
+            "closed",
+            &[("labels.csv", "id,label\na,even\nb,odd\nc,even\nd,odd\n")],
+        );
+        server.write_data("closed", &[("inputs/test.csv", "id,x\n")]);
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(
+                closed.join("inputs/test.csv"),
+                std::fs::Permissions::from_mode(0o600),
+            )
+            .unwrap();
+        }
 
         let base = || parity_challenge("ok-id", "parity");
         let cases: Vec<(&str, pb::Challenge, Code, &str)> = vec![
@@ -204,6 +217,15 @@ async fn invalid_challenge_definitions_are_refused_naming_the_field() {
                 },
                 Code::FailedPrecondition,
                 "data_dir",
+            ),
+            (
+                "inputs unreadable by the sandbox user",
+                pb::Challenge {
+                    data_dir: "closed".into(),
+                    ..base()
+                },
+                Code::FailedPrecondition,
+                "inputs/test.csv is not readable",
             ),
             (
                 "labels missing",
