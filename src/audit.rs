@@ -66,29 +66,11 @@ pub async fn list(
     page_token: &str,
 ) -> Result<(Vec<ReleaseRecord>, String), DomainError> {
     caller.require_admin("ListReleases")?;
-    let size = if page_size <= 0 {
-        100
-    } else {
-        (page_size as usize).min(1000)
-    };
-    let before: i64 = if page_token.is_empty() {
-        0
-    } else {
-        page_token.parse().map_err(|_| {
-            DomainError::invalid("page_token", "is not a token this service returned")
-        })?
-    };
+    let page = crate::paging::Page::parse(page_size, page_token, 100, 1000)?;
     let mut rows = core
         .store
-        .list_releases(challenge, token, before, size + 1)
+        .list_releases(challenge, token, page.before, page.size + 1)
         .await?;
-    let next = if rows.len() > size {
-        rows.truncate(size);
-        rows.last()
-            .map(|(seq, _)| seq.to_string())
-            .unwrap_or_default()
-    } else {
-        String::new()
-    };
+    let next = page.finish(&mut rows);
     Ok((rows.into_iter().map(|(_, r)| r).collect(), next))
 }

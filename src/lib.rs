@@ -28,6 +28,7 @@
 //! - [`audit`]: the record of every value released to a submitter token.
 //! - [`store`]: SQLite persistence and migrations.
 //! - [`metrics`]: Prometheus counters and histograms.
+//! - [`paging`]: page sizes and tokens of list RPCs.
 
 pub mod api;
 pub mod app;
@@ -42,6 +43,7 @@ pub mod domain;
 pub mod leaderboard;
 pub mod losses;
 pub mod metrics;
+pub mod paging;
 pub mod queue;
 pub mod release;
 pub mod runner;

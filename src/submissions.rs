@@ -290,31 +290,19 @@ pub async fn list(
     page_token: &str,
 ) -> Result<(Vec<pb::Submission>, String), DomainError> {
     crate::challenges::get(core, challenge_id).await?;
-    let size = if page_size <= 0 {
-        50
-    } else {
-        (page_size as usize).min(500)
-    };
-    let before: i64 = if page_token.is_empty() {
-        0
-    } else {
-        page_token.parse().map_err(|_| {
-            DomainError::invalid("page_token", "is not a token this service returned")
-        })?
-    };
+    let page = crate::paging::Page::parse(page_size, page_token, 50, 500)?;
     let owner = (!caller.is_admin()).then(|| caller.name.clone());
     let mut rows = core
         .store
-        .list_submissions(challenge_id.clone(), participant, owner, before, size + 1)
+        .list_submissions(
+            challenge_id.clone(),
+            participant,
+            owner,
+            page.before,
+            page.size + 1,
+        )
         .await?;
-    let next = if rows.len() > size {
-        rows.truncate(size);
-        rows.last()
-            .map(|(seq, _)| seq.to_string())
-            .unwrap_or_default()
-    } else {
-        String::new()
-    };
+    let next = page.finish(&mut rows);
     let mut out = Vec::with_capacity(rows.len());
     for (_, s) in rows {
         out.push(view(core, caller, &s).await?);
