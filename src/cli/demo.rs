@@ -33,7 +33,7 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     let backend: std::sync::Arc<dyn crate::sandbox::Backend> =
         match crate::sandbox::docker::DockerBackend::connect(&args.docker_host).await {
             Ok(b) => std::sync::Arc::new(b),
-            Err(e) => bail!("{e}; start one with `sudo scripts/setup-docker.sh`"),
+            Err(e) => bail!("{e}; start one with `scripts/setup-docker.sh` (as root)"),
         };
     let repo = &args.repo;
     for needed in [
