@@ -54,16 +54,17 @@ where
     S: Stream<Item = Result<Bytes, DomainError>> + Unpin,
 {
     let challenge = crate::challenges::get(core, &meta.challenge_id).await?;
+    // A retry of an accepted submission gets it back, even if the challenge closed since.
+    if let Some(key) = &meta.idempotency_key
+        && let Some(existing) = find_by_key(core, caller, key).await?
+    {
+        return view(core, caller, &existing).await;
+    }
     if challenge.state == ChallengeState::Closed {
         return Err(DomainError::precondition(
             "challenge_id",
             format!("challenge {:?} is closed", challenge.id.as_str()),
         ));
-    }
-    if let Some(key) = &meta.idempotency_key
-        && let Some(existing) = find_by_key(core, caller, key).await?
-    {
-        return view(core, caller, &existing).await;
     }
     if meta.kind == SubmissionKind::Smoke {
         let dir = crate::runner::data_dir(core, &challenge).join("sample");
