@@ -22,6 +22,7 @@ fn spec(metrics: Vec<Metric>, threshold: Option<f64>) -> ScoringSpec {
             seed: 1,
         }),
         max_predictions_bytes: 1 << 16,
+        want_row_losses: false,
     }
 }
 
