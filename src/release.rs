@@ -69,7 +69,12 @@ pub fn submission_view(s: &Submission, ctx: &ViewContext<'_>) -> pb::Submission 
         return admin_view(s, ctx);
     }
     let decimals = ctx.challenge.release.score_decimals;
-    let held = hold_until(s, ctx.challenge, ctx.wall_time_ms).is_some_and(|t| ctx.now < t);
+    // Under constant-time release the moment the code exited (RUNNING → SCORING) is as
+    // telling as its end, so a FULL run shows RUNNING until its result may be announced.
+    let held = hold_until(s, ctx.challenge, ctx.wall_time_ms).is_some_and(|t| ctx.now < t)
+        || (s.kind == SubmissionKind::Full
+            && ctx.challenge.release.constant_time_release
+            && s.state == SubmissionState::Scoring);
     let (state, verdict, message) = if held {
         (
             SubmissionState::Running,

@@ -144,8 +144,10 @@ async fn with_constant_time_release_the_end_time_does_not_depend_on_private_data
                 .await
                 .unwrap();
             let mut running_at = None;
+            let mut states = Vec::new();
             let last = client
                 .watch(&s.id, |u| {
+                    states.push(u.state);
                     if u.state == pb::SubmissionState::Running as i32 && running_at.is_none() {
                         running_at = Some(Instant::now());
                     }
@@ -153,6 +155,11 @@ async fn with_constant_time_release_the_end_time_does_not_depend_on_private_data
                 .await
                 .unwrap();
             assert_eq!(last.state, pb::SubmissionState::Succeeded as i32);
+            // The moment the code exited (SCORING) is never shown either.
+            assert!(
+                !states.contains(&(pb::SubmissionState::Scoring as i32)),
+                "{states:?}"
+            );
             elapsed.push(running_at.unwrap().elapsed());
         }
         let (fast, slow) = (elapsed[0], elapsed[1]);
