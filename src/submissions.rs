@@ -237,9 +237,25 @@ pub async fn view(
     s: &Submission,
 ) -> Result<pb::Submission, DomainError> {
     let challenge = crate::challenges::get(core, &s.challenge_id).await?;
+    let queued = if s.state == SubmissionState::Queued {
+        core.store.queued().await?
+    } else {
+        Vec::new()
+    };
+    view_with(core, caller, s, &challenge, &queued).await
+}
+
+/// [`view`] with the challenge and the queue already read, so a page of submissions reads
+/// them once rather than once per item.
+async fn view_with(
+    core: &Core,
+    caller: &Caller,
+    s: &Submission,
+    challenge: &crate::domain::Challenge,
+    queued: &[crate::store::QueuedRow],
+) -> Result<pb::Submission, DomainError> {
     let queue_position = if s.state == SubmissionState::Queued {
-        let queued = core.store.queued().await?;
-        core.queue.position(&queued, &s.id)
+        core.queue.position(queued, &s.id)
     } else {
         None
     };
@@ -290,7 +306,7 @@ pub async fn list(
     page_size: i32,
     page_token: &str,
 ) -> Result<(Vec<pb::Submission>, String), DomainError> {
-    crate::challenges::get(core, challenge_id).await?;
+    let challenge = crate::challenges::get(core, challenge_id).await?;
     let page = crate::paging::Page::parse(page_size, page_token, 50, 500)?;
     let owner = (!caller.is_admin()).then(|| caller.name.clone());
     let mut rows = core
@@ -304,9 +320,14 @@ pub async fn list(
         )
         .await?;
     let next = page.finish(&mut rows);
+    let queued = if rows.iter().any(|(_, s)| s.state == SubmissionState::Queued) {
+        core.store.queued().await?
+    } else {
+        Vec::new()
+    };
     let mut out = Vec::with_capacity(rows.len());
     for (_, s) in rows {
-        out.push(view(core, caller, &s).await?);
+        out.push(view_with(core, caller, &s, &challenge, &queued).await?);
     }
     Ok((out, next))
 }
