@@ -346,7 +346,7 @@ impl DockerRun {
         std::fs::write(submission.join("run.sh"), SCRIPT).unwrap();
         open_up(&root);
         let spec = RunSpec {
-            submission_id: "bench".into(),
+            submission_id: holdout::domain::SubmissionId::generate(),
             run_name: "bare".into(),
             role: RunRole::Participant,
             instance: "bench".into(),
@@ -355,16 +355,8 @@ impl DockerRun {
             env: BTreeMap::from([("HOLDOUT_KIND".to_string(), "full".to_string())]),
             isolation,
             mounts: vec![
-                Mount {
-                    host: submission,
-                    container: "/submission".into(),
-                    read_only: true,
-                },
-                Mount {
-                    host: tmp.join("data/bench/inputs"),
-                    container: "/data".into(),
-                    read_only: true,
-                },
+                Mount::read_only(&submission, "/submission"),
+                Mount::read_only(&tmp.join("data/bench/inputs"), "/data"),
             ],
             output_dir: root.join("output-template"),
             limits: limits(),

@@ -12,11 +12,23 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::api::{self, AuditApi, ChallengesApi, LeaderboardsApi, SubmissionsApi};
+use crate::auth::Tokens;
+use crate::challenges::Challenges;
 use crate::config::Config;
-use crate::core::{Core, Paths};
+use crate::leaderboard::Leaderboards;
+use crate::losses::LossStore;
+use crate::paths::Paths;
 use crate::pb;
+use crate::queue::Queue;
+use crate::run::Runner;
+use crate::run::logs::LogStore;
+use crate::run::plan::HostSettings;
 use crate::sandbox::Backend;
+use crate::scheduler::Scheduler;
+use crate::scoring::LabelsCache;
 use crate::store::Store;
+use crate::submissions::{Submissions, SubmissionsParts};
+use crate::telemetry::Telemetry;
 
 /// Failures to start or run the server, each a one-line message for the operator.
 #[derive(Debug, thiserror::Error)]
@@ -44,8 +56,11 @@ pub enum AppError {
         source: std::io::Error,
     },
     /// Recovery after a restart failed.
-    #[error("cannot recover state: {0}")]
-    Recover(String),
+    #[error("cannot recover state")]
+    Recover(#[from] crate::scheduler::RecoverError),
+    /// Server reflection could not be built from the descriptors.
+    #[error("cannot build server reflection")]
+    Reflection(#[from] tonic_reflection::server::Error),
     /// The gRPC server failed.
     #[error("server error: {0}")]
     Serve(#[from] tonic::transport::Error),
@@ -53,7 +68,14 @@ pub enum AppError {
 
 /// A built, bound, not yet serving application.
 pub struct Application {
-    core: Arc<Core>,
+    tokens: Tokens,
+    instance: String,
+    store: Store,
+    challenges: Challenges,
+    submissions: Submissions,
+    leaderboards: Leaderboards,
+    scheduler: Scheduler,
+    telemetry: Arc<Telemetry>,
     metrics_listener: Option<TcpListener>,
     metrics_addr: Option<SocketAddr>,
     listener: TcpListener,
@@ -92,19 +114,57 @@ impl Application {
         })?;
         let metrics_listener = match config.metrics_listen.parse::<SocketAddr>() {
             Ok(addr) => Some(
-                crate::metrics::bind(addr)
+                crate::telemetry::bind(addr)
                     .await
                     .map_err(|source| AppError::Bind { addr, source })?,
             ),
             Err(_) => None,
         };
         let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
-        let core = Core::new(config, store, backend);
-        crate::queue::recover(&core)
-            .await
-            .map_err(|e| AppError::Recover(e.to_string()))?;
+        let host = HostSettings {
+            data_root: config.data_root.clone(),
+            defaults: config.defaults,
+            caps: config.caps,
+            default_isolation: config.default_isolation,
+            instance: paths.instance(),
+        };
+        let telemetry = Arc::new(Telemetry::default());
+        let losses = Arc::new(LossStore::new(paths.losses()));
+        let logs = LogStore::new(paths.logs_dir());
+        let queue = Arc::new(Queue::new(config.concurrency as usize));
+        let runner = Arc::new(Runner {
+            store: store.clone(),
+            engine: backend.clone(),
+            paths: paths.clone(),
+            labels: Arc::new(LabelsCache::new(8)),
+            losses: losses.clone(),
+            logs: logs.clone(),
+            host: host.clone(),
+            max_attempts: config.max_attempts,
+            telemetry: telemetry.clone(),
+        });
+        let scheduler = Scheduler::new(runner, queue.clone(), config.shutdown_grace.0);
+        scheduler.recover(&paths).await?;
+        let leaderboards = Leaderboards::new(store.clone(), losses, host.clone());
+        let submissions = Submissions::new(SubmissionsParts {
+            store: store.clone(),
+            queue,
+            paths: paths.clone(),
+            logs,
+            host: host.clone(),
+            max_queued: config.max_queued,
+            leaderboards: leaderboards.clone(),
+            telemetry: telemetry.clone(),
+        });
         Ok(Application {
-            core,
+            tokens: Tokens::new(&config.tokens),
+            instance: host.instance.clone(),
+            challenges: Challenges::new(store.clone(), backend, host),
+            submissions,
+            leaderboards,
+            scheduler,
+            store,
+            telemetry,
             metrics_listener,
             metrics_addr,
             listener,
@@ -123,9 +183,9 @@ impl Application {
         self.metrics_addr
     }
 
-    /// The shared state, for in-process tests and tools.
-    pub fn core(&self) -> Arc<Core> {
-        self.core.clone()
+    /// The label of this instance's containers on the engine (derived from `state_dir`).
+    pub fn instance(&self) -> &str {
+        &self.instance
     }
 
     /// A token that stops the server when cancelled.
@@ -140,15 +200,20 @@ impl Application {
         signal: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), AppError> {
         let Application {
-            core,
+            tokens,
+            store,
+            challenges,
+            submissions,
+            leaderboards,
+            scheduler,
+            telemetry,
             listener,
             local_addr,
             shutdown,
             metrics_listener,
             ..
         } = self;
-        let tokens = Arc::new(core.tokens.clone());
-        let auth = api::authenticate(tokens);
+        let auth = api::authenticate(Arc::new(tokens));
 
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         health_reporter
@@ -166,12 +231,11 @@ impl Application {
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .map_err(|e| AppError::Recover(format!("reflection: {e}")))?;
+            .build_v1()?;
 
-        let scheduler = tokio::spawn(crate::queue::run_scheduler(core.clone(), shutdown.clone()));
+        let scheduler = tokio::spawn(scheduler.run(shutdown.clone()));
         let metrics = metrics_listener
-            .map(|l| tokio::spawn(crate::metrics::serve(l, core.clone(), shutdown.clone())));
+            .map(|l| tokio::spawn(crate::telemetry::serve(l, telemetry, shutdown.clone())));
         let stop = shutdown.clone();
         tokio::spawn(async move {
             tokio::select! {
@@ -186,24 +250,24 @@ impl Application {
             .add_service(health_service)
             .add_service(reflection)
             .add_service(pb::challenges_server::ChallengesServer::with_interceptor(
-                ChallengesApi { core: core.clone() },
+                ChallengesApi { challenges },
                 auth.clone(),
             ))
             .add_service(pb::submissions_server::SubmissionsServer::with_interceptor(
                 SubmissionsApi {
-                    core: core.clone(),
+                    submissions,
                     shutdown: shutdown.clone(),
                 },
                 auth.clone(),
             ))
             .add_service(
                 pb::leaderboards_server::LeaderboardsServer::with_interceptor(
-                    LeaderboardsApi { core: core.clone() },
+                    LeaderboardsApi { leaderboards },
                     auth.clone(),
                 ),
             )
             .add_service(pb::audit_server::AuditServer::with_interceptor(
-                AuditApi { core: core.clone() },
+                AuditApi { store },
                 auth,
             ))
             .serve_with_incoming_shutdown(

@@ -5,28 +5,27 @@
 use std::collections::BTreeMap;
 
 use crate::auth::Caller;
-use crate::core::Core;
 use crate::domain::{DomainError, now_millis};
-use crate::pb;
-use crate::store::ReleaseRecord;
+use crate::release::SubmissionView;
+use crate::store::{ReleaseRecord, Store};
 
 /// Records a submission view given to a submitter, when it carries values.
 pub async fn submission_released(
-    core: &Core,
+    store: &Store,
     caller: &Caller,
-    view: &pb::Submission,
+    view: &SubmissionView,
 ) -> Result<(), DomainError> {
     if caller.is_admin() || view.scores.is_empty() {
         return Ok(());
     }
-    core.store
+    store
         .record_release(ReleaseRecord {
             at: now_millis(),
             token_name: caller.name.clone(),
-            challenge_id: view.challenge_id.clone(),
-            submission_id: view.id.clone(),
+            challenge_id: view.challenge_id.to_string(),
+            submission_id: view.id.to_string(),
             what: "submission".into(),
-            values: view.scores.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            values: view.scores.clone(),
         })
         .await?;
     Ok(())
@@ -34,7 +33,7 @@ pub async fn submission_released(
 
 /// Records a leaderboard given to a submitter.
 pub async fn leaderboard_released(
-    core: &Core,
+    store: &Store,
     caller: &Caller,
     challenge_id: &str,
     what: &str,
@@ -43,7 +42,7 @@ pub async fn leaderboard_released(
     if caller.is_admin() || values.is_empty() {
         return Ok(());
     }
-    core.store
+    store
         .record_release(ReleaseRecord {
             at: now_millis(),
             token_name: caller.name.clone(),
@@ -58,7 +57,7 @@ pub async fn leaderboard_released(
 
 /// ListReleases (admin): newest first, paged by an opaque position.
 pub async fn list(
-    core: &Core,
+    store: &Store,
     caller: &Caller,
     challenge: Option<String>,
     token: Option<String>,
@@ -67,8 +66,7 @@ pub async fn list(
 ) -> Result<(Vec<ReleaseRecord>, String), DomainError> {
     caller.require_admin("ListReleases")?;
     let page = crate::paging::Page::parse(page_size, page_token, 100, 1000)?;
-    let mut rows = core
-        .store
+    let mut rows = store
         .list_releases(challenge, token, page.before, page.size + 1)
         .await?;
     let next = page.finish(&mut rows);

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::Isolation;
 use crate::domain::Limits;
-use crate::sandbox::Isolation;
 use crate::units::{ByteSize, HumanDuration};
 
 /// What a token may do.

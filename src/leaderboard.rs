@@ -8,11 +8,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::auth::Caller;
-use crate::core::Core;
 use crate::domain::{
     Challenge, ChallengeId, ChallengeState, DomainError, LeaderboardMode, Submission, SubmissionId,
+    now_millis,
 };
+use crate::losses::LossStore;
 use crate::release::round;
+use crate::run::plan::HostSettings;
+use crate::store::Store;
 
 /// Which scores rank the board.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,45 +175,83 @@ pub fn released_full_scores(
     }
 }
 
-/// The board of a challenge as `caller` may read it.
-pub async fn get(
-    core: &Core,
-    caller: &Caller,
-    id: &ChallengeId,
-    view: View,
-) -> Result<Board, DomainError> {
-    let challenge = crate::challenges::get(core, id).await?;
-    if view == View::Private && !caller.is_admin() && challenge.state != ChallengeState::Closed {
-        return Err(DomainError::PermissionDenied(
-            "the private leaderboard is readable by submitters only once the challenge is closed"
-                .into(),
-        ));
+/// The leaderboards service: boards, and what one scored FULL run releases.
+#[derive(Clone)]
+pub struct Leaderboards {
+    store: Store,
+    losses: Arc<LossStore>,
+    host: HostSettings,
+}
+
+impl Leaderboards {
+    /// Boards computed from `store`'s scored runs (and `losses` under the parameter-free
+    /// ladder), with holds timed by the limits `host` resolves.
+    pub fn new(store: Store, losses: Arc<LossStore>, host: HostSettings) -> Self {
+        Self {
+            store,
+            losses,
+            host,
+        }
     }
-    let mut history = core.store.scored_full(id.clone()).await?;
-    if !caller.is_admin() && challenge.release.constant_time_release {
-        // A held result must not show up on the board before its state may be announced.
-        let wall = challenge
-            .limits
-            .or_defaults(&core.config.defaults)
-            .wall_time
-            .0
-            .as_millis() as i64;
-        let now = crate::domain::now_millis();
-        history
-            .retain(|s| crate::release::hold_until(s, &challenge, wall).is_none_or(|t| now >= t));
+
+    /// The board of a challenge as `caller` may read it.
+    pub async fn get(
+        &self,
+        caller: &Caller,
+        id: &ChallengeId,
+        view: View,
+    ) -> Result<Board, DomainError> {
+        let challenge = self
+            .store
+            .get_challenge(id)
+            .await?
+            .ok_or_else(|| DomainError::NotFound(format!("challenge {:?}", id.as_str())))?;
+        if view == View::Private && !caller.is_admin() && challenge.state != ChallengeState::Closed
+        {
+            return Err(DomainError::PermissionDenied(
+                "the private leaderboard is readable by submitters only once the challenge is closed"
+                    .into(),
+            ));
+        }
+        let mut history = self.store.scored_full(id.clone()).await?;
+        if !caller.is_admin() && challenge.release.constant_time_release {
+            // A held result must not show up on the board before its state may be announced.
+            let wall = self.host.limits(&challenge).wall_time.0.as_millis() as i64;
+            let now = now_millis();
+            history.retain(|s| {
+                crate::release::hold_until(s, &challenge, wall).is_none_or(|t| now >= t)
+            });
+        }
+        let board = build(&challenge, &history, view, &|s| self.losses.get(&s.id));
+        let what = match view {
+            View::Public => "leaderboard:public",
+            View::Private => "leaderboard:private",
+        };
+        let values = board
+            .entries
+            .iter()
+            .map(|e| (e.participant_id.clone(), e.score))
+            .collect();
+        crate::audit::leaderboard_released(&self.store, caller, id.as_str(), what, values).await?;
+        Ok(board)
     }
-    let board = build(&challenge, &history, view, &|s| core.losses.get(&s.id));
-    let what = match view {
-        View::Public => "leaderboard:public",
-        View::Private => "leaderboard:private",
-    };
-    let values = board
-        .entries
-        .iter()
-        .map(|e| (e.participant_id.clone(), e.score))
-        .collect();
-    crate::audit::leaderboard_released(core, caller, id.as_str(), what, values).await?;
-    Ok(board)
+
+    /// What `Submission.scores` releases for scored FULL run `s` of `challenge` (see
+    /// [`released_full_scores`]); reads the challenge's history only under a ladder.
+    pub async fn released_for(
+        &self,
+        challenge: &Challenge,
+        s: &Submission,
+    ) -> Result<BTreeMap<String, f64>, DomainError> {
+        let history = if challenge.release.mode == LeaderboardMode::BestSoFar {
+            Vec::new()
+        } else {
+            self.store.scored_full(s.challenge_id.clone()).await?
+        };
+        Ok(released_full_scores(challenge, &history, s, &|h| {
+            self.losses.get(&h.id)
+        }))
+    }
 }
 
 /// Builds a board from the scored FULL history (oldest first).
@@ -309,7 +350,7 @@ target_column = "label"
     }
 
     fn scored(participant: &str, accuracy: f64) -> Submission {
-        Submission {
+        Submission::from_record(crate::domain::SubmissionRecord {
             id: crate::domain::SubmissionId::generate(),
             challenge_id: crate::domain::ChallengeId::parse("c").unwrap(),
             participant_id: crate::domain::ParticipantId::parse(participant).unwrap(),
@@ -329,7 +370,7 @@ target_column = "label"
             attempts: 1,
             idempotency_key: None,
             charged: true,
-        }
+        })
     }
 
     #[test]

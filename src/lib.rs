@@ -5,30 +5,46 @@
 //! sees, and releases only aggregate scores. A platform drives it over gRPC.
 //!
 //! ```text
-//!  gRPC ─► api (thin, auth) ─► challenges / submissions / leaderboard ─► store (SQLite)
-//!                                      │                    ▲
-//!                                      ▼                    │ state changes, committed
-//!                                    queue ─► runner ─► sandbox (Docker via bollard)
-//!                                                  └──► scoring ──► release (what leaves)
+//!  cli / app ─▶ api (thin: auth, wire conversion, error → status)
+//!                 │
+//!                 ▼
+//!  services: challenges · submissions · leaderboard · audit ── release (what a caller sees)
+//!                 │                                   ▲
+//!                 ▼                                   │ committed, then published
+//!  scheduler ─▶ queue (fairness, live runs)            │
+//!      │                                              │
+//!      ▼                                              │
+//!  run ─▶ plan · workdir · builtin | custom · logs ─▶ store (SQLite; the change feed)
+//!      │
+//!      └─▶ sandbox (Docker via bollard) · verdict · scoring · archive
+//!  domain (challenges, submissions as a state machine, limits, ids) underlies all of them
 //! ```
 //!
 //! - [`config`]: typed, validated server config (file + env), defaults and caps.
-//! - [`app`]: wires the parts, binds, serves, shuts down gracefully.
-//! - [`api`]: tonic services, auth interceptor, wire conversion, the error → status map.
-//! - [`domain`]: challenges, submissions, limits, verdicts, ids as newtypes.
-//! - [`challenges`], [`submissions`], [`leaderboard`]: what each RPC does.
-//! - [`queue`]: the durable, fair queue; cancellation; crash recovery.
-//! - [`runner`]: one submission from archive to verdict.
-//! - [`scorer`]: organisers' own scorers, run in the same sandbox.
-//! - [`sandbox`]: the container backend and every hardening flag.
-//! - [`verdict`]: the one classifier of run outcomes.
-//! - [`archive`]: safe extraction of submitted archives.
-//! - [`scoring`]: predictions parsing, metrics, the public/private split.
-//! - [`release`]: what a caller may see of a submission.
+//! - [`app`]: wires the parts, binds, recovers, serves, shuts down gracefully.
+//! - [`api`]: tonic services (thin), auth interceptor, every wire conversion, errors → status.
+//! - [`auth`]: bearer tokens and roles.
+//! - [`domain`]: challenges, limits, ids as newtypes, and the submission's state machine.
+//! - [`challenges`]: create, read, update, close; validation of a definition against the host.
+//! - [`submissions`]: submit (upload and admission), read, list, watch, cancel, logs.
+//! - [`leaderboard`]: boards and the ladders; what a scored FULL run releases.
+//! - [`release`]: what a caller may see of a submission, by role (domain views).
 //! - [`audit`]: the record of every value released to a submitter token.
-//! - [`store`]: SQLite persistence and migrations.
-//! - [`metrics`]: Prometheus counters and histograms.
+//! - [`scheduler`]: recovery after a start, the loop that starts runs, shutdown hand-back.
+//! - [`queue`]: fairness across participants and the registry of live runs.
+//! - [`run`]: one submission from QUEUED to its verdict: plan, work folder, sandbox,
+//!   built-in or custom scoring, logs.
+//! - [`verdict`]: the one classifier of run outcomes and the participant-safe messages.
+//! - [`sandbox`]: the container backend and every hardening flag.
+//! - [`scoring`]: predictions parsing, metrics, the public/private split.
+//! - [`archive`]: safe extraction of submitted archives.
+//! - [`store`]: SQLite persistence, migrations, and the feed of committed changes.
+//! - [`losses`]: per-row public losses for the parameter-free ladder (never released).
+//! - [`paths`]: every file the service keeps under `state_dir`.
+//! - [`telemetry`]: Prometheus counters, gauges and histograms.
 //! - [`paging`]: page sizes and tokens of list RPCs.
+//! - [`units`]: byte sizes and durations in config and challenge files.
+//! - [`cli`]: the `holdout` command line.
 
 pub mod api;
 pub mod app;
@@ -38,20 +54,20 @@ pub mod auth;
 pub mod challenges;
 pub mod cli;
 pub mod config;
-pub mod core;
 pub mod domain;
 pub mod leaderboard;
 pub mod losses;
-pub mod metrics;
 pub mod paging;
+pub mod paths;
 pub mod queue;
 pub mod release;
-pub mod runner;
+pub mod run;
 pub mod sandbox;
-pub mod scorer;
+pub mod scheduler;
 pub mod scoring;
 pub mod store;
 pub mod submissions;
+pub mod telemetry;
 pub mod units;
 pub mod verdict;
 

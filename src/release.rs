@@ -1,5 +1,6 @@
 //! What may leave the host: the one place that turns a stored submission into what a caller
-//! sees, by role.
+//! sees, by role, as a [`SubmissionView`] (a domain value; `crate::api` puts it on the
+//! wire).
 //!
 //! Admins see everything. A submitter's view is built from an allow-list: a field appears
 //! only if it is copied here on purpose, so a field added to the API later stays hidden from
@@ -10,8 +11,10 @@
 use std::collections::BTreeMap;
 
 use crate::auth::Caller;
-use crate::domain::{Challenge, Submission, SubmissionKind, SubmissionState, UnixMillis, Verdict};
-use crate::pb;
+use crate::domain::{
+    Challenge, ChallengeId, ParticipantId, Submission, SubmissionId, SubmissionKind,
+    SubmissionState, UnixMillis, Usage, Verdict,
+};
 
 /// Rounds a score to `decimals` places for release.
 pub fn round(x: f64, decimals: u32) -> f64 {
@@ -63,8 +66,51 @@ pub struct ViewContext<'a> {
     pub released_full_scores: BTreeMap<String, f64>,
 }
 
+/// What a caller may see of a submission: the allow-list. A submitter's view leaves the
+/// admin-only fields empty; the wire conversion (`crate::api`) copies this and nothing else.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubmissionView {
+    /// Id.
+    pub id: SubmissionId,
+    /// Its challenge.
+    pub challenge_id: ChallengeId,
+    /// The platform's participant.
+    pub participant_id: ParticipantId,
+    /// FULL or SMOKE.
+    pub kind: SubmissionKind,
+    /// The state as shown (a held FULL run shows RUNNING).
+    pub state: SubmissionState,
+    /// The verdict as shown.
+    pub verdict: Verdict,
+    /// The message as shown (admins also read the detail).
+    pub message: String,
+    /// Released scores: rounded, ladder-filtered for FULL runs.
+    pub scores: BTreeMap<String, f64>,
+    /// Exact public scores (admins only).
+    pub public_scores_exact: BTreeMap<String, f64>,
+    /// Exact private scores (admins only).
+    pub private_scores_exact: BTreeMap<String, f64>,
+    /// SHA-256 of the archive.
+    pub archive_sha256: String,
+    /// Acceptance time.
+    pub created_at: UnixMillis,
+    /// End time (admins, and SMOKE runs).
+    pub finished_at: Option<UnixMillis>,
+    /// What the run used (admins, and SMOKE runs).
+    pub usage: Option<Usage>,
+    /// 1-based position while queued, 0 otherwise.
+    pub queue_position: u32,
+}
+
+impl SubmissionView {
+    /// Whether the view shows a state after which nothing more will be shown.
+    pub fn is_terminal(&self) -> bool {
+        self.state.is_terminal()
+    }
+}
+
 /// The submission as `ctx.caller` may see it.
-pub fn submission_view(s: &Submission, ctx: &ViewContext<'_>) -> pb::Submission {
+pub fn submission_view(s: &Submission, ctx: &ViewContext<'_>) -> SubmissionView {
     if ctx.caller.is_admin() {
         return admin_view(s, ctx);
     }
@@ -84,46 +130,50 @@ pub fn submission_view(s: &Submission, ctx: &ViewContext<'_>) -> pb::Submission 
     } else {
         (s.state, s.verdict, s.message.clone())
     };
-    let mut view = pb::Submission {
-        id: s.id.to_string(),
-        challenge_id: s.challenge_id.to_string(),
-        participant_id: s.participant_id.to_string(),
-        kind: kind_to_pb(s.kind) as i32,
-        state: state_to_pb(state) as i32,
-        verdict: verdict_to_pb(verdict) as i32,
+    let mut view = SubmissionView {
+        id: s.id.clone(),
+        challenge_id: s.challenge_id.clone(),
+        participant_id: s.participant_id.clone(),
+        kind: s.kind,
+        state,
+        verdict,
         message,
+        scores: BTreeMap::new(),
+        public_scores_exact: BTreeMap::new(),
+        private_scores_exact: BTreeMap::new(),
         archive_sha256: s.archive_sha256.clone(),
-        created_at: Some(timestamp(s.created_at)),
+        created_at: s.created_at,
+        finished_at: None,
+        usage: None,
         queue_position: if state == SubmissionState::Queued {
             ctx.queue_position.unwrap_or(0)
         } else {
             0
         },
-        ..Default::default()
     };
     if state == SubmissionState::Succeeded {
         view.scores = match s.kind {
-            SubmissionKind::Full => ctx.released_full_scores.clone().into_iter().collect(),
-            SubmissionKind::Smoke => round_all(&s.public_scores, decimals).into_iter().collect(),
+            SubmissionKind::Full => ctx.released_full_scores.clone(),
+            SubmissionKind::Smoke => round_all(&s.public_scores, decimals),
         };
     }
     if s.kind == SubmissionKind::Smoke {
         // A SMOKE run saw only public data: its timing and usage may be shown.
-        view.finished_at = s.finished_at.map(timestamp);
-        view.usage = s.usage.as_ref().map(usage_to_pb);
+        view.finished_at = s.finished_at;
+        view.usage = s.usage.clone();
     }
     view
 }
 
-fn admin_view(s: &Submission, ctx: &ViewContext<'_>) -> pb::Submission {
+fn admin_view(s: &Submission, ctx: &ViewContext<'_>) -> SubmissionView {
     let decimals = ctx.challenge.release.score_decimals;
-    pb::Submission {
-        id: s.id.to_string(),
-        challenge_id: s.challenge_id.to_string(),
-        participant_id: s.participant_id.to_string(),
-        kind: kind_to_pb(s.kind) as i32,
-        state: state_to_pb(s.state) as i32,
-        verdict: verdict_to_pb(s.verdict) as i32,
+    SubmissionView {
+        id: s.id.clone(),
+        challenge_id: s.challenge_id.clone(),
+        participant_id: s.participant_id.clone(),
+        kind: s.kind,
+        state: s.state,
+        verdict: s.verdict,
         message: if s.detail.is_empty() || s.detail == s.message {
             s.message.clone()
         } else {
@@ -131,77 +181,23 @@ fn admin_view(s: &Submission, ctx: &ViewContext<'_>) -> pb::Submission {
         },
         scores: if s.state == SubmissionState::Succeeded {
             match s.kind {
-                SubmissionKind::Full => ctx.released_full_scores.clone().into_iter().collect(),
-                SubmissionKind::Smoke => {
-                    round_all(&s.public_scores, decimals).into_iter().collect()
-                }
+                SubmissionKind::Full => ctx.released_full_scores.clone(),
+                SubmissionKind::Smoke => round_all(&s.public_scores, decimals),
             }
         } else {
-            Default::default()
+            BTreeMap::new()
         },
-        public_scores_exact: s.public_scores.clone().into_iter().collect(),
-        private_scores_exact: s.private_scores.clone().into_iter().collect(),
+        public_scores_exact: s.public_scores.clone(),
+        private_scores_exact: s.private_scores.clone(),
         archive_sha256: s.archive_sha256.clone(),
-        created_at: Some(timestamp(s.created_at)),
-        finished_at: s.finished_at.map(timestamp),
-        usage: s.usage.as_ref().map(usage_to_pb),
+        created_at: s.created_at,
+        finished_at: s.finished_at,
+        usage: s.usage.clone(),
         queue_position: if s.state == SubmissionState::Queued {
             ctx.queue_position.unwrap_or(0)
         } else {
             0
         },
-    }
-}
-
-/// Milliseconds since the epoch as a protobuf timestamp.
-pub fn timestamp(ms: UnixMillis) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: ms.div_euclid(1000),
-        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
-    }
-}
-
-fn usage_to_pb(u: &crate::domain::Usage) -> pb::RunUsage {
-    pb::RunUsage {
-        wall_time: prost_types::Duration::try_from(u.wall_time).ok(),
-        peak_memory_bytes: u.peak_memory_bytes,
-        exit_code: u.exit_code.unwrap_or(0) as i32,
-        signal: u.signal.clone().unwrap_or_default(),
-    }
-}
-
-/// Domain kind to wire.
-pub fn kind_to_pb(k: SubmissionKind) -> pb::SubmissionKind {
-    match k {
-        SubmissionKind::Full => pb::SubmissionKind::Full,
-        SubmissionKind::Smoke => pb::SubmissionKind::Smoke,
-    }
-}
-
-/// Domain state to wire.
-pub fn state_to_pb(s: SubmissionState) -> pb::SubmissionState {
-    match s {
-        SubmissionState::Queued => pb::SubmissionState::Queued,
-        SubmissionState::Running => pb::SubmissionState::Running,
-        SubmissionState::Scoring => pb::SubmissionState::Scoring,
-        SubmissionState::Succeeded => pb::SubmissionState::Succeeded,
-        SubmissionState::Failed => pb::SubmissionState::Failed,
-        SubmissionState::Cancelled => pb::SubmissionState::Cancelled,
-    }
-}
-
-/// Domain verdict to wire.
-pub fn verdict_to_pb(v: Verdict) -> pb::Verdict {
-    match v {
-        Verdict::Unspecified => pb::Verdict::Unspecified,
-        Verdict::Scored => pb::Verdict::Scored,
-        Verdict::TimeLimitExceeded => pb::Verdict::TimeLimitExceeded,
-        Verdict::MemoryLimitExceeded => pb::Verdict::MemoryLimitExceeded,
-        Verdict::OutputLimitExceeded => pb::Verdict::OutputLimitExceeded,
-        Verdict::RuntimeError => pb::Verdict::RuntimeError,
-        Verdict::InvalidPredictions => pb::Verdict::InvalidPredictions,
-        Verdict::Cancelled => pb::Verdict::Cancelled,
-        Verdict::InternalError => pb::Verdict::InternalError,
     }
 }
 

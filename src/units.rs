@@ -87,7 +87,7 @@ pub fn format_bytes(bytes: u64) -> String {
         ("KiB", 1 << 10),
     ];
     for (name, size) in UNITS {
-        if bytes >= size && bytes % size == 0 {
+        if bytes >= size && bytes.is_multiple_of(size) {
             return format!("{} {name}", bytes / size);
         }
     }
@@ -102,7 +102,7 @@ pub fn format_bytes(bytes: u64) -> String {
 /// Formats a duration as messages show limits: "60s", "1.5s", "250ms".
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else if ms >= 1000 {
         format!("{:.1}s", d.as_secs_f64())
@@ -111,17 +111,19 @@ pub fn format_duration(d: Duration) -> String {
     }
 }
 
+/// A unit written either as a plain integer or as text with a suffix.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Written {
+    Int(u64),
+    Text(String),
+}
+
 impl<'de> Deserialize<'de> for ByteSize {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Int(u64),
-            Text(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Int(n) => Ok(ByteSize(n)),
-            Raw::Text(s) => parse_bytes(&s)
+        match Written::deserialize(d)? {
+            Written::Int(n) => Ok(ByteSize(n)),
+            Written::Text(s) => parse_bytes(&s)
                 .map(ByteSize)
                 .map_err(serde::de::Error::custom),
         }
@@ -136,15 +138,9 @@ impl Serialize for ByteSize {
 
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Int(u64),
-            Text(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Int(n) => Ok(HumanDuration(Duration::from_secs(n))),
-            Raw::Text(s) => parse_duration(&s)
+        match Written::deserialize(d)? {
+            Written::Int(n) => Ok(HumanDuration(Duration::from_secs(n))),
+            Written::Text(s) => parse_duration(&s)
                 .map(HumanDuration)
                 .map_err(serde::de::Error::custom),
         }

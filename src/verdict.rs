@@ -33,24 +33,21 @@ pub fn classify(outcome: &RunOutcome, limits: &RunLimits) -> Option<Classified> 
         })
     };
     if outcome.cancelled {
-        return c(Verdict::Cancelled, "the submission was cancelled".into());
+        return c(
+            Verdict::Cancelled,
+            limit_message(Verdict::Cancelled, limits),
+        );
     }
     if outcome.timed_out {
         return c(
             Verdict::TimeLimitExceeded,
-            format!(
-                "the run took longer than its wall-time limit of {}",
-                format_duration(limits.wall_time)
-            ),
+            limit_message(Verdict::TimeLimitExceeded, limits),
         );
     }
     if outcome.oom_killed {
         return c(
             Verdict::MemoryLimitExceeded,
-            format!(
-                "the run used more than its memory limit of {}",
-                format_bytes(limits.memory_bytes)
-            ),
+            limit_message(Verdict::MemoryLimitExceeded, limits),
         );
     }
     if outcome.output_exceeded {
@@ -125,14 +122,21 @@ pub fn participant_message(
     if kind == crate::domain::SubmissionKind::Smoke {
         return detailed.to_owned();
     }
+    limit_message(verdict, limits)
+}
+
+/// What a verdict means, in words built from the limits alone: safe for any run.
+fn limit_message(verdict: Verdict, limits: &RunLimits) -> String {
     match verdict {
         Verdict::Scored => "scored".into(),
-        Verdict::TimeLimitExceeded => {
-            format!("the run took longer than its wall-time limit of {}", format_duration(limits.wall_time))
-        }
-        Verdict::MemoryLimitExceeded => {
-            format!("the run used more than its memory limit of {}", format_bytes(limits.memory_bytes))
-        }
+        Verdict::TimeLimitExceeded => format!(
+            "the run took longer than its wall-time limit of {}",
+            format_duration(limits.wall_time)
+        ),
+        Verdict::MemoryLimitExceeded => format!(
+            "the run used more than its memory limit of {}",
+            format_bytes(limits.memory_bytes)
+        ),
         Verdict::OutputLimitExceeded => format!(
             "the run went over its output limits ({} under /output, {} of logs)",
             format_bytes(limits.output_bytes),
@@ -144,10 +148,8 @@ pub fn participant_message(
         Verdict::InvalidPredictions => {
             "predictions.csv is missing or invalid; a SMOKE submission shows the exact problem".into()
         }
-        Verdict::Cancelled => "the submission was cancelled".into(),
-        Verdict::InternalError => {
-            "the service failed while handling this submission; this is not your code's fault and is not charged".into()
-        }
+        Verdict::Cancelled => crate::domain::CANCELLED_MESSAGE.into(),
+        Verdict::InternalError => crate::domain::INTERNAL_ERROR_MESSAGE.into(),
         Verdict::Unspecified => String::new(),
     }
 }

@@ -167,11 +167,7 @@ async fn with_constant_time_release_the_end_time_does_not_depend_on_private_data
             fast >= Duration::from_millis(3500),
             "fast run released after {fast:?}"
         );
-        let gap = if fast > slow {
-            fast - slow
-        } else {
-            slow - fast
-        };
+        let gap = fast.abs_diff(slow);
         assert!(
             gap < Duration::from_millis(1000),
             "release times differ: {fast:?} vs {slow:?}"

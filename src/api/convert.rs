@@ -4,46 +4,46 @@
 use std::time::Duration;
 
 use crate::domain::{
-    BuiltinMetric, Challenge, ChallengeId, ChallengeState, CustomScorer, DomainError,
-    LeaderboardMode, Limits, Quota, ReleasePolicy, Runtime, Scoring,
+    BuiltinMetric, Challenge, ChallengeId, ChallengeState, CustomScorer, DomainError, Isolation,
+    LeaderboardMode, Limits, Quota, ReleasePolicy, Runtime, Scoring, SubmissionKind,
+    SubmissionState, UnixMillis, Usage, Verdict,
 };
 use crate::pb;
-use crate::release::timestamp;
-use crate::sandbox::Isolation;
+use crate::release::SubmissionView;
+use crate::scoring::Metric;
 use crate::units::{ByteSize, HumanDuration};
 
-/// Names the wire enum value of a metric.
-fn metric_from_pb(m: i32) -> Result<String, DomainError> {
-    let name = match pb::Metric::try_from(m) {
-        Ok(pb::Metric::Accuracy) => "accuracy",
-        Ok(pb::Metric::BalancedAccuracy) => "balanced_accuracy",
-        Ok(pb::Metric::F1Macro) => "f1_macro",
-        Ok(pb::Metric::RocAuc) => "roc_auc",
-        Ok(pb::Metric::LogLoss) => "log_loss",
-        Ok(pb::Metric::Rmse) => "rmse",
-        Ok(pb::Metric::Mae) => "mae",
-        Ok(pb::Metric::R2) => "r2",
+/// The built-in metric a wire enum value names.
+fn metric_from_pb(m: i32) -> Result<Metric, DomainError> {
+    Ok(match pb::Metric::try_from(m) {
+        Ok(pb::Metric::Accuracy) => Metric::Accuracy,
+        Ok(pb::Metric::BalancedAccuracy) => Metric::BalancedAccuracy,
+        Ok(pb::Metric::F1Macro) => Metric::F1Macro,
+        Ok(pb::Metric::RocAuc) => Metric::RocAuc,
+        Ok(pb::Metric::LogLoss) => Metric::LogLoss,
+        Ok(pb::Metric::Rmse) => Metric::Rmse,
+        Ok(pb::Metric::Mae) => Metric::Mae,
+        Ok(pb::Metric::R2) => Metric::R2,
         _ => {
             return Err(DomainError::invalid(
                 "scoring.builtin.metric",
                 "must name a metric",
             ));
         }
-    };
-    Ok(name.to_owned())
+    })
 }
 
-fn metric_to_pb(name: &str) -> pb::Metric {
-    match name {
-        "accuracy" => pb::Metric::Accuracy,
-        "balanced_accuracy" => pb::Metric::BalancedAccuracy,
-        "f1_macro" => pb::Metric::F1Macro,
-        "roc_auc" => pb::Metric::RocAuc,
-        "log_loss" => pb::Metric::LogLoss,
-        "rmse" => pb::Metric::Rmse,
-        "mae" => pb::Metric::Mae,
-        "r2" => pb::Metric::R2,
-        _ => pb::Metric::Unspecified,
+/// The wire enum value of a built-in metric.
+fn metric_to_pb(m: Metric) -> pb::Metric {
+    match m {
+        Metric::Accuracy => pb::Metric::Accuracy,
+        Metric::BalancedAccuracy => pb::Metric::BalancedAccuracy,
+        Metric::F1Macro => pb::Metric::F1Macro,
+        Metric::RocAuc => pb::Metric::RocAuc,
+        Metric::LogLoss => pb::Metric::LogLoss,
+        Metric::Rmse => pb::Metric::Rmse,
+        Metric::Mae => pb::Metric::Mae,
+        Metric::R2 => pb::Metric::R2,
     }
 }
 
@@ -168,7 +168,7 @@ pub fn challenge_from_pb(c: pb::Challenge) -> Result<Challenge, DomainError> {
 pub fn challenge_to_pb(c: &Challenge) -> pb::Challenge {
     let scorer = if let Some(b) = &c.scoring.builtin {
         Some(pb::scoring::Scorer::Builtin(pb::BuiltinMetric {
-            metric: metric_to_pb(&b.metric) as i32,
+            metric: metric_to_pb(b.metric) as i32,
             target_column: b.target_column.clone(),
             prediction_column: b.prediction_column.clone(),
             positive_label: b.positive_label.clone(),
@@ -289,4 +289,87 @@ pub fn submit_meta_from_pb(
         idempotency_key: (!m.idempotency_key.is_empty()).then_some(m.idempotency_key),
         sha256,
     })
+}
+
+/// Milliseconds since the epoch as a protobuf timestamp.
+pub fn timestamp(ms: UnixMillis) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}
+
+/// A released view of a submission on the wire: exactly the view's fields.
+pub fn submission_to_pb(v: &SubmissionView) -> pb::Submission {
+    pb::Submission {
+        id: v.id.to_string(),
+        challenge_id: v.challenge_id.to_string(),
+        participant_id: v.participant_id.to_string(),
+        kind: kind_to_pb(v.kind) as i32,
+        state: state_to_pb(v.state) as i32,
+        verdict: verdict_to_pb(v.verdict) as i32,
+        message: v.message.clone(),
+        scores: v.scores.clone().into_iter().collect(),
+        public_scores_exact: v.public_scores_exact.clone().into_iter().collect(),
+        private_scores_exact: v.private_scores_exact.clone().into_iter().collect(),
+        archive_sha256: v.archive_sha256.clone(),
+        created_at: Some(timestamp(v.created_at)),
+        finished_at: v.finished_at.map(timestamp),
+        usage: v.usage.as_ref().map(usage_to_pb),
+        queue_position: v.queue_position,
+    }
+}
+
+fn usage_to_pb(u: &Usage) -> pb::RunUsage {
+    pb::RunUsage {
+        wall_time: prost_types::Duration::try_from(u.wall_time).ok(),
+        peak_memory_bytes: u.peak_memory_bytes,
+        exit_code: u.exit_code.unwrap_or(0) as i32,
+        signal: u.signal.clone().unwrap_or_default(),
+    }
+}
+
+fn kind_to_pb(k: SubmissionKind) -> pb::SubmissionKind {
+    match k {
+        SubmissionKind::Full => pb::SubmissionKind::Full,
+        SubmissionKind::Smoke => pb::SubmissionKind::Smoke,
+    }
+}
+
+fn state_to_pb(s: SubmissionState) -> pb::SubmissionState {
+    match s {
+        SubmissionState::Queued => pb::SubmissionState::Queued,
+        SubmissionState::Running => pb::SubmissionState::Running,
+        SubmissionState::Scoring => pb::SubmissionState::Scoring,
+        SubmissionState::Succeeded => pb::SubmissionState::Succeeded,
+        SubmissionState::Failed => pb::SubmissionState::Failed,
+        SubmissionState::Cancelled => pb::SubmissionState::Cancelled,
+    }
+}
+
+fn verdict_to_pb(v: Verdict) -> pb::Verdict {
+    match v {
+        Verdict::Unspecified => pb::Verdict::Unspecified,
+        Verdict::Scored => pb::Verdict::Scored,
+        Verdict::TimeLimitExceeded => pb::Verdict::TimeLimitExceeded,
+        Verdict::MemoryLimitExceeded => pb::Verdict::MemoryLimitExceeded,
+        Verdict::OutputLimitExceeded => pb::Verdict::OutputLimitExceeded,
+        Verdict::RuntimeError => pb::Verdict::RuntimeError,
+        Verdict::InvalidPredictions => pb::Verdict::InvalidPredictions,
+        Verdict::Cancelled => pb::Verdict::Cancelled,
+        Verdict::InternalError => pb::Verdict::InternalError,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_round_trips_through_the_wire_enum() {
+        for m in Metric::ALL {
+            assert_eq!(metric_from_pb(metric_to_pb(m) as i32).unwrap(), m);
+        }
+        assert!(metric_from_pb(pb::Metric::Unspecified as i32).is_err());
+    }
 }

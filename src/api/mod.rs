@@ -13,13 +13,14 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::{Caller, Tokens};
-use crate::core::Core;
+use crate::challenges::Challenges;
 use crate::domain::{ChallengeId, DomainError, SubmissionId};
-use crate::leaderboard;
+use crate::leaderboard::{self, Leaderboards};
 use crate::pb;
-use crate::{challenges, submissions};
+use crate::store::Store;
+use crate::submissions::Submissions;
 
-pub use convert::{challenge_from_pb, challenge_to_pb};
+pub use convert::{challenge_from_pb, challenge_to_pb, submission_to_pb};
 pub use status::to_status;
 
 /// The interceptor that authenticates every call and records the caller.
@@ -55,8 +56,8 @@ fn submission_id(raw: &str) -> Result<SubmissionId, Status> {
 
 /// The Challenges service.
 pub struct ChallengesApi {
-    /// Shared state.
-    pub core: Arc<Core>,
+    /// The domain service.
+    pub challenges: Challenges,
 }
 
 #[tonic::async_trait]
@@ -71,7 +72,10 @@ impl pb::challenges_server::Challenges for ChallengesApi {
             .into_inner()
             .challenge
             .ok_or_else(|| DomainError::invalid("challenge", "is missing"))?;
-        let c = challenges::create(&self.core, &caller, challenge_from_pb(c)?).await?;
+        let c = self
+            .challenges
+            .create(&caller, challenge_from_pb(c)?)
+            .await?;
         Ok(Response::new(challenge_to_pb(&c)))
     }
 
@@ -80,7 +84,10 @@ impl pb::challenges_server::Challenges for ChallengesApi {
         req: Request<pb::GetChallengeRequest>,
     ) -> Result<Response<pb::Challenge>, Status> {
         caller(&req)?;
-        let c = challenges::get(&self.core, &challenge_id(&req.get_ref().id)?).await?;
+        let c = self
+            .challenges
+            .get(&challenge_id(&req.get_ref().id)?)
+            .await?;
         Ok(Response::new(challenge_to_pb(&c)))
     }
 
@@ -90,7 +97,7 @@ impl pb::challenges_server::Challenges for ChallengesApi {
     ) -> Result<Response<pb::ListChallengesResponse>, Status> {
         caller(&req)?;
         let r = req.into_inner();
-        let (items, next) = challenges::list(&self.core, r.page_size, &r.page_token).await?;
+        let (items, next) = self.challenges.list(r.page_size, &r.page_token).await?;
         Ok(Response::new(pb::ListChallengesResponse {
             challenges: items.iter().map(challenge_to_pb).collect(),
             next_page_token: next,
@@ -107,8 +114,10 @@ impl pb::challenges_server::Challenges for ChallengesApi {
         let c = r
             .challenge
             .ok_or_else(|| DomainError::invalid("challenge", "is missing"))?;
-        let c =
-            challenges::update(&self.core, &caller, challenge_from_pb(c)?, &r.update_mask).await?;
+        let c = self
+            .challenges
+            .update(&caller, challenge_from_pb(c)?, &r.update_mask)
+            .await?;
         Ok(Response::new(challenge_to_pb(&c)))
     }
 
@@ -117,15 +126,18 @@ impl pb::challenges_server::Challenges for ChallengesApi {
         req: Request<pb::CloseChallengeRequest>,
     ) -> Result<Response<pb::Challenge>, Status> {
         let caller = caller(&req)?;
-        let c = challenges::close(&self.core, &caller, &challenge_id(&req.get_ref().id)?).await?;
+        let c = self
+            .challenges
+            .close(&caller, &challenge_id(&req.get_ref().id)?)
+            .await?;
         Ok(Response::new(challenge_to_pb(&c)))
     }
 }
 
 /// The Submissions service.
 pub struct SubmissionsApi {
-    /// Shared state.
-    pub core: Arc<Core>,
+    /// The domain service.
+    pub submissions: Submissions,
     /// Ends watch streams when the server stops.
     pub shutdown: CancellationToken,
 }
@@ -166,8 +178,11 @@ impl pb::submissions_server::Submissions for SubmissionsApi {
                 status.message()
             ))),
         });
-        let s = submissions::submit(&self.core, &caller, meta, Box::pin(chunks)).await?;
-        Ok(Response::new(s))
+        let s = self
+            .submissions
+            .submit(&caller, meta, Box::pin(chunks))
+            .await?;
+        Ok(Response::new(submission_to_pb(&s)))
     }
 
     async fn get_submission(
@@ -175,8 +190,11 @@ impl pb::submissions_server::Submissions for SubmissionsApi {
         req: Request<pb::GetSubmissionRequest>,
     ) -> Result<Response<pb::Submission>, Status> {
         let caller = caller(&req)?;
-        let s = submissions::get(&self.core, &caller, &submission_id(&req.get_ref().id)?).await?;
-        Ok(Response::new(s))
+        let s = self
+            .submissions
+            .get(&caller, &submission_id(&req.get_ref().id)?)
+            .await?;
+        Ok(Response::new(submission_to_pb(&s)))
     }
 
     type WatchSubmissionStream = WatchStream;
@@ -187,8 +205,12 @@ impl pb::submissions_server::Submissions for SubmissionsApi {
     ) -> Result<Response<Self::WatchSubmissionStream>, Status> {
         let caller = caller(&req)?;
         let id = submission_id(&req.get_ref().id)?;
-        let rx = submissions::watch(&self.core, &caller, &id, self.shutdown.clone()).await?;
-        let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(|r| r.map_err(to_status));
+        let rx = self
+            .submissions
+            .watch(&caller, &id, self.shutdown.clone())
+            .await?;
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx)
+            .map(|r| r.map(|v| submission_to_pb(&v)).map_err(to_status));
         Ok(Response::new(Box::pin(stream)))
     }
 
@@ -197,9 +219,11 @@ impl pb::submissions_server::Submissions for SubmissionsApi {
         req: Request<pb::CancelSubmissionRequest>,
     ) -> Result<Response<pb::Submission>, Status> {
         let caller = caller(&req)?;
-        let s =
-            submissions::cancel(&self.core, &caller, &submission_id(&req.get_ref().id)?).await?;
-        Ok(Response::new(s))
+        let s = self
+            .submissions
+            .cancel(&caller, &submission_id(&req.get_ref().id)?)
+            .await?;
+        Ok(Response::new(submission_to_pb(&s)))
     }
 
     async fn list_submissions(
@@ -209,17 +233,18 @@ impl pb::submissions_server::Submissions for SubmissionsApi {
         let caller = caller(&req)?;
         let r = req.into_inner();
         let participant = (!r.participant_id.is_empty()).then_some(r.participant_id);
-        let (items, next) = submissions::list(
-            &self.core,
-            &caller,
-            &challenge_id(&r.challenge_id)?,
-            participant,
-            r.page_size,
-            &r.page_token,
-        )
-        .await?;
+        let (items, next) = self
+            .submissions
+            .list(
+                &caller,
+                &challenge_id(&r.challenge_id)?,
+                participant,
+                r.page_size,
+                &r.page_token,
+            )
+            .await?;
         Ok(Response::new(pb::ListSubmissionsResponse {
-            submissions: items,
+            submissions: items.iter().map(submission_to_pb).collect(),
             next_page_token: next,
         }))
     }
@@ -229,20 +254,22 @@ impl pb::submissions_server::Submissions for SubmissionsApi {
         req: Request<pb::GetSubmissionLogsRequest>,
     ) -> Result<Response<pb::SubmissionLogs>, Status> {
         let caller = caller(&req)?;
-        let (stdout, stderr, truncated) =
-            submissions::logs(&self.core, &caller, &submission_id(&req.get_ref().id)?).await?;
+        let logs = self
+            .submissions
+            .logs(&caller, &submission_id(&req.get_ref().id)?)
+            .await?;
         Ok(Response::new(pb::SubmissionLogs {
-            stdout,
-            stderr,
-            truncated,
+            stdout: logs.stdout,
+            stderr: logs.stderr,
+            truncated: logs.truncated,
         }))
     }
 }
 
 /// The Leaderboards service.
 pub struct LeaderboardsApi {
-    /// Shared state.
-    pub core: Arc<Core>,
+    /// The domain service.
+    pub leaderboards: Leaderboards,
 }
 
 #[tonic::async_trait]
@@ -258,8 +285,10 @@ impl pb::leaderboards_server::Leaderboards for LeaderboardsApi {
             Ok(_) => leaderboard::View::Public,
             Err(_) => return Err(DomainError::invalid("view", "unknown leaderboard view").into()),
         };
-        let board =
-            leaderboard::get(&self.core, &caller, &challenge_id(&r.challenge_id)?, view).await?;
+        let board = self
+            .leaderboards
+            .get(&caller, &challenge_id(&r.challenge_id)?, view)
+            .await?;
         Ok(Response::new(pb::Leaderboard {
             challenge_id: r.challenge_id,
             view: match view {
@@ -285,8 +314,8 @@ impl pb::leaderboards_server::Leaderboards for LeaderboardsApi {
 
 /// The Audit service (an addition to the v1 contract).
 pub struct AuditApi {
-    /// Shared state.
-    pub core: Arc<Core>,
+    /// The release audit lives in the store.
+    pub store: Store,
 }
 
 #[tonic::async_trait]
@@ -300,7 +329,7 @@ impl pb::audit_server::Audit for AuditApi {
         let challenge = (!r.challenge_id.is_empty()).then_some(r.challenge_id);
         let token = (!r.token_name.is_empty()).then_some(r.token_name);
         let (items, next) = crate::audit::list(
-            &self.core,
+            &self.store,
             &caller,
             challenge,
             token,
@@ -312,7 +341,7 @@ impl pb::audit_server::Audit for AuditApi {
             releases: items
                 .into_iter()
                 .map(|r| pb::Release {
-                    at: Some(crate::release::timestamp(r.at)),
+                    at: Some(convert::timestamp(r.at)),
                     token_name: r.token_name,
                     challenge_id: r.challenge_id,
                     submission_id: r.submission_id,

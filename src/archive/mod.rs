@@ -278,7 +278,7 @@ impl ArchiveError {
 
 /// Formats a byte cap in MiB, with one decimal when it is not a whole number.
 fn mib(bytes: u64) -> String {
-    if bytes % MIB == 0 {
+    if bytes.is_multiple_of(MIB) {
         (bytes / MIB).to_string()
     } else {
         format!("{:.1}", bytes as f64 / MIB as f64)
@@ -339,14 +339,13 @@ fn run(
     let mut file = File::open(archive)
         .map_err(|e| ArchiveError::io(format!("open archive {}", archive.display()), e))?;
     let format = sniff(&mut file)?;
-    if let Some(declared) = declared {
-        if declared != format {
+    if let Some(declared) = declared
+        && declared != format {
             return Err(ArchiveError::FormatMismatch {
                 declared,
                 detected: format,
             });
         }
-    }
     let mut rules = Rules::new(limits, dest);
     match format {
         ArchiveFormat::TarGz => tar_gz::walk(file, &mut rules)?,

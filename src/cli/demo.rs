@@ -71,26 +71,28 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     step("server on a temporary state folder");
     let (admin, admin_sha) = auth::new_token();
     let (platform, platform_sha) = auth::new_token();
-    let mut config = Config::default();
-    config.listen = "127.0.0.1:0".parse()?;
-    config.data_root = data_root.clone();
-    config.state_dir = state_dir;
-    config.docker_host = args.docker_host.clone();
-    config.tokens = vec![
-        TokenConfig {
-            name: "demo-admin".into(),
-            role: Role::Admin,
-            sha256: admin_sha,
-        },
-        TokenConfig {
-            name: "demo-platform".into(),
-            role: Role::Submitter,
-            sha256: platform_sha,
-        },
-    ];
+    let config = Config {
+        listen: "127.0.0.1:0".parse()?,
+        data_root: data_root.clone(),
+        state_dir,
+        docker_host: args.docker_host.clone(),
+        tokens: vec![
+            TokenConfig {
+                name: "demo-admin".into(),
+                role: Role::Admin,
+                sha256: admin_sha,
+            },
+            TokenConfig {
+                name: "demo-platform".into(),
+                role: Role::Submitter,
+                sha256: platform_sha,
+            },
+        ],
+        ..Config::default()
+    };
     let app = Application::build_with_backend(config, backend.clone()).await?;
     let addr = format!("http://{}", app.local_addr());
-    let core = app.core();
+    let instance = app.instance().to_owned();
     let stop = app.shutdown_token();
     let server = tokio::spawn(app.run_until(std::future::pending()));
     println!("    listening on {addr}");
@@ -104,7 +106,7 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
         .list_owned()
         .await?
         .into_iter()
-        .filter(|c| c.instance == core.instance)
+        .filter(|c| c.instance == instance)
         .collect();
     if left.is_empty() {
         println!("    stopped; no container left behind");

@@ -4,9 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ChallengeId, UnixMillis};
-use crate::sandbox::Isolation;
-use crate::units::{ByteSize, HumanDuration};
+use super::{ChallengeId, Limits, UnixMillis, Verdict};
+use crate::scoring::Metric;
 
 /// A challenge as defined by an admin and stored by the service.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,6 +51,16 @@ pub enum ChallengeState {
     Open,
     /// No new submissions; the private leaderboard is readable by submitters.
     Closed,
+}
+
+/// Which kernel boundary a run gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// Namespaces, cgroups and seccomp under the engine's default runtime.
+    Runc,
+    /// gVisor's `runsc`: a user-space kernel between the code and the host.
+    Gvisor,
 }
 
 /// The participant's runtime.
@@ -104,9 +113,9 @@ fn default_public_fraction() -> f64 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BuiltinMetric {
-    /// The metric's name: accuracy, balanced_accuracy, f1_macro, roc_auc, log_loss, rmse,
-    /// mae, r2.
-    pub metric: String,
+    /// The metric (named in files as accuracy, balanced_accuracy, f1_macro, roc_auc,
+    /// log_loss, rmse, mae, r2).
+    pub metric: Metric,
     /// Target column in labels.csv.
     pub target_column: String,
     /// Column in predictions.csv; empty = target_column.
@@ -134,132 +143,6 @@ pub struct CustomScorer {
     /// Whether the scorer's rejection text may reach the participant of a FULL run.
     #[serde(default)]
     pub release_messages: bool,
-}
-
-/// Resource limits. Zero means "the server's default"; every value is checked against the
-/// server's caps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Limits {
-    /// Wall time before our timer kills the run.
-    pub wall_time: HumanDuration,
-    /// RAM + tmpfs; no swap.
-    pub memory_bytes: ByteSize,
-    /// CPU in thousandths of a core.
-    pub cpu_millis: u32,
-    /// Processes and threads.
-    pub pids: u32,
-    /// Everything under /output.
-    pub output_bytes: ByteSize,
-    /// /tmp.
-    pub scratch_bytes: ByteSize,
-    /// GPUs.
-    pub gpus: u32,
-    /// Submitted archive, compressed.
-    pub archive_bytes: ByteSize,
-    /// Submitted archive, extracted.
-    pub extracted_bytes: ByteSize,
-    /// stdout + stderr kept per run.
-    pub log_bytes: ByteSize,
-    /// Runs of this challenge at once.
-    pub concurrency: u32,
-}
-
-impl Limits {
-    /// Each zero field replaced by the default's value.
-    pub fn or_defaults(&self, d: &Limits) -> Limits {
-        fn pick<T: PartialEq + Default + Copy>(v: T, d: T) -> T {
-            if v == T::default() { d } else { v }
-        }
-        Limits {
-            wall_time: pick(self.wall_time, d.wall_time),
-            memory_bytes: pick(self.memory_bytes, d.memory_bytes),
-            cpu_millis: pick(self.cpu_millis, d.cpu_millis),
-            pids: pick(self.pids, d.pids),
-            output_bytes: pick(self.output_bytes, d.output_bytes),
-            scratch_bytes: pick(self.scratch_bytes, d.scratch_bytes),
-            gpus: pick(self.gpus, d.gpus),
-            archive_bytes: pick(self.archive_bytes, d.archive_bytes),
-            extracted_bytes: pick(self.extracted_bytes, d.extracted_bytes),
-            log_bytes: pick(self.log_bytes, d.log_bytes),
-            concurrency: pick(self.concurrency, d.concurrency),
-        }
-    }
-
-    /// The names of fields above `caps`, with both values, for a validation message.
-    pub fn over_caps(&self, caps: &Limits) -> Vec<String> {
-        let mut over = Vec::new();
-        let mut check = |name: &str, v: u128, cap: u128, show: &dyn Fn(u128) -> String| {
-            if v > cap {
-                over.push(format!(
-                    "limits.{name} {} is over the server's cap of {}",
-                    show(v),
-                    show(cap)
-                ));
-            }
-        };
-        let bytes = |v: u128| crate::units::format_bytes(v as u64);
-        let plain = |v: u128| v.to_string();
-        let dur =
-            |v: u128| crate::units::format_duration(std::time::Duration::from_millis(v as u64));
-        check(
-            "wall_time",
-            self.wall_time.0.as_millis(),
-            caps.wall_time.0.as_millis(),
-            &dur,
-        );
-        check(
-            "memory_bytes",
-            self.memory_bytes.0.into(),
-            caps.memory_bytes.0.into(),
-            &bytes,
-        );
-        check(
-            "cpu_millis",
-            self.cpu_millis.into(),
-            caps.cpu_millis.into(),
-            &plain,
-        );
-        check("pids", self.pids.into(), caps.pids.into(), &plain);
-        check(
-            "output_bytes",
-            self.output_bytes.0.into(),
-            caps.output_bytes.0.into(),
-            &bytes,
-        );
-        check(
-            "scratch_bytes",
-            self.scratch_bytes.0.into(),
-            caps.scratch_bytes.0.into(),
-            &bytes,
-        );
-        check("gpus", self.gpus.into(), caps.gpus.into(), &plain);
-        check(
-            "archive_bytes",
-            self.archive_bytes.0.into(),
-            caps.archive_bytes.0.into(),
-            &bytes,
-        );
-        check(
-            "extracted_bytes",
-            self.extracted_bytes.0.into(),
-            caps.extracted_bytes.0.into(),
-            &bytes,
-        );
-        check(
-            "log_bytes",
-            self.log_bytes.0.into(),
-            caps.log_bytes.0.into(),
-            &bytes,
-        );
-        check(
-            "concurrency",
-            self.concurrency.into(),
-            caps.concurrency.into(),
-            &plain,
-        );
-        over
-    }
 }
 
 /// What may be released to submitters.
@@ -312,18 +195,33 @@ pub struct Quota {
     pub count_failed: bool,
 }
 
+impl Quota {
+    /// Whether a run that ended with `verdict` counts against the participant's quota: a
+    /// scored run always, a run the code failed when the challenge counts failed runs, a
+    /// cancelled run or the service's own failure never.
+    pub fn charges(&self, verdict: Verdict) -> bool {
+        match verdict {
+            Verdict::Scored => true,
+            Verdict::InternalError | Verdict::Cancelled | Verdict::Unspecified => false,
+            _ => self.count_failed,
+        }
+    }
+}
+
 impl Challenge {
     /// The metric that ranks the leaderboard and its direction.
     pub fn primary_metric(&self) -> (String, bool) {
         if let Some(custom) = &self.scoring.custom {
             (custom.primary_metric.clone(), custom.greater_is_better)
         } else if let Some(b) = &self.scoring.builtin {
-            let greater = crate::scoring::Metric::from_name(&b.metric)
-                .map(|m| m.greater_is_better())
-                .unwrap_or(true);
-            (b.metric.clone(), greater)
+            (b.metric.name().to_owned(), b.metric.greater_is_better())
         } else {
             (String::new(), true)
         }
+    }
+
+    /// The limits its runs get under the server's defaults and caps.
+    pub fn resolved_limits(&self, defaults: &Limits, caps: &Limits) -> super::ResolvedLimits {
+        self.limits.resolve(defaults, caps)
     }
 }

@@ -6,10 +6,14 @@
 
 mod challenge;
 mod ids;
+mod limits;
+mod status;
 mod submission;
 
 pub use challenge::*;
 pub use ids::*;
+pub use limits::*;
+pub use status::*;
 pub use submission::*;
 
 /// The service layer's error: every failure a caller can be told about, by kind.
@@ -52,9 +56,9 @@ pub enum DomainError {
     /// The request was cancelled by the client.
     #[error("{0}")]
     Cancelled(String),
-    /// The service failed; the text is logged, the caller only learns that it failed.
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// The service failed; the cause chain is logged, the caller only learns that it failed.
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl DomainError {
@@ -74,10 +78,26 @@ impl DomainError {
         }
     }
 
-    /// An internal failure, with its cause kept for the log.
-    pub fn internal(cause: impl std::fmt::Display) -> Self {
-        DomainError::Internal(cause.to_string())
+    /// An internal failure, with its cause (and the cause's own chain) kept for the log.
+    pub fn internal(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        DomainError::Internal(cause.into())
     }
+}
+
+/// An error and every cause under it, joined by ": ", for logs and admin-only details.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        // Some errors repeat their source in their own message; say it once.
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
 }
 
 /// Milliseconds since the Unix epoch, the one time format stored and compared.

@@ -58,7 +58,7 @@ impl FakeBackend {
             .lock()
             .unwrap()
             .iter()
-            .map(|s| s.submission_id.clone())
+            .map(|s| s.submission_id.to_string())
             .collect()
     }
 

@@ -11,10 +11,13 @@
 //! classifier in `crate::verdict` turns that into a verdict.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
+
+pub use crate::domain::Isolation;
+use crate::domain::SubmissionId;
 
 pub mod docker;
 pub mod fake;
@@ -36,16 +39,6 @@ pub const LABEL_ROLE: &str = "io.holdout.role";
 /// restart reconciles only its own containers on a shared engine.
 pub const LABEL_INSTANCE: &str = "io.holdout.instance";
 
-/// Which kernel boundary a run gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Isolation {
-    /// Namespaces, cgroups and seccomp under the engine's default runtime.
-    Runc,
-    /// gVisor's `runsc`: a user-space kernel between the code and the host.
-    Gvisor,
-}
-
 /// Who the code in a run belongs to; recorded as a label and used in log lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunRole {
@@ -65,15 +58,25 @@ impl RunRole {
     }
 }
 
-/// A host folder bound into the container.
+/// A host folder bound read-only into the container. There is no writable mount: the one
+/// place a run can write is its [`RunSpec::output_dir`], so no spec can open a second way
+/// out of the sandbox.
 #[derive(Debug, Clone)]
 pub struct Mount {
     /// Absolute host path.
     pub host: PathBuf,
     /// Absolute path inside the container.
     pub container: String,
-    /// Whether the container may write to it (only `/output` is writable).
-    pub read_only: bool,
+}
+
+impl Mount {
+    /// `host` bound read-only at `container`.
+    pub fn read_only(host: &Path, container: &str) -> Mount {
+        Mount {
+            host: host.to_owned(),
+            container: container.to_owned(),
+        }
+    }
 }
 
 /// The resource limits of one run, already resolved against the server's defaults and caps.
@@ -101,7 +104,7 @@ pub struct RunLimits {
 #[derive(Debug, Clone)]
 pub struct RunSpec {
     /// The submission the run belongs to (label and container name).
-    pub submission_id: String,
+    pub submission_id: SubmissionId,
     /// Distinguishes several runs of one submission (attempts, scorer splits).
     pub run_name: String,
     /// Participant or scorer.

@@ -10,7 +10,6 @@ use std::future::Future;
 use std::net::{Ipv4Addr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -57,7 +56,6 @@ struct Harness {
 
 impl Harness {
     async fn new(isolation: Isolation, script: &str) -> Self {
-        static N: AtomicU32 = AtomicU32::new(0);
         let backend = DockerBackend::connect("")
             .await
             .expect("docker engine reachable");
@@ -76,16 +74,8 @@ impl Harness {
             std::fs::set_permissions(dir.path().join(f), std::fs::Permissions::from_mode(0o666))
                 .unwrap();
         }
-        let iso = match isolation {
-            Isolation::Runc => "runc",
-            Isolation::Gvisor => "gvisor",
-        };
         let spec = RunSpec {
-            submission_id: format!(
-                "test-{}-{}-{iso}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ),
+            submission_id: crate::domain::SubmissionId::generate(),
             run_name: "attempt-1".into(),
             role: RunRole::Participant,
             instance: "sandbox-tests".into(),
@@ -94,16 +84,8 @@ impl Harness {
             env: BTreeMap::from([("SEED".to_string(), "7".to_string())]),
             isolation,
             mounts: vec![
-                Mount {
-                    host: dir.path().join("submission"),
-                    container: "/submission".into(),
-                    read_only: true,
-                },
-                Mount {
-                    host: dir.path().join("data"),
-                    container: "/data".into(),
-                    read_only: true,
-                },
+                Mount::read_only(&dir.path().join("submission"), "/submission"),
+                Mount::read_only(&dir.path().join("data"), "/data"),
             ],
             output_dir: dir.path().join("output"),
             limits: RunLimits {
@@ -140,7 +122,7 @@ impl Harness {
             .await
             .unwrap()
             .into_iter()
-            .filter(|c| c.submission_id == self.spec.submission_id)
+            .filter(|c| c.submission_id == self.spec.submission_id.as_str())
             .collect();
         assert!(left.is_empty(), "containers left behind: {left:?}");
     }
@@ -537,7 +519,7 @@ both_runtimes!(
             let owned = h.backend.list_owned().await.unwrap();
             if !owned
                 .iter()
-                .any(|c| c.submission_id == h.spec.submission_id)
+                .any(|c| c.submission_id == h.spec.submission_id.as_str())
             {
                 return;
             }
@@ -568,11 +550,10 @@ both_runtimes!(
 async fn a_mount_containing_the_engine_socket_is_refused() {
     bounded(async {
         let mut h = Harness::new(Isolation::Runc, "true").await;
-        h.spec.mounts.push(Mount {
-            host: "/var/run".into(),
-            container: "/hostrun".into(),
-            read_only: true,
-        });
+        h.spec.mounts.push(Mount::read_only(
+            std::path::Path::new("/var/run"),
+            "/hostrun",
+        ));
         let r = h.run_with(CancellationToken::new()).await;
         assert!(matches!(r, Err(SandboxError::InvalidSpec(_))), "{r:?}");
     })

@@ -23,7 +23,10 @@ use std::str::FromStr;
 pub const LOG_LOSS_EPS: f64 = 1e-15;
 
 /// A built-in metric.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum Metric {
     /// Share of rows whose predicted class equals the true class.
     Accuracy,

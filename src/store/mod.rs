@@ -6,19 +6,23 @@
 //! serialised: a check-then-insert (quota, idempotency, queue cap) is atomic without extra
 //! locking. WAL mode lets readers of the file (backups, `sqlite3`) run alongside.
 //!
-//! A state change is committed here before anyone announces it to watchers.
+//! The store is also the change feed: every submission it inserts or changes is published to
+//! [`Store::subscribe`]rs after the write committed, never before, so a watcher can never
+//! see a state that a crash would undo. Submissions change only through
+//! [`Store::commit`] of a [`Transition`] made by the domain's state machine.
 
 mod migrations;
 mod rows;
 
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 
 use rusqlite::{Connection, OptionalExtension, params};
-use tokio::sync::oneshot;
+use tokio::sync::{broadcast, oneshot};
 
 use crate::domain::{
-    Challenge, ChallengeId, Submission, SubmissionId, SubmissionKind, SubmissionState, UnixMillis,
+    Challenge, ChallengeId, DomainError, Submission, SubmissionId, SubmissionKind, SubmissionState,
+    Transition, UnixMillis,
 };
 
 pub use rows::QueuedRow;
@@ -37,12 +41,23 @@ pub enum StoreError {
     Closed,
 }
 
+impl From<StoreError> for DomainError {
+    fn from(e: StoreError) -> Self {
+        DomainError::internal(e)
+    }
+}
+
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
-/// Handle to the database thread; cheap to clone.
+/// How many committed changes a slow subscriber may fall behind before it is told it lagged
+/// (it then re-reads what it watches).
+const FEED_CAPACITY: usize = 1024;
+
+/// Handle to the database thread and its change feed; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     tx: mpsc::Sender<Job>,
+    feed: broadcast::Sender<Arc<Submission>>,
 }
 
 /// Outcome of [`Store::insert_submission`].
@@ -96,7 +111,19 @@ impl Store {
                 }
             })
             .map_err(|e| StoreError::Corrupt(format!("cannot start store thread: {e}")))?;
-        Ok(Store { tx })
+        let (feed, _) = broadcast::channel(FEED_CAPACITY);
+        Ok(Store { tx, feed })
+    }
+
+    /// A receiver of every submission inserted or changed from now on, each published after
+    /// its write committed.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Submission>> {
+        self.feed.subscribe()
+    }
+
+    fn publish(&self, s: &Submission) {
+        // No subscriber is not an error: nobody is watching.
+        let _ = self.feed.send(Arc::new(s.clone()));
     }
 
     /// Runs `f` on the store thread and waits for its result.
@@ -182,10 +209,12 @@ impl Store {
         s: Submission,
         admission: Admission,
     ) -> Result<InsertOutcome, StoreError> {
-        self.call(move |conn| {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            if let Some(key) = &s.idempotency_key {
-                let existing = tx
+        let outcome = self
+            .call(move |conn| {
+                let tx =
+                    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                if let Some(key) = &s.idempotency_key {
+                    let existing = tx
                     .query_row(
                         &format!(
                             "SELECT {} FROM submissions WHERE owner = ?1 AND idempotency_key = ?2",
@@ -195,48 +224,52 @@ impl Store {
                         rows::submission_from_row,
                     )
                     .optional()?;
-                if let Some(existing) = existing {
-                    return Ok(InsertOutcome::Existing(existing?));
+                    if let Some(existing) = existing {
+                        return Ok(InsertOutcome::Existing(existing?));
+                    }
                 }
-            }
-            if admission.quota > 0 {
-                let used: u32 = tx.query_row(
-                    "SELECT COUNT(*) FROM submissions
+                if admission.quota > 0 {
+                    let used: u32 = tx.query_row(
+                        "SELECT COUNT(*) FROM submissions
                      WHERE challenge_id = ?1 AND participant_id = ?2 AND owner = ?3 AND kind = ?4
                        AND created_at >= ?5
                        AND state != 'cancelled' AND verdict != 'internal_error'
                        AND (?6 OR state != 'failed')",
-                    params![
-                        s.challenge_id.as_str(),
-                        s.participant_id.as_str(),
-                        s.owner,
-                        s.kind.as_str(),
-                        admission.day_start,
-                        admission.count_failed
-                    ],
+                        params![
+                            s.challenge_id.as_str(),
+                            s.participant_id.as_str(),
+                            s.owner,
+                            s.kind.as_str(),
+                            admission.day_start,
+                            admission.count_failed
+                        ],
+                        |r| r.get(0),
+                    )?;
+                    if used >= admission.quota {
+                        return Ok(InsertOutcome::QuotaExceeded {
+                            limit: admission.quota,
+                        });
+                    }
+                }
+                let queued: u32 = tx.query_row(
+                    "SELECT COUNT(*) FROM submissions WHERE state = 'queued'",
+                    [],
                     |r| r.get(0),
                 )?;
-                if used >= admission.quota {
-                    return Ok(InsertOutcome::QuotaExceeded {
-                        limit: admission.quota,
+                if queued >= admission.max_queued {
+                    return Ok(InsertOutcome::QueueFull {
+                        max_queued: admission.max_queued,
                     });
                 }
-            }
-            let queued: u32 = tx.query_row(
-                "SELECT COUNT(*) FROM submissions WHERE state = 'queued'",
-                [],
-                |r| r.get(0),
-            )?;
-            if queued >= admission.max_queued {
-                return Ok(InsertOutcome::QueueFull {
-                    max_queued: admission.max_queued,
-                });
-            }
-            rows::insert_submission(&tx, &s)?;
-            tx.commit()?;
-            Ok(InsertOutcome::Inserted(s))
-        })
-        .await
+                rows::insert_submission(&tx, &s)?;
+                tx.commit()?;
+                Ok(InsertOutcome::Inserted(s))
+            })
+            .await?;
+        if let InsertOutcome::Inserted(s) = &outcome {
+            self.publish(s);
+        }
+        Ok(outcome)
     }
 
     /// One submission.
@@ -281,15 +314,18 @@ impl Store {
         .await
     }
 
-    /// Writes `s` only if the stored state is still `expected` (compare-and-set), so a
-    /// cancel and a worker's finish can never overwrite each other. Returns whether it wrote.
-    pub async fn update_submission(
-        &self,
-        s: Submission,
-        expected: SubmissionState,
-    ) -> Result<bool, StoreError> {
-        self.call(move |conn| rows::update_submission(conn, &s, expected))
-            .await
+    /// Commits a transition if the stored row is still in the state and at the attempt the
+    /// transition expects (compare-and-set), so a cancel and a run's end, or a late write of
+    /// an attempt that was handed back, can never overwrite each other; then publishes it.
+    /// `Ok(None)` when the row had moved on and nothing was written.
+    pub async fn commit(&self, t: Transition) -> Result<Option<Submission>, StoreError> {
+        let written = self
+            .call(move |conn| rows::update_submission(conn, &t).map(|w| w.then(|| t.into_next())))
+            .await?;
+        if let Some(s) = &written {
+            self.publish(s);
+        }
+        Ok(written)
     }
 
     /// Submissions of a challenge, newest first, optionally of one participant and/or one
@@ -348,19 +384,12 @@ impl Store {
     pub async fn queued(&self) -> Result<Vec<QueuedRow>, StoreError> {
         self.call(|conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT seq, id, challenge_id, owner, participant_id FROM submissions WHERE state = 'queued' ORDER BY seq",
+                "SELECT seq, id, challenge_id, owner, participant_id, kind FROM submissions WHERE state = 'queued' ORDER BY seq",
             )?;
             let out = stmt
-                .query_map([], |r| {
-                    Ok(QueuedRow {
-                        seq: r.get(0)?,
-                        id: r.get(1)?,
-                        challenge_id: r.get(2)?,
-                        participant: format!("{}\u{1f}{}", r.get::<_, String>(3)?, r.get::<_, String>(4)?),
-                    })
-                })?
+                .query_map([], rows::queued_from_row)?
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(out)
+            out.into_iter().collect()
         })
         .await
     }

@@ -5,7 +5,7 @@ use rusqlite::{Connection, Row, params};
 use super::StoreError;
 use crate::domain::{
     Challenge, ChallengeId, ParticipantId, Submission, SubmissionId, SubmissionKind,
-    SubmissionState, Verdict,
+    SubmissionRecord, SubmissionState, Transition, Verdict,
 };
 
 /// Columns read for a submission, in the order [`submission_from_row`] expects.
@@ -14,16 +14,49 @@ pub const SUBMISSION_COLUMNS: &str = "id, challenge_id, participant_id, owner, k
      idempotency_key, charged";
 
 /// A queued submission, as the scheduler sees it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct QueuedRow {
     /// Insertion order.
     pub seq: i64,
     /// Submission id.
-    pub id: String,
+    pub id: SubmissionId,
     /// Its challenge.
-    pub challenge_id: String,
-    /// Owner and participant id joined: the unit of fairness.
-    pub participant: String,
+    pub challenge_id: ChallengeId,
+    /// The token (platform) that owns it.
+    pub owner: String,
+    /// The platform's participant.
+    pub participant_id: ParticipantId,
+    /// FULL or SMOKE.
+    pub kind: SubmissionKind,
+}
+
+impl QueuedRow {
+    /// The unit of fairness: a participant of a platform.
+    pub fn party(&self) -> (&str, &str) {
+        (self.owner.as_str(), self.participant_id.as_str())
+    }
+}
+
+/// Reads a [`QueuedRow`] from `seq, id, challenge_id, owner, participant_id, kind`.
+pub fn queued_from_row(r: &Row<'_>) -> rusqlite::Result<Result<QueuedRow, StoreError>> {
+    let seq: i64 = r.get(0)?;
+    let id: String = r.get(1)?;
+    let challenge_id: String = r.get(2)?;
+    let owner: String = r.get(3)?;
+    let participant_id: String = r.get(4)?;
+    let kind: String = r.get(5)?;
+    Ok((|| {
+        Ok(QueuedRow {
+            seq,
+            id: SubmissionId::parse(&id).map_err(|_| corrupt("submission id", &id))?,
+            challenge_id: ChallengeId::parse(&challenge_id)
+                .map_err(|_| corrupt("challenge id", &challenge_id))?,
+            owner,
+            participant_id: ParticipantId::parse(&participant_id)
+                .map_err(|_| corrupt("participant id", &participant_id))?,
+            kind: SubmissionKind::parse_name(&kind).ok_or_else(|| corrupt("kind", &kind))?,
+        })
+    })())
 }
 
 pub fn encode_challenge(c: &Challenge) -> Result<String, StoreError> {
@@ -68,7 +101,7 @@ pub fn submission_from_row_at(
     let idempotency_key: Option<String> = r.get(o + 17)?;
     let charged: bool = r.get(o + 18)?;
     Ok((|| {
-        Ok(Submission {
+        Ok(Submission::from_record(SubmissionRecord {
             id: SubmissionId::parse(&id).map_err(|_| corrupt("submission id", &id))?,
             challenge_id: ChallengeId::parse(&challenge_id)
                 .map_err(|_| corrupt("challenge id", &challenge_id))?,
@@ -94,7 +127,7 @@ pub fn submission_from_row_at(
             attempts,
             idempotency_key,
             charged,
-        })
+        }))
     })())
 }
 
@@ -132,15 +165,13 @@ pub fn insert_submission(conn: &Connection, s: &Submission) -> Result<(), StoreE
     Ok(())
 }
 
-pub fn update_submission(
-    conn: &Connection,
-    s: &Submission,
-    expected: SubmissionState,
-) -> Result<bool, StoreError> {
+/// Writes a transition if the row is still in its expected state and attempt.
+pub fn update_submission(conn: &Connection, t: &Transition) -> Result<bool, StoreError> {
+    let s = t.next();
     let n = conn.execute(
         "UPDATE submissions SET state = ?2, verdict = ?3, message = ?4, detail = ?5, public_scores = ?6,
             private_scores = ?7, started_at = ?8, finished_at = ?9, usage = ?10, attempts = ?11, charged = ?12
-         WHERE id = ?1 AND state = ?13",
+         WHERE id = ?1 AND state = ?13 AND attempts = ?14",
         params![
             s.id.as_str(),
             s.state.as_str(),
@@ -154,7 +185,8 @@ pub fn update_submission(
             s.usage.as_ref().map(json).transpose()?,
             s.attempts,
             s.charged,
-            expected.as_str(),
+            t.expected_state().as_str(),
+            t.expected_attempts(),
         ],
     )?;
     Ok(n == 1)

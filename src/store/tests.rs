@@ -20,27 +20,16 @@ target_column = "label"
 }
 
 fn submission(owner: &str, participant: &str, key: Option<&str>) -> Submission {
-    Submission {
+    Submission::new(NewSubmission {
         id: SubmissionId::generate(),
         challenge_id: ChallengeId::parse("c").unwrap(),
         participant_id: ParticipantId::parse(participant).unwrap(),
         owner: owner.into(),
         kind: SubmissionKind::Full,
-        state: SubmissionState::Queued,
-        verdict: Verdict::Unspecified,
-        message: String::new(),
-        detail: String::new(),
-        public_scores: BTreeMap::new(),
-        private_scores: BTreeMap::new(),
         archive_sha256: "ab".repeat(32),
         created_at: 1_000,
-        started_at: None,
-        finished_at: None,
-        usage: None,
-        attempts: 0,
         idempotency_key: key.map(str::to_owned),
-        charged: true,
-    }
+    })
 }
 
 fn open() -> (tempfile::TempDir, Store) {
@@ -64,17 +53,56 @@ async fn a_submission_round_trips_through_the_database() {
         !store.insert_challenge(challenge("c")).await.unwrap(),
         "a taken id is refused"
     );
-    let mut s = submission("p", "alice", None);
-    s.public_scores.insert("accuracy".into(), 0.25);
-    s.usage = Some(Usage {
-        wall_time: std::time::Duration::from_millis(1500),
-        ..Default::default()
-    });
+    let s = submission("p", "alice", None);
     assert!(matches!(
         store.insert_submission(s.clone(), OPEN).await.unwrap(),
         InsertOutcome::Inserted(_)
     ));
-    assert_eq!(store.get_submission(&s.id).await.unwrap(), Some(s));
+    assert_eq!(store.get_submission(&s.id).await.unwrap(), Some(s.clone()));
+    // Through every field a run writes.
+    let running = store
+        .commit(s.start(2_000).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let usage = Usage {
+        wall_time: std::time::Duration::from_millis(1500),
+        peak_memory_bytes: 1 << 20,
+        exit_code: Some(0),
+        signal: None,
+    };
+    let scoring = store
+        .commit(running.begin_scoring(usage).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let scores = |v: f64| BTreeMap::from([("accuracy".to_owned(), v)]);
+    let done = store
+        .commit(scoring.score(scores(0.25), scores(0.5), 3_000).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(store.get_submission(&s.id).await.unwrap(), Some(done));
+}
+
+#[tokio::test]
+async fn every_committed_change_is_published_after_it_is_written() {
+    let (_dir, store) = open();
+    store.insert_challenge(challenge("c")).await.unwrap();
+    let mut feed = store.subscribe();
+    let s = submission("p", "alice", None);
+    store.insert_submission(s.clone(), OPEN).await.unwrap();
+    assert_eq!(*feed.recv().await.unwrap(), s);
+    let running = store.commit(s.start(2).unwrap()).await.unwrap().unwrap();
+    let published = feed.recv().await.unwrap();
+    assert_eq!(*published, running);
+    assert_eq!(
+        store.get_submission(&s.id).await.unwrap().as_ref(),
+        Some(&*published)
+    );
+    // A refused commit publishes nothing.
+    assert!(store.commit(s.start(3).unwrap()).await.unwrap().is_none());
+    assert!(feed.try_recv().is_err());
 }
 
 #[tokio::test]
@@ -83,23 +111,40 @@ async fn a_state_change_applies_only_from_the_expected_state() {
     store.insert_challenge(challenge("c")).await.unwrap();
     let s = submission("p", "alice", None);
     store.insert_submission(s.clone(), OPEN).await.unwrap();
-    let mut cancelled = s.clone();
-    cancelled.state = SubmissionState::Cancelled;
     assert!(
         store
-            .update_submission(cancelled, SubmissionState::Queued)
+            .commit(s.cancel(None, 2).unwrap())
             .await
             .unwrap()
+            .is_some()
     );
-    let mut running = s.clone();
-    running.state = SubmissionState::Running;
     assert!(
-        !store
-            .update_submission(running, SubmissionState::Queued)
-            .await
-            .unwrap(),
+        store.commit(s.start(2).unwrap()).await.unwrap().is_none(),
         "a cancel is never overwritten"
     );
+}
+
+#[tokio::test]
+async fn a_late_write_of_an_attempt_that_was_handed_back_is_refused() {
+    let (_dir, store) = open();
+    store.insert_challenge(challenge("c")).await.unwrap();
+    let s = submission("p", "alice", None);
+    store.insert_submission(s.clone(), OPEN).await.unwrap();
+    let first = store.commit(s.start(2).unwrap()).await.unwrap().unwrap();
+    // The first attempt is handed back (a restart) and a second one starts.
+    let queued = store
+        .commit(first.requeue(Interruption::Restart, 3, 3).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .commit(queued.start(4).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    // The first attempt's end arrives late: RUNNING as it expects, but not its attempt.
+    let late = first.begin_scoring(Usage::default()).unwrap();
+    assert!(store.commit(late).await.unwrap().is_none());
 }
 
 #[tokio::test]

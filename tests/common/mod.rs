@@ -100,12 +100,14 @@ async fn spawn_app_inner(
     let state = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     let (admin, submitter, other, token_cfg) = tokens();
-    let mut config = Config::default();
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.state_dir = state.path().to_owned();
-    config.data_root = data.path().to_owned();
-    config.tokens = token_cfg;
-    config.shutdown_grace = holdout::units::HumanDuration(Duration::from_secs(5));
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        state_dir: state.path().to_owned(),
+        data_root: data.path().to_owned(),
+        tokens: token_cfg,
+        shutdown_grace: holdout::units::HumanDuration(Duration::from_secs(5)),
+        ..Config::default()
+    };
     adjust(&mut config);
     let mut server = TestServer {
         addr: "127.0.0.1:0".parse().unwrap(),

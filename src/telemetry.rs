@@ -1,8 +1,11 @@
-//! Prometheus metrics: queue depth, runs by verdict, run and queue-wait durations as
-//! histograms, engine errors; served as text on the configured address.
+//! Telemetry: Prometheus counters, gauges and histograms (queue depth, live runs, runs by
+//! verdict, run and queue-wait durations, engine errors), served as text on the configured
+//! address.
 //!
-//! Counters are plain atomics updated on the hot path; the exposition is rendered on scrape.
-//! The HTTP side is a minimal HTTP/1.1 responder: one GET path, no keep-alive.
+//! Everything is a plain atomic that its owner updates (the scheduler sets the gauges, the
+//! run counts verdicts); the exposition is rendered on scrape, so this module depends on
+//! nothing but the verdict names. The HTTP side is a minimal HTTP/1.1 responder: one GET
+//! path, no keep-alive.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -14,8 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::core::Core;
-use crate::domain::{SubmissionState, Verdict};
+use crate::domain::Verdict;
 
 const VERDICTS: [Verdict; 8] = [
     Verdict::Scored,
@@ -56,7 +58,7 @@ impl Histogram {
     }
 
     fn render(&self, name: &str, help: &str, out: &mut String) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        header(out, name, "histogram", help);
         for (i, bound) in BUCKETS.iter().enumerate() {
             let _ = writeln!(
                 out,
@@ -77,7 +79,11 @@ impl Histogram {
 
 /// The service's metrics.
 #[derive(Default)]
-pub struct Metrics {
+pub struct Telemetry {
+    /// Submissions waiting in QUEUED, as the scheduler last read the queue.
+    pub queue_depth: AtomicU64,
+    /// Runs in progress.
+    pub runs_live: AtomicU64,
     runs_by_verdict: [AtomicU64; VERDICTS.len()],
     /// Run durations (container start to exit).
     pub run_seconds: Histogram,
@@ -87,7 +93,7 @@ pub struct Metrics {
     submissions_accepted: AtomicU64,
 }
 
-impl Metrics {
+impl Telemetry {
     /// Counts a finished run.
     pub fn run_finished(&self, verdict: Verdict) {
         if let Some(i) = VERDICTS.iter().position(|v| *v == verdict) {
@@ -106,47 +112,50 @@ impl Metrics {
     }
 
     /// The text exposition.
-    pub fn render(&self, queued: usize, live: usize) -> String {
+    pub fn render(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# HELP holdout_queue_depth Submissions waiting in QUEUED.\n# TYPE holdout_queue_depth gauge"
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        single(
+            &mut out,
+            "holdout_queue_depth",
+            "gauge",
+            "Submissions waiting in QUEUED.",
+            load(&self.queue_depth),
         );
-        let _ = writeln!(out, "holdout_queue_depth {queued}");
-        let _ = writeln!(
-            out,
-            "# HELP holdout_runs_live Runs in progress.\n# TYPE holdout_runs_live gauge"
+        single(
+            &mut out,
+            "holdout_runs_live",
+            "gauge",
+            "Runs in progress.",
+            load(&self.runs_live),
         );
-        let _ = writeln!(out, "holdout_runs_live {live}");
-        let _ = writeln!(
-            out,
-            "# HELP holdout_runs_total Finished runs by verdict.\n# TYPE holdout_runs_total counter"
+        header(
+            &mut out,
+            "holdout_runs_total",
+            "counter",
+            "Finished runs by verdict.",
         );
         for (i, v) in VERDICTS.iter().enumerate() {
             let _ = writeln!(
                 out,
                 "holdout_runs_total{{verdict=\"{}\"}} {}",
                 v.as_str(),
-                self.runs_by_verdict[i].load(Ordering::Relaxed)
+                load(&self.runs_by_verdict[i])
             );
         }
-        let _ = writeln!(
-            out,
-            "# HELP holdout_engine_errors_total Docker engine failures.\n# TYPE holdout_engine_errors_total counter"
+        single(
+            &mut out,
+            "holdout_engine_errors_total",
+            "counter",
+            "Docker engine failures.",
+            load(&self.engine_errors),
         );
-        let _ = writeln!(
-            out,
-            "holdout_engine_errors_total {}",
-            self.engine_errors.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP holdout_submissions_accepted_total Submissions accepted.\n# TYPE holdout_submissions_accepted_total counter"
-        );
-        let _ = writeln!(
-            out,
-            "holdout_submissions_accepted_total {}",
-            self.submissions_accepted.load(Ordering::Relaxed)
+        single(
+            &mut out,
+            "holdout_submissions_accepted_total",
+            "counter",
+            "Submissions accepted.",
+            load(&self.submissions_accepted),
         );
         self.run_seconds.render(
             "holdout_run_duration_seconds",
@@ -162,6 +171,17 @@ impl Metrics {
     }
 }
 
+/// Writes the HELP and TYPE lines of a metric.
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// Writes a metric with one unlabelled value.
+fn single(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
+    header(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
+}
+
 /// Binds the metrics address; the returned future serves until `shutdown`.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
@@ -169,7 +189,7 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// Serves `GET /metrics` until `shutdown` fires. Each connection is handled inline: a
 /// scrape is small and rare, and this keeps every task owned by this loop.
-pub async fn serve(listener: TcpListener, core: Arc<Core>, shutdown: CancellationToken) {
+pub async fn serve(listener: TcpListener, telemetry: Arc<Telemetry>, shutdown: CancellationToken) {
     loop {
         let (mut stream, _) = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -185,13 +205,7 @@ pub async fn serve(listener: TcpListener, core: Arc<Core>, shutdown: Cancellatio
         };
         let request = String::from_utf8_lossy(&buf[..n]);
         let response = if request.starts_with("GET /metrics") || request.starts_with("GET / ") {
-            let queued = core
-                .store
-                .submissions_in(&[SubmissionState::Queued])
-                .await
-                .map(|v| v.len())
-                .unwrap_or(0);
-            let body = core.metrics.render(queued, core.queue.live_count());
+            let body = telemetry.render();
             format!(
                 "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                 body.len()

@@ -1,0 +1,188 @@
+//! Challenge management: create, read, list, update and close, for admins (reads for every
+//! caller). A definition is validated against the host once, in [`validate`], for create
+//! and update alike, and nothing is stored until everything passed.
+
+mod validate;
+
+use std::sync::Arc;
+
+use crate::auth::Caller;
+use crate::domain::{Challenge, ChallengeId, ChallengeState, DomainError, now_millis};
+use crate::run::plan::HostSettings;
+use crate::sandbox::Backend;
+use crate::store::Store;
+
+pub use validate::resolve_data_dir;
+
+/// Most challenges a list returns at once.
+const MAX_PAGE: usize = 500;
+
+/// Decimals released when a challenge leaves `score_decimals` at 0.
+pub const DEFAULT_SCORE_DECIMALS: u32 = 4;
+
+/// The challenges service: what admins define, and what everyone reads.
+#[derive(Clone)]
+pub struct Challenges {
+    store: Store,
+    engine: Arc<dyn Backend>,
+    host: HostSettings,
+}
+
+impl Challenges {
+    /// The service over `store`, checking images and runtimes on `engine` and data and
+    /// limits against `host`.
+    pub fn new(store: Store, engine: Arc<dyn Backend>, host: HostSettings) -> Self {
+        Self {
+            store,
+            engine,
+            host,
+        }
+    }
+
+    /// Creates a challenge after validating all of it.
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        mut c: Challenge,
+    ) -> Result<Challenge, DomainError> {
+        caller.require_admin("CreateChallenge")?;
+        normalise(&mut c);
+        self.validate(&c).await?;
+        c.state = ChallengeState::Open;
+        c.created_at = now_millis();
+        c.closed_at = None;
+        if !self.store.insert_challenge(c.clone()).await? {
+            return Err(DomainError::AlreadyExists(format!(
+                "challenge {:?}",
+                c.id.as_str()
+            )));
+        }
+        tracing::info!(challenge_id = %c.id, "challenge created");
+        Ok(c)
+    }
+
+    /// One challenge; any authenticated caller may read it.
+    pub async fn get(&self, id: &ChallengeId) -> Result<Challenge, DomainError> {
+        self.store
+            .get_challenge(id)
+            .await?
+            .ok_or_else(|| DomainError::NotFound(format!("challenge {:?}", id.as_str())))
+    }
+
+    /// A page of challenges in id order; the page token is the last id returned.
+    pub async fn list(
+        &self,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<(Vec<Challenge>, String), DomainError> {
+        let size = if page_size <= 0 {
+            50
+        } else {
+            (page_size as usize).min(MAX_PAGE)
+        };
+        let items = self
+            .store
+            .list_challenges(page_token.to_owned(), size + 1)
+            .await?;
+        let mut items = items;
+        let next = if items.len() > size {
+            items.truncate(size);
+            items.last().map(|c| c.id.to_string()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok((items, next))
+    }
+
+    /// Replaces the fields named in `mask`, validated as on create.
+    pub async fn update(
+        &self,
+        caller: &Caller,
+        patch: Challenge,
+        mask: &[String],
+    ) -> Result<Challenge, DomainError> {
+        caller.require_admin("UpdateChallenge")?;
+        if mask.is_empty() {
+            return Err(DomainError::invalid(
+                "update_mask",
+                "name at least one field: title, runtime, limits, release, quota",
+            ));
+        }
+        let mut c = self.get(&patch.id).await?;
+        for path in mask {
+            match path.as_str() {
+                "title" => c.title = patch.title.clone(),
+                "runtime" => c.runtime = patch.runtime.clone(),
+                "limits" => c.limits = patch.limits,
+                "release" => c.release = patch.release,
+                "quota" => c.quota = patch.quota,
+                other => {
+                    return Err(DomainError::invalid(
+                        "update_mask",
+                        format!(
+                            "{other:?} cannot be updated (allowed: title, runtime, limits, release, quota)"
+                        ),
+                    ));
+                }
+            }
+        }
+        normalise(&mut c);
+        self.validate(&c).await?;
+        self.store.update_challenge(c.clone()).await?;
+        tracing::info!(challenge_id = %c.id, fields = ?mask, "challenge updated");
+        Ok(c)
+    }
+
+    /// Closes a challenge: no new submissions; the private leaderboard opens to submitters.
+    pub async fn close(&self, caller: &Caller, id: &ChallengeId) -> Result<Challenge, DomainError> {
+        caller.require_admin("CloseChallenge")?;
+        let mut c = self.get(id).await?;
+        if c.state != ChallengeState::Closed {
+            c.state = ChallengeState::Closed;
+            c.closed_at = Some(now_millis());
+            self.store.update_challenge(c.clone()).await?;
+            tracing::info!(challenge_id = %c.id, "challenge closed");
+        }
+        Ok(c)
+    }
+}
+
+fn normalise(c: &mut Challenge) {
+    if c.release.score_decimals == 0 {
+        c.release.score_decimals = DEFAULT_SCORE_DECIMALS;
+    }
+    if let Some(b) = &mut c.scoring.builtin
+        && b.prediction_column.is_empty()
+    {
+        b.prediction_column = b.target_column.clone();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_dirs_cannot_escape_the_root() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("ok")).unwrap();
+        assert!(resolve_data_dir(root.path(), "ok").is_ok());
+        assert!(matches!(
+            resolve_data_dir(root.path(), "../etc"),
+            Err(DomainError::Invalid { .. })
+        ));
+        assert!(matches!(
+            resolve_data_dir(root.path(), "/etc"),
+            Err(DomainError::Invalid { .. })
+        ));
+        assert!(matches!(
+            resolve_data_dir(root.path(), "missing"),
+            Err(DomainError::Precondition { .. })
+        ));
+        std::os::unix::fs::symlink("/etc", root.path().join("link")).unwrap();
+        assert!(matches!(
+            resolve_data_dir(root.path(), "link"),
+            Err(DomainError::Invalid { .. })
+        ));
+    }
+}
