@@ -361,7 +361,7 @@ impl DockerRun {
             output_dir: root.join("output-template"),
             limits: limits(),
         };
-        let body = container_body(&spec).expect("valid spec");
+        let body = container_body(&spec, &[]).expect("valid spec");
         let h = body.host_config.clone().unwrap();
         let mut a: Vec<String> = vec!["run".into(), "--rm".into()];
         kv(&mut a, "--network", h.network_mode.clone().unwrap());

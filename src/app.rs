@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::api::{self, AuditApi, ChallengesApi, LeaderboardsApi, SubmissionsApi};
+use crate::audit::Audit;
 use crate::auth::Tokens;
 use crate::challenges::Challenges;
 use crate::config::Config;
@@ -24,7 +25,7 @@ use crate::run::Runner;
 use crate::run::logs::LogStore;
 use crate::run::plan::HostSettings;
 use crate::sandbox::Backend;
-use crate::scheduler::Scheduler;
+use crate::scheduler::{Pacing, Scheduler};
 use crate::scoring::LabelsCache;
 use crate::store::Store;
 use crate::submissions::{Submissions, SubmissionsParts};
@@ -70,7 +71,7 @@ pub enum AppError {
 pub struct Application {
     tokens: Tokens,
     instance: String,
-    store: Store,
+    audit: Audit,
     challenges: Challenges,
     submissions: Submissions,
     leaderboards: Leaderboards,
@@ -143,7 +144,12 @@ impl Application {
             max_attempts: config.max_attempts,
             telemetry: telemetry.clone(),
         });
-        let scheduler = Scheduler::new(runner, queue.clone(), config.shutdown_grace.0);
+        let pacing = Pacing {
+            grace: config.shutdown_grace.0,
+            time_partition: config.time_partition,
+            slice: config.partition_slice.0,
+        };
+        let scheduler = Scheduler::new(runner, queue.clone(), pacing);
         scheduler.recover(&paths).await?;
         let leaderboards = Leaderboards::new(store.clone(), losses, host.clone());
         let submissions = Submissions::new(SubmissionsParts {
@@ -159,11 +165,11 @@ impl Application {
         Ok(Application {
             tokens: Tokens::new(&config.tokens),
             instance: host.instance.clone(),
-            challenges: Challenges::new(store.clone(), backend, host),
+            audit: Audit::new(store.clone(), host.clone()),
+            challenges: Challenges::new(store, backend, host),
             submissions,
             leaderboards,
             scheduler,
-            store,
             telemetry,
             metrics_listener,
             metrics_addr,
@@ -201,7 +207,7 @@ impl Application {
     ) -> Result<(), AppError> {
         let Application {
             tokens,
-            store,
+            audit,
             challenges,
             submissions,
             leaderboards,
@@ -267,7 +273,7 @@ impl Application {
                 ),
             )
             .add_service(pb::audit_server::AuditServer::with_interceptor(
-                AuditApi { store },
+                AuditApi { audit },
                 auth,
             ))
             .serve_with_incoming_shutdown(

@@ -1,13 +1,17 @@
 //! The audit of releases: every value that leaves the host for a submitter token is
 //! recorded (which submission or board, which values, to which token, when), so a data
-//! owner can see exactly what was learned from their data, and by whom.
+//! owner can see exactly what was learned from their data, and by whom; and the leakage
+//! ledger: per (platform, participant), how many bits the FULL results released to them
+//! could carry at most (each result counted once, when it ends; see `crate::leakage`).
 
 use std::collections::BTreeMap;
 
 use crate::auth::Caller;
-use crate::domain::{DomainError, now_millis};
+use crate::domain::{ChallengeId, DomainError, now_millis};
+use crate::leakage::LeakageEstimate;
 use crate::release::SubmissionView;
-use crate::store::{ReleaseRecord, Store};
+use crate::run::plan::HostSettings;
+use crate::store::{LeakageTotal, ReleaseRecord, Store};
 
 /// Records a submission view given to a submitter, when it carries values.
 pub async fn submission_released(
@@ -55,8 +59,57 @@ pub async fn leaderboard_released(
     Ok(())
 }
 
+/// The audit service: what was released, and the leakage ledger.
+#[derive(Clone)]
+pub struct Audit {
+    store: Store,
+    host: HostSettings,
+}
+
+/// A challenge's leakage ledger.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ledger {
+    /// What one FULL submission can release under the challenge's current policy.
+    pub estimate: LeakageEstimate,
+    /// Per (platform, participant), what was released, most bits first.
+    pub totals: Vec<LeakageTotal>,
+}
+
+impl Audit {
+    /// The service over `store`; `host` resolves limits for the estimate.
+    pub fn new(store: Store, host: HostSettings) -> Self {
+        Self { store, host }
+    }
+
+    /// ListReleases (admin).
+    pub async fn list(
+        &self,
+        caller: &Caller,
+        challenge: Option<String>,
+        token: Option<String>,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<(Vec<ReleaseRecord>, String), DomainError> {
+        list(&self.store, caller, challenge, token, page_size, page_token).await
+    }
+
+    /// GetLeakage (admin): the estimate and the ledger of a challenge.
+    pub async fn leakage(&self, caller: &Caller, id: &ChallengeId) -> Result<Ledger, DomainError> {
+        caller.require_admin("GetLeakage")?;
+        let challenge = self
+            .store
+            .get_challenge(id)
+            .await?
+            .ok_or_else(|| DomainError::NotFound(format!("challenge {:?}", id.as_str())))?;
+        Ok(Ledger {
+            estimate: crate::leakage::estimate(&challenge, &self.host.limits(&challenge)),
+            totals: self.store.leakage_totals(id.clone()).await?,
+        })
+    }
+}
+
 /// ListReleases (admin): newest first, paged by an opaque position.
-pub async fn list(
+async fn list(
     store: &Store,
     caller: &Caller,
     challenge: Option<String>,

@@ -72,6 +72,14 @@ pub struct Config {
     pub max_attempts: u32,
     /// On shutdown, how long running runs may finish before they are handed back to the queue.
     pub shutdown_grace: HumanDuration,
+    /// Time-partition the host: SMOKE runs (whose logs are released) and FULL runs (which
+    /// read private data) never run at the same time, so no shared-host signal (CPU
+    /// contention, memory pressure, host-wide counters) can carry private data from one to
+    /// the other. Off only for a host that runs no SMOKE runs, or trusts its participants.
+    pub time_partition: bool,
+    /// Under time partitioning, how long one kind of run may keep starting while the other
+    /// kind waits; then the host drains and switches, so neither kind starves.
+    pub partition_slice: HumanDuration,
     /// Limits used where a challenge says 0.
     pub defaults: Limits,
     /// The most any challenge may ask for.
@@ -93,6 +101,8 @@ impl Default for Config {
             max_queued: 10_000,
             max_attempts: 3,
             shutdown_grace: HumanDuration(Duration::from_secs(30)),
+            time_partition: true,
+            partition_slice: HumanDuration(Duration::from_secs(60)),
             defaults: default_limits(),
             caps: default_caps(),
             tokens: Vec::new(),
@@ -178,6 +188,8 @@ const ENV_KEYS: &[&str] = &[
     "max_queued",
     "max_attempts",
     "shutdown_grace",
+    "time_partition",
+    "partition_slice",
 ];
 
 impl Config {
@@ -206,6 +218,16 @@ impl Config {
             let var = format!("HOLDOUT_{}", key.to_ascii_uppercase());
             if let Some(value) = env.get(&var) {
                 let parsed = match *key {
+                    "time_partition" => match value.trim() {
+                        "true" | "1" => toml::Value::Boolean(true),
+                        "false" | "0" => toml::Value::Boolean(false),
+                        _ => {
+                            return Err(ConfigError::Invalid {
+                                path: None,
+                                reason: format!("{var}={value:?} is not true or false"),
+                            });
+                        }
+                    },
                     "concurrency" | "max_queued" | "max_attempts" => value
                         .trim()
                         .parse::<i64>()

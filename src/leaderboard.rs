@@ -26,11 +26,14 @@ pub enum View {
     Private,
 }
 
-/// One row.
+/// One row: a participant of a platform. Two platforms' participants with the same id are
+/// two rows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
     /// 1-based; equal scores share a rank.
     pub rank: u32,
+    /// The platform (submitter token) the participant belongs to.
+    pub platform: String,
     /// The participant.
     pub participant_id: String,
     /// As released.
@@ -77,6 +80,29 @@ pub fn paired_improvement(new: &[f32], old: &[f32]) -> Option<f64> {
     (mean < -step).then_some(step)
 }
 
+/// A score inside its metric's released range (see `crate::leakage`).
+fn clamped(challenge: &Challenge, v: f64) -> f64 {
+    let metric = challenge.scoring.builtin.as_ref().map(|b| b.metric);
+    crate::leakage::clamp(v, metric, challenge.facts.target_range())
+}
+
+/// The standard error of the mean of per-row losses (s/√n), the parameter-free ladder's
+/// step for a participant's first score.
+pub fn standard_error(losses: &[f32]) -> Option<f64> {
+    if losses.len() < 2 {
+        return None;
+    }
+    let n = losses.len() as f64;
+    let mean = losses.iter().map(|l| *l as f64).sum::<f64>() / n;
+    let var = losses
+        .iter()
+        .map(|l| (*l as f64 - mean) * (*l as f64 - mean))
+        .sum::<f64>()
+        / (n - 1.0);
+    let se = var.sqrt() / n.sqrt();
+    (se > 0.0 && se.is_finite()).then_some(se)
+}
+
 /// Rounds `x` to the nearest multiple of `step`, then to the release decimals.
 fn on_step(x: f64, step: f64, decimals: u32) -> f64 {
     if !(step > 0.0 && step.is_finite()) {
@@ -98,7 +124,7 @@ fn replay(
     let mut shown: Option<Shown> = None;
     let mut out = Vec::with_capacity(history.len());
     for (i, s) in history.iter().enumerate() {
-        if let Some(&raw) = s.public_scores.get(&metric) {
+        if let Some(raw) = s.public_scores.get(&metric).map(|v| clamped(challenge, *v)) {
             let accept = |score: f64| {
                 Some(Shown {
                     score,
@@ -130,7 +156,16 @@ fn replay(
                     }
                 }
                 LeaderboardMode::LadderParameterFree => match &shown {
-                    None => shown = accept(round(raw, decimals)),
+                    // The first score is put on the grid of its own standard error, like
+                    // every later one on the grid of its paired test's: never released at
+                    // full precision.
+                    None => {
+                        let step = losses(s).and_then(|l| standard_error(&l));
+                        shown = accept(match step {
+                            Some(step) => on_step(raw, step, decimals),
+                            None => round(raw, decimals),
+                        })
+                    }
                     Some(sh) => {
                         let old = losses(history[sh.holder_index]);
                         let new = losses(s);
@@ -158,11 +193,18 @@ pub fn released_full_scores(
 ) -> BTreeMap<String, f64> {
     let decimals = challenge.release.score_decimals;
     match challenge.release.mode {
-        LeaderboardMode::BestSoFar => crate::release::round_all(&s.public_scores, decimals),
+        // Only the ranking metric leaves: every other key a scorer wrote would be more bits.
+        LeaderboardMode::BestSoFar => {
+            let (metric, _) = challenge.primary_metric();
+            s.public_scores
+                .get(&metric)
+                .map(|v| BTreeMap::from([(metric, round(clamped(challenge, *v), decimals))]))
+                .unwrap_or_default()
+        }
         LeaderboardMode::Ladder | LeaderboardMode::LadderParameterFree => {
             let mine: Vec<&Submission> = history
                 .iter()
-                .filter(|h| h.participant_id == s.participant_id)
+                .filter(|h| h.owner == s.owner && h.participant_id == s.participant_id)
                 .collect();
             let shown = replay(challenge, &mine, losses);
             let (metric, _) = challenge.primary_metric();
@@ -216,11 +258,9 @@ impl Leaderboards {
         let mut history = self.store.scored_full(id.clone()).await?;
         if !caller.is_admin() && challenge.release.constant_time_release {
             // A held result must not show up on the board before its state may be announced.
-            let wall = self.host.limits(&challenge).wall_time.0.as_millis() as i64;
+            let wall = self.host.limits(&challenge).wall_time.0;
             let now = now_millis();
-            history.retain(|s| {
-                crate::release::hold_until(s, &challenge, wall).is_none_or(|t| now >= t)
-            });
+            history.retain(|s| !crate::release::is_held(s, &challenge, wall, now));
         }
         let board = build(&challenge, &history, view, &|s| self.losses.get(&s.id));
         let what = match view {
@@ -230,7 +270,7 @@ impl Leaderboards {
         let values = board
             .entries
             .iter()
-            .map(|e| (e.participant_id.clone(), e.score))
+            .map(|e| (format!("{}/{}", e.platform, e.participant_id), e.score))
             .collect();
         crate::audit::leaderboard_released(&self.store, caller, id.as_str(), what, values).await?;
         Ok(board)
@@ -262,18 +302,20 @@ pub fn build(
     losses: Losses<'_>,
 ) -> Board {
     let (metric, greater) = challenge.primary_metric();
-    let mut by_participant: HashMap<&str, Vec<&Submission>> = HashMap::new();
-    let mut order: Vec<&str> = Vec::new();
+    // Identity is (platform, participant): the same id on two platforms is two people.
+    let mut by_participant: HashMap<(&str, &str), Vec<&Submission>> = HashMap::new();
+    let mut order: Vec<(&str, &str)> = Vec::new();
     for s in history {
-        let list = by_participant.entry(s.participant_id.as_str()).or_default();
+        let key = (s.owner.as_str(), s.participant_id.as_str());
+        let list = by_participant.entry(key).or_default();
         if list.is_empty() {
-            order.push(s.participant_id.as_str());
+            order.push(key);
         }
         list.push(s);
     }
     let mut rows: Vec<(Entry, usize)> = Vec::new();
     for p in order {
-        let mine = &by_participant[p];
+        let mine = &by_participant[&p];
         let Some(Some(shown)) = replay(challenge, mine, losses).pop() else {
             continue;
         };
@@ -281,7 +323,7 @@ pub fn build(
         let score = match view {
             View::Public => shown.score,
             View::Private => match holder.private_scores.get(&metric) {
-                Some(&v) => round(v, challenge.release.score_decimals),
+                Some(&v) => round(clamped(challenge, v), challenge.release.score_decimals),
                 None => continue,
             },
         };
@@ -292,7 +334,8 @@ pub fn build(
         rows.push((
             Entry {
                 rank: 0,
-                participant_id: p.to_owned(),
+                platform: p.0.to_owned(),
+                participant_id: p.1.to_owned(),
                 score,
                 submission_id: shown.holder.to_string(),
                 submissions: mine.len() as u32,
@@ -423,6 +466,44 @@ target_column = "label"
             *v = 0.0;
         }
         assert!(paired_improvement(&new, &old).is_some());
+    }
+
+    #[test]
+    fn a_first_parameter_free_score_is_on_the_grid_of_its_standard_error() {
+        let c = challenge(LeaderboardMode::LadderParameterFree, 0.0);
+        let s = scored("a", 0.8123);
+        // 100 rows, 19 wrong: s/√n = 0.0394..., so 0.8123 shows as 0.7890 (20 steps), not
+        // at full precision.
+        let mut losses = vec![0.0f32; 100];
+        for l in losses.iter_mut().take(19) {
+            *l = 1.0;
+        }
+        let losses = std::sync::Arc::new(losses);
+        let shown =
+            released_full_scores(&c, std::slice::from_ref(&s), &s, &|_| Some(losses.clone()));
+        let step = standard_error(&losses).unwrap();
+        assert!((step - 0.03943).abs() < 1e-4, "{step}");
+        assert_eq!(shown["accuracy"], round((0.8123 / step).round() * step, 4));
+        assert_ne!(shown["accuracy"], 0.8123);
+    }
+
+    #[test]
+    fn the_same_participant_id_on_two_platforms_is_two_rows() {
+        let c = challenge(LeaderboardMode::BestSoFar, 0.0);
+        let a = scored("alice", 0.9);
+        let mut other = (*scored("alice", 0.7)).clone();
+        other.owner = "other-platform".into();
+        let b = Submission::from_record(other);
+        let board = build(&c, &[a, b], View::Public, &|_| None);
+        let rows: Vec<(&str, &str, f64)> = board
+            .entries
+            .iter()
+            .map(|e| (e.platform.as_str(), e.participant_id.as_str(), e.score))
+            .collect();
+        assert_eq!(
+            rows,
+            [("p", "alice", 0.9), ("other-platform", "alice", 0.7)]
+        );
     }
 
     #[test]

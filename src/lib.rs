@@ -29,7 +29,8 @@
 //! - [`submissions`]: submit (upload and admission), read, list, watch, cancel, logs.
 //! - [`leaderboard`]: boards and the ladders; what a scored FULL run releases.
 //! - [`release`]: what a caller may see of a submission, by role (domain views).
-//! - [`audit`]: the record of every value released to a submitter token.
+//! - [`audit`]: the record of every value released to a submitter token, and the ledger.
+//! - [`leakage`]: how many bits one FULL submission can release, at most.
 //! - [`scheduler`]: recovery after a start, the loop that starts runs, shutdown hand-back.
 //! - [`queue`]: fairness across participants and the registry of live runs.
 //! - [`run`]: one submission from QUEUED to its verdict: plan, work folder, sandbox,
@@ -56,6 +57,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod leaderboard;
+pub mod leakage;
 pub mod losses;
 pub mod paging;
 pub mod paths;

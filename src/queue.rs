@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::domain::{ChallengeId, SubmissionId};
+use crate::domain::{ChallengeId, SubmissionId, SubmissionKind, UnixMillis};
 use crate::run::{RunControl, StopReason};
 use crate::store::QueuedRow;
 
@@ -23,7 +23,10 @@ type Party = (String, String);
 
 struct Live {
     challenge_id: ChallengeId,
+    kind: SubmissionKind,
     control: Arc<RunControl>,
+    /// Set once the run ended but keeps its slot until then (constant-time release).
+    held_until: Option<UnixMillis>,
 }
 
 /// Fairness and the live registry, shared by the scheduler and the API (cancel, queue
@@ -99,11 +102,47 @@ impl Queue {
             .map(|p| p as u32 + 1)
     }
 
-    /// Picks what to start now, given per-challenge concurrency limits.
+    /// The kinds of run that hold slots now (running, or ended and held).
+    pub fn live_kinds(&self) -> Vec<SubmissionKind> {
+        let mut kinds: Vec<SubmissionKind> =
+            self.live.lock().unwrap().values().map(|l| l.kind).collect();
+        kinds.sort_by_key(|k| k.as_str());
+        kinds.dedup();
+        kinds
+    }
+
+    /// Keeps an ended run's slot until `until` (constant-time release).
+    pub fn hold(&self, id: &SubmissionId, until: UnixMillis) {
+        if let Some(l) = self.live.lock().unwrap().get_mut(id) {
+            l.held_until = Some(until);
+        }
+    }
+
+    /// Frees the slots whose hold has passed; returns how many.
+    pub fn release_due(&self, now: UnixMillis) -> usize {
+        let mut live = self.live.lock().unwrap();
+        let before = live.len();
+        live.retain(|_, l| l.held_until.is_none_or(|t| t > now));
+        before - live.len()
+    }
+
+    /// The earliest moment a held slot frees.
+    pub fn next_release(&self) -> Option<UnixMillis> {
+        self.live
+            .lock()
+            .unwrap()
+            .values()
+            .filter_map(|l| l.held_until)
+            .min()
+    }
+
+    /// Picks what to start now among the rows of an allowed kind, given per-challenge
+    /// concurrency limits.
     pub fn pick(
         &self,
         queued: &[QueuedRow],
         per_challenge: &HashMap<ChallengeId, usize>,
+        allowed: &[SubmissionKind],
     ) -> Vec<QueuedRow> {
         let live = self.live.lock().unwrap();
         let mut free = self.concurrency.saturating_sub(live.len());
@@ -118,7 +157,7 @@ impl Queue {
                 break;
             }
             let row = &queued[i];
-            if live.contains_key(&row.id) {
+            if live.contains_key(&row.id) || !allowed.contains(&row.kind) {
                 continue;
             }
             let limit = per_challenge
@@ -141,6 +180,11 @@ impl Queue {
         picked
     }
 
+    /// Whether a run of `id` holds a slot here.
+    pub fn is_live(&self, id: &SubmissionId) -> bool {
+        self.live.lock().unwrap().contains_key(id)
+    }
+
     /// Records that `row` starts now; returns its stop handle.
     pub fn register(&self, row: &QueuedRow) -> Arc<RunControl> {
         let control = Arc::new(RunControl::default());
@@ -148,7 +192,9 @@ impl Queue {
             row.id.clone(),
             Live {
                 challenge_id: row.challenge_id.clone(),
+                kind: row.kind,
                 control: control.clone(),
+                held_until: None,
             },
         );
         let tick = self.clock.fetch_add(1, Ordering::SeqCst);
@@ -184,7 +230,7 @@ mod tests {
             challenge_id: ChallengeId::parse("c").unwrap(),
             owner: "platform".into(),
             participant_id: crate::domain::ParticipantId::parse(participant).unwrap(),
-            kind: crate::domain::SubmissionKind::Full,
+            kind: SubmissionKind::Full,
         }
     }
 
@@ -226,6 +272,30 @@ mod tests {
         let queued = vec![row(1, "a"), row(2, "b"), row(3, "c")];
         let mut per = HashMap::new();
         per.insert(ChallengeId::parse("c").unwrap(), 2);
-        assert_eq!(q.pick(&queued, &per).len(), 2);
+        assert_eq!(q.pick(&queued, &per, &[SubmissionKind::Full]).len(), 2);
+    }
+
+    #[test]
+    fn only_rows_of_an_allowed_kind_are_picked() {
+        let q = Queue::new(4);
+        let mut smoke = row(2, "b");
+        smoke.kind = SubmissionKind::Smoke;
+        let queued = vec![row(1, "a"), smoke];
+        let picked = q.pick(&queued, &HashMap::new(), &[SubmissionKind::Smoke]);
+        assert_eq!(picked.len(), 1);
+        assert_eq!(picked[0].kind, SubmissionKind::Smoke);
+    }
+
+    #[test]
+    fn a_held_slot_counts_until_its_deadline() {
+        let q = Queue::new(1);
+        let r = row(1, "a");
+        q.register(&r);
+        q.hold(&r.id, 1_000);
+        assert!(q.is_full());
+        assert_eq!(q.next_release(), Some(1_000));
+        assert_eq!(q.release_due(999), 0);
+        assert_eq!(q.release_due(1_000), 1);
+        assert!(!q.is_full());
     }
 }

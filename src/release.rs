@@ -9,12 +9,14 @@
 //! ladder-filtered) public scores, and nothing computed from the run's output or timing.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use crate::auth::Caller;
 use crate::domain::{
-    Challenge, ChallengeId, ParticipantId, Submission, SubmissionId, SubmissionKind,
-    SubmissionState, UnixMillis, Usage, Verdict,
+    Challenge, ChallengeId, FailureDetail, ParticipantId, ResolvedLimits, Submission, SubmissionId,
+    SubmissionKind, SubmissionState, UnixMillis, Usage, Verdict,
 };
+use crate::leakage::LeakageEstimate;
 
 /// Rounds a score to `decimals` places for release.
 pub fn round(x: f64, decimals: u32) -> f64 {
@@ -34,19 +36,65 @@ pub fn round_all(scores: &BTreeMap<String, f64>, decimals: u32) -> BTreeMap<Stri
         .collect()
 }
 
-/// When a FULL run's terminal state may be shown to submitters under
-/// `constant_time_release`: its wall-time limit after it started. `None` = no hold.
-pub fn hold_until(s: &Submission, challenge: &Challenge, wall_time_ms: i64) -> Option<UnixMillis> {
-    if s.kind != SubmissionKind::Full
-        || !challenge.release.constant_time_release
-        || !s.state.is_terminal()
-    {
+/// Whether a FULL run's result is held from submitters under `constant_time_release`, and
+/// until when: `Some(None)` while it is still running or scoring (no end yet), `Some(Some(t))`
+/// once it ended, until `t` (see [`crate::domain::ReleasePolicy::release_at`]), `None` when
+/// nothing is held (a SMOKE run, no constant-time release, or never started).
+pub fn hold(
+    s: &Submission,
+    challenge: &Challenge,
+    wall_time: Duration,
+) -> Option<Option<UnixMillis>> {
+    if s.kind != SubmissionKind::Full || !challenge.release.constant_time_release {
         return None;
     }
-    if s.verdict == Verdict::Cancelled {
-        return None;
+    s.started_at?;
+    if !s.state.is_terminal() {
+        return Some(None);
     }
-    s.started_at.map(|t| t + wall_time_ms)
+    Some(challenge.release.deadline_of(s, wall_time))
+}
+
+/// Whether `s` is held from submitters at `now`.
+pub fn is_held(
+    s: &Submission,
+    challenge: &Challenge,
+    wall_time: Duration,
+    now: UnixMillis,
+) -> bool {
+    match hold(s, challenge, wall_time) {
+        None => false,
+        Some(None) => true,
+        Some(Some(t)) => now < t,
+    }
+}
+
+/// What a challenge shows a caller: admins everything, with the leakage estimate;
+/// submitters neither the split seed (which would let them tell public from private ids)
+/// nor what the server read of the labels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChallengeView {
+    /// The challenge as shown.
+    pub challenge: Challenge,
+    /// Admins only: how much a FULL submission can release.
+    pub leakage: Option<LeakageEstimate>,
+}
+
+/// The challenge as `caller` may see it.
+pub fn challenge_view(c: &Challenge, caller: &Caller, limits: &ResolvedLimits) -> ChallengeView {
+    if caller.is_admin() {
+        return ChallengeView {
+            challenge: c.clone(),
+            leakage: Some(crate::leakage::estimate(c, limits)),
+        };
+    }
+    let mut shown = c.clone();
+    shown.scoring.split_seed = 0;
+    shown.facts = Default::default();
+    ChallengeView {
+        challenge: shown,
+        leakage: None,
+    }
 }
 
 /// Everything a view needs besides the submission itself.
@@ -58,7 +106,7 @@ pub struct ViewContext<'a> {
     /// Now, for holds.
     pub now: UnixMillis,
     /// The challenge's resolved wall-time limit, for holds.
-    pub wall_time_ms: i64,
+    pub wall_time: Duration,
     /// 1-based position while queued.
     pub queue_position: Option<u32>,
     /// The scores a submitter may see for this FULL run (rounded, ladder-filtered); ignored
@@ -117,15 +165,22 @@ pub fn submission_view(s: &Submission, ctx: &ViewContext<'_>) -> SubmissionView 
     let decimals = ctx.challenge.release.score_decimals;
     // Under constant-time release the moment the code exited (RUNNING → SCORING) is as
     // telling as its end, so a FULL run shows RUNNING until its result may be announced.
-    let held = hold_until(s, ctx.challenge, ctx.wall_time_ms).is_some_and(|t| ctx.now < t)
-        || (s.kind == SubmissionKind::Full
-            && ctx.challenge.release.constant_time_release
-            && s.state == SubmissionState::Scoring);
+    let held = is_held(s, ctx.challenge, ctx.wall_time, ctx.now);
     let (state, verdict, message) = if held {
         (
             SubmissionState::Running,
             Verdict::Unspecified,
             String::new(),
+        )
+    } else if s.kind == SubmissionKind::Full
+        && s.verdict.is_participant_failure()
+        && ctx.challenge.release.failure_detail == FailureDetail::NotScored
+    {
+        // The verdict is chosen by code that read private data: shown only as "not scored".
+        (
+            s.state,
+            Verdict::NotScored,
+            crate::domain::NOT_SCORED_MESSAGE.to_owned(),
         )
     } else {
         (s.state, s.verdict, s.message.clone())

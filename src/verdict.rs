@@ -150,6 +150,7 @@ fn limit_message(verdict: Verdict, limits: &RunLimits) -> String {
         }
         Verdict::Cancelled => crate::domain::CANCELLED_MESSAGE.into(),
         Verdict::InternalError => crate::domain::INTERNAL_ERROR_MESSAGE.into(),
+        Verdict::NotScored => crate::domain::NOT_SCORED_MESSAGE.into(),
         Verdict::Unspecified => String::new(),
     }
 }

@@ -40,6 +40,11 @@ fn custom_challenge(id: &str, script: &str, release_messages: bool) -> pb::Chall
         greater_is_better: true,
         release_messages,
     }));
+    // These tests read the exact verdict a FULL run gets, as a Kaggle-like challenge shows it.
+    c.release = Some(pb::ReleasePolicy {
+        failure_detail: pb::FailureDetail::Verdict as i32,
+        ..Default::default()
+    });
     c
 }
 
@@ -256,7 +261,7 @@ async fn assert_scorer_failure_is_internal_and_uncharged(
     let mut c = custom_challenge(id, script, true);
     c.quota = Some(pb::Quota {
         full_per_day: 1,
-        count_failed: true,
+        count_failed: Some(true),
         ..Default::default()
     });
     c.limits.as_mut().unwrap().wall_time = Some(prost_types::Duration {
@@ -555,14 +560,15 @@ fn hanging_scorer_challenge(id: &str) -> pb::Challenge {
     });
     c.quota = Some(pb::Quota {
         full_per_day: 1,
-        count_failed: true,
+        count_failed: Some(true),
         ..Default::default()
     });
     c
 }
 
 #[tokio::test]
-async fn cancelling_a_submission_while_its_scorer_runs_kills_the_scorer_and_is_uncharged() {
+async fn cancelling_a_submission_while_its_scorer_runs_kills_the_scorer_and_is_charged_like_a_failure()
+ {
     within(120, async {
         let server = spawn_app().await;
         parity_data(&server, "parity", 20);
@@ -599,19 +605,13 @@ async fn cancelling_a_submission_while_its_scorer_runs_kills_the_scorer_and_is_u
         );
         assert!(server.leftover_containers().await.is_empty());
 
-        // Not charged: the quota of one still admits another.
+        // Charged like a failed run (failures count here): a cancel at a chosen moment is no
+        // free probe of whether the code had finished. The quota of one is spent.
         let again = client
             .submit(full("hang", "alice"), tar_gz(&[("run.sh", PARITY_RIGHT)]))
             .await
-            .unwrap();
-        client
-            .submissions()
-            .cancel_submission(authed(
-                &server.submitter,
-                pb::CancelSubmissionRequest { id: again.id },
-            ))
-            .await
-            .unwrap();
+            .unwrap_err();
+        assert_eq!(again.code(), tonic::Code::ResourceExhausted, "{again:?}");
     })
     .await
 }

@@ -185,7 +185,8 @@ async fn a_quota_holds_under_parallel_submits_and_says_when_it_resets() {
         c.quota = Some(pb::Quota {
             full_per_day: 3,
             smoke_per_day: 1,
-            count_failed: true,
+            count_failed: Some(true),
+            platform_full_per_day: 0,
         });
         create(&server, c).await.unwrap();
         let archive = tar_gz(&[("run.sh", PARITY_RIGHT)]);

@@ -4,12 +4,13 @@
 use std::time::Duration;
 
 use crate::domain::{
-    BuiltinMetric, Challenge, ChallengeId, ChallengeState, CustomScorer, DomainError, Isolation,
-    LeaderboardMode, Limits, Quota, ReleasePolicy, Runtime, Scoring, SubmissionKind,
-    SubmissionState, UnixMillis, Usage, Verdict,
+    BuiltinMetric, Challenge, ChallengeId, ChallengeState, CustomScorer, DomainError,
+    FailureDetail, Isolation, LeaderboardMode, Limits, Quota, ReleasePolicy, Runtime, Scoring,
+    SubmissionKind, SubmissionState, UnixMillis, Usage, Verdict,
 };
+use crate::leakage::LeakageEstimate;
 use crate::pb;
-use crate::release::SubmissionView;
+use crate::release::{ChallengeView, SubmissionView};
 use crate::scoring::Metric;
 use crate::units::{ByteSize, HumanDuration};
 
@@ -124,6 +125,18 @@ pub fn challenge_from_pb(c: pb::Challenge) -> Result<Challenge, DomainError> {
             ));
         }
     };
+    let failure_detail = match pb::FailureDetail::try_from(r.failure_detail) {
+        Ok(pb::FailureDetail::Unspecified | pb::FailureDetail::NotScored) => {
+            FailureDetail::NotScored
+        }
+        Ok(pb::FailureDetail::Verdict) => FailureDetail::Verdict,
+        Err(_) => {
+            return Err(DomainError::invalid(
+                "release.failure_detail",
+                "unknown failure detail",
+            ));
+        }
+    };
     let q = c.quota.unwrap_or_default();
     Ok(Challenge {
         id,
@@ -153,18 +166,63 @@ pub fn challenge_from_pb(c: pb::Challenge) -> Result<Challenge, DomainError> {
             mode,
             ladder_step: r.ladder_step,
             constant_time_release: r.constant_time_release,
+            failure_detail,
+            scoring_budget: HumanDuration(duration_from_pb(
+                r.scoring_budget,
+                "release.scoring_budget",
+            )?),
         },
         quota: Quota {
             full_per_day: q.full_per_day,
             smoke_per_day: q.smoke_per_day,
-            count_failed: q.count_failed,
+            // Unset means the safe default: failed runs count.
+            count_failed: q.count_failed.unwrap_or(true),
+            platform_full_per_day: q.platform_full_per_day,
         },
         created_at: 0,
         closed_at: None,
+        facts: Default::default(),
     })
 }
 
-/// A domain challenge on the wire.
+/// A challenge as released to its caller, on the wire.
+pub fn challenge_view_to_pb(v: &ChallengeView) -> pb::Challenge {
+    pb::Challenge {
+        leakage: v.leakage.as_ref().map(leakage_to_pb),
+        ..challenge_to_pb(&v.challenge)
+    }
+}
+
+/// A leakage estimate on the wire.
+pub fn leakage_to_pb(e: &LeakageEstimate) -> pb::LeakageEstimate {
+    pb::LeakageEstimate {
+        bits_per_submission: e.bits_per_submission,
+        score_values: e.score_values,
+        failure_values: e.failure_values,
+        time_values: e.time_values,
+    }
+}
+
+/// A challenge's leakage ledger on the wire.
+pub fn leakage_to_pb_ledger(challenge_id: &str, l: &crate::audit::Ledger) -> pb::Leakage {
+    pb::Leakage {
+        challenge_id: challenge_id.to_owned(),
+        estimate: Some(leakage_to_pb(&l.estimate)),
+        participants: l
+            .totals
+            .iter()
+            .map(|t| pb::ParticipantLeakage {
+                platform: t.owner.clone(),
+                participant_id: t.participant_id.clone(),
+                results: t.results,
+                bits: t.bits,
+            })
+            .collect(),
+        total_bits: l.totals.iter().map(|t| t.bits).sum(),
+    }
+}
+
+/// A domain challenge on the wire (no leakage estimate: see [`challenge_view_to_pb`]).
 pub fn challenge_to_pb(c: &Challenge) -> pb::Challenge {
     let scorer = if let Some(b) = &c.scoring.builtin {
         Some(pb::scoring::Scorer::Builtin(pb::BuiltinMetric {
@@ -235,14 +293,21 @@ pub fn challenge_to_pb(c: &Challenge) -> pb::Challenge {
             } as i32,
             ladder_step: c.release.ladder_step,
             constant_time_release: c.release.constant_time_release,
+            failure_detail: match c.release.failure_detail {
+                FailureDetail::Verdict => pb::FailureDetail::Verdict,
+                FailureDetail::NotScored => pb::FailureDetail::NotScored,
+            } as i32,
+            scoring_budget: prost_types::Duration::try_from(c.release.scoring_budget()).ok(),
         }),
         quota: Some(pb::Quota {
             full_per_day: c.quota.full_per_day,
             smoke_per_day: c.quota.smoke_per_day,
-            count_failed: c.quota.count_failed,
+            count_failed: Some(c.quota.count_failed),
+            platform_full_per_day: c.quota.platform_full_per_day,
         }),
         created_at: Some(timestamp(c.created_at)),
         closed_at: c.closed_at.map(timestamp),
+        leakage: None,
     }
 }
 
@@ -358,6 +423,7 @@ fn verdict_to_pb(v: Verdict) -> pb::Verdict {
         Verdict::InvalidPredictions => pb::Verdict::InvalidPredictions,
         Verdict::Cancelled => pb::Verdict::Cancelled,
         Verdict::InternalError => pb::Verdict::InternalError,
+        Verdict::NotScored => pb::Verdict::NotScored,
     }
 }
 

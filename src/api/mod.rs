@@ -12,15 +12,15 @@ use futures::{Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::audit::Audit;
 use crate::auth::{Caller, Tokens};
 use crate::challenges::Challenges;
-use crate::domain::{ChallengeId, DomainError, SubmissionId};
+use crate::domain::{ChallengeId, DomainError, ParticipantId, SubmissionId};
 use crate::leaderboard::{self, Leaderboards};
 use crate::pb;
-use crate::store::Store;
 use crate::submissions::Submissions;
 
-pub use convert::{challenge_from_pb, challenge_to_pb, submission_to_pb};
+pub use convert::{challenge_from_pb, challenge_to_pb, challenge_view_to_pb, submission_to_pb};
 pub use status::to_status;
 
 /// The interceptor that authenticates every call and records the caller.
@@ -76,30 +76,33 @@ impl pb::challenges_server::Challenges for ChallengesApi {
             .challenges
             .create(&caller, challenge_from_pb(c)?)
             .await?;
-        Ok(Response::new(challenge_to_pb(&c)))
+        Ok(Response::new(challenge_view_to_pb(&c)))
     }
 
     async fn get_challenge(
         &self,
         req: Request<pb::GetChallengeRequest>,
     ) -> Result<Response<pb::Challenge>, Status> {
-        caller(&req)?;
+        let caller = caller(&req)?;
         let c = self
             .challenges
-            .get(&challenge_id(&req.get_ref().id)?)
+            .get(&caller, &challenge_id(&req.get_ref().id)?)
             .await?;
-        Ok(Response::new(challenge_to_pb(&c)))
+        Ok(Response::new(challenge_view_to_pb(&c)))
     }
 
     async fn list_challenges(
         &self,
         req: Request<pb::ListChallengesRequest>,
     ) -> Result<Response<pb::ListChallengesResponse>, Status> {
-        caller(&req)?;
+        let caller = caller(&req)?;
         let r = req.into_inner();
-        let (items, next) = self.challenges.list(r.page_size, &r.page_token).await?;
+        let (items, next) = self
+            .challenges
+            .list(&caller, r.page_size, &r.page_token)
+            .await?;
         Ok(Response::new(pb::ListChallengesResponse {
-            challenges: items.iter().map(challenge_to_pb).collect(),
+            challenges: items.iter().map(challenge_view_to_pb).collect(),
             next_page_token: next,
         }))
     }
@@ -118,7 +121,7 @@ impl pb::challenges_server::Challenges for ChallengesApi {
             .challenges
             .update(&caller, challenge_from_pb(c)?, &r.update_mask)
             .await?;
-        Ok(Response::new(challenge_to_pb(&c)))
+        Ok(Response::new(challenge_view_to_pb(&c)))
     }
 
     async fn close_challenge(
@@ -130,7 +133,7 @@ impl pb::challenges_server::Challenges for ChallengesApi {
             .challenges
             .close(&caller, &challenge_id(&req.get_ref().id)?)
             .await?;
-        Ok(Response::new(challenge_to_pb(&c)))
+        Ok(Response::new(challenge_view_to_pb(&c)))
     }
 }
 
@@ -232,7 +235,11 @@ impl pb::submissions_server::Submissions for SubmissionsApi {
     ) -> Result<Response<pb::ListSubmissionsResponse>, Status> {
         let caller = caller(&req)?;
         let r = req.into_inner();
-        let participant = (!r.participant_id.is_empty()).then_some(r.participant_id);
+        let participant = if r.participant_id.is_empty() {
+            None
+        } else {
+            Some(ParticipantId::parse(&r.participant_id)?)
+        };
         let (items, next) = self
             .submissions
             .list(
@@ -302,6 +309,7 @@ impl pb::leaderboards_server::Leaderboards for LeaderboardsApi {
                 .into_iter()
                 .map(|e| pb::LeaderboardEntry {
                     rank: e.rank,
+                    platform: e.platform,
                     participant_id: e.participant_id,
                     score: e.score,
                     submission_id: e.submission_id,
@@ -314,8 +322,8 @@ impl pb::leaderboards_server::Leaderboards for LeaderboardsApi {
 
 /// The Audit service (an addition to the v1 contract).
 pub struct AuditApi {
-    /// The release audit lives in the store.
-    pub store: Store,
+    /// The domain service.
+    pub audit: Audit,
 }
 
 #[tonic::async_trait]
@@ -328,15 +336,10 @@ impl pb::audit_server::Audit for AuditApi {
         let r = req.into_inner();
         let challenge = (!r.challenge_id.is_empty()).then_some(r.challenge_id);
         let token = (!r.token_name.is_empty()).then_some(r.token_name);
-        let (items, next) = crate::audit::list(
-            &self.store,
-            &caller,
-            challenge,
-            token,
-            r.page_size,
-            &r.page_token,
-        )
-        .await?;
+        let (items, next) = self
+            .audit
+            .list(&caller, challenge, token, r.page_size, &r.page_token)
+            .await?;
         Ok(Response::new(pb::ListReleasesResponse {
             releases: items
                 .into_iter()
@@ -351,5 +354,21 @@ impl pb::audit_server::Audit for AuditApi {
                 .collect(),
             next_page_token: next,
         }))
+    }
+
+    async fn get_leakage(
+        &self,
+        req: Request<pb::GetLeakageRequest>,
+    ) -> Result<Response<pb::Leakage>, Status> {
+        let caller = caller(&req)?;
+        let r = req.into_inner();
+        let ledger = self
+            .audit
+            .leakage(&caller, &challenge_id(&r.challenge_id)?)
+            .await?;
+        Ok(Response::new(convert::leakage_to_pb_ledger(
+            &r.challenge_id,
+            &ledger,
+        )))
     }
 }

@@ -340,12 +340,13 @@ fn run(
         .map_err(|e| ArchiveError::io(format!("open archive {}", archive.display()), e))?;
     let format = sniff(&mut file)?;
     if let Some(declared) = declared
-        && declared != format {
-            return Err(ArchiveError::FormatMismatch {
-                declared,
-                detected: format,
-            });
-        }
+        && declared != format
+    {
+        return Err(ArchiveError::FormatMismatch {
+            declared,
+            detected: format,
+        });
+    }
     let mut rules = Rules::new(limits, dest);
     match format {
         ArchiveFormat::TarGz => tar_gz::walk(file, &mut rules)?,

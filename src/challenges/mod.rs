@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::auth::Caller;
 use crate::domain::{Challenge, ChallengeId, ChallengeState, DomainError, now_millis};
+use crate::release::{self, ChallengeView};
 use crate::run::plan::HostSettings;
 use crate::sandbox::Backend;
 use crate::store::Store;
@@ -44,10 +45,10 @@ impl Challenges {
         &self,
         caller: &Caller,
         mut c: Challenge,
-    ) -> Result<Challenge, DomainError> {
+    ) -> Result<ChallengeView, DomainError> {
         caller.require_admin("CreateChallenge")?;
         normalise(&mut c);
-        self.validate(&c).await?;
+        c.facts = self.validate(&c).await?;
         c.state = ChallengeState::Open;
         c.created_at = now_millis();
         c.closed_at = None;
@@ -58,23 +59,36 @@ impl Challenges {
             )));
         }
         tracing::info!(challenge_id = %c.id, "challenge created");
-        Ok(c)
+        Ok(self.view(&c, caller))
     }
 
-    /// One challenge; any authenticated caller may read it.
-    pub async fn get(&self, id: &ChallengeId) -> Result<Challenge, DomainError> {
+    fn view(&self, c: &Challenge, caller: &Caller) -> ChallengeView {
+        release::challenge_view(c, caller, &self.host.limits(c))
+    }
+
+    async fn load(&self, id: &ChallengeId) -> Result<Challenge, DomainError> {
         self.store
             .get_challenge(id)
             .await?
             .ok_or_else(|| DomainError::NotFound(format!("challenge {:?}", id.as_str())))
     }
 
+    /// One challenge, as the caller may see it; any authenticated caller may read it.
+    pub async fn get(
+        &self,
+        caller: &Caller,
+        id: &ChallengeId,
+    ) -> Result<ChallengeView, DomainError> {
+        Ok(self.view(&self.load(id).await?, caller))
+    }
+
     /// A page of challenges in id order; the page token is the last id returned.
     pub async fn list(
         &self,
+        caller: &Caller,
         page_size: i32,
         page_token: &str,
-    ) -> Result<(Vec<Challenge>, String), DomainError> {
+    ) -> Result<(Vec<ChallengeView>, String), DomainError> {
         let size = if page_size <= 0 {
             50
         } else {
@@ -91,7 +105,7 @@ impl Challenges {
         } else {
             String::new()
         };
-        Ok((items, next))
+        Ok((items.iter().map(|c| self.view(c, caller)).collect(), next))
     }
 
     /// Replaces the fields named in `mask`, validated as on create.
@@ -100,7 +114,7 @@ impl Challenges {
         caller: &Caller,
         patch: Challenge,
         mask: &[String],
-    ) -> Result<Challenge, DomainError> {
+    ) -> Result<ChallengeView, DomainError> {
         caller.require_admin("UpdateChallenge")?;
         if mask.is_empty() {
             return Err(DomainError::invalid(
@@ -108,7 +122,7 @@ impl Challenges {
                 "name at least one field: title, runtime, limits, release, quota",
             ));
         }
-        let mut c = self.get(&patch.id).await?;
+        let mut c = self.load(&patch.id).await?;
         for path in mask {
             match path.as_str() {
                 "title" => c.title = patch.title.clone(),
@@ -127,23 +141,27 @@ impl Challenges {
             }
         }
         normalise(&mut c);
-        self.validate(&c).await?;
+        c.facts = self.validate(&c).await?;
         self.store.update_challenge(c.clone()).await?;
         tracing::info!(challenge_id = %c.id, fields = ?mask, "challenge updated");
-        Ok(c)
+        Ok(self.view(&c, caller))
     }
 
     /// Closes a challenge: no new submissions; the private leaderboard opens to submitters.
-    pub async fn close(&self, caller: &Caller, id: &ChallengeId) -> Result<Challenge, DomainError> {
+    pub async fn close(
+        &self,
+        caller: &Caller,
+        id: &ChallengeId,
+    ) -> Result<ChallengeView, DomainError> {
         caller.require_admin("CloseChallenge")?;
-        let mut c = self.get(id).await?;
+        let mut c = self.load(id).await?;
         if c.state != ChallengeState::Closed {
             c.state = ChallengeState::Closed;
             c.closed_at = Some(now_millis());
             self.store.update_challenge(c.clone()).await?;
             tracing::info!(challenge_id = %c.id, "challenge closed");
         }
-        Ok(c)
+        Ok(self.view(&c, caller))
     }
 }
 

@@ -6,7 +6,9 @@
 use std::path::{Component, Path, PathBuf};
 
 use super::Challenges;
-use crate::domain::{Challenge, DomainError, Isolation, LeaderboardMode, SubmissionKind};
+use crate::domain::{
+    Challenge, DataFacts, DomainError, FailureDetail, Isolation, LeaderboardMode, SubmissionKind,
+};
 use crate::run::plan::{self, DataLayout};
 use crate::scoring;
 
@@ -84,7 +86,7 @@ pub fn resolve_data_dir(data_root: &Path, data_dir: &str) -> Result<PathBuf, Dom
 
 impl Challenges {
     /// Checks a whole definition against the host: every failure names its field.
-    pub(super) async fn validate(&self, c: &Challenge) -> Result<(), DomainError> {
+    pub(super) async fn validate(&self, c: &Challenge) -> Result<DataFacts, DomainError> {
         if c.title.chars().count() > 200 {
             return Err(DomainError::invalid(
                 "title",
@@ -190,6 +192,12 @@ impl Challenges {
                 }
             }
             (None, Some(custom)) => {
+                if custom.release_messages && c.release.failure_detail != FailureDetail::Verdict {
+                    return Err(DomainError::invalid(
+                        "scoring.custom.release_messages",
+                        "releasing the scorer's messages needs release.failure_detail = VERDICT (NOT_SCORED hides every failure's detail)",
+                    ));
+                }
                 if custom.primary_metric.trim().is_empty() {
                     return Err(DomainError::invalid(
                         "scoring.custom.primary_metric",
@@ -242,10 +250,11 @@ impl Challenges {
             ));
         }
         if let Some(custom) = &c.scoring.custom {
-            validate_custom_labels(c, &labels).await?;
+            let facts = validate_custom_labels(c, &labels).await?;
             self.require_image("scoring.custom.image", &custom.image)
                 .await?;
-            return self.validate_engine(c).await;
+            self.validate_engine(c).await?;
+            return Ok(facts);
         }
         let output_bytes = self.host.limits(c).output_bytes.0;
         let spec_of = |kind| {
@@ -258,32 +267,39 @@ impl Challenges {
         let layout = DataLayout::of(&self.host.data_root, c);
         let sample_labels = layout.labels(SubmissionKind::Smoke);
         let has_sample = layout.has_sample();
-        tokio::task::spawn_blocking(move || -> Result<(), DomainError> {
-            scoring::load_labels(&labels, &spec)
+        let facts = tokio::task::spawn_blocking(move || -> Result<DataFacts, DomainError> {
+            let set = scoring::load_labels(&labels, &spec)
                 .map_err(|e| DomainError::precondition("data_dir", format!("labels.csv: {e}")))?;
             if has_sample {
                 scoring::load_labels(&sample_labels, &smoke_spec).map_err(|e| {
                     DomainError::precondition("data_dir", format!("sample/labels.csv: {e}"))
                 })?;
             }
-            Ok(())
+            Ok(DataFacts {
+                public_rows: set.public_len() as u64,
+                private_rows: set.private_len() as u64,
+                target_min: None,
+                target_max: None,
+            })
         })
         .await
         .map_err(DomainError::internal)??;
-        self.validate_engine(c).await
+        self.validate_engine(c).await?;
+        Ok(facts)
     }
 }
 
 /// For a custom scorer: labels.csv has the id column and both splits are non-empty.
-async fn validate_custom_labels(c: &Challenge, labels: &Path) -> Result<(), DomainError> {
+async fn validate_custom_labels(c: &Challenge, labels: &Path) -> Result<DataFacts, DomainError> {
     let labels = labels.to_owned();
     let id_column = c.scoring.id_column.clone();
     let split = scoring::Split {
         public_fraction: c.scoring.public_fraction,
         seed: c.scoring.split_seed,
     };
-    tokio::task::spawn_blocking(move || -> Result<(), DomainError> {
+    tokio::task::spawn_blocking(move || -> Result<DataFacts, DomainError> {
         let tmp = tempfile::tempdir().map_err(DomainError::internal)?;
+        let mut facts = DataFacts::default();
         let (public, private) = scoring::write_split_labels(&labels, &id_column, &split, tmp.path())
             .map_err(|e| DomainError::precondition("data_dir", format!("labels.csv: {e}")))?;
         for (name, path) in [("public", public), ("private", private)] {
@@ -294,8 +310,15 @@ async fn validate_custom_labels(c: &Challenge, labels: &Path) -> Result<(), Doma
                     format!("the {name} split of labels.csv would be empty; change public_fraction or split_seed"),
                 ));
             }
+            // Data rows: every line but the header.
+            let rows = rows as u64 - 1;
+            if name == "public" {
+                facts.public_rows = rows;
+            } else {
+                facts.private_rows = rows;
+            }
         }
-        Ok(())
+        Ok(facts)
     })
     .await
     .map_err(DomainError::internal)?

@@ -126,7 +126,8 @@ pub enum ClientCommand {
         /// Submission id.
         id: String,
     },
-    /// What was released to submitter tokens (admin).
+    /// What was released to submitter tokens, and with --challenge its leakage ledger
+    /// (admin).
     Audit {
         /// Only this challenge.
         #[arg(long)]
@@ -449,6 +450,14 @@ pub async fn run(args: &ClientArgs, cmd: ClientCommand) -> Result<()> {
                 token = r.next_page_token;
             }
             out.releases(&all);
+            if let Some(challenge_id) = challenge {
+                let l = pb::audit_client::AuditClient::new(client.channel.clone())
+                    .get_leakage(client.request(pb::GetLeakageRequest { challenge_id }))
+                    .await
+                    .map_err(server_error)?
+                    .into_inner();
+                out.leakage(&l);
+            }
         }
         ClientCommand::Leaderboard { id, private } => {
             let view = if private {

@@ -77,6 +77,22 @@ pub fn submission_json(s: &pb::Submission) -> Value {
     })
 }
 
+fn leakage_json(l: &pb::LeakageEstimate) -> Value {
+    json!({
+        "bits_per_submission": l.bits_per_submission,
+        "score_values": l.score_values,
+        "failure_values": l.failure_values,
+        "time_values": l.time_values,
+    })
+}
+
+fn leakage_text(l: &pb::LeakageEstimate) -> String {
+    format!(
+        "at most {:.1} bits per FULL submission: ({} scores + {} failures) x {} release moments",
+        l.bits_per_submission, l.score_values, l.failure_values, l.time_values
+    )
+}
+
 /// A challenge as JSON (through the domain's serde shape, as in challenge files).
 pub fn challenge_json(c: &pb::Challenge) -> Value {
     match crate::api::challenge_from_pb(c.clone()) {
@@ -89,6 +105,9 @@ pub fn challenge_json(c: &pb::Challenge) -> Value {
             let mut v = serde_json::to_value(&d).unwrap_or(Value::Null);
             v["created_at"] = ts(&c.created_at);
             v["closed_at"] = ts(&c.closed_at);
+            if let Some(l) = &c.leakage {
+                v["leakage"] = leakage_json(l);
+            }
             v
         }
         Err(_) => json!({ "id": c.id, "title": c.title }),
@@ -225,6 +244,35 @@ impl Printer {
         if let Some(q) = v.get("quota") {
             println!("quota       {q}");
         }
+        if let Some(l) = &c.leakage {
+            println!("leakage     {}", leakage_text(l));
+        }
+    }
+
+    /// A challenge's leakage ledger.
+    pub fn leakage(&self, l: &pb::Leakage) {
+        if self.json {
+            return self.print_json(&json!({
+                "challenge_id": l.challenge_id,
+                "estimate": l.estimate.as_ref().map(leakage_json),
+                "total_bits": l.total_bits,
+                "participants": l.participants.iter().map(|p| json!({
+                    "platform": p.platform, "participant_id": p.participant_id,
+                    "results": p.results, "bits": p.bits,
+                })).collect::<Vec<_>>(),
+            }));
+        }
+        println!("leakage ledger of {}", l.challenge_id);
+        if let Some(e) = &l.estimate {
+            println!("  policy now: {}", leakage_text(e));
+        }
+        for p in &l.participants {
+            println!(
+                "  {:<16} {:<24} {:>5} results  {:>9.1} bits",
+                p.platform, p.participant_id, p.results, p.bits
+            );
+        }
+        println!("  total: {:.1} bits", l.total_bits);
     }
 
     /// Many challenges.
@@ -272,7 +320,7 @@ impl Printer {
                 "metric": b.metric,
                 "greater_is_better": b.greater_is_better,
                 "entries": b.entries.iter().map(|e| json!({
-                    "rank": e.rank, "participant_id": e.participant_id, "score": e.score,
+                    "rank": e.rank, "participant_id": e.participant_id, "platform": e.platform, "score": e.score,
                     "submission_id": e.submission_id, "submissions": e.submissions,
                 })).collect::<Vec<_>>(),
             }));
@@ -296,8 +344,8 @@ impl Printer {
         }
         for e in &b.entries {
             println!(
-                "  {:>3}. {:<24} {:<12} {}  ({} submissions)",
-                e.rank, e.participant_id, e.score, e.submission_id, e.submissions
+                "  {:>3}. {:<24} {:<16} {:<12} {}  ({} submissions)",
+                e.rank, e.participant_id, e.platform, e.score, e.submission_id, e.submissions
             );
         }
     }

@@ -4,8 +4,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use std::time::Duration;
+
 use super::{ChallengeId, Limits, UnixMillis, Verdict};
 use crate::scoring::Metric;
+use crate::units::HumanDuration;
 
 /// A challenge as defined by an admin and stored by the service.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,6 +43,31 @@ pub struct Challenge {
     /// When it was closed (set by the server).
     #[serde(default)]
     pub closed_at: Option<UnixMillis>,
+    /// What the server read from its labels when it validated them (set by the server).
+    #[serde(default)]
+    pub facts: DataFacts,
+}
+
+/// What the server learned of a challenge's labels when it validated them: admin-only,
+/// used to bound what a release can carry (`crate::leakage`).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataFacts {
+    /// Label rows in the public part.
+    pub public_rows: u64,
+    /// Label rows in the private part.
+    pub private_rows: u64,
+    /// Smallest target value (regression metrics).
+    pub target_min: Option<f64>,
+    /// Largest target value (regression metrics).
+    pub target_max: Option<f64>,
+}
+
+impl DataFacts {
+    /// The target's range (largest − smallest), when known.
+    pub fn target_range(&self) -> Option<f64> {
+        Some(self.target_max? - self.target_min?)
+    }
 }
 
 /// Whether a challenge accepts submissions.
@@ -155,9 +183,18 @@ pub struct ReleasePolicy {
     pub mode: LeaderboardMode,
     /// LADDER only.
     pub ladder_step: f64,
-    /// FULL results are held until the wall-time limit has passed since start.
+    /// FULL results are held until a fixed deadline (see [`ReleasePolicy::release_at`]), and
+    /// the run keeps its slot until then.
     pub constant_time_release: bool,
+    /// What a submitter sees of a FULL run that was not scored.
+    pub failure_detail: FailureDetail,
+    /// Under constant-time release, the time allowed for scoring after the wall-time limit
+    /// (and the step of later release times); 0 = [`DEFAULT_SCORING_BUDGET`].
+    pub scoring_budget: HumanDuration,
 }
+
+/// The scoring budget when a challenge leaves it at 0.
+pub const DEFAULT_SCORING_BUDGET: Duration = Duration::from_secs(30);
 
 impl Default for ReleasePolicy {
     fn default() -> Self {
@@ -166,8 +203,70 @@ impl Default for ReleasePolicy {
             mode: LeaderboardMode::BestSoFar,
             ladder_step: 0.0,
             constant_time_release: false,
+            failure_detail: FailureDetail::NotScored,
+            scoring_budget: HumanDuration(Duration::ZERO),
         }
     }
+}
+
+impl ReleasePolicy {
+    /// The scoring budget in effect.
+    pub fn scoring_budget(&self) -> Duration {
+        if self.scoring_budget.0.is_zero() {
+            DEFAULT_SCORING_BUDGET
+        } else {
+            self.scoring_budget.0
+        }
+    }
+
+    /// Under constant-time release, when a FULL run that started at `started_at` and
+    /// reached its end at `finished_at` may be shown: the first of the fixed steps
+    /// `started_at + wall_time + k × scoring_budget` (k ≥ 1) at or after `finished_at`. So
+    /// when it shows depends on when it started and, only through k, on how long scoring
+    /// overran; never on when the code exited.
+    pub fn release_at(
+        &self,
+        started_at: UnixMillis,
+        finished_at: UnixMillis,
+        wall_time: Duration,
+    ) -> UnixMillis {
+        let budget = self.scoring_budget().as_millis().max(1) as i64;
+        let first = started_at + wall_time.as_millis() as i64 + budget;
+        if finished_at <= first {
+            first
+        } else {
+            let late = finished_at - first;
+            first + budget * ((late + budget - 1) / budget)
+        }
+    }
+}
+
+impl ReleasePolicy {
+    /// Under constant-time release, when ended FULL run `s` may be shown (and frees its
+    /// slot); `None` when nothing is held: no constant-time release, a SMOKE run, a run that
+    /// never started, or one that has not ended yet.
+    pub fn deadline_of(&self, s: &super::Submission, wall_time: Duration) -> Option<UnixMillis> {
+        if !self.constant_time_release
+            || s.kind != super::SubmissionKind::Full
+            || !s.state.is_terminal()
+        {
+            return None;
+        }
+        let started = s.started_at?;
+        Some(self.release_at(started, s.finished_at.unwrap_or(started), wall_time))
+    }
+}
+
+/// How much of a FULL run's failure reaches a submitter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureDetail {
+    /// The exact verdict (TIME_LIMIT_EXCEEDED, RUNTIME_ERROR, ...): about 2.6 more bits per
+    /// submission that the code can choose from private data.
+    Verdict,
+    /// Every failure shows as NOT_SCORED (the default for a new challenge).
+    #[default]
+    NotScored,
 }
 
 /// Public leaderboard modes.
@@ -183,16 +282,30 @@ pub enum LeaderboardMode {
     LadderParameterFree,
 }
 
-/// Per participant per UTC day. Zero means unlimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// Per participant (of a platform) per UTC day. Zero means unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Quota {
     /// FULL submissions per day.
     pub full_per_day: u32,
     /// SMOKE submissions per day.
     pub smoke_per_day: u32,
-    /// Whether failed runs count; INTERNAL_ERROR never does.
+    /// Whether failed runs (and cancelled FULL runs that had started) count; INTERNAL_ERROR
+    /// never does. True unless the challenge says otherwise.
     pub count_failed: bool,
+    /// FULL submissions per platform per day, all its participants together (0 = no cap).
+    pub platform_full_per_day: u32,
+}
+
+impl Default for Quota {
+    fn default() -> Self {
+        Self {
+            full_per_day: 0,
+            smoke_per_day: 0,
+            count_failed: true,
+            platform_full_per_day: 0,
+        }
+    }
 }
 
 impl Quota {

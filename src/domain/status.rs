@@ -110,6 +110,9 @@ pub enum Verdict {
     Cancelled,
     /// The service's fault; never charged.
     InternalError,
+    /// Shown instead of a FULL run's failure verdict when the challenge releases only
+    /// whether it was scored; never stored.
+    NotScored,
 }
 
 impl Verdict {
@@ -125,6 +128,7 @@ impl Verdict {
             Verdict::InvalidPredictions => "invalid_predictions",
             Verdict::Cancelled => "cancelled",
             Verdict::InternalError => "internal_error",
+            Verdict::NotScored => "not_scored",
         }
     }
 
@@ -140,6 +144,7 @@ impl Verdict {
             "invalid_predictions" => Verdict::InvalidPredictions,
             "cancelled" => Verdict::Cancelled,
             "internal_error" => Verdict::InternalError,
+            "not_scored" => Verdict::NotScored,
             _ => return None,
         })
     }

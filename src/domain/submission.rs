@@ -21,10 +21,11 @@
 
 use std::collections::BTreeMap;
 use std::ops::Deref;
+use std::time::Duration;
 
 use super::{
-    ChallengeId, ParticipantId, Quota, SubmissionId, SubmissionKind, SubmissionState, UnixMillis,
-    Usage, Verdict,
+    ChallengeId, ParticipantId, Quota, ReleasePolicy, SubmissionId, SubmissionKind,
+    SubmissionState, UnixMillis, Usage, Verdict,
 };
 
 /// What a participant reads when the service, not their code, ended the run.
@@ -33,6 +34,10 @@ pub const INTERNAL_ERROR_MESSAGE: &str = "the service failed while handling this
 pub const INTERRUPTED_MESSAGE: &str = "the service stopped during this run too many times; this is not your code's fault and is not charged";
 /// What a participant reads of a cancelled submission.
 pub const CANCELLED_MESSAGE: &str = "the submission was cancelled";
+/// What a submitter reads of a FULL run that was not scored, when the challenge releases
+/// only that.
+pub const NOT_SCORED_MESSAGE: &str =
+    "the run was not scored; a SMOKE submission on the sample shows why a run fails";
 /// What a participant reads of a scored submission.
 pub const SCORED_MESSAGE: &str = "scored";
 
@@ -161,6 +166,8 @@ pub enum Action {
     Fail,
     /// QUEUED | RUNNING | SCORING → CANCELLED.
     Cancel,
+    /// SUCCEEDED | FAILED (held) → CANCELLED.
+    CancelHeld,
     /// Any non-terminal state → FAILED with INTERNAL_ERROR.
     FailInternal,
     /// RUNNING | SCORING → QUEUED (or FAILED after too many attempts).
@@ -175,6 +182,7 @@ impl std::fmt::Display for Action {
             Action::Score => "be scored",
             Action::Fail => "fail",
             Action::Cancel => "be cancelled",
+            Action::CancelHeld => "be cancelled while its result is held",
             Action::FailInternal => "fail as an internal error",
             Action::Requeue => "be re-queued",
         })
@@ -347,11 +355,14 @@ impl Submission {
         Ok(self.to(next))
     }
 
-    /// QUEUED | RUNNING | SCORING → CANCELLED, never charged; `usage` is recorded when the
-    /// run had one.
+    /// QUEUED | RUNNING | SCORING → CANCELLED; `usage` is recorded when the run had one.
+    /// A queued submission is never charged; a FULL run that had started is charged like a
+    /// failed one (so cancelling at a chosen moment is no free probe of whether the code
+    /// was still running).
     pub fn cancel(
         &self,
         usage: Option<Usage>,
+        quota: &Quota,
         now: UnixMillis,
     ) -> Result<Transition, IllegalTransition> {
         self.require(
@@ -370,7 +381,36 @@ impl Submission {
             next.usage = usage;
         }
         next.finished_at = Some(now);
-        next.charged = false;
+        next.charged = self.kind == SubmissionKind::Full
+            && self.state != SubmissionState::Queued
+            && quota.charges(Verdict::RuntimeError);
+        Ok(self.to(next))
+    }
+
+    /// SUCCEEDED | FAILED → CANCELLED, for a FULL run whose result is still held under
+    /// constant-time release (its deadline, per `policy`, is after `now`): a cancel must
+    /// answer the same whether the code had finished or not, so it applies to a held result
+    /// too. Charged like a failed run; the exact scores stay for admins.
+    pub fn cancel_held(
+        &self,
+        policy: &ReleasePolicy,
+        quota: &Quota,
+        wall_time: Duration,
+        now: UnixMillis,
+    ) -> Result<Transition, IllegalTransition> {
+        self.require(
+            Action::CancelHeld,
+            &[SubmissionState::Succeeded, SubmissionState::Failed],
+        )?;
+        if policy.deadline_of(self, wall_time).is_none_or(|t| now >= t) {
+            return Err(self.refuse(Action::CancelHeld, Some("its result is not held")));
+        }
+        let mut next = self.0.clone();
+        next.state = SubmissionState::Cancelled;
+        next.verdict = Verdict::Cancelled;
+        next.message = CANCELLED_MESSAGE.into();
+        next.finished_at = Some(now);
+        next.charged = quota.charges(Verdict::RuntimeError);
         Ok(self.to(next))
     }
 

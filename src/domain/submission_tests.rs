@@ -70,21 +70,33 @@ fn apply(s: &Submission, action: Action) -> Result<Transition, IllegalTransition
             &quota(true),
             5_000,
         ),
-        Action::Cancel => s.cancel(None, 5_000),
+        Action::Cancel => s.cancel(None, &quota(true), 5_000),
+        Action::CancelHeld => s.cancel_held(&held_policy(), &quota(true), WALL, 5_000),
         Action::FailInternal => s.fail_internal("boom".into(), 5_000),
         Action::Requeue => s.requeue(Interruption::Engine("gone".into()), 3, 5_000),
     }
 }
 
-const ACTIONS: [Action; 7] = [
+const ACTIONS: [Action; 8] = [
     Action::Start,
     Action::BeginScoring,
     Action::Score,
     Action::Fail,
     Action::Cancel,
+    Action::CancelHeld,
     Action::FailInternal,
     Action::Requeue,
 ];
+
+const WALL: Duration = Duration::from_secs(10);
+
+/// Constant-time release with a 30 s budget: a run started at 2,000 is held until 42,000.
+fn held_policy() -> ReleasePolicy {
+    ReleasePolicy {
+        constant_time_release: true,
+        ..ReleasePolicy::default()
+    }
+}
 
 /// The legal (action, from) pairs and the state each leads to.
 fn legal(action: Action, from: SubmissionState) -> Option<SubmissionState> {
@@ -95,6 +107,7 @@ fn legal(action: Action, from: SubmissionState) -> Option<SubmissionState> {
         (Action::Score, Scoring) => Some(Succeeded),
         (Action::Fail, Running | Scoring) => Some(Failed),
         (Action::Cancel, Queued | Running | Scoring) => Some(Cancelled),
+        (Action::CancelHeld, Succeeded | Failed) => Some(Cancelled),
         (Action::FailInternal, Queued | Running | Scoring) => Some(Failed),
         (Action::Requeue, Running | Scoring) => Some(Queued),
         _ => None,
@@ -125,12 +138,60 @@ fn every_action_from_every_state_is_either_the_documented_transition_or_refused(
 }
 
 #[test]
-fn terminal_states_accept_nothing() {
+fn terminal_states_accept_nothing_but_the_cancel_of_a_held_result() {
     for from in STATES.into_iter().filter(|s| s.is_terminal()) {
-        for action in ACTIONS {
+        for action in ACTIONS.into_iter().filter(|a| *a != Action::CancelHeld) {
             assert!(apply(&at(from), action).is_err(), "{action:?} from {from}");
         }
     }
+}
+
+#[test]
+fn a_held_result_can_be_cancelled_until_its_deadline_only() {
+    let mut r = record(SubmissionState::Succeeded, 1);
+    r.finished_at = Some(3_000);
+    let s = Submission::from_record(r);
+    let policy = held_policy();
+    // Started at 2,000: held until 2,000 + 10 s + 30 s.
+    assert_eq!(policy.deadline_of(&s, WALL), Some(42_000));
+    let t = s.cancel_held(&policy, &quota(false), WALL, 41_999).unwrap();
+    assert_eq!(
+        (t.next().state, t.next().verdict, t.next().charged),
+        (SubmissionState::Cancelled, Verdict::Cancelled, false)
+    );
+    assert_eq!(
+        t.next().public_scores,
+        s.public_scores,
+        "admins keep the scores"
+    );
+    assert!(s.cancel_held(&policy, &quota(true), WALL, 42_000).is_err());
+    let open = ReleasePolicy::default();
+    assert!(s.cancel_held(&open, &quota(true), WALL, 3_000).is_err());
+}
+
+#[test]
+fn cancelling_a_started_full_run_is_charged_like_a_failure_but_a_queued_one_never() {
+    let running = at(SubmissionState::Running);
+    assert!(
+        running
+            .cancel(None, &quota(true), 1)
+            .unwrap()
+            .next()
+            .charged
+    );
+    assert!(
+        !running
+            .cancel(None, &quota(false), 1)
+            .unwrap()
+            .next()
+            .charged
+    );
+    let queued = at(SubmissionState::Queued);
+    assert!(!queued.cancel(None, &quota(true), 1).unwrap().next().charged);
+    let mut smoke = record(SubmissionState::Running, 1);
+    smoke.kind = SubmissionKind::Smoke;
+    let smoke = Submission::from_record(smoke);
+    assert!(!smoke.cancel(None, &quota(true), 1).unwrap().next().charged);
 }
 
 #[test]
@@ -226,13 +287,13 @@ fn fail_refuses_verdicts_that_have_their_own_transition() {
 }
 
 #[test]
-fn cancel_and_internal_errors_are_never_charged() {
+fn cancels_uncounted_and_internal_errors_are_never_charged() {
     for from in [
         SubmissionState::Queued,
         SubmissionState::Running,
         SubmissionState::Scoring,
     ] {
-        let c = at(from).cancel(Some(usage()), 3).unwrap();
+        let c = at(from).cancel(Some(usage()), &quota(false), 3).unwrap();
         assert_eq!(
             (c.next().verdict, c.next().charged),
             (Verdict::Cancelled, false)
@@ -314,6 +375,8 @@ fn a_restart_below_the_limit_requeues_without_a_detail() {
 
 #[test]
 fn a_refusal_names_the_state_and_the_action() {
-    let e = at(SubmissionState::Succeeded).cancel(None, 1).unwrap_err();
+    let e = at(SubmissionState::Succeeded)
+        .cancel(None, &quota(true), 1)
+        .unwrap_err();
     assert_eq!(e.to_string(), "a SUCCEEDED submission cannot be cancelled");
 }

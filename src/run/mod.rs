@@ -26,8 +26,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::domain::{
-    Interruption, Submission, SubmissionId, SubmissionState, Transition, Usage, Verdict,
-    error_chain, now_millis,
+    Interruption, Submission, SubmissionId, SubmissionKind, SubmissionState, Transition,
+    UnixMillis, Usage, Verdict, error_chain, now_millis,
 };
 use crate::losses::LossStore;
 use crate::paths::Paths;
@@ -75,7 +75,11 @@ impl RunControl {
 #[derive(Debug, Clone, PartialEq)]
 pub enum RunEnd {
     /// The submission reached a terminal state (or someone else, a cancel, moved it on).
-    Finished,
+    Finished {
+        /// Under constant-time release, the run keeps its slot until its result may be
+        /// shown, so that no other submission's start reveals when it ended.
+        hold_slot_until: Option<UnixMillis>,
+    },
     /// The engine failed under the run. Nothing is committed yet: the caller first pauses
     /// new runs (so none starts on a failed engine), then hands the submission back with
     /// [`Runner::hand_back`] and [`Interruption::Engine`].
@@ -88,6 +92,11 @@ pub enum RunEnd {
     /// The run was handed back to the queue (shutdown, a transient failure of the service).
     Requeued,
 }
+
+/// A finished run before its slot deadline is known.
+const FINISHED: RunEnd = RunEnd::Finished {
+    hold_slot_until: None,
+};
 
 /// How scoring a run's predictions ended (built-in or custom).
 #[derive(Debug)]
@@ -156,15 +165,29 @@ pub struct Runner {
 impl Runner {
     /// Runs one queued submission to a terminal state, or back to the queue.
     pub async fn execute(&self, id: &SubmissionId, control: &RunControl) -> RunEnd {
-        match self.try_execute(id, control).await {
+        let end = match self.try_execute(id, control).await {
             Ok(end) => end,
             Err(e) => {
                 let detail = error_chain(&e);
                 error!(error = %detail, "run failed inside the service");
                 self.abandon(id, &detail).await;
-                RunEnd::Finished
+                FINISHED
             }
+        };
+        match end {
+            RunEnd::Finished { .. } => RunEnd::Finished {
+                hold_slot_until: self.slot_deadline(id).await,
+            },
+            other => other,
         }
+    }
+
+    /// When an ended run may free its slot (constant-time release), read from what was
+    /// committed (by the run, or by a cancel).
+    async fn slot_deadline(&self, id: &SubmissionId) -> Option<UnixMillis> {
+        let s = self.store.get_submission(id).await.ok()??;
+        let c = self.store.get_challenge(&s.challenge_id).await.ok()??;
+        c.release.deadline_of(&s, self.host.limits(&c).wall_time.0)
     }
 
     /// Fails a non-terminal submission as INTERNAL_ERROR, uncharged, keeping `detail` for
@@ -176,19 +199,31 @@ impl Runner {
         let Ok(t) = s.fail_internal(detail.to_owned(), now_millis()) else {
             return; // already terminal
         };
-        if let Err(e) = self.commit(t).await {
+        if let Err(e) = self.commit(t, None).await {
             error!(submission_id = %id, error = %error_chain(&e), "cannot record internal error");
         }
     }
 
-    /// Commits a transition; counts a terminal one. `None` when the row moved on (a cancel).
-    async fn commit(&self, t: Transition) -> Result<Option<Submission>, StoreError> {
+    /// Commits a transition; counts a terminal one, and records a FULL result in the
+    /// leakage ledger at `bits` (when given). `None` when the row moved on (a cancel).
+    async fn commit(
+        &self,
+        t: Transition,
+        bits: Option<f64>,
+    ) -> Result<Option<Submission>, StoreError> {
         let committed = self.store.commit(t).await?;
         if let Some(s) = &committed
             && s.state.is_terminal()
         {
             info!(verdict = s.verdict.as_str(), "run finished");
             self.telemetry.run_finished(s.verdict);
+            if let Some(bits) = bits
+                && s.kind == SubmissionKind::Full
+            {
+                self.store
+                    .record_leakage(s, bits, s.finished_at.unwrap_or_else(now_millis))
+                    .await?;
+            }
         }
         Ok(committed)
     }
@@ -197,7 +232,7 @@ impl Runner {
     /// many interrupted attempts.
     pub async fn hand_back(&self, s: &Submission, why: Interruption) {
         let committed = match s.requeue(why, self.max_attempts, now_millis()) {
-            Ok(t) => self.commit(t).await.map(|_| ()),
+            Ok(t) => self.commit(t, None).await.map(|_| ()),
             Err(e) => {
                 error!(submission_id = %s.id, error = %e, "cannot hand the run back");
                 return;
@@ -209,7 +244,7 @@ impl Runner {
     }
 
     async fn requeue(&self, s: &Submission, why: Interruption) -> Result<RunEnd, RunError> {
-        self.commit(s.requeue(why, self.max_attempts, now_millis())?)
+        self.commit(s.requeue(why, self.max_attempts, now_millis())?, None)
             .await?;
         Ok(RunEnd::Requeued)
     }
@@ -220,18 +255,20 @@ impl Runner {
         control: &RunControl,
     ) -> Result<RunEnd, RunError> {
         let Some(queued) = self.store.get_submission(id).await? else {
-            return Ok(RunEnd::Finished);
+            return Ok(FINISHED);
         };
         if queued.state != SubmissionState::Queued {
-            return Ok(RunEnd::Finished);
+            return Ok(FINISHED);
         }
         let challenge = self
             .store
             .get_challenge(&queued.challenge_id)
             .await?
             .ok_or(RunError::ChallengeGone)?;
-        let Some(s) = self.commit(queued.start(now_millis())?).await? else {
-            return Ok(RunEnd::Finished); // cancelled between pick and start
+        let bits =
+            crate::leakage::estimate(&challenge, &self.host.limits(&challenge)).bits_per_submission;
+        let Some(s) = self.commit(queued.start(now_millis())?, None).await? else {
+            return Ok(FINISHED); // cancelled between pick and start
         };
         self.telemetry
             .queue_wait_seconds
@@ -273,7 +310,7 @@ impl Runner {
 
         if let Some(c) = verdict::classify(&outcome, &plan.run_limits) {
             let t = match c.verdict {
-                Verdict::Cancelled => s.cancel(Some(usage), now_millis())?,
+                Verdict::Cancelled => s.cancel(Some(usage), &challenge.quota, now_millis())?,
                 Verdict::InternalError => s.fail_internal(c.message, now_millis())?,
                 v => s.fail(
                     v,
@@ -284,12 +321,12 @@ impl Runner {
                     now_millis(),
                 )?,
             };
-            self.commit(t).await?;
-            return Ok(RunEnd::Finished);
+            self.commit(t, Some(bits)).await?;
+            return Ok(FINISHED);
         }
 
-        let Some(s) = self.commit(s.begin_scoring(usage)?).await? else {
-            return Ok(RunEnd::Finished);
+        let Some(s) = self.commit(s.begin_scoring(usage)?, None).await? else {
+            return Ok(FINISHED);
         };
         let ended = match &plan.scoring {
             ScoringPlan::Builtin(spec) => {
@@ -342,9 +379,9 @@ impl Runner {
                 info!("scorer stopped by shutdown, handing the run back to the queue");
                 return self.requeue(&s, Interruption::Shutdown).await;
             }
-            ScoringEnd::Stopped => s.cancel(None, now),
+            ScoringEnd::Stopped => s.cancel(None, &challenge.quota, now),
         }?;
-        self.commit(t).await?;
-        Ok(RunEnd::Finished)
+        self.commit(t, Some(bits)).await?;
+        Ok(FINISHED)
     }
 }

@@ -66,6 +66,9 @@ pub struct DockerBackend {
     endpoint: String,
     /// The engine's socket on this host, when local; no mount may contain it.
     socket_path: Option<PathBuf>,
+    /// This host's block devices in sysfs, masked in every run (their I/O counters are
+    /// host-wide; see `hardening::HOST_COUNTER_PATHS`).
+    host_masks: Vec<String>,
 }
 
 impl std::fmt::Debug for DockerBackend {
@@ -112,10 +115,18 @@ impl DockerBackend {
             .await
             .map_err(|e| unreachable(&endpoint, &e))?;
         info!(endpoint = %endpoint, api_version = %docker.client_version(), "docker engine connected");
+        let host_masks = if socket_path.is_some() {
+            block_device_dirs()
+        } else {
+            // A remote engine's host is not this one: its own sysfs paths are unknown here,
+            // and the fixed list still applies.
+            Vec::new()
+        };
         Ok(Self {
             docker,
             endpoint,
             socket_path,
+            host_masks,
         })
     }
 
@@ -435,7 +446,7 @@ impl Backend for DockerBackend {
         spec: RunSpec,
         cancel: CancellationToken,
     ) -> Result<RunOutcome, SandboxError> {
-        let body = hardening::container_body(&spec)?;
+        let body = hardening::container_body(&spec, &self.host_masks)?;
         self.prepare_host(&spec).await?;
         let name = hardening::container_name(&spec);
         // Armed with the name before create: if this future is dropped while create is in
@@ -635,6 +646,22 @@ fn prepare_host_blocking(
         std::fs::set_permissions(output, std::fs::Permissions::from_mode(0o777))?;
     }
     Ok(())
+}
+
+/// The sysfs folders of this host's block devices (`/sys/block/*` resolved), whose `stat`
+/// files count every read and write on the host.
+fn block_device_dirs() -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/sys/block") else {
+        return Vec::new();
+    };
+    let mut dirs: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| std::fs::canonicalize(e.path()).ok())
+        .map(|p| p.to_string_lossy().into_owned())
+        .filter(|p| p.starts_with("/sys/devices/") && !p.starts_with("/sys/devices/virtual/block"))
+        .collect();
+    dirs.sort();
+    dirs
 }
 
 fn unreachable(endpoint: &str, e: &BollardError) -> SandboxError {

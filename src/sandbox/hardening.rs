@@ -54,6 +54,68 @@ pub const GVISOR_PIDS_PER_TASK: i64 = 10;
 /// Smallest memory limit the engine accepts (Docker refuses less than 6 MiB).
 pub const MIN_MEMORY_BYTES: u64 = 6 * 1024 * 1024;
 
+/// The paths the engine masks by default (Docker's own list): giving the engine a list
+/// replaces its default, so ours repeats it.
+pub const ENGINE_MASKED_PATHS: &[&str] = &[
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// Host-wide counters a run could read under runc (gVisor shows its own): CPU, fork and
+/// context-switch counts, load and pressure averages, memory, I/O and interrupt statistics.
+/// Concurrent runs never share the host across the SMOKE/FULL partition, but these carry
+/// state from one run to the next (cumulative counts, minute-long averages), so a FULL run
+/// could write to them and a later SMOKE run read them. Masked for every run.
+pub const HOST_COUNTER_PATHS: &[&str] = &[
+    "/proc/stat",
+    "/proc/loadavg",
+    "/proc/uptime",
+    "/proc/vmstat",
+    "/proc/diskstats",
+    "/proc/schedstat",
+    "/proc/interrupts",
+    "/proc/softirqs",
+    "/proc/pressure",
+    "/proc/zoneinfo",
+    "/proc/buddyinfo",
+    "/proc/pagetypeinfo",
+    "/proc/slabinfo",
+    "/proc/locks",
+    "/proc/swaps",
+    "/proc/sys/fs/file-nr",
+    "/proc/sys/fs/inode-nr",
+    "/proc/sys/fs/dentry-state",
+    "/proc/sys/kernel/random",
+    "/sys/block",
+    "/sys/class/block",
+    "/sys/devices/virtual/block",
+    "/sys/devices/system/node",
+    "/sys/kernel/mm",
+    "/sys/fs/ext4",
+    "/sys/fs/btrfs",
+    "/sys/fs/xfs",
+];
+
+/// Every path masked in a run: the engine's defaults, the host counters, and `extra` (the
+/// host's own block devices, found at start: see `super::docker`).
+pub fn masked_paths(extra: &[String]) -> Vec<String> {
+    ENGINE_MASKED_PATHS
+        .iter()
+        .chain(HOST_COUNTER_PATHS)
+        .map(|p| (*p).to_owned())
+        .chain(extra.iter().cloned())
+        .collect()
+}
+
 /// Container paths a spec mount may not cover: ours, or the kernel's.
 const RESERVED_PATHS: &[&str] = &[OUTPUT_PATH, SCRATCH_PATH, "/proc", "/sys", "/dev", "/etc"];
 
@@ -93,7 +155,12 @@ pub fn engine_pids_limit(spec: &RunSpec) -> i64 {
 /// Fails with [`SandboxError::InvalidSpec`] when the spec cannot be run safely: a zero limit,
 /// a relative or reserved mount path, a duplicate mount, or an env entry the engine would
 /// misread.
-pub fn container_body(spec: &RunSpec) -> Result<ContainerCreateBody, SandboxError> {
+/// `host_masks` are host-specific paths to mask besides [`masked_paths`]' fixed list (the
+/// host's block devices, found by the backend).
+pub fn container_body(
+    spec: &RunSpec,
+    host_masks: &[String],
+) -> Result<ContainerCreateBody, SandboxError> {
     validate_limits(spec)?;
     let limits = &spec.limits;
 
@@ -159,6 +226,7 @@ pub fn container_body(spec: &RunSpec) -> Result<ContainerCreateBody, SandboxErro
         cap_drop: Some(vec!["ALL".into()]),
         cap_add: None,
         security_opt: Some(vec!["no-new-privileges:true".into()]),
+        masked_paths: Some(masked_paths(host_masks)),
         privileged: Some(false),
         ipc_mode: Some("private".into()),
         // Resources. memory_swap == memory means "no swap" to the engine.

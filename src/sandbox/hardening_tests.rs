@@ -42,14 +42,14 @@ fn host(body: &ContainerCreateBody) -> &HostConfig {
 
 #[test]
 fn the_network_is_off_in_two_ways() {
-    let b = container_body(&spec()).unwrap();
+    let b = container_body(&spec(), &[]).unwrap();
     assert_eq!(host(&b).network_mode.as_deref(), Some("none"));
     assert_eq!(b.network_disabled, Some(true));
 }
 
 #[test]
 fn the_root_filesystem_is_read_only_and_tmp_is_a_capped_nosuid_nodev_tmpfs() {
-    let b = container_body(&spec()).unwrap();
+    let b = container_body(&spec(), &[]).unwrap();
     let h = host(&b);
     assert_eq!(h.readonly_rootfs, Some(true));
     let tmp = &h.tmpfs.as_ref().unwrap()["/tmp"];
@@ -61,7 +61,7 @@ fn the_root_filesystem_is_read_only_and_tmp_is_a_capped_nosuid_nodev_tmpfs() {
 
 #[test]
 fn only_output_is_writable_and_every_spec_mount_is_read_only() {
-    let b = container_body(&spec()).unwrap();
+    let b = container_body(&spec(), &[]).unwrap();
     let mounts = host(&b).mounts.as_ref().unwrap();
     assert_eq!(mounts.len(), 3);
     for m in mounts {
@@ -79,7 +79,7 @@ fn only_output_is_writable_and_every_spec_mount_is_read_only() {
 
 #[test]
 fn the_run_is_never_root_and_holds_no_capabilities() {
-    let b = container_body(&spec()).unwrap();
+    let b = container_body(&spec(), &[]).unwrap();
     let h = host(&b);
     assert_eq!(b.user.as_deref(), Some("65534:65534"));
     assert_eq!(h.cap_drop.as_deref(), Some(&["ALL".to_string()][..]));
@@ -107,7 +107,7 @@ fn the_run_is_never_root_and_holds_no_capabilities() {
 
 #[test]
 fn memory_has_no_swap_and_cpu_pids_and_ulimits_are_set() {
-    let b = container_body(&spec()).unwrap();
+    let b = container_body(&spec(), &[]).unwrap();
     let h = host(&b);
     assert_eq!(h.memory, Some(64 << 20));
     assert_eq!(h.memory_swap, Some(64 << 20));
@@ -127,7 +127,7 @@ fn memory_has_no_swap_and_cpu_pids_and_ulimits_are_set() {
 
 #[test]
 fn the_engine_keeps_no_logs() {
-    let b = container_body(&spec()).unwrap();
+    let b = container_body(&spec(), &[]).unwrap();
     assert_eq!(
         host(&b).log_config.as_ref().unwrap().typ.as_deref(),
         Some("none")
@@ -138,7 +138,7 @@ fn the_engine_keeps_no_logs() {
 fn env_is_only_the_spec_plus_the_holdout_paths() {
     let mut s = spec();
     s.env.insert("HOLDOUT_OUTPUT".into(), "/etc".into());
-    let b = container_body(&s).unwrap();
+    let b = container_body(&s, &[]).unwrap();
     let env = b.env.unwrap();
     assert_eq!(
         env,
@@ -148,7 +148,7 @@ fn env_is_only_the_spec_plus_the_holdout_paths() {
 
 #[test]
 fn labels_name_owner_submission_and_role() {
-    let b = container_body(&spec()).unwrap();
+    let b = container_body(&spec(), &[]).unwrap();
     let l = b.labels.unwrap();
     assert_eq!(l[LABEL_OWNER], LABEL_OWNER_VALUE);
     assert_eq!(l[LABEL_SUBMISSION], "s-0123456789abcdef0123");
@@ -158,9 +158,9 @@ fn labels_name_owner_submission_and_role() {
 #[test]
 fn gvisor_selects_runsc_and_scales_pids_for_its_host_threads() {
     let mut s = spec();
-    assert!(host(&container_body(&s).unwrap()).runtime.is_none());
+    assert!(host(&container_body(&s, &[]).unwrap()).runtime.is_none());
     s.isolation = Isolation::Gvisor;
-    let b = container_body(&s).unwrap();
+    let b = container_body(&s, &[]).unwrap();
     assert_eq!(host(&b).runtime.as_deref(), Some("runsc"));
     assert_eq!(
         host(&b).pids_limit,
@@ -171,7 +171,7 @@ fn gvisor_selects_runsc_and_scales_pids_for_its_host_threads() {
 #[test]
 fn gvisor_also_limits_processes_inside_the_sandbox_and_runc_does_not() {
     let nproc = |s: &RunSpec| {
-        host(&container_body(s).unwrap())
+        host(&container_body(s, &[]).unwrap())
             .ulimits
             .as_ref()
             .unwrap()
@@ -188,9 +188,13 @@ fn gvisor_also_limits_processes_inside_the_sandbox_and_runc_does_not() {
 #[test]
 fn gpus_are_requested_only_when_asked_for() {
     let mut s = spec();
-    assert!(host(&container_body(&s).unwrap()).device_requests.is_none());
+    assert!(
+        host(&container_body(&s, &[]).unwrap())
+            .device_requests
+            .is_none()
+    );
     s.limits.gpus = 2;
-    let b = container_body(&s).unwrap();
+    let b = container_body(&s, &[]).unwrap();
     let req = &host(&b).device_requests.as_ref().unwrap()[0];
     assert_eq!(req.count, Some(2));
     assert_eq!(req.capabilities, Some(vec![vec!["gpu".to_string()]]));
@@ -200,11 +204,11 @@ fn gpus_are_requested_only_when_asked_for() {
 fn the_working_dir_is_the_submission_only_when_mounted() {
     let mut s = spec();
     assert_eq!(
-        container_body(&s).unwrap().working_dir.as_deref(),
+        container_body(&s, &[]).unwrap().working_dir.as_deref(),
         Some("/submission")
     );
     s.mounts.retain(|m| m.container != "/submission");
-    assert!(container_body(&s).unwrap().working_dir.is_none());
+    assert!(container_body(&s, &[]).unwrap().working_dir.is_none());
 }
 
 #[test]
@@ -221,7 +225,7 @@ fn a_zero_limit_is_refused_rather_than_read_as_unlimited() {
         let mut s = spec();
         f(&mut s);
         assert!(matches!(
-            container_body(&s),
+            container_body(&s, &[]),
             Err(SandboxError::InvalidSpec(_))
         ));
     }
@@ -243,17 +247,17 @@ fn mounts_over_reserved_or_odd_paths_are_refused() {
         s.mounts
             .push(Mount::read_only(std::path::Path::new("/srv/x"), target));
         assert!(
-            matches!(container_body(&s), Err(SandboxError::InvalidSpec(_))),
+            matches!(container_body(&s, &[]), Err(SandboxError::InvalidSpec(_))),
             "{target}"
         );
     }
     let mut s = spec();
     s.mounts
         .push(Mount::read_only(std::path::Path::new("/srv/x"), "/data"));
-    assert!(container_body(&s).is_err(), "duplicate target");
+    assert!(container_body(&s, &[]).is_err(), "duplicate target");
     let mut s = spec();
     s.mounts[0].host = "relative".into();
-    assert!(container_body(&s).is_err(), "relative host");
+    assert!(container_body(&s, &[]).is_err(), "relative host");
 }
 
 #[test]
@@ -261,7 +265,7 @@ fn env_entries_the_engine_would_misread_are_refused() {
     for (k, v) in [("A=B", "1"), ("", "1"), ("A", "x\0y")] {
         let mut s = spec();
         s.env.insert(k.into(), v.into());
-        assert!(container_body(&s).is_err(), "{k:?}");
+        assert!(container_body(&s, &[]).is_err(), "{k:?}");
     }
 }
 

@@ -49,6 +49,19 @@ const MIGRATIONS: &[&str] = &[
         vals TEXT NOT NULL
      );
      CREATE INDEX releases_by_challenge ON releases(challenge_id, seq);",
+    // 3: the leakage ledger (one row per FULL result released), and an explicit failure
+    // detail on challenges stored before it existed: they keep showing exact verdicts.
+    "CREATE TABLE leakage (
+        submission_id TEXT PRIMARY KEY,
+        challenge_id TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        participant_id TEXT NOT NULL,
+        bits REAL NOT NULL,
+        at INTEGER NOT NULL
+     );
+     CREATE INDEX leakage_by_challenge ON leakage(challenge_id, owner, participant_id);
+     UPDATE challenges SET body = json_set(body, '$.release.failure_detail', 'verdict')
+      WHERE json_extract(body, '$.release.failure_detail') IS NULL;",
 ];
 
 /// Brings the schema up to date.

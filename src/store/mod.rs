@@ -72,6 +72,11 @@ pub enum InsertOutcome {
         /// The quota that applies.
         limit: u32,
     },
+    /// The platform's FULL quota for today (all its participants together) is spent.
+    PlatformQuotaExceeded {
+        /// The quota that applies.
+        limit: u32,
+    },
     /// The queue holds `max_queued` submissions already.
     QueueFull {
         /// The configured maximum.
@@ -82,8 +87,11 @@ pub enum InsertOutcome {
 /// What `insert_submission` checks atomically with the insert.
 #[derive(Debug, Clone, Copy)]
 pub struct Admission {
-    /// Today's quota for this kind (0 = unlimited).
+    /// Today's quota for this kind, per participant of a platform (0 = unlimited).
     pub quota: u32,
+    /// Today's quota for this kind, per platform, all its participants together (0 =
+    /// unlimited).
+    pub platform_quota: u32,
     /// Whether failed runs count against it.
     pub count_failed: bool,
     /// Start of the current UTC day.
@@ -228,28 +236,37 @@ impl Store {
                         return Ok(InsertOutcome::Existing(existing?));
                     }
                 }
-                if admission.quota > 0 {
-                    let used: u32 = tx.query_row(
+                // What counts against a quota: what is charged, or may still be (queued or
+                // running). A cancelled run counts when it was charged (a started FULL run).
+                let used = |participant: Option<&str>| -> Result<u32, StoreError> {
+                    Ok(tx.query_row(
                         "SELECT COUNT(*) FROM submissions
-                     WHERE challenge_id = ?1 AND participant_id = ?2 AND owner = ?3 AND kind = ?4
-                       AND created_at >= ?5
-                       AND state != 'cancelled' AND verdict != 'internal_error'
-                       AND (?6 OR state != 'failed')",
+                         WHERE challenge_id = ?1 AND owner = ?2 AND kind = ?3 AND created_at >= ?4
+                           AND (?5 IS NULL OR participant_id = ?5)
+                           AND verdict != 'internal_error'
+                           AND (state != 'cancelled' OR charged)
+                           AND (?6 OR state != 'failed')",
                         params![
                             s.challenge_id.as_str(),
-                            s.participant_id.as_str(),
                             s.owner,
                             s.kind.as_str(),
                             admission.day_start,
+                            participant,
                             admission.count_failed
                         ],
                         |r| r.get(0),
-                    )?;
-                    if used >= admission.quota {
-                        return Ok(InsertOutcome::QuotaExceeded {
-                            limit: admission.quota,
-                        });
-                    }
+                    )?)
+                };
+                if admission.quota > 0 && used(Some(s.participant_id.as_str()))? >= admission.quota
+                {
+                    return Ok(InsertOutcome::QuotaExceeded {
+                        limit: admission.quota,
+                    });
+                }
+                if admission.platform_quota > 0 && used(None)? >= admission.platform_quota {
+                    return Ok(InsertOutcome::PlatformQuotaExceeded {
+                        limit: admission.platform_quota,
+                    });
                 }
                 let queued: u32 = tx.query_row(
                     "SELECT COUNT(*) FROM submissions WHERE state = 'queued'",
@@ -427,7 +444,70 @@ pub struct ReleaseRecord {
     pub values: std::collections::BTreeMap<String, f64>,
 }
 
+/// What the leakage ledger holds for one (platform, participant) of a challenge.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeakageTotal {
+    /// The submitter token's name.
+    pub owner: String,
+    /// The participant.
+    pub participant_id: String,
+    /// FULL results released.
+    pub results: u32,
+    /// Their bits, added up.
+    pub bits: f64,
+}
+
 impl Store {
+    /// Records that a FULL result was released to its (platform, participant), carrying at
+    /// most `bits`; a result is counted once, however often it is read.
+    pub async fn record_leakage(
+        &self,
+        s: &Submission,
+        bits: f64,
+        at: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let (id, challenge, owner, participant) = (
+            s.id.to_string(),
+            s.challenge_id.to_string(),
+            s.owner.clone(),
+            s.participant_id.to_string(),
+        );
+        self.call(move |conn| {
+            conn.prepare_cached(
+                "INSERT OR IGNORE INTO leakage (submission_id, challenge_id, owner, participant_id, bits, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![id, challenge, owner, participant, bits, at])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The ledger of a challenge, per (platform, participant), most bits first.
+    pub async fn leakage_totals(
+        &self,
+        challenge: ChallengeId,
+    ) -> Result<Vec<LeakageTotal>, StoreError> {
+        self.call(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT owner, participant_id, COUNT(*), SUM(bits) FROM leakage WHERE challenge_id = ?1
+                 GROUP BY owner, participant_id ORDER BY SUM(bits) DESC, owner, participant_id",
+            )?;
+            let out = stmt
+                .query_map([challenge.as_str()], |r| {
+                    Ok(LeakageTotal {
+                        owner: r.get(0)?,
+                        participant_id: r.get(1)?,
+                        results: r.get(2)?,
+                        bits: r.get(3)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(out)
+        })
+        .await
+    }
+
     /// Appends to the release audit.
     pub async fn record_release(&self, r: ReleaseRecord) -> Result<(), StoreError> {
         self.call(move |conn| {

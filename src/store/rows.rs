@@ -52,8 +52,7 @@ pub fn queued_from_row(r: &Row<'_>) -> rusqlite::Result<Result<QueuedRow, StoreE
             challenge_id: ChallengeId::parse(&challenge_id)
                 .map_err(|_| corrupt("challenge id", &challenge_id))?,
             owner,
-            participant_id: ParticipantId::parse(&participant_id)
-                .map_err(|_| corrupt("participant id", &participant_id))?,
+            participant_id: ParticipantId::from_stored(participant_id),
             kind: SubmissionKind::parse_name(&kind).ok_or_else(|| corrupt("kind", &kind))?,
         })
     })())
@@ -105,8 +104,7 @@ pub fn submission_from_row_at(
             id: SubmissionId::parse(&id).map_err(|_| corrupt("submission id", &id))?,
             challenge_id: ChallengeId::parse(&challenge_id)
                 .map_err(|_| corrupt("challenge id", &challenge_id))?,
-            participant_id: ParticipantId::parse(&participant_id)
-                .map_err(|_| corrupt("participant id", &participant_id))?,
+            participant_id: ParticipantId::from_stored(participant_id),
             owner,
             kind: SubmissionKind::parse_name(&kind).ok_or_else(|| corrupt("kind", &kind))?,
             state: SubmissionState::parse_name(&state).ok_or_else(|| corrupt("state", &state))?,

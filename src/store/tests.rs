@@ -40,6 +40,7 @@ fn open() -> (tempfile::TempDir, Store) {
 
 const OPEN: Admission = Admission {
     quota: 0,
+    platform_quota: 0,
     count_failed: false,
     day_start: 0,
     max_queued: 1000,
@@ -113,7 +114,7 @@ async fn a_state_change_applies_only_from_the_expected_state() {
     store.insert_submission(s.clone(), OPEN).await.unwrap();
     assert!(
         store
-            .commit(s.cancel(None, 2).unwrap())
+            .commit(s.cancel(None, &Quota::default(), 2).unwrap())
             .await
             .unwrap()
             .is_some()
@@ -236,4 +237,74 @@ async fn data_survives_reopening_the_database() {
             .len(),
         1
     );
+}
+
+#[tokio::test]
+async fn a_platform_cap_counts_every_participant_of_the_platform_and_no_other_platform() {
+    let (_dir, store) = open();
+    store.insert_challenge(challenge("c")).await.unwrap();
+    let admission = Admission {
+        platform_quota: 2,
+        ..OPEN
+    };
+    for p in ["a", "b"] {
+        let outcome = store
+            .insert_submission(submission("p", p, None), admission)
+            .await
+            .unwrap();
+        assert!(matches!(outcome, InsertOutcome::Inserted(_)));
+    }
+    // A third participant id does not buy a fresh quota on the same platform...
+    assert!(matches!(
+        store
+            .insert_submission(submission("p", "c", None), admission)
+            .await
+            .unwrap(),
+        InsertOutcome::PlatformQuotaExceeded { limit: 2 }
+    ));
+    // ...while another platform has its own.
+    assert!(matches!(
+        store
+            .insert_submission(submission("q", "c", None), admission)
+            .await
+            .unwrap(),
+        InsertOutcome::Inserted(_)
+    ));
+}
+
+#[tokio::test]
+async fn a_charged_cancel_counts_against_the_quota_and_an_uncharged_one_does_not() {
+    let (_dir, store) = open();
+    store.insert_challenge(challenge("c")).await.unwrap();
+    let admission = Admission {
+        quota: 1,
+        count_failed: true,
+        ..OPEN
+    };
+    let quota = Quota::default();
+    let s = submission("p", "a", None);
+    store.insert_submission(s.clone(), admission).await.unwrap();
+    // Cancelled while queued: never charged, so the quota is free again.
+    store
+        .commit(s.cancel(None, &quota, 2).unwrap())
+        .await
+        .unwrap();
+    let s = submission("p", "a", None);
+    assert!(matches!(
+        store.insert_submission(s.clone(), admission).await.unwrap(),
+        InsertOutcome::Inserted(_)
+    ));
+    // Cancelled once started: charged like a failure.
+    let running = store.commit(s.start(3).unwrap()).await.unwrap().unwrap();
+    store
+        .commit(running.cancel(None, &quota, 4).unwrap())
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .insert_submission(submission("p", "a", None), admission)
+            .await
+            .unwrap(),
+        InsertOutcome::QuotaExceeded { limit: 1 }
+    ));
 }

@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use crate::auth::Caller;
 use crate::domain::{
-    Challenge, ChallengeId, DomainError, Submission, SubmissionId, SubmissionKind, SubmissionState,
-    now_millis,
+    Challenge, ChallengeId, DomainError, ParticipantId, Submission, SubmissionId, SubmissionKind,
+    SubmissionState, now_millis,
 };
 use crate::leaderboard::Leaderboards;
 use crate::paths::Paths;
@@ -132,7 +132,7 @@ impl Submissions {
             challenge,
             caller,
             now: now_millis(),
-            wall_time_ms: self.host.limits(challenge).wall_time.0.as_millis() as i64,
+            wall_time: self.host.limits(challenge).wall_time.0,
             queue_position,
             released_full_scores,
         };
@@ -156,7 +156,7 @@ impl Submissions {
         &self,
         caller: &Caller,
         challenge_id: &ChallengeId,
-        participant: Option<String>,
+        participant: Option<ParticipantId>,
         page_size: i32,
         page_token: &str,
     ) -> Result<(Vec<SubmissionView>, String), DomainError> {
@@ -167,7 +167,7 @@ impl Submissions {
             .store
             .list_submissions(
                 challenge_id.clone(),
-                participant,
+                participant.map(String::from),
                 owner,
                 page.before,
                 page.size + 1,
@@ -188,6 +188,12 @@ impl Submissions {
 
     /// CancelSubmission: a queued one ends at once; a running one's containers are killed
     /// and it is returned once it has ended.
+    ///
+    /// A FULL run under constant-time release is different: the answer must be the same
+    /// whether its code had finished or not. So the cancel is committed at once, whether
+    /// the run is still going (its containers are killed behind it) or has ended with a
+    /// result that is still held (the result is replaced); both paths do the same work, and
+    /// the view stays held (RUNNING) until the run's fixed deadline, then shows CANCELLED.
     pub async fn cancel(
         &self,
         caller: &Caller,
@@ -195,10 +201,14 @@ impl Submissions {
     ) -> Result<SubmissionView, DomainError> {
         let mut changes = self.store.subscribe();
         let s = self.load_visible(caller, id).await?;
+        let challenge = self.challenge(&s.challenge_id).await?;
+        if s.kind == SubmissionKind::Full && challenge.release.constant_time_release {
+            return self.cancel_held_alike(caller, s, &challenge).await;
+        }
         match s.state {
             SubmissionState::Queued => {
                 let t = s
-                    .cancel(None, now_millis())
+                    .cancel(None, &challenge.quota, now_millis())
                     .map_err(DomainError::internal)?;
                 if let Some(c) = self.store.commit(t).await? {
                     tracing::info!(submission_id = %id, "queued submission cancelled");
@@ -226,6 +236,48 @@ impl Submissions {
                 _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
             }
         }
+    }
+
+    /// The constant-time cancel of a FULL run (see [`Self::cancel`]).
+    async fn cancel_held_alike(
+        &self,
+        caller: &Caller,
+        mut s: Submission,
+        challenge: &Challenge,
+    ) -> Result<SubmissionView, DomainError> {
+        let wall = self.host.limits(challenge).wall_time.0;
+        // Two tries: the run may end between our read and our write.
+        for _ in 0..2 {
+            self.queue.stop(&s.id, StopReason::Cancelled);
+            let now = now_millis();
+            let t = match s.state {
+                SubmissionState::Queued | SubmissionState::Running | SubmissionState::Scoring => {
+                    s.cancel(None, &challenge.quota, now)
+                }
+                SubmissionState::Succeeded | SubmissionState::Failed => {
+                    s.cancel_held(&challenge.release, &challenge.quota, wall, now)
+                }
+                SubmissionState::Cancelled => break,
+            };
+            // Not held any more (its deadline passed): the result stands, as without the
+            // policy.
+            let Ok(t) = t else { break };
+            match self.store.commit(t).await? {
+                Some(c) => {
+                    tracing::info!(submission_id = %c.id, "full run cancelled");
+                    if c.started_at.is_some() {
+                        let bits =
+                            crate::leakage::estimate(challenge, &self.host.limits(challenge))
+                                .bits_per_submission;
+                        self.store.record_leakage(&c, bits, now).await?;
+                    }
+                    s = c;
+                    break;
+                }
+                None => s = self.load_visible(caller, &s.id).await?,
+            }
+        }
+        self.view(caller, &s).await
     }
 
     /// GetSubmissionLogs: admins any run, with a custom scorer's output appended to stderr;

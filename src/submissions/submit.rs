@@ -156,6 +156,10 @@ impl Submissions {
         };
         let admission = Admission {
             quota,
+            platform_quota: match meta.kind {
+                SubmissionKind::Full => challenge.quota.platform_full_per_day,
+                SubmissionKind::Smoke => 0,
+            },
             count_failed: challenge.quota.count_failed,
             day_start,
             max_queued: self.max_queued,
@@ -175,6 +179,15 @@ impl Submissions {
                     "participant {:?} has used its quota of {limit} {} submission(s) per UTC day on challenge {:?}; it resets at {reset}",
                     meta.participant_id.as_str(),
                     meta.kind.as_str().to_uppercase(),
+                    meta.challenge_id.as_str()
+                )))
+            }
+            InsertOutcome::PlatformQuotaExceeded { limit } => {
+                let reset = chrono::DateTime::from_timestamp_millis(day_start + 86_400_000)
+                    .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                    .unwrap_or_default();
+                Err(DomainError::Exhausted(format!(
+                    "this platform has used its quota of {limit} FULL submission(s) per UTC day on challenge {:?}, all its participants together; it resets at {reset}",
                     meta.challenge_id.as_str()
                 )))
             }
