@@ -198,6 +198,11 @@ impl Client {
         LeaderboardsClient::new(self.channel.clone())
     }
 
+    /// The Audit client.
+    pub fn audit(&self) -> pb::audit_client::AuditClient<Channel> {
+        pb::audit_client::AuditClient::new(self.channel.clone())
+    }
+
     /// Uploads an archive (bytes) as a submission.
     pub async fn submit(
         &self,
@@ -433,7 +438,7 @@ pub async fn run(args: &ClientArgs, cmd: ClientCommand) -> Result<()> {
             let mut token = String::new();
             let mut all = Vec::new();
             loop {
-                let r = pb::audit_client::AuditClient::new(client.channel.clone())
+                let r = client.audit()
                     .list_releases(client.request(pb::ListReleasesRequest {
                         challenge_id: challenge.clone().unwrap_or_default(),
                         token_name: token_name.clone().unwrap_or_default(),
@@ -451,7 +456,7 @@ pub async fn run(args: &ClientArgs, cmd: ClientCommand) -> Result<()> {
             }
             out.releases(&all);
             if let Some(challenge_id) = challenge {
-                let l = pb::audit_client::AuditClient::new(client.channel.clone())
+                let l = client.audit()
                     .get_leakage(client.request(pb::GetLeakageRequest { challenge_id }))
                     .await
                     .map_err(server_error)?
