@@ -234,10 +234,15 @@ impl Application {
         health_reporter
             .set_serving::<pb::audit_server::AuditServer<AuditApi>>()
             .await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
+        // Reflection in both versions: grpcurl speaks v1, while Python's grpcio-reflection,
+        // grpc_cli and older tools still speak v1alpha.
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_v1 = reflection().build_v1()?;
+        let reflection_v1alpha = reflection().build_v1alpha()?;
 
         let scheduler = tokio::spawn(scheduler.run(shutdown.clone()));
         let metrics = metrics_listener
@@ -254,7 +259,8 @@ impl Application {
         let serve_stop = shutdown.clone();
         let server = tonic::transport::Server::builder()
             .add_service(health_service)
-            .add_service(reflection)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
             .add_service(pb::challenges_server::ChallengesServer::with_interceptor(
                 ChallengesApi { challenges },
                 auth.clone(),

@@ -90,6 +90,7 @@ pub struct Telemetry {
     /// Queue waits (accepted to started).
     pub queue_wait_seconds: Histogram,
     engine_errors: AtomicU64,
+    scoring_failures: AtomicU64,
     submissions_accepted: AtomicU64,
 }
 
@@ -104,6 +105,12 @@ impl Telemetry {
     /// Counts an engine failure.
     pub fn engine_error(&self) {
         self.engine_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a scoring that failed inside the service (a custom scorer failing on valid
+    /// predictions, a read error): each is INTERNAL_ERROR and wants an admin's look.
+    pub fn scoring_failed(&self) {
+        self.scoring_failures.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts an accepted submission.
@@ -149,6 +156,13 @@ impl Telemetry {
             "counter",
             "Docker engine failures.",
             load(&self.engine_errors),
+        );
+        single(
+            &mut out,
+            "holdout_scoring_failures_total",
+            "counter",
+            "Scorings that failed inside the service (INTERNAL_ERROR); each wants an admin's look.",
+            load(&self.scoring_failures),
         );
         single(
             &mut out,

@@ -497,6 +497,47 @@ async fn health_and_reflection_answer_generic_clients() {
             r.status,
             tonic_health::pb::health_check_response::ServingStatus::Serving as i32
         );
+        // Reflection answers in both versions: v1 (grpcurl) and v1alpha (grpcio-reflection,
+        // grpc_cli, older tools).
+        use tonic_reflection::pb::{v1, v1alpha};
+        let mut c1 = v1::server_reflection_client::ServerReflectionClient::new(channel_of(&server).await);
+        let mut r1 = c1
+            .server_reflection_info(tokio_stream::iter([v1::ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(String::new())),
+            }]))
+            .await
+            .unwrap()
+            .into_inner();
+        let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+            r1.message().await.unwrap().unwrap().message_response
+        else {
+            panic!("v1 did not list services")
+        };
+        assert!(list.service.iter().any(|s| s.name == "holdout.v1.Submissions"), "{list:?}");
+        let mut ca = v1alpha::server_reflection_client::ServerReflectionClient::new(channel_of(&server).await);
+        let mut ra = ca
+            .server_reflection_info(tokio_stream::iter([v1alpha::ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(v1alpha::server_reflection_request::MessageRequest::ListServices(String::new())),
+            }]))
+            .await
+            .unwrap()
+            .into_inner();
+        let Some(v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+            ra.message().await.unwrap().unwrap().message_response
+        else {
+            panic!("v1alpha did not list services")
+        };
+        assert!(list.service.iter().any(|s| s.name == "holdout.v1.Audit"), "{list:?}");
     })
     .await
+}
+
+async fn channel_of(server: &TestServer) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
 }

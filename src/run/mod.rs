@@ -364,7 +364,9 @@ impl Runner {
                 now,
             ),
             ScoringEnd::Broken(detail) => {
-                warn!(detail = %detail, "scoring failed inside the service");
+                // Not the participant's fault and not retried: flagged for an admin.
+                error!(detail = %detail, challenge_id = %s.challenge_id, "scoring failed inside the service");
+                self.telemetry.scoring_failed();
                 s.fail_internal(detail, now)
             }
             ScoringEnd::Retry(why) => return self.requeue(&s, why).await,
