@@ -9,8 +9,10 @@
 use std::collections::HashMap;
 
 use crate::scoring::csv::{self, Fields};
-use crate::scoring::index::{SHORT_ID, advise_huge_pages};
-use crate::scoring::labels::{LabelSpec, LabelsError, MAX_CLASSES, TargetKind};
+use crate::scoring::errors::{LabelsError, MAX_CLASSES};
+use crate::scoring::index::SHORT_ID;
+use crate::scoring::memory::advise_huge_pages;
+use crate::scoring::spec::{LabelSpec, TargetKind};
 
 /// The rows of a labels file as they are read: ids interned, targets, split bits.
 pub(super) struct Rows<'s> {

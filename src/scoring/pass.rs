@@ -17,14 +17,15 @@
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 
 use memchr::{memchr, memchr2_iter};
 
-use crate::scoring::csv::{self, Fields, LineError, LineReader};
+use crate::scoring::csv::{self, Fields, LineReader};
+use crate::scoring::errors::{PredictionsError, UNKNOWN_IDS_QUOTED, quote_id};
 use crate::scoring::labels::LabelSet;
 use crate::scoring::metrics::{Metric, PartTotals, score_key};
-use crate::scoring::predictions::{PredictionsError, UNKNOWN_IDS_QUOTED, quote_id};
+use crate::scoring::plan::{Plan, Prediction};
 
 /// Rows between a row's arrival (its home slot prefetched) and reading that slot to prefetch
 /// the row's id bounds and target.
@@ -37,53 +38,6 @@ const SETTLE_DISTANCE: usize = 96;
 const UNRESOLVED: usize = usize::MAX;
 /// The id was searched for and is not in the labels.
 const ABSENT: usize = usize::MAX - 1;
-
-/// What the prediction column holds for this spec.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Prediction {
-    /// A class label.
-    Class,
-    /// A score or probability for the positive class.
-    Score,
-    /// A number for a regression target.
-    Value,
-}
-
-/// Everything the passes over one predictions file share, read-only.
-pub(crate) struct Plan<'a> {
-    /// The ground truth.
-    pub(crate) labels: &'a LabelSet,
-    /// What the prediction column holds.
-    pub(crate) kind: Prediction,
-    /// Index of the id column.
-    pub(crate) id_col: usize,
-    /// Index of the prediction column.
-    pub(crate) pred_col: usize,
-    /// Fields per line, from the header.
-    pub(crate) width: usize,
-    /// Probabilities must lie in [0, 1] (log loss is computed).
-    pub(crate) check_probability: bool,
-    /// Class metrics are computed (from a threshold, for scores).
-    pub(crate) wants_classes: bool,
-    /// Score keys are collected for ROC AUC.
-    pub(crate) wants_keys: bool,
-    /// Scores `>=` this predict the positive class.
-    pub(crate) threshold: Option<f64>,
-    /// The positive class, for binary targets.
-    pub(crate) positive: Option<usize>,
-    /// The negative class, for binary targets.
-    pub(crate) negative: Option<usize>,
-    /// Known classes of the labels (0 for numbers).
-    pub(crate) classes: usize,
-    /// Score keys per part (public, private) and truth (negative, positive), to reserve.
-    pub(crate) key_counts: [[usize; 2]; 2],
-    /// The metric whose loss is recorded for each public row, when asked for and defined.
-    pub(crate) loss_metric: Option<Metric>,
-    /// Each public row's loss as f32 bits, by public rank; written by every pass.
-    pub(crate) losses: Vec<AtomicU32>,
-    /// Public rows before each 64-row word, for the public rank of a row.
-    pub(crate) public_ranks: Vec<u32>,
-}
 
 /// A row parsed and waiting for its id to be looked up.
 #[derive(Debug, Clone, Copy)]
@@ -169,7 +123,7 @@ impl<'p, 'a> Pass<'p, 'a> {
         reader: &mut LineReader<R>,
         line_no: &mut u64,
     ) -> Result<(), PredictionsError> {
-        while let Some(chunk) = reader.next_chunk(*line_no).map_err(line_error)? {
+        while let Some(chunk) = reader.next_chunk(*line_no)? {
             if chunk.is_ascii() && memchr(b'"', chunk).is_none() {
                 self.plain_chunk(chunk, line_no)?;
             } else {
@@ -551,12 +505,4 @@ fn trim(chunk: &[u8], (mut start, mut end): (usize, usize)) -> (usize, usize) {
         end -= 1;
     }
     (start, end)
-}
-
-/// A framing problem as the participant's error.
-pub(crate) fn line_error(e: LineError) -> PredictionsError {
-    match e {
-        LineError::Io(e) => PredictionsError::Io(e),
-        LineError::TooLong { line } => PredictionsError::LineTooLong { line },
-    }
 }
