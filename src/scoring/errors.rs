@@ -10,7 +10,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::scoring::csv::LineError;
+use crate::scoring::csv::{HeaderError, LineError, LineProblem};
 
 /// Ids are indexed by u32 offsets, and classes stored as u16.
 pub(crate) const MAX_CLASSES: usize = u16::MAX as usize;
@@ -101,6 +101,18 @@ impl LabelsError {
             LineError::TooLong { line } => LabelsError::Malformed {
                 line,
                 reason: "line too long",
+            },
+        }
+    }
+
+    /// No usable header in the labels file.
+    pub(crate) fn header(e: HeaderError, path: &Path) -> Self {
+        match e {
+            HeaderError::Empty => LabelsError::Empty,
+            HeaderError::Line(e) => LabelsError::line(e, path),
+            HeaderError::Bad { line, problem } => LabelsError::Malformed {
+                line,
+                reason: problem.reason(),
             },
         }
     }
@@ -250,6 +262,27 @@ pub(crate) fn quote_id(id: &[u8]) -> String {
         .chars()
         .take(QUOTED_ID_CHARS)
         .collect()
+}
+
+impl PredictionsError {
+    /// A line that is unreadable as CSV.
+    pub(crate) fn bad_line(line: u64, problem: LineProblem) -> Self {
+        match problem {
+            LineProblem::InvalidUtf8 => PredictionsError::InvalidUtf8 { line },
+            LineProblem::UnbalancedQuotes => PredictionsError::UnbalancedQuotes { line },
+        }
+    }
+}
+
+impl From<HeaderError> for PredictionsError {
+    /// No usable header in the predictions file.
+    fn from(e: HeaderError) -> Self {
+        match e {
+            HeaderError::Empty => PredictionsError::Empty,
+            HeaderError::Line(e) => e.into(),
+            HeaderError::Bad { line, problem } => PredictionsError::bad_line(line, problem),
+        }
+    }
 }
 
 impl From<LineError> for PredictionsError {

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::path::Path;
 
-use crate::scoring::csv::{self, Fields, LineReader};
+use crate::scoring::csv::{self, LineReader};
 use crate::scoring::errors::LabelsError;
 use crate::scoring::index::{INDEX_SEED, IdIndex};
 use crate::scoring::label_rows::Rows;
@@ -240,42 +240,14 @@ pub fn load_labels(path: &Path, spec: &LabelSpec) -> Result<LabelSet, LabelsErro
     let file = File::open(path).map_err(|e| LabelsError::file(path, e))?;
     let size_hint = file.metadata().map(|m| m.len() as usize).unwrap_or(0);
     let mut reader = LineReader::new(file, csv::BUFFER_BYTES, MAX_LABELS_LINE);
-    let mut fields = Fields::default();
-
-    let (id_col, target_col, width) = loop {
-        let Some((line_no, line)) = reader.next_line().map_err(|e| LabelsError::line(e, path))?
-        else {
-            return Err(LabelsError::Empty);
-        };
-        let line = if line_no == 1 {
-            csv::strip_bom(line)
-        } else {
-            line
-        };
-        if line.trim_ascii().is_empty() {
-            continue;
-        }
-        if std::str::from_utf8(line).is_err() {
-            return Err(LabelsError::Malformed {
-                line: line_no,
-                reason: "invalid UTF-8",
-            });
-        }
-        fields.split(line).map_err(|_| LabelsError::Malformed {
-            line: line_no,
-            reason: "unbalanced quotes",
-        })?;
-        let find = |name: &str| {
-            csv::find_column(&fields, line, name).ok_or_else(|| LabelsError::MissingColumn {
-                column: name.to_owned(),
-            })
-        };
-        break (
-            find(&spec.id_column)?,
-            find(&spec.target_column)?,
-            fields.len(),
-        );
+    let header = csv::read_header(&mut reader).map_err(|e| LabelsError::header(e, path))?;
+    let find = |name: &str| {
+        header.find(name).ok_or_else(|| LabelsError::MissingColumn {
+            column: name.to_owned(),
+        })
     };
+    let (id_col, target_col) = (find(&spec.id_column)?, find(&spec.target_column)?);
+    let width = header.len();
 
     let mut rows = Rows::new(spec, size_hint, id_col, target_col, width);
     let mut line_no = reader.line_no();

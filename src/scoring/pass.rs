@@ -19,9 +19,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::sync::atomic::Ordering;
 
-use memchr::{memchr, memchr2_iter};
-
-use crate::scoring::csv::{self, Fields, LineReader};
+use crate::scoring::csv::{self, Fields, LineReader, PlainLine};
 use crate::scoring::errors::{PredictionsError, UNKNOWN_IDS_QUOTED, quote_id};
 use crate::scoring::labels::LabelSet;
 use crate::scoring::metrics::{Metric, PartTotals, score_key};
@@ -124,7 +122,7 @@ impl<'p, 'a> Pass<'p, 'a> {
         line_no: &mut u64,
     ) -> Result<(), PredictionsError> {
         while let Some(chunk) = reader.next_chunk(*line_no)? {
-            if chunk.is_ascii() && memchr(b'"', chunk).is_none() {
+            if csv::is_plain(chunk) {
                 self.plain_chunk(chunk, line_no)?;
             } else {
                 self.general_chunk(chunk, line_no)?;
@@ -134,120 +132,70 @@ impl<'p, 'a> Pass<'p, 'a> {
         Ok(())
     }
 
-    /// Lines without quotes or non-ASCII bytes: one vectorised scan finds every comma and
-    /// newline, and fields are byte ranges of the chunk.
+    /// Lines without quotes or non-ASCII bytes, split by the fast splitter: fields are byte
+    /// ranges of the chunk.
     fn plain_chunk(&mut self, chunk: &[u8], line_no: &mut u64) -> Result<(), PredictionsError> {
-        let (id_col, pred_col) = (self.plan.id_col, self.plan.pred_col);
-        let mut line_start = 0;
-        let mut field_start = 0;
-        let mut field = 0;
-        let mut id = (0, 0);
-        let mut pred = (0, 0);
-        for pos in memchr2_iter(b',', b'\n', chunk) {
-            if field == id_col {
-                id = (field_start, pos);
-            }
-            if field == pred_col {
-                pred = (field_start, pos);
-            }
-            if chunk[pos] == b',' {
-                field += 1;
-                field_start = pos + 1;
-                continue;
-            }
+        csv::split_plain(chunk, [self.plan.id_col, self.plan.pred_col], |line| {
             *line_no += 1;
-            self.plain_line(chunk, line_start, pos, field + 1, id, pred, *line_no)?;
-            line_start = pos + 1;
-            field_start = line_start;
-            field = 0;
-        }
-        if line_start < chunk.len() {
-            let end = chunk.len();
-            if field == id_col {
-                id = (field_start, end);
-            }
-            if field == pred_col {
-                pred = (field_start, end);
-            }
-            *line_no += 1;
-            self.plain_line(chunk, line_start, end, field + 1, id, pred, *line_no)?;
-        }
-        Ok(())
+            self.plain_line(chunk, line, *line_no)
+        })
     }
 
-    /// One line of a plain chunk, its fields already located (a trailing `\r` is trimmed with
-    /// the field's whitespace, as after the line reader strips it).
-    #[allow(clippy::too_many_arguments)]
+    /// One line of a plain chunk, its fields already located.
     #[inline]
     fn plain_line(
         &mut self,
         chunk: &[u8],
-        start: usize,
-        end: usize,
-        found: usize,
-        id: (usize, usize),
-        pred: (usize, usize),
-        line: u64,
+        line: PlainLine,
+        line_no: u64,
     ) -> Result<(), PredictionsError> {
-        if found == 1 && chunk[start..end].trim_ascii().is_empty() {
+        if line.is_blank(chunk) {
             return Ok(());
         }
-        if found != self.plan.width {
+        if line.fields != self.plan.width {
             self.flush(chunk)?;
             return Err(PredictionsError::WrongFieldCount {
-                line,
+                line: line_no,
                 expected: self.plan.width,
-                found,
+                found: line.fields,
             });
         }
-        let id = trim(chunk, id);
+        let [id, pred] = line.wanted;
         let pred = &chunk[pred.0..pred.1];
-        self.row(chunk, id, pred.trim_ascii(), line)
+        self.row(chunk, trim(chunk, id), pred.trim_ascii(), line_no)
     }
 
     /// Lines that may hold quotes or non-ASCII bytes: each is checked and split on its own,
     /// and looked up at once (its fields may live in the splitter's scratch, not the chunk).
     fn general_chunk(&mut self, chunk: &[u8], line_no: &mut u64) -> Result<(), PredictionsError> {
         let mut fields = std::mem::take(&mut self.fields);
-        let result = (|| {
-            for raw in chunk.split_inclusive(|&b| b == b'\n') {
-                *line_no += 1;
-                let line_no = *line_no;
-                let line = raw.strip_suffix(b"\n").unwrap_or(raw);
-                let line = line.strip_suffix(b"\r").unwrap_or(line);
-                if line.trim_ascii().is_empty() {
-                    continue;
-                }
-                let problem = if std::str::from_utf8(line).is_err() {
-                    Some(PredictionsError::InvalidUtf8 { line: line_no })
-                } else if fields.split(line).is_err() {
-                    Some(PredictionsError::UnbalancedQuotes { line: line_no })
-                } else if fields.len() != self.plan.width {
+        let result = csv::each_line(chunk, line_no, |line_no, line| {
+            let problem = match fields.split_checked(line) {
+                Err(problem) => Some(PredictionsError::bad_line(line_no, problem)),
+                Ok(()) if fields.len() != self.plan.width => {
                     Some(PredictionsError::WrongFieldCount {
                         line: line_no,
                         expected: self.plan.width,
                         found: fields.len(),
                     })
-                } else {
-                    None
-                };
-                self.flush(chunk)?;
-                if let Some(problem) = problem {
-                    return Err(problem);
                 }
-                let id = fields.get(line, self.plan.id_col);
-                let pred = fields.get(line, self.plan.pred_col);
-                self.rows += 1;
-                let (number, class) = self.parse(pred, line_no)?;
-                let row = if self.plan.labels.row_has_id(self.hint, id) {
-                    Some(self.hint)
-                } else {
-                    self.plan.labels.find(id, usize::MAX)
-                };
-                self.settle(row, id, number, class, line_no)?;
+                Ok(()) => None,
+            };
+            self.flush(chunk)?;
+            if let Some(problem) = problem {
+                return Err(problem);
             }
-            Ok(())
-        })();
+            let id = fields.get(line, self.plan.id_col);
+            let pred = fields.get(line, self.plan.pred_col);
+            self.rows += 1;
+            let (number, class) = self.parse(pred, line_no)?;
+            let row = if self.plan.labels.row_has_id(self.hint, id) {
+                Some(self.hint)
+            } else {
+                self.plan.labels.find(id, usize::MAX)
+            };
+            self.settle(row, id, number, class, line_no)
+        });
         self.fields = fields;
         result
     }

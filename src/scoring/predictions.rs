@@ -14,7 +14,7 @@ use std::path::Path;
 
 pub use crate::scoring::errors::{MAX_PREDICTIONS_LINE, PredictionsError};
 
-use crate::scoring::csv::{self, Fields, LineReader, RangeReader};
+use crate::scoring::csv::{self, Header, LineReader, RangeReader};
 use crate::scoring::errors::UNKNOWN_IDS_QUOTED;
 use crate::scoring::labels::LabelSet;
 use crate::scoring::pass::Pass;
@@ -116,46 +116,21 @@ fn read_header<R: Read>(
     plan: &mut Plan<'_>,
     spec: &ScoringSpec,
 ) -> Result<u64, PredictionsError> {
-    let mut fields = Fields::default();
-    loop {
-        let Some((line_no, line)) = reader.next_line()? else {
-            return Err(PredictionsError::Empty);
-        };
-        let line = if line_no == 1 {
-            csv::strip_bom(line)
-        } else {
-            line
-        };
-        if line.trim_ascii().is_empty() {
-            continue;
+    let header = csv::read_header(reader)?;
+    let id_col = header.find(&spec.id_column);
+    let pred_col = header.find(&spec.prediction_column);
+    match (id_col, pred_col) {
+        (Some(i), Some(p)) => {
+            (plan.id_col, plan.pred_col, plan.width) = (i, p, header.len());
+            Ok(header.line_no)
         }
-        if std::str::from_utf8(line).is_err() {
-            return Err(PredictionsError::InvalidUtf8 { line: line_no });
-        }
-        fields
-            .split(line)
-            .map_err(|_| PredictionsError::UnbalancedQuotes { line: line_no })?;
-        let id_col = csv::find_column(&fields, line, &spec.id_column);
-        let pred_col = csv::find_column(&fields, line, &spec.prediction_column);
-        match (id_col, pred_col) {
-            (Some(i), Some(p)) => {
-                (plan.id_col, plan.pred_col, plan.width) = (i, p, fields.len());
-                return Ok(line_no);
-            }
-            _ if looks_like_data(&fields, line, plan.labels) => {
-                return Err(PredictionsError::NoHeader);
-            }
-            (None, _) => {
-                return Err(PredictionsError::MissingColumn {
-                    column: spec.id_column.clone(),
-                });
-            }
-            (_, None) => {
-                return Err(PredictionsError::MissingColumn {
-                    column: spec.prediction_column.clone(),
-                });
-            }
-        }
+        _ if looks_like_data(&header, plan.labels) => Err(PredictionsError::NoHeader),
+        (None, _) => Err(PredictionsError::MissingColumn {
+            column: spec.id_column.clone(),
+        }),
+        (_, None) => Err(PredictionsError::MissingColumn {
+            column: spec.prediction_column.clone(),
+        }),
     }
 }
 
@@ -295,8 +270,8 @@ fn line_start_after(file: &File, offset: u64) -> Option<u64> {
 }
 
 /// Whether a header-less first line was given: it holds a test id, or only numbers.
-fn looks_like_data(fields: &Fields, line: &[u8], labels: &LabelSet) -> bool {
-    let values: Vec<&[u8]> = (0..fields.len()).map(|i| fields.get(line, i)).collect();
+fn looks_like_data(header: &Header, labels: &LabelSet) -> bool {
+    let values: Vec<&[u8]> = (0..header.len()).map(|i| header.get(i)).collect();
     values.iter().any(|v| labels.find(v, usize::MAX).is_some())
         || values
             .iter()
