@@ -11,6 +11,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::scoring::csv::{HeaderError, LineError, LineProblem};
+use crate::scoring::metrics::Metric;
 
 /// Ids are indexed by u32 offsets, and classes stored as u16.
 pub(crate) const MAX_CLASSES: usize = u16::MAX as usize;
@@ -75,6 +76,11 @@ pub enum LabelsError {
         "the {part} part has rows of only one class, so ROC AUC is undefined there; change split_seed"
     )]
     SingleClassPart { part: &'static str },
+    /// r2 would be undefined on these labels whatever the predictions: a part of one row
+    /// (sklearn returns NaN there), or targets so spread out that their sum of squares
+    /// overflows. Names the part, never which ids are in it.
+    #[error("r2 is undefined on these labels: {reason}")]
+    R2Undefined { reason: &'static str },
 }
 
 impl LabelsError {
@@ -232,9 +238,26 @@ pub enum PredictionsError {
     /// Reading failed: the service's fault, not the participant's.
     #[error("predictions.csv could not be read")]
     Io(#[source] io::Error),
+    /// Predictions so far off (finite, but huge) that a regression metric overflows: the
+    /// squared or absolute errors no longer sum to a finite number. Names the metric only:
+    /// no value, id, line or part, since whether an error overflows depends on the label.
+    #[error(
+        "predictions.csv: {metric} cannot be computed from these predictions (a value is too large)"
+    )]
+    NonFiniteMetric {
+        /// The metric that overflowed (the first in the spec's order).
+        metric: Metric,
+    },
     /// The scoring spec does not match the loaded labels: a service bug.
     #[error("internal scoring error")]
     SpecMismatch,
+    /// A metric that predictions cannot make undefined came out NaN or infinite: a service
+    /// bug (the labels loader refuses labels that would allow it).
+    #[error("internal scoring error")]
+    UndefinedMetric {
+        /// The metric.
+        metric: Metric,
+    },
 }
 
 impl PredictionsError {
@@ -243,7 +266,9 @@ impl PredictionsError {
     pub fn is_participant_fault(&self) -> bool {
         !matches!(
             self,
-            PredictionsError::Io(_) | PredictionsError::SpecMismatch
+            PredictionsError::Io(_)
+                | PredictionsError::SpecMismatch
+                | PredictionsError::UndefinedMetric { .. }
         )
     }
 }

@@ -469,6 +469,7 @@ mod tests {
             positive_label: None,
             binary: false,
             both_classes_per_part: false,
+            needs_r2: false,
         };
         let labels = crate::scoring::load_labels(&path, &spec).unwrap();
         for (row, id) in ids.iter().enumerate().rev() {

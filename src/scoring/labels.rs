@@ -356,6 +356,9 @@ pub fn load_labels(path: &Path, spec: &LabelSpec) -> Result<LabelSet, LabelsErro
             ss_total(values.iter().copied()),
         ];
     }
+    if spec.needs_r2 {
+        check_r2(&set)?;
+    }
     Ok(set)
 }
 
@@ -410,6 +413,28 @@ fn check_split(set: &LabelSet) -> Result<(), LabelsError> {
         }
     }
     Ok(())
+}
+
+/// Refuses labels on which r2 is undefined whatever the predictions: a part of a single row
+/// (sklearn returns NaN), or a sum of squares that overflows (the ratio would be meaningless).
+/// Both parts are known to hold a row (see [`check_split`]).
+fn check_r2(set: &LabelSet) -> Result<(), LabelsError> {
+    let reason = if !set.has_split() && set.len() < 2 {
+        Some("the labels have a single row (r2 needs at least 2)")
+    } else if set.has_split() && set.public_len() < 2 {
+        Some(
+            "the public part has a single row (r2 needs at least 2 in each part); change public_fraction or split_seed",
+        )
+    } else if set.has_split() && set.private_len() < 2 {
+        Some(
+            "the private part has a single row (r2 needs at least 2 in each part); change public_fraction or split_seed",
+        )
+    } else if set.ss_total.iter().any(|ss| !ss.is_finite()) {
+        Some("the targets are so far apart that their sum of squares overflows")
+    } else {
+        None
+    };
+    reason.map_or(Ok(()), |reason| Err(LabelsError::R2Undefined { reason }))
 }
 
 /// Σ (y - ȳ)², with ȳ from a compensated sum, as sklearn's r2 denominator.

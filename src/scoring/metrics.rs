@@ -15,7 +15,11 @@
 //!   curve computes; here it is the Mann-Whitney U statistic, counted exactly in integers.
 //! - `log_loss` clips probabilities to [1e-15, 1 - 1e-15].
 //! - `r2` is 1.0 when the residuals are all zero, 0.0 when y_true is constant otherwise
-//!   (sklearn's `force_finite=True`), and NaN for a single row (sklearn warns and returns NaN).
+//!   (sklearn's `force_finite=True`), and NaN for a single row (sklearn warns and returns NaN),
+//!   which never reaches a report: the labels loader refuses an r2 spec with a part of one row.
+//!
+//! Where sklearn would return an infinity or NaN from finite but huge predictions (squared
+//! errors that overflow), the report refuses the predictions instead; see `report`.
 
 use std::str::FromStr;
 

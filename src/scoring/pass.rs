@@ -415,7 +415,11 @@ impl<'p, 'a> Pass<'p, 'a> {
         };
         if plan.loss_metric.is_some() && public {
             let rank = labels.public_rank(&plan.public_ranks, row);
-            plan.losses[rank].store((loss as f32).to_bits(), Ordering::Relaxed);
+            // A loss past f32's range (a squared error above 3.4e38, while the metric itself is
+            // still finite in f64) is kept as f32::MAX: as bad a loss as can be stored, and
+            // never an infinity in the Ladder's sums.
+            let loss = (loss as f32).min(f32::MAX);
+            plan.losses[rank].store(loss.to_bits(), Ordering::Relaxed);
         }
         Ok(())
     }

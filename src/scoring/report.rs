@@ -1,12 +1,14 @@
 //! The report of a scored file: every metric over each part, and the public row losses.
 //!
 //! Owns [`ScoreReport`] and turning the parts' totals into it: sorting score keys, merging the
-//! parts into "all", evaluating every metric. It must never see a row: by the time it runs, the
-//! passes have reduced the file to totals.
+//! parts into "all", evaluating every metric, and refusing a score that is not finite. It must
+//! never see a row (by the time it runs, the passes have reduced the file to totals), and never
+//! return a NaN or infinite score.
 
 use std::collections::BTreeMap;
 
 use crate::scoring::ScoringSpec;
+use crate::scoring::errors::PredictionsError;
 use crate::scoring::metrics::{Metric, PartTotals, auc_over, finish, sort_keys};
 use crate::scoring::plan::Plan;
 
@@ -33,13 +35,14 @@ pub struct ScoreReport {
 }
 
 /// Turns the two parts' totals into the report: sorts score keys once per part, merges
-/// counts for "all", evaluates every metric, and hands over the row losses.
+/// counts for "all", evaluates every metric, checks that every score is finite, and hands
+/// over the row losses.
 pub(crate) fn report(
     plan: Plan<'_>,
     spec: &ScoringSpec,
     mut parts: [PartTotals; 2],
     rows: usize,
-) -> ScoreReport {
+) -> Result<ScoreReport, PredictionsError> {
     let labels = plan.labels;
     if spec.metrics.contains(&Metric::RocAuc) {
         sort_keys(&mut parts);
@@ -68,7 +71,7 @@ pub(crate) fn report(
             .collect()
     });
     let [ss_public, ss_private, ss_all] = labels.ss_total;
-    if labels.has_split() {
+    let report = if labels.has_split() {
         ScoreReport {
             all: scores(&all, &[public, private], ss_all),
             public: scores(public, &[public], ss_public),
@@ -85,5 +88,34 @@ pub(crate) fn report(
             rows,
             public_row_losses,
         }
+    };
+    check_finite(&report, spec)?;
+    Ok(report)
+}
+
+/// Refuses a report with a NaN or infinite score (which would be stored and released), naming
+/// the first such metric in the spec's order and never the part: whether a part overflows
+/// depends on which ids are in it. Only regression metrics can overflow from predictions
+/// (every other metric is bounded once the labels loader accepted the labels), so a
+/// non-finite score of any other metric is the service's fault.
+fn check_finite(report: &ScoreReport, spec: &ScoringSpec) -> Result<(), PredictionsError> {
+    let parts = [&report.all, &report.public, &report.private];
+    for &metric in &spec.metrics {
+        let finite = parts
+            .iter()
+            .filter_map(|scores| scores.get(metric.name()))
+            .all(|score| score.is_finite());
+        if !finite {
+            return Err(if metric.is_regression() {
+                PredictionsError::NonFiniteMetric { metric }
+            } else {
+                PredictionsError::UndefinedMetric { metric }
+            });
+        }
     }
+    debug_assert!(
+        (report.public_row_losses.iter().flatten()).all(|loss| loss.is_finite()),
+        "row losses are saturated when stored"
+    );
+    Ok(())
 }

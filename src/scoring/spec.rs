@@ -117,6 +117,7 @@ impl ScoringSpec {
             },
             binary: !regression && (score_metric.is_some() || self.threshold.is_some()),
             both_classes_per_part: self.metrics.contains(&Metric::RocAuc),
+            needs_r2: self.metrics.contains(&Metric::R2),
         })
     }
 
@@ -152,4 +153,7 @@ pub struct LabelSpec {
     pub binary: bool,
     /// Every non-empty part must hold both classes (ROC AUC is undefined otherwise).
     pub both_classes_per_part: bool,
+    /// r2 is computed, so every part must hold at least two rows and a finite sum of squares
+    /// (r2 is undefined otherwise, whatever the predictions).
+    pub needs_r2: bool,
 }

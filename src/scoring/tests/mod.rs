@@ -3,6 +3,7 @@
 //! participant-safe), labels loading, per-row losses, and property tests that the parser never
 //! panics and scores ignore row order. The helpers below are shared by all of them.
 
+mod finite;
 mod labels;
 mod predictions;
 mod properties;
