@@ -8,7 +8,9 @@
 //! sklearn conventions kept here:
 //! - `f1_macro` averages over the union of true and predicted classes; a class with no true
 //!   and no predicted rows does not count (sklearn's `unique_labels`), and zero division
-//!   yields 0 (sklearn's default `zero_division="warn"` returns 0).
+//!   yields 0 (sklearn's default `zero_division="warn"` returns 0). Predicted classes the
+//!   labels lack are told apart up to a cap of a few thousand, past which they count as one
+//!   (see `unknown_classes`): the one place a file can score other than sklearn would.
 //! - `balanced_accuracy` averages recall over the classes present in y_true; predicted
 //!   classes absent from y_true are ignored (sklearn warns and drops them).
 //! - `roc_auc` gives tied scores half credit, which is what the trapezoid over sklearn's ROC
@@ -246,7 +248,8 @@ pub(crate) struct PartTotals {
     pub(crate) support: Vec<u64>,
     /// Per known class: rows predicted as it.
     pub(crate) predicted: Vec<u64>,
-    /// Per predicted class unknown to the labels: whether this part predicted it.
+    /// Per predicted class unknown to the labels, by its pass's number for it (see
+    /// `unknown_classes`, which bounds the numbers): whether this part predicted it.
     pub(crate) extra_predicted: Vec<bool>,
     /// Sum of per-row log loss.
     pub(crate) log_loss: Sum,
@@ -272,7 +275,7 @@ impl PartTotals {
     }
 
     /// Records a row whose true class is `truth` and predicted class `pred`; a prediction
-    /// `>= known` is the unknown class `pred - known` in the run's table of extra classes.
+    /// `>= known` is the unknown class numbered `pred - known` by the pass.
     #[inline]
     pub(crate) fn add_class(&mut self, truth: usize, pred: usize) {
         self.support[truth] += 1;

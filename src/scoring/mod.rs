@@ -5,7 +5,8 @@
 //! - [`custom`]: the helpers for an organiser's custom scorer;
 //! - [`predictions`]: the predictions contract, the safe open, and scoring a file in one pass
 //!   or two halves; `pass` is the row loop that joins predictions with labels, `plan` what a
-//!   pass computes, `report` the scores made from the totals;
+//!   pass computes, `unknown_classes` the bounded tally of predicted classes the labels lack,
+//!   `report` the scores made from the totals;
 //! - `labels_cache` and [`labels`]: loading and caching the ground truth, with its row parser
 //!   in `label_rows`, its id index in `index` and the memory hints of `memory`;
 //! - `spec`: the scoring configuration ([`ScoringSpec`]) and how labels are read for it
@@ -41,6 +42,7 @@ pub mod predictions;
 mod report;
 mod spec;
 pub mod split;
+mod unknown_classes;
 
 #[cfg(test)]
 mod tests;

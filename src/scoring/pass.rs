@@ -1,8 +1,11 @@
 //! The row pass: turns runs of predictions lines into per-part metric totals.
 //!
-//! Owns the hot loop of scoring: splitting lines into fields, parsing each prediction, finding
-//! the label row of its id, refusing duplicates, and feeding the totals of the row's part (and
-//! its loss, when asked for). Rows whose ids follow the labels' order are matched by comparing
+//! Owns the hot loop of scoring: taking each line's fields (from `csv`'s splitters), parsing
+//! each prediction, finding the label row of its id, refusing duplicates, and feeding the
+//! totals of the row's part (and its loss, when asked for). Its memory is bounded by the labels,
+//! never by the predictions: a row whose id is unknown is only counted (the file is refused),
+//! and a predicted class the labels lack is numbered by `unknown_classes` once its row is
+//! known to be valid. Rows whose ids follow the labels' order are matched by comparing
 //! with the next label row. The others go through a software pipeline: on arrival a row's id
 //! is hashed and its home slot prefetched; [`SLOT_DISTANCE`] rows later the slot is read and the
 //! likely row's id bounds and target prefetched; [`BOUNDS_DISTANCE`] rows later its id bytes;
@@ -15,7 +18,6 @@
 //! range numbers lines from its own start, so its caller must rescan from the start to report.
 //! Like [`crate::scoring::predictions`], its messages must never reveal a label or a split.
 
-use std::collections::HashMap;
 use std::io::Read;
 use std::sync::atomic::Ordering;
 
@@ -24,6 +26,7 @@ use crate::scoring::errors::{PredictionsError, UNKNOWN_IDS_QUOTED, quote_id};
 use crate::scoring::labels::LabelSet;
 use crate::scoring::metrics::{Metric, PartTotals, score_key};
 use crate::scoring::plan::{Plan, Prediction};
+use crate::scoring::unknown_classes::UnknownClasses;
 
 /// Rows between a row's arrival (its home slot prefetched) and reading that slot to prefetch
 /// the row's id bounds and target.
@@ -36,6 +39,8 @@ const SETTLE_DISTANCE: usize = 96;
 const UNRESOLVED: usize = usize::MAX;
 /// The id was searched for and is not in the labels.
 const ABSENT: usize = usize::MAX - 1;
+/// A parsed class the labels do not have: numbered once its row is known to be valid.
+const UNKNOWN_CLASS: usize = usize::MAX;
 
 /// A row parsed and waiting for its id to be looked up.
 #[derive(Debug, Clone, Copy)]
@@ -52,7 +57,7 @@ struct Pending {
     step: u8,
     /// The parsed score or value.
     number: f64,
-    /// The parsed class.
+    /// The parsed class (never [`UNKNOWN_CLASS`]: such rows are not queued).
     class: usize,
     /// The line's number.
     line: u64,
@@ -72,10 +77,9 @@ pub(crate) struct Pass<'p, 'a> {
     pub(crate) unknown: u64,
     /// The first few unknown ids, quoted.
     pub(crate) unknown_first: Vec<String>,
-    /// Predicted classes the labels do not have, numbered from `plan.classes`.
-    pub(crate) extra_classes: usize,
-    /// Their numbers by name.
-    extra_class_numbers: HashMap<Box<[u8]>, usize>,
+    /// Predicted classes the labels do not have, numbered (from `plan.classes` on) within a
+    /// fixed bound of memory.
+    unknown_classes: UnknownClasses,
     /// The label row after the last one matched: the guess for the next id.
     hint: usize,
     /// Whether the ids have been following the labels' order, so the guess is worth a look.
@@ -104,8 +108,7 @@ impl<'p, 'a> Pass<'p, 'a> {
             matched: 0,
             unknown: 0,
             unknown_first: Vec::new(),
-            extra_classes: 0,
-            extra_class_numbers: HashMap::new(),
+            unknown_classes: UnknownClasses::new(),
             hint: 0,
             in_order: true,
             rows: 0,
@@ -189,12 +192,8 @@ impl<'p, 'a> Pass<'p, 'a> {
             let pred = fields.get(line, self.plan.pred_col);
             self.rows += 1;
             let (number, class) = self.parse(pred, line_no)?;
-            let row = if self.plan.labels.row_has_id(self.hint, id) {
-                Some(self.hint)
-            } else {
-                self.plan.labels.find(id, usize::MAX)
-            };
-            self.settle(row, id, number, class, line_no)
+            let row = self.plan.labels.find(id, self.hint);
+            self.settle(row, id, number, class, pred, line_no)
         });
         self.fields = fields;
         result
@@ -222,13 +221,20 @@ impl<'p, 'a> Pass<'p, 'a> {
         };
         let labels = self.plan.labels;
         let id_bytes = &chunk[id.0..id.1];
+        if class == UNKNOWN_CLASS {
+            // Rare in a real file, and its name is needed when it settles: looked up at once,
+            // after the queued rows, so nothing but its number outlives the chunk.
+            self.flush(chunk)?;
+            let row = labels.find(id_bytes, self.hint);
+            return self.settle(row, id_bytes, number, class, pred, line);
+        }
         let known = if self.in_order && labels.row_has_id(self.hint, id_bytes) {
             Some(Some(self.hint))
         } else {
             labels.find_without_index(id_bytes)
         };
         if let (Some(row), true) = (known, self.pipeline.is_empty()) {
-            return self.settle(row, id_bytes, number, class, line);
+            return self.settle(row, id_bytes, number, class, &[], line);
         }
         let (hash, row) = match known {
             Some(row) => (0, row.unwrap_or(ABSENT)),
@@ -288,11 +294,11 @@ impl<'p, 'a> Pass<'p, 'a> {
             ABSENT => None,
             row => Some(row),
         };
-        self.settle(row, id, p.number, p.class, p.line)
+        self.settle(row, id, p.number, p.class, &[], p.line)
     }
 
     /// Parses the prediction field for the spec: a number (finite, a probability when log
-    /// loss is computed) or a class.
+    /// loss is computed) or a class ([`UNKNOWN_CLASS`] when the labels do not have it).
     #[inline]
     fn parse(&mut self, pred: &[u8], line: u64) -> Result<(f64, usize), PredictionsError> {
         match self.plan.kind {
@@ -311,23 +317,16 @@ impl<'p, 'a> Pass<'p, 'a> {
                 if pred.is_empty() {
                     return Err(PredictionsError::EmptyPrediction { line });
                 }
-                let known = self.plan.labels.class_by_name(pred);
-                let class = match known {
-                    Some(c) => c,
-                    None => {
-                        let next = self.extra_class_numbers.len();
-                        let extra = *self.extra_class_numbers.entry(pred.into()).or_insert(next);
-                        self.extra_classes = self.extra_class_numbers.len();
-                        self.plan.classes + extra
-                    }
-                };
-                Ok((0.0, class))
+                let class = self.plan.labels.class_by_name(pred);
+                Ok((0.0, class.unwrap_or(UNKNOWN_CLASS)))
             }
         }
     }
 
     /// Joins a parsed row with its label row (`None`: the id is unknown) and adds it to the
-    /// totals of its part.
+    /// totals of its part. `pred` is the prediction as written, read only for an
+    /// [`UNKNOWN_CLASS`], which is numbered here: only once the row is known to be valid, so
+    /// a row with an unknown or repeated id costs no memory.
     #[inline]
     fn settle(
         &mut self,
@@ -335,6 +334,7 @@ impl<'p, 'a> Pass<'p, 'a> {
         id: &[u8],
         number: f64,
         class: usize,
+        pred: &[u8],
         line: u64,
     ) -> Result<(), PredictionsError> {
         let Some(row) = row else {
@@ -366,6 +366,10 @@ impl<'p, 'a> Pass<'p, 'a> {
         part.rows += 1;
         let loss = match plan.kind {
             Prediction::Class => {
+                let class = match class {
+                    UNKNOWN_CLASS => plan.classes + self.unknown_classes.number(pred),
+                    known => known,
+                };
                 let truth = labels.class_of(row);
                 part.add_class(truth, class);
                 f64::from(u8::from(truth != class))

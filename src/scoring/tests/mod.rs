@@ -5,6 +5,7 @@
 
 mod finite;
 mod labels;
+mod memory;
 mod predictions;
 mod properties;
 mod row_losses;

@@ -292,3 +292,31 @@ fn long_and_short_ids_score_alike_in_any_order() {
     assert_eq!(short.all, long.all);
     assert_eq!(short.public_row_losses, long.public_row_losses);
 }
+
+#[test]
+fn made_up_classes_count_once_each_in_f1_up_to_the_cap_and_as_one_past_it() {
+    // Every true class is "a"; the first row predicts it, every other row a class of its own.
+    // F1 of "a" is 2 * 1 / (rows + 1); each made-up class adds an F1 of 0 to the average.
+    let f1 = |rows: usize| {
+        let y: Vec<String> = vec!["a".into(); rows];
+        let p: Vec<String> = (0..rows)
+            .map(|i| {
+                if i == 0 {
+                    "a".into()
+                } else {
+                    format!("made-up {i}")
+                }
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let (labels, predictions) = write_case(dir.path(), &y, &p, false);
+        let report = score_files(&labels, &predictions, &spec(&[Metric::F1Macro])).unwrap();
+        report.all["f1_macro"]
+    };
+    // Below the cap, as sklearn: 1 + 100 classes.
+    assert!((f1(101) - 2.0 / 102.0 / 101.0).abs() < 1e-15);
+    // Past it, the made-up classes count as the cap plus one: 1 + 4097 classes, not 5001.
+    let cap = crate::scoring::unknown_classes::MAX_UNKNOWN_CLASSES;
+    let expected = 2.0 / 5002.0 / (1 + cap + 1) as f64;
+    assert!((f1(5001) - expected).abs() < 1e-15, "{}", f1(5001));
+}
