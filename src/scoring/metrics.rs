@@ -28,8 +28,12 @@ use std::str::FromStr;
 /// Probabilities are clipped to [LOG_LOSS_EPS, 1 - LOG_LOSS_EPS] before taking logs.
 pub const LOG_LOSS_EPS: f64 = 1e-15;
 
-/// A built-in metric.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A built-in metric. Serialized by its [`Metric::name`] (`"f1_macro"`, `"r2"`), so a stored
+/// or configured metric reads the same as the key of its score in a report.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum Metric {
     /// Share of rows whose predicted class equals the true class.
     Accuracy,
@@ -420,6 +424,16 @@ mod tests {
             assert_eq!(m.name().parse::<Metric>(), Ok(m));
         }
         assert_eq!(Metric::from_name("auc"), None);
+    }
+
+    #[test]
+    fn every_metric_round_trips_through_serde_json_under_its_name() {
+        for m in Metric::ALL {
+            let json = serde_json::to_string(&m).unwrap();
+            assert_eq!(json, format!("\"{}\"", m.name()));
+            assert_eq!(serde_json::from_str::<Metric>(&json).unwrap(), m);
+        }
+        assert!(serde_json::from_str::<Metric>("\"F1Macro\"").is_err());
     }
 
     #[test]
