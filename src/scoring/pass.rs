@@ -39,7 +39,8 @@ const SETTLE_DISTANCE: usize = 96;
 const UNRESOLVED: usize = usize::MAX;
 /// The id was searched for and is not in the labels.
 const ABSENT: usize = usize::MAX - 1;
-/// A parsed class the labels do not have: numbered once its row is known to be valid.
+/// A parsed class the labels do not have, until its row is known to count and it is numbered
+/// (see [`Pass::number_unknown_class`]).
 const UNKNOWN_CLASS: usize = usize::MAX;
 
 /// A row parsed and waiting for its id to be looked up.
@@ -191,9 +192,12 @@ impl<'p, 'a> Pass<'p, 'a> {
             let id = fields.get(line, self.plan.id_col);
             let pred = fields.get(line, self.plan.pred_col);
             self.rows += 1;
-            let (number, class) = self.parse(pred, line_no)?;
+            let (number, mut class) = self.parse(pred, line_no)?;
             let row = self.plan.labels.find(id, self.hint);
-            self.settle(row, id, number, class, pred, line_no)
+            if class == UNKNOWN_CLASS {
+                class = self.number_unknown_class(row, pred);
+            }
+            self.settle(row, id, number, class, line_no)
         });
         self.fields = fields;
         result
@@ -226,7 +230,8 @@ impl<'p, 'a> Pass<'p, 'a> {
             // after the queued rows, so nothing but its number outlives the chunk.
             self.flush(chunk)?;
             let row = labels.find(id_bytes, self.hint);
-            return self.settle(row, id_bytes, number, class, pred, line);
+            let class = self.number_unknown_class(row, pred);
+            return self.settle(row, id_bytes, number, class, line);
         }
         let known = if self.in_order && labels.row_has_id(self.hint, id_bytes) {
             Some(Some(self.hint))
@@ -234,7 +239,7 @@ impl<'p, 'a> Pass<'p, 'a> {
             labels.find_without_index(id_bytes)
         };
         if let (Some(row), true) = (known, self.pipeline.is_empty()) {
-            return self.settle(row, id_bytes, number, class, &[], line);
+            return self.settle(row, id_bytes, number, class, line);
         }
         let (hash, row) = match known {
             Some(row) => (0, row.unwrap_or(ABSENT)),
@@ -294,7 +299,7 @@ impl<'p, 'a> Pass<'p, 'a> {
             ABSENT => None,
             row => Some(row),
         };
-        self.settle(row, id, p.number, p.class, &[], p.line)
+        self.settle(row, id, p.number, p.class, p.line)
     }
 
     /// Parses the prediction field for the spec: a number (finite, a probability when log
@@ -323,10 +328,22 @@ impl<'p, 'a> Pass<'p, 'a> {
         }
     }
 
+    /// The number of `name`, a predicted class the labels lack, on a row about to settle as
+    /// `row`. Numbered only when the row will count (its id is known and not seen yet): a row
+    /// with an unknown or repeated id is refused or only counted by [`Self::settle`], before
+    /// its class is read, and must cost no memory.
+    #[cold]
+    fn number_unknown_class(&mut self, row: Option<usize>, name: &[u8]) -> usize {
+        match row {
+            Some(row) if self.seen[row / 64] >> (row % 64) & 1 == 0 => {
+                self.plan.classes + self.unknown_classes.number(name)
+            }
+            _ => UNKNOWN_CLASS,
+        }
+    }
+
     /// Joins a parsed row with its label row (`None`: the id is unknown) and adds it to the
-    /// totals of its part. `pred` is the prediction as written, read only for an
-    /// [`UNKNOWN_CLASS`], which is numbered here: only once the row is known to be valid, so
-    /// a row with an unknown or repeated id costs no memory.
+    /// totals of its part.
     #[inline]
     fn settle(
         &mut self,
@@ -334,7 +351,6 @@ impl<'p, 'a> Pass<'p, 'a> {
         id: &[u8],
         number: f64,
         class: usize,
-        pred: &[u8],
         line: u64,
     ) -> Result<(), PredictionsError> {
         let Some(row) = row else {
@@ -366,10 +382,6 @@ impl<'p, 'a> Pass<'p, 'a> {
         part.rows += 1;
         let loss = match plan.kind {
             Prediction::Class => {
-                let class = match class {
-                    UNKNOWN_CLASS => plan.classes + self.unknown_classes.number(pred),
-                    known => known,
-                };
                 let truth = labels.class_of(row);
                 part.add_class(truth, class);
                 f64::from(u8::from(truth != class))

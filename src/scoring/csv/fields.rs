@@ -56,6 +56,22 @@ impl PlainLine {
     }
 }
 
+/// Records `span` as the bounds of field number `field` if it is one of the `wanted`.
+#[inline(always)]
+fn note_wanted(
+    found: &mut [(usize, usize); 2],
+    wanted: [usize; 2],
+    field: usize,
+    span: (usize, usize),
+) {
+    if field == wanted[0] {
+        found[0] = span;
+    }
+    if field == wanted[1] {
+        found[1] = span;
+    }
+}
+
 /// The fast splitter, for a [plain](is_plain) run of whole lines: one vectorised scan finds
 /// every comma and newline, and `each` is called with every line in order (its bounds, its
 /// field count, and the bounds of fields `wanted[0]` and `wanted[1]`) until it returns an
@@ -68,17 +84,9 @@ pub(crate) fn split_plain<E>(
 ) -> Result<(), E> {
     let (mut start, mut field_start, mut field) = (0, 0, 0);
     let mut found = [(0, 0); 2];
-    // A last line without its newline ends where the chunk does.
-    let unterminated = chunk.last().is_some_and(|&b| b != b'\n');
-    let ends = memchr2_iter(b',', b'\n', chunk).chain(unterminated.then_some(chunk.len()));
-    for pos in ends {
-        if field == wanted[0] {
-            found[0] = (field_start, pos);
-        }
-        if field == wanted[1] {
-            found[1] = (field_start, pos);
-        }
-        if pos < chunk.len() && chunk[pos] == b',' {
+    for pos in memchr2_iter(b',', b'\n', chunk) {
+        note_wanted(&mut found, wanted, field, (field_start, pos));
+        if chunk[pos] == b',' {
             field += 1;
             field_start = pos + 1;
             continue;
@@ -92,6 +100,16 @@ pub(crate) fn split_plain<E>(
         start = pos + 1;
         field_start = start;
         field = 0;
+    }
+    // A last line without its newline ends where the chunk does.
+    if start < chunk.len() {
+        note_wanted(&mut found, wanted, field, (field_start, chunk.len()));
+        each(PlainLine {
+            start,
+            end: chunk.len(),
+            fields: field + 1,
+            wanted: found,
+        })?;
     }
     Ok(())
 }
