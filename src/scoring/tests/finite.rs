@@ -3,7 +3,7 @@
 //! never infinite.
 
 use crate::scoring::split::split_position;
-use crate::scoring::tests::{labels_error, spec};
+use crate::scoring::tests::{labels_error, spec, write_texts};
 use crate::scoring::{
     LabelsError, Metric, PredictionsError, ScoreReport, ScoringSpec, Split, load_labels,
     score_predictions, score_reader,
@@ -22,12 +22,7 @@ fn value_spec(metric: Metric) -> ScoringSpec {
 /// two halves under test); both must agree.
 fn score_values(predictions: &str, s: &ScoringSpec) -> Result<ScoreReport, PredictionsError> {
     let dir = tempfile::tempdir().unwrap();
-    let (labels, path) = (
-        dir.path().join("labels.csv"),
-        dir.path().join("predictions.csv"),
-    );
-    std::fs::write(&labels, VALUES).unwrap();
-    std::fs::write(&path, predictions).unwrap();
+    let (labels, path) = write_texts(dir.path(), VALUES, predictions);
     let set = load_labels(&labels, &s.label_spec().unwrap()).unwrap();
     let one_pass = score_reader(&set, predictions.as_bytes(), s);
     let halves = score_predictions(&set, &path, s);

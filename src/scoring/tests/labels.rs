@@ -24,47 +24,65 @@ fn each_labels_problem_is_named() {
     let missing =
         load_labels(&dir.path().join("nope.csv"), &acc.label_spec().unwrap()).unwrap_err();
     assert!(matches!(missing, LabelsError::Missing { .. }));
-    assert_eq!(labels_error("", &acc), "labels file is empty");
-    assert_eq!(
-        labels_error("id,y\n", &acc),
-        "labels file has a header but no rows"
-    );
-    assert_eq!(
-        labels_error("ident,y\n1,0\n", &acc),
-        "labels file has no column named \"id\""
-    );
-    assert_eq!(
-        labels_error("id,target\n1,0\n", &acc),
-        "labels file has no column named \"y\""
-    );
-    assert_eq!(
-        labels_error("id,y\n1,0\n2,1\n1,1\n", &acc),
-        "labels file has duplicate id \"1\""
-    );
-    assert_eq!(
-        labels_error("id,y\n1,0\n2\n", &acc),
-        "labels file line 3: expected 2 fields, found 1"
-    );
-    assert_eq!(
-        labels_error("id,y\n1,0\n2,\n", &acc),
-        "labels file line 3: target is empty"
-    );
-    let reg = spec(&[Metric::Rmse]);
-    assert_eq!(
-        labels_error("id,y\n1,x\n", &reg),
-        "labels file line 2: target is not a number"
-    );
-    let auc = spec(&[Metric::RocAuc]);
-    assert_eq!(
-        labels_error("id,y\n1,a\n2,b\n3,c\n", &auc),
-        "the metric needs exactly two classes, labels have 3"
-    );
+    let (reg, auc) = (spec(&[Metric::Rmse]), spec(&[Metric::RocAuc]));
     let mut pos = spec(&[Metric::RocAuc]);
     pos.positive_label = Some("yes".into());
-    assert_eq!(
-        labels_error("id,y\n1,0\n2,1\n", &pos),
-        "positive label \"yes\" is not a class in the labels"
-    );
+    for (text, s, expected) in [
+        ("", &acc, "labels file is empty"),
+        ("id,y\n", &acc, "labels file has a header but no rows"),
+        (
+            "ident,y\n1,0\n",
+            &acc,
+            "labels file has no column named \"id\"",
+        ),
+        (
+            "id,target\n1,0\n",
+            &acc,
+            "labels file has no column named \"y\"",
+        ),
+        (
+            "id,y\n1,0\n2,1\n1,1\n",
+            &acc,
+            "labels file has duplicate id \"1\"",
+        ),
+        (
+            "id,y\n1,0\n2\n",
+            &acc,
+            "labels file line 3: expected 2 fields, found 1",
+        ),
+        (
+            "id,y\n1,0\n2,\n",
+            &acc,
+            "labels file line 3: target is empty",
+        ),
+        (
+            "id,y\n1,0\n\"2,1\n",
+            &acc,
+            "labels file line 3: unbalanced quotes",
+        ),
+        (
+            "id,y\n1,x\n",
+            &reg,
+            "labels file line 2: target is not a number",
+        ),
+        (
+            "id,y\n1,inf\n",
+            &reg,
+            "labels file line 2: target is not finite",
+        ),
+        (
+            "id,y\n1,a\n2,b\n3,c\n",
+            &auc,
+            "the metric needs exactly two classes, labels have 3",
+        ),
+        (
+            "id,y\n1,0\n2,1\n",
+            &pos,
+            "positive label \"yes\" is not a class in the labels",
+        ),
+    ] {
+        assert_eq!(labels_error(text, s), expected, "{text:?}");
+    }
 }
 
 #[test]

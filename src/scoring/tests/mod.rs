@@ -150,15 +150,18 @@ fn labels_error(text: &str, s: &ScoringSpec) -> String {
         .to_string()
 }
 
+/// Writes `labels.csv` and `predictions.csv` into `dir`; returns their paths.
+fn write_texts(dir: &Path, labels: &str, predictions: &str) -> (PathBuf, PathBuf) {
+    let (l, p) = (dir.join("labels.csv"), dir.join("predictions.csv"));
+    std::fs::write(&l, labels).unwrap();
+    std::fs::write(&p, predictions).unwrap();
+    (l, p)
+}
+
 /// Scores `predictions` text against labels text with `s`, through the file path.
 fn score_texts(labels: &str, predictions: &str, s: &ScoringSpec) -> ScoreReport {
     let dir = tempfile::tempdir().unwrap();
-    let (l, p) = (
-        dir.path().join("labels.csv"),
-        dir.path().join("predictions.csv"),
-    );
-    std::fs::write(&l, labels).unwrap();
-    std::fs::write(&p, predictions).unwrap();
+    let (l, p) = write_texts(dir.path(), labels, predictions);
     score_files(&l, &p, s).unwrap()
 }
 
