@@ -27,8 +27,8 @@ pub struct ScoringSpec {
     pub split: Option<Split>,
     /// The largest predictions file accepted, in bytes.
     pub max_predictions_bytes: u64,
-    /// Also return the primary metric's loss on each public row
-    /// ([`ScoreReport::public_row_losses`]), for the parameter-free Ladder.
+    /// Also return the primary metric's loss on each public row, for the parameter-free
+    /// Ladder ([`ScoreReport::public_row_losses`](crate::scoring::ScoreReport)).
     pub want_row_losses: bool,
 }
 
