@@ -134,6 +134,21 @@ mod tests {
         }
     }
 
+    /// One of each kind of predictions error, and whose fault it is. The match below makes
+    /// a new variant a compile error here until it is listed.
+    #[allow(dead_code)]
+    fn listed(e: &PredictionsError) {
+        use PredictionsError::*;
+        match e {
+            Missing | Empty | NotRegularFile { .. } | TooLarge { .. } | NoHeader
+            | MissingColumn { .. } | UnparsableNumber { .. } | NotFinite { .. }
+            | ProbabilityOutOfRange { .. } | EmptyPrediction { .. } | DuplicateId { .. }
+            | UnknownIds { .. } | MissingIds { .. } | WrongFieldCount { .. }
+            | InvalidUtf8 { .. } | UnbalancedQuotes { .. } | LineTooLong { .. }
+            | NonFiniteMetric { .. } | Io(_) | SpecMismatch | UndefinedMetric { .. } => {}
+        }
+    }
+
     /// One of each kind of predictions error, and whose fault it is.
     fn every_predictions_error() -> Vec<(PredictionsError, bool)> {
         use PredictionsError::*;
@@ -179,8 +194,20 @@ mod tests {
             (InvalidUtf8 { line: 2 }, true),
             (UnbalancedQuotes { line: 2 }, true),
             (LineTooLong { line: 2 }, true),
+            (
+                NonFiniteMetric {
+                    metric: crate::scoring::Metric::Rmse,
+                },
+                true,
+            ),
             (Io(std::io::Error::other("disk gone")), false),
             (SpecMismatch, false),
+            (
+                UndefinedMetric {
+                    metric: crate::scoring::Metric::Accuracy,
+                },
+                false,
+            ),
         ]
     }
 

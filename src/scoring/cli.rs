@@ -7,10 +7,10 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::scoring::csv::Fields;
+use crate::scoring::csv::{self, LineReader};
 use crate::scoring::{Metric, ScoreReport, ScoringSpec, Split, load_labels, score_predictions};
 
 /// Exit code for a successful run.
@@ -123,14 +123,8 @@ fn score(args: &ScoreArgs) -> Result<ScoreReport, String> {
 /// The header's only column other than `id_column`, when it has exactly two.
 fn other_column(path: &Path, id_column: &str) -> Option<String> {
     let file = File::open(path).ok()?;
-    let mut header = Vec::new();
-    BufReader::new(file.take(1 << 20))
-        .read_until(b'\n', &mut header)
-        .ok()?;
-    let header = crate::scoring::csv::strip_bom(header.trim_ascii());
-    let mut fields = Fields::default();
-    fields.split(header).ok()?;
-    let names: Vec<&[u8]> = (0..fields.len()).map(|i| fields.get(header, i)).collect();
+    let header = csv::read_header(&mut LineReader::new(file, 64 << 10, 1 << 20)).ok()?;
+    let names: Vec<&[u8]> = (0..header.len()).map(|i| header.get(i)).collect();
     match names[..] {
         [a, b] if a == id_column.as_bytes() => String::from_utf8(b.to_vec()).ok(),
         [a, b] if b == id_column.as_bytes() => String::from_utf8(a.to_vec()).ok(),

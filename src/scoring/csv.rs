@@ -1,19 +1,27 @@
-//! Streaming CSV reading shared by the labels loader, the predictions parser and the
-//! split-labels writer.
+//! Streaming CSV reading shared by the labels loader, the predictions parser, the split-labels
+//! writer and the `holdout score` command.
 //!
-//! Owns line framing over big buffers and splitting a line into fields as byte slices, so
-//! parsing a row allocates nothing. It must never hold a whole file in memory, and never let
-//! a line grow past its cap: a participant's file is hostile input.
+//! Owns line framing over big buffers, the one header reader, and (in `fields`) splitting a
+//! line into fields as byte slices, so parsing a row allocates nothing; `number` parses a field
+//! as a float. It must never hold a whole file in memory, and never let a line grow past its
+//! cap: a participant's file is hostile input.
 //!
 //! Dialect: comma separator, `\n` or `\r\n` line ends, RFC 4180 double quotes within a line
 //! (`""` escapes a quote). A quoted field may not span lines: predictions and labels are ids
-//! and numbers, and supporting multi-line fields would let one field swallow the file.
+//! and numbers, and supporting multi-line fields would let one field swallow the file. A
+//! file's header is its first non-blank line, and a UTF-8 byte order mark before it is ignored.
+
+mod fields;
+mod number;
 
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 
-use memchr::{memchr, memchr_iter, memrchr};
+use memchr::{memchr, memrchr};
+
+pub(crate) use fields::{Fields, LineProblem, PlainLine, is_plain, split_plain};
+pub(crate) use number::parse_f64;
 
 /// Default read buffer: big enough that syscalls and refills cost nothing per row.
 pub(crate) const BUFFER_BYTES: usize = 1 << 20;
@@ -187,52 +195,6 @@ impl Read for RangeReader<'_> {
     }
 }
 
-/// Parses a trimmed CSV field as `str::parse::<f64>` does, with the same result bit for bit.
-///
-/// Plain decimals (`-12.3456`, at most 19 digits, at most 22 after the point) take Clinger's
-/// fast path: the digits as an integer below 2^53 and a power of ten up to 1e22 are both exact
-/// doubles, so one IEEE division is the correctly rounded value, which is what std computes.
-/// Everything else (exponents, `inf`, long mantissas) goes to std.
-#[inline]
-pub(crate) fn parse_f64(text: &[u8]) -> Option<f64> {
-    const POW10: [f64; 23] = [
-        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
-        1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
-    ];
-    let (negative, digits) = match text.first() {
-        Some(b'-') => (true, &text[1..]),
-        Some(b'+') => (false, &text[1..]),
-        _ => (false, text),
-    };
-    // At most 19 digits (with or without a point): the mantissa stays below 10^19 < 2^64.
-    if !digits.is_empty() && digits.len() <= 19 {
-        let mut mantissa = 0u64;
-        let mut count = 0usize;
-        let mut scale = 0usize;
-        let mut point = false;
-        let mut plain = true;
-        for &b in digits {
-            match b {
-                b'0'..=b'9' => {
-                    mantissa = mantissa * 10 + u64::from(b - b'0');
-                    count += 1;
-                    scale += usize::from(point);
-                }
-                b'.' if !point => point = true,
-                _ => {
-                    plain = false;
-                    break;
-                }
-            }
-        }
-        if plain && count > 0 && mantissa <= 1 << 53 && scale < POW10.len() {
-            let value = mantissa as f64 / POW10[scale];
-            return Some(if negative { -value } else { value });
-        }
-    }
-    std::str::from_utf8(text).ok()?.parse().ok()
-}
-
 fn strip_cr(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
@@ -242,106 +204,100 @@ pub(crate) fn strip_bom(line: &[u8]) -> &[u8] {
     line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line)
 }
 
-/// A quoted field was not closed, or text followed its closing quote.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) struct QuoteError;
-
-/// The fields of one line, as ranges into the line (or into a scratch copy when quotes had
-/// to be undone). Reused from row to row so splitting allocates only while warming up.
-#[derive(Debug, Default)]
-pub(crate) struct Fields {
-    /// Start and end of each field, in the line or in `scratch`.
-    ranges: Vec<(usize, usize)>,
-    /// Unquoted copies of the fields, used only for lines that contain a quote.
-    scratch: Vec<u8>,
-    /// Whether `ranges` point into `scratch` rather than the line.
-    in_scratch: bool,
-}
-
-impl Fields {
-    /// Splits `line`; afterwards [`Self::get`] must be called with the same line.
-    pub(crate) fn split(&mut self, line: &[u8]) -> Result<(), QuoteError> {
-        self.ranges.clear();
-        if memchr(b'"', line).is_none() {
-            self.in_scratch = false;
-            let mut start = 0;
-            for comma in memchr_iter(b',', line) {
-                self.ranges.push((start, comma));
-                start = comma + 1;
-            }
-            self.ranges.push((start, line.len()));
-            return Ok(());
-        }
-        self.in_scratch = true;
-        self.scratch.clear();
-        let len = line.len();
-        let mut i = 0;
-        loop {
-            let mut j = i;
-            while j < len && (line[j] == b' ' || line[j] == b'\t') {
-                j += 1;
-            }
-            if j < len && line[j] == b'"' {
-                let begin = self.scratch.len();
-                j += 1;
-                loop {
-                    let Some(offset) = memchr(b'"', &line[j..]) else {
-                        return Err(QuoteError);
-                    };
-                    self.scratch.extend_from_slice(&line[j..j + offset]);
-                    j += offset + 1;
-                    if j < len && line[j] == b'"' {
-                        self.scratch.push(b'"');
-                        j += 1;
-                    } else {
-                        break;
-                    }
-                }
-                self.ranges.push((begin, self.scratch.len()));
-                while j < len && (line[j] == b' ' || line[j] == b'\t') {
-                    j += 1;
-                }
-                if j == len {
-                    return Ok(());
-                }
-                if line[j] != b',' {
-                    return Err(QuoteError);
-                }
-                i = j + 1;
-            } else {
-                let end = memchr(b',', &line[i..]).map_or(len, |o| i + o);
-                let begin = self.scratch.len();
-                self.scratch.extend_from_slice(&line[i..end]);
-                self.ranges.push((begin, self.scratch.len()));
-                if end == len {
-                    return Ok(());
-                }
-                i = end + 1;
-            }
+/// Calls `each` with every non-blank line of a run of whole lines (see
+/// [`LineReader::next_chunk`]) and its number, until it returns an error: the way through the
+/// lines [`split_plain`] cannot take, to be checked and split one by one. Lines are given
+/// without their `\n` or `\r\n`, and numbered on from `line_no` (the number of the line
+/// before), which ends as the number of the last line read.
+pub(crate) fn each_line<E>(
+    chunk: &[u8],
+    line_no: &mut u64,
+    mut each: impl FnMut(u64, &[u8]) -> Result<(), E>,
+) -> Result<(), E> {
+    for raw in chunk.split_inclusive(|&b| b == b'\n') {
+        *line_no += 1;
+        let line = strip_cr(raw.strip_suffix(b"\n").unwrap_or(raw));
+        if !line.trim_ascii().is_empty() {
+            each(*line_no, line)?;
         }
     }
+    Ok(())
+}
 
-    /// How many fields the last split line had.
+/// The header of a CSV file: its first non-blank line, split into column names.
+#[derive(Debug)]
+pub(crate) struct Header {
+    /// The line's number (from 1).
+    pub(crate) line_no: u64,
+    /// The line as written, without a byte order mark or its line end. A copy: a header is
+    /// read once, and the reader's buffer moves on.
+    text: Vec<u8>,
+    /// The line split into fields.
+    fields: Fields,
+}
+
+impl Header {
+    /// The line as written, without a byte order mark or its line end.
+    pub(crate) fn text(&self) -> &[u8] {
+        &self.text
+    }
+
+    /// How many columns the header names.
     pub(crate) fn len(&self) -> usize {
-        self.ranges.len()
+        self.fields.len()
     }
 
-    /// Field `i` of `line`, unquoted and with surrounding ASCII whitespace trimmed.
-    #[inline]
-    pub(crate) fn get<'a>(&'a self, line: &'a [u8], i: usize) -> &'a [u8] {
-        let (start, end) = self.ranges[i];
-        let base = if self.in_scratch {
-            &self.scratch[..]
-        } else {
-            line
-        };
-        base[start..end].trim_ascii()
+    /// Column `i`'s name, unquoted and trimmed.
+    pub(crate) fn get(&self, i: usize) -> &[u8] {
+        self.fields.get(&self.text, i)
+    }
+
+    /// The index of the first column called `name`.
+    pub(crate) fn find(&self, name: &str) -> Option<usize> {
+        (0..self.len()).find(|&i| self.get(i) == name.as_bytes())
     }
 }
 
-/// Finds a column by name in a split header line.
-pub(crate) fn find_column(fields: &Fields, header: &[u8], name: &str) -> Option<usize> {
-    (0..fields.len()).find(|&i| fields.get(header, i) == name.as_bytes())
+/// Why a file has no usable header.
+#[derive(Debug)]
+pub(crate) enum HeaderError {
+    /// Nothing but blank lines (or nothing at all).
+    Empty,
+    /// Reading or framing failed before a header was found.
+    Line(LineError),
+    /// The header line is not valid UTF-8, or its quotes are unbalanced.
+    Bad {
+        /// The header's line number.
+        line: u64,
+        /// What is wrong with it.
+        problem: LineProblem,
+    },
+}
+
+/// Reads the header: the first non-blank line, without a byte order mark, checked (UTF-8,
+/// balanced quotes) and split. The reader is left at the line after it.
+pub(crate) fn read_header<R: Read>(reader: &mut LineReader<R>) -> Result<Header, HeaderError> {
+    let mut fields = Fields::default();
+    loop {
+        let Some((line_no, line)) = reader.next_line().map_err(HeaderError::Line)? else {
+            return Err(HeaderError::Empty);
+        };
+        let line = if line_no == 1 { strip_bom(line) } else { line };
+        if line.trim_ascii().is_empty() {
+            continue;
+        }
+        fields
+            .split_checked(line)
+            .map_err(|problem| HeaderError::Bad {
+                line: line_no,
+                problem,
+            })?;
+        return Ok(Header {
+            line_no,
+            text: line.to_vec(),
+            fields,
+        });
+    }
 }
 
 #[cfg(test)]
@@ -355,14 +311,6 @@ mod tests {
             out.push(line.to_vec());
         }
         Ok(out)
-    }
-
-    fn fields(line: &[u8]) -> Result<Vec<String>, QuoteError> {
-        let mut f = Fields::default();
-        f.split(line)?;
-        Ok((0..f.len())
-            .map(|i| String::from_utf8_lossy(f.get(line, i)).into_owned())
-            .collect())
     }
 
     #[test]
@@ -391,17 +339,6 @@ mod tests {
     }
 
     #[test]
-    fn quoted_fields_are_unquoted_and_trimmed() {
-        assert_eq!(fields(b" a , b,c").unwrap(), ["a", "b", "c"]);
-        assert_eq!(
-            fields(br#""a,b", "say ""hi""" ,c"#).unwrap(),
-            ["a,b", r#"say "hi""#, "c"]
-        );
-        assert_eq!(fields(br#""x","#).unwrap(), ["x", ""]);
-        assert_eq!(fields(b"").unwrap(), [""]);
-    }
-
-    #[test]
     fn chunks_hold_whole_lines_and_cap_a_long_line_with_its_number() {
         let input = b"id,p\n1,0.5\n22,0.25\n333,1";
         let mut reader = LineReader::new(&input[..], 64, 1024);
@@ -421,36 +358,65 @@ mod tests {
     }
 
     #[test]
-    fn long_mantissas_are_left_to_std() {
-        for text in [
-            "99999999999999999999",
-            "18446744073709551617",
-            "9007199254740993",
-            "0.30000000000000004441",
-        ] {
-            assert_eq!(parse_f64(text.as_bytes()), text.parse().ok(), "{text}");
-        }
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn numbers_parse_bit_for_bit_like_std(
-            text in "[-+]?[0-9]{0,21}(\\.[0-9]{0,24})?([eE][-+]?[0-9]{1,3})?|inf|NaN|[0-9.+-]{0,6}",
-            value in proptest::num::f64::ANY,
-            decimals in 0usize..20,
-        ) {
-            let std: Option<f64> = text.parse().ok();
-            proptest::prop_assert_eq!(parse_f64(text.as_bytes()).map(f64::to_bits), std.map(f64::to_bits));
-            for text in [format!("{value}"), format!("{value:.decimals$}")] {
-                let std: Option<f64> = text.parse().ok();
-                proptest::prop_assert_eq!(parse_f64(text.as_bytes()).map(f64::to_bits), std.map(f64::to_bits));
-            }
-        }
+    fn each_line_skips_blank_lines_and_numbers_the_others_on() {
+        let mut got = Vec::new();
+        let mut line_no = 10;
+        each_line(b"a,1\r\n \nb,2\nc", &mut line_no, |n, line| {
+            got.push((n, line.to_vec()));
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        assert_eq!(
+            got,
+            [
+                (11, b"a,1".to_vec()),
+                (13, b"b,2".to_vec()),
+                (14, b"c".to_vec())
+            ]
+        );
+        assert_eq!(line_no, 14);
     }
 
     #[test]
-    fn an_unclosed_or_trailing_quote_is_an_error() {
-        assert_eq!(fields(br#""abc,1"#), Err(QuoteError));
-        assert_eq!(fields(br#""abc"x,1"#), Err(QuoteError));
+    fn the_header_is_the_first_non_blank_line_without_its_byte_order_mark() {
+        let input = b"\xEF\xBB\xBFid, \"p\" ,x\r\n1,0.5\n";
+        let mut reader = LineReader::new(&input[..], 64, 1024);
+        let header = read_header(&mut reader).unwrap();
+        assert_eq!((header.line_no, header.len()), (1, 3));
+        assert_eq!(header.text(), b"id, \"p\" ,x");
+        assert_eq!(
+            (header.find("p"), header.find("x"), header.find("q")),
+            (Some(1), Some(2), None)
+        );
+        assert_eq!(reader.next_line().unwrap(), Some((2, &b"1,0.5"[..])));
+
+        let mut reader = LineReader::new(&b"\n  \r\nid,p\n"[..], 64, 1024);
+        let header = read_header(&mut reader).unwrap();
+        assert_eq!((header.line_no, header.get(0)), (3, &b"id"[..]));
+    }
+
+    #[test]
+    fn a_file_without_a_usable_header_says_why() {
+        let header = |input: &[u8]| read_header(&mut LineReader::new(input, 64, 128));
+        assert!(matches!(header(b" \n\n"), Err(HeaderError::Empty)));
+        assert!(matches!(
+            header(b"\nid,\xFF\n"),
+            Err(HeaderError::Bad {
+                line: 2,
+                problem: LineProblem::InvalidUtf8
+            })
+        ));
+        assert!(matches!(
+            header(b"\"id,p\n"),
+            Err(HeaderError::Bad {
+                line: 1,
+                problem: LineProblem::UnbalancedQuotes
+            })
+        ));
+        let long = [b'x'; 500];
+        assert!(matches!(
+            header(&long),
+            Err(HeaderError::Line(LineError::TooLong { line: 1 }))
+        ));
     }
 }

@@ -10,7 +10,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use crate::scoring::csv::{self, Fields, LineError, LineReader};
+use crate::scoring::csv::{self, Fields, HeaderError, LineError, LineReader};
 use crate::scoring::split::Split;
 
 /// A scorer's rejection message is cut to this many characters.
@@ -127,46 +127,38 @@ pub fn write_split_labels(
     let private_path = dir.join(PRIVATE_LABELS_FILE);
     let mut public = BufWriter::with_capacity(1 << 20, File::create(&public_path)?);
     let mut private = BufWriter::with_capacity(1 << 20, File::create(&private_path)?);
+    let header = csv::read_header(&mut reader).map_err(|e| match e {
+        HeaderError::Empty => invalid("labels file is empty".to_owned()),
+        HeaderError::Line(e) => to_io(e),
+        HeaderError::Bad { line, problem } => {
+            invalid(format!("labels line {line}: {}", problem.reason()))
+        }
+    })?;
+    let id_col = header
+        .find(id_column)
+        .ok_or_else(|| invalid(format!("labels have no column named {id_column:?}")))?;
+    for out in [&mut public, &mut private] {
+        out.write_all(header.text())?;
+        out.write_all(b"\n")?;
+    }
     let mut fields = Fields::default();
-    let mut id_col = None;
     while let Some((line_no, line)) = reader.next_line().map_err(to_io)? {
-        let line = if line_no == 1 {
-            csv::strip_bom(line)
-        } else {
-            line
-        };
         if line.trim_ascii().is_empty() {
             continue;
         }
         fields
             .split(line)
             .map_err(|_| invalid(format!("labels line {line_no} has unbalanced quotes")))?;
-        match id_col {
-            None => {
-                let col = csv::find_column(&fields, line, id_column)
-                    .ok_or_else(|| invalid(format!("labels have no column named {id_column:?}")))?;
-                id_col = Some(col);
-                for out in [&mut public, &mut private] {
-                    out.write_all(line)?;
-                    out.write_all(b"\n")?;
-                }
-            }
-            Some(col) => {
-                if col >= fields.len() {
-                    return Err(invalid(format!("labels line {line_no} has too few fields")));
-                }
-                let out = if split.is_public(fields.get(line, col)) {
-                    &mut public
-                } else {
-                    &mut private
-                };
-                out.write_all(line)?;
-                out.write_all(b"\n")?;
-            }
+        if id_col >= fields.len() {
+            return Err(invalid(format!("labels line {line_no} has too few fields")));
         }
-    }
-    if id_col.is_none() {
-        return Err(invalid("labels file is empty".to_owned()));
+        let out = if split.is_public(fields.get(line, id_col)) {
+            &mut public
+        } else {
+            &mut private
+        };
+        out.write_all(line)?;
+        out.write_all(b"\n")?;
     }
     public
         .into_inner()

@@ -1,14 +1,16 @@
 //! The id index of a label set: every id's bytes interned in one arena, and an
 //! open-addressing hash table from id to row.
 //!
-//! Owns the table's layout, its two-thread build, and the memory hints (prefetches, huge
-//! pages) that keep lookups fast at tens of millions of rows. It knows nothing of targets,
-//! splits or files, and must never be used with a hash other than [`INDEX_SEED`]'s.
+//! Owns the table's layout, its two-thread build, and where it uses the memory hints of
+//! `memory` (prefetches, huge pages) that keep lookups fast at tens of millions of rows. It
+//! knows nothing of targets, splits or files, and must never be used with a hash other than
+//! [`INDEX_SEED`]'s.
 
 use std::cmp::Ordering as Order;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use crate::scoring::memory::{advise_huge_pages, prefetch};
 use crate::scoring::split::hash_id;
 
 /// Seed of the id index's hash; unrelated to any split seed.
@@ -227,38 +229,6 @@ fn canonical_integer(id: &[u8]) -> Option<u64> {
     id.iter().try_fold(0u64, |value, &b| {
         b.is_ascii_digit().then(|| value * 10 + u64::from(b - b'0'))
     })
-}
-
-/// Asks the kernel to back a large vector's reserved capacity with 2 MiB pages, before it is
-/// touched. Random lookups into the id index and the per-row arrays then miss the TLB far
-/// less often, which is most of what a shuffled predictions file costs. Only advice: ignored
-/// where transparent huge pages are off, and a no-op for small vectors.
-pub(crate) fn advise_huge_pages<T>(v: &Vec<T>) {
-    const HUGE: usize = 2 << 20;
-    let start = v.as_ptr() as usize;
-    let end = start + v.capacity() * std::mem::size_of::<T>();
-    let (from, to) = (start.next_multiple_of(HUGE), end & !(HUGE - 1));
-    if to > from {
-        // SAFETY: the range lies inside the vector's own allocation, and MADV_HUGEPAGE only
-        // changes how its pages are backed, never their contents.
-        unsafe {
-            libc::madvise(from as *mut libc::c_void, to - from, libc::MADV_HUGEPAGE);
-        }
-    }
-}
-
-/// Asks the CPU to start loading `items[i]` into cache. Only a hint: out of bounds is ignored.
-#[inline]
-pub(crate) fn prefetch<T>(items: &[T], i: usize) {
-    if i >= items.len() {
-        return;
-    }
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: `i` is in bounds, and a prefetch never faults and reads nothing.
-    unsafe {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        _mm_prefetch::<_MM_HINT_T0>(items.as_ptr().add(i).cast());
-    }
 }
 
 impl IdIndex {
@@ -499,6 +469,7 @@ mod tests {
             positive_label: None,
             binary: false,
             both_classes_per_part: false,
+            needs_r2: false,
         };
         let labels = crate::scoring::load_labels(&path, &spec).unwrap();
         for (row, id) in ids.iter().enumerate().rev() {

@@ -9,8 +9,10 @@
 use std::collections::HashMap;
 
 use crate::scoring::csv::{self, Fields};
-use crate::scoring::index::{SHORT_ID, advise_huge_pages};
-use crate::scoring::labels::{LabelSpec, LabelsError, MAX_CLASSES, TargetKind};
+use crate::scoring::errors::{LabelsError, MAX_CLASSES};
+use crate::scoring::index::SHORT_ID;
+use crate::scoring::memory::advise_huge_pages;
+use crate::scoring::spec::{LabelSpec, TargetKind};
 
 /// The rows of a labels file as they are read: ids interned, targets, split bits.
 pub(super) struct Rows<'s> {
@@ -92,108 +94,53 @@ impl<'s> Rows<'s> {
 
     /// Adds every line of a run of whole lines; `line_no` is the number of the line before.
     pub(super) fn chunk(&mut self, chunk: &[u8], line_no: &mut u64) -> Result<(), LabelsError> {
-        if !chunk.is_ascii() || memchr::memchr(b'"', chunk).is_some() {
+        if !csv::is_plain(chunk) {
             return self.general_chunk(chunk, line_no);
         }
-        // Plain lines: one vectorised scan finds every comma and newline.
-        let (id_col, target_col) = (self.id_col, self.target_col);
-        let mut line_start = 0;
-        let mut field_start = 0;
-        let mut field = 0;
-        let mut id = (0, 0);
-        let mut target = (0, 0);
-        let line_end = |this: &mut Self,
-                        start: usize,
-                        end: usize,
-                        found: usize,
-                        id: (usize, usize),
-                        target: (usize, usize),
-                        line: u64| {
-            if found == 1 && chunk[start..end].trim_ascii().is_empty() {
+        csv::split_plain(chunk, [self.id_col, self.target_col], |line| {
+            *line_no += 1;
+            if line.is_blank(chunk) {
                 return Ok(());
             }
-            if found != this.width {
+            if line.fields != self.width {
                 return Err(LabelsError::WrongFieldCount {
-                    line,
-                    expected: this.width,
-                    found,
+                    line: *line_no,
+                    expected: self.width,
+                    found: line.fields,
                 });
             }
-            this.row(
-                line,
+            let [id, target] = line.wanted;
+            self.row(
+                *line_no,
                 chunk[id.0..id.1].trim_ascii(),
                 chunk[target.0..target.1].trim_ascii(),
             )
-        };
-        for pos in memchr::memchr2_iter(b',', b'\n', chunk) {
-            if field == id_col {
-                id = (field_start, pos);
-            }
-            if field == target_col {
-                target = (field_start, pos);
-            }
-            if chunk[pos] == b',' {
-                field += 1;
-                field_start = pos + 1;
-                continue;
-            }
-            *line_no += 1;
-            line_end(self, line_start, pos, field + 1, id, target, *line_no)?;
-            line_start = pos + 1;
-            field_start = line_start;
-            field = 0;
-        }
-        if line_start < chunk.len() {
-            let end = chunk.len();
-            if field == id_col {
-                id = (field_start, end);
-            }
-            if field == target_col {
-                target = (field_start, end);
-            }
-            *line_no += 1;
-            line_end(self, line_start, end, field + 1, id, target, *line_no)?;
-        }
-        Ok(())
+        })
     }
 
     /// Lines that may hold quotes or non-ASCII bytes, checked and split one by one.
     fn general_chunk(&mut self, chunk: &[u8], line_no: &mut u64) -> Result<(), LabelsError> {
         let mut fields = std::mem::take(&mut self.fields);
-        let result = (|| {
-            for raw in chunk.split_inclusive(|&b| b == b'\n') {
-                *line_no += 1;
-                let line_no = *line_no;
-                let line = raw.strip_suffix(b"\n").unwrap_or(raw);
-                let line = line.strip_suffix(b"\r").unwrap_or(line);
-                if line.trim_ascii().is_empty() {
-                    continue;
-                }
-                if std::str::from_utf8(line).is_err() {
-                    return Err(LabelsError::Malformed {
-                        line: line_no,
-                        reason: "invalid UTF-8",
-                    });
-                }
-                fields.split(line).map_err(|_| LabelsError::Malformed {
+        let result = csv::each_line(chunk, line_no, |line_no, line| {
+            fields
+                .split_checked(line)
+                .map_err(|problem| LabelsError::Malformed {
                     line: line_no,
-                    reason: "unbalanced quotes",
+                    reason: problem.reason(),
                 })?;
-                if fields.len() != self.width {
-                    return Err(LabelsError::WrongFieldCount {
-                        line: line_no,
-                        expected: self.width,
-                        found: fields.len(),
-                    });
-                }
-                self.row(
-                    line_no,
-                    fields.get(line, self.id_col),
-                    fields.get(line, self.target_col),
-                )?;
+            if fields.len() != self.width {
+                return Err(LabelsError::WrongFieldCount {
+                    line: line_no,
+                    expected: self.width,
+                    found: fields.len(),
+                });
             }
-            Ok(())
-        })();
+            self.row(
+                line_no,
+                fields.get(line, self.id_col),
+                fields.get(line, self.target_col),
+            )
+        });
         self.fields = fields;
         result
     }

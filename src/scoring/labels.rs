@@ -1,119 +1,29 @@
 //! The ground truth: loading `labels.csv` once into a compact, indexed, split-aware set.
 //!
-//! Owns [`load_labels`], [`LabelSet`] and the [`LabelsCache`]. Ids are interned in one byte
-//! arena with a hash index over it (`index`), so scoring a predictions row is one lookup and
-//! no allocation; the set also offers the staged lookups the row pass pipelines. Lines are
-//! parsed into rows by `label_rows`. Errors here are for the challenge's organiser (they may
-//! name columns and ids of the labels file). This module must never hand label values or the
-//! public/private membership of an id to anything that reaches a participant.
+//! Owns [`load_labels`] and [`LabelSet`], with the whole-file checks (duplicate ids, classes,
+//! a split that leaves every part usable). Ids are interned in one byte arena with a hash index
+//! over it (`index`), so scoring a predictions row is one lookup and no allocation; the set also
+//! offers the staged lookups the row pass pipelines. Lines are parsed into rows by
+//! `label_rows`; loaded sets are kept by `labels_cache`. Errors here are for the challenge's
+//! organiser (they may name columns and ids of the labels file). This module must never hand
+//! label values or the public/private membership of an id to anything that reaches a
+//! participant.
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::path::Path;
 
-use crate::scoring::csv::{self, Fields, LineError, LineReader};
-use crate::scoring::index::{INDEX_SEED, IdIndex, prefetch};
+use crate::scoring::csv::{self, LineReader};
+use crate::scoring::errors::LabelsError;
+use crate::scoring::index::{INDEX_SEED, IdIndex};
 use crate::scoring::label_rows::Rows;
+use crate::scoring::memory::prefetch;
 use crate::scoring::metrics::Sum;
-use crate::scoring::split::{Split, hash_id};
+use crate::scoring::spec::{LabelSpec, TargetKind};
+use crate::scoring::split::hash_id;
 
 /// Labels lines may be long (many columns), but not unboundedly so.
 const MAX_LABELS_LINE: usize = 16 << 20;
-/// Ids are indexed by u32 offsets, and classes stored as u16.
-pub(super) const MAX_CLASSES: usize = u16::MAX as usize;
-
-/// What the target column holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TargetKind {
-    /// Class labels, compared as trimmed strings.
-    Classes,
-    /// Finite numbers (regression).
-    Values,
-}
-
-/// How to read a labels file; derived from a [`crate::scoring::ScoringSpec`].
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct LabelSpec {
-    /// Name of the id column.
-    pub id_column: String,
-    /// Name of the target column.
-    pub target_column: String,
-    /// Whether targets are classes or numbers.
-    pub kind: TargetKind,
-    /// The public/private split, if any.
-    pub split: Option<Split>,
-    /// The positive class of a binary target; `None` picks sklearn's (the greater label).
-    pub positive_label: Option<String>,
-    /// The metrics need exactly two classes (ROC AUC, log loss, or a threshold).
-    pub binary: bool,
-    /// Every non-empty part must hold both classes (ROC AUC is undefined otherwise).
-    pub both_classes_per_part: bool,
-}
-
-/// Why a labels file cannot be used. Messages are for the organiser.
-#[derive(Debug, thiserror::Error)]
-pub enum LabelsError {
-    /// The file does not exist.
-    #[error("labels file {path} not found")]
-    Missing { path: PathBuf },
-    /// Opening or reading failed.
-    #[error("could not read labels file {path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
-    /// No header and no rows.
-    #[error("labels file is empty")]
-    Empty,
-    /// A header but no data rows.
-    #[error("labels file has a header but no rows")]
-    NoRows,
-    /// The header lacks a column.
-    #[error("labels file has no column named {column:?}")]
-    MissingColumn { column: String },
-    /// An id occurs twice.
-    #[error("labels file has duplicate id {id:?}")]
-    DuplicateId { id: String },
-    /// An empty id.
-    #[error("labels file line {line}: empty id")]
-    EmptyId { line: u64 },
-    /// A line with the wrong number of fields.
-    #[error("labels file line {line}: expected {expected} fields, found {found}")]
-    WrongFieldCount {
-        line: u64,
-        expected: usize,
-        found: usize,
-    },
-    /// A line that is not valid CSV or UTF-8, or too long.
-    #[error("labels file line {line}: {reason}")]
-    Malformed { line: u64, reason: &'static str },
-    /// A target that is empty, or not a finite number for a regression metric.
-    #[error("labels file line {line}: target {reason}")]
-    BadTarget { line: u64, reason: &'static str },
-    /// More distinct classes than supported.
-    #[error("labels file has more than {MAX_CLASSES} classes")]
-    TooManyClasses,
-    /// A binary metric over a target that does not have exactly two classes.
-    #[error("the metric needs exactly two classes, labels have {found}")]
-    NotBinary { found: usize },
-    /// The configured positive label is not a class of the labels.
-    #[error("positive label {label:?} is not a class in the labels")]
-    UnknownPositiveLabel { label: String },
-    /// The split leaves a part empty.
-    #[error(
-        "the split leaves the {part} part empty ({public} public, {private} private rows); change public_fraction or split_seed"
-    )]
-    EmptySplit {
-        part: &'static str,
-        public: usize,
-        private: usize,
-    },
-    /// ROC AUC is undefined on a part with a single class.
-    #[error(
-        "the {part} part has rows of only one class, so ROC AUC is undefined there; change split_seed"
-    )]
-    SingleClassPart { part: &'static str },
-}
 
 /// Target values, one per row.
 #[derive(Debug)]
@@ -324,74 +234,26 @@ impl LabelSet {
     }
 }
 
-fn line_error(e: LineError, path: &Path) -> LabelsError {
-    match e {
-        LineError::Io(source) => LabelsError::Io {
-            path: path.to_owned(),
-            source,
-        },
-        LineError::TooLong { line } => LabelsError::Malformed {
-            line,
-            reason: "line too long",
-        },
-    }
-}
-
 /// Reads and checks a labels file: header with the id and target columns, one row per id,
 /// no duplicate ids, targets of the right kind, and a split that leaves both parts usable.
 pub fn load_labels(path: &Path, spec: &LabelSpec) -> Result<LabelSet, LabelsError> {
-    let file = File::open(path).map_err(|source| match source.kind() {
-        io::ErrorKind::NotFound => LabelsError::Missing {
-            path: path.to_owned(),
-        },
-        _ => LabelsError::Io {
-            path: path.to_owned(),
-            source,
-        },
-    })?;
+    let file = File::open(path).map_err(|e| LabelsError::file(path, e))?;
     let size_hint = file.metadata().map(|m| m.len() as usize).unwrap_or(0);
     let mut reader = LineReader::new(file, csv::BUFFER_BYTES, MAX_LABELS_LINE);
-    let mut fields = Fields::default();
-
-    let (id_col, target_col, width) = loop {
-        let Some((line_no, line)) = reader.next_line().map_err(|e| line_error(e, path))? else {
-            return Err(LabelsError::Empty);
-        };
-        let line = if line_no == 1 {
-            csv::strip_bom(line)
-        } else {
-            line
-        };
-        if line.trim_ascii().is_empty() {
-            continue;
-        }
-        if std::str::from_utf8(line).is_err() {
-            return Err(LabelsError::Malformed {
-                line: line_no,
-                reason: "invalid UTF-8",
-            });
-        }
-        fields.split(line).map_err(|_| LabelsError::Malformed {
-            line: line_no,
-            reason: "unbalanced quotes",
-        })?;
-        let find = |name: &str| {
-            csv::find_column(&fields, line, name).ok_or_else(|| LabelsError::MissingColumn {
-                column: name.to_owned(),
-            })
-        };
-        break (
-            find(&spec.id_column)?,
-            find(&spec.target_column)?,
-            fields.len(),
-        );
+    let header = csv::read_header(&mut reader).map_err(|e| LabelsError::header(e, path))?;
+    let find = |name: &str| {
+        header.find(name).ok_or_else(|| LabelsError::MissingColumn {
+            column: name.to_owned(),
+        })
     };
+    let (id_col, target_col) = (find(&spec.id_column)?, find(&spec.target_column)?);
+    let width = header.len();
 
     let mut rows = Rows::new(spec, size_hint, id_col, target_col, width);
     let mut line_no = reader.line_no();
     while let Some(chunk) = reader
         .next_chunk(line_no)
-        .map_err(|e| line_error(e, path))?
+        .map_err(|e| LabelsError::line(e, path))?
     {
         rows.chunk(chunk, &mut line_no)?;
     }
@@ -494,6 +356,9 @@ pub fn load_labels(path: &Path, spec: &LabelSpec) -> Result<LabelSet, LabelsErro
             ss_total(values.iter().copied()),
         ];
     }
+    if spec.needs_r2 {
+        check_r2(&set)?;
+    }
     Ok(set)
 }
 
@@ -550,6 +415,28 @@ fn check_split(set: &LabelSet) -> Result<(), LabelsError> {
     Ok(())
 }
 
+/// Refuses labels on which r2 is undefined whatever the predictions: a part of a single row
+/// (sklearn returns NaN), or a sum of squares that overflows (the ratio would be meaningless).
+/// Both parts are known to hold a row (see [`check_split`]).
+fn check_r2(set: &LabelSet) -> Result<(), LabelsError> {
+    let reason = if !set.has_split() && set.len() < 2 {
+        Some("the labels have a single row (r2 needs at least 2)")
+    } else if set.has_split() && set.public_len() < 2 {
+        Some(
+            "the public part has a single row (r2 needs at least 2 in each part); change public_fraction or split_seed",
+        )
+    } else if set.has_split() && set.private_len() < 2 {
+        Some(
+            "the private part has a single row (r2 needs at least 2 in each part); change public_fraction or split_seed",
+        )
+    } else if set.ss_total.iter().any(|ss| !ss.is_finite()) {
+        Some("the targets are so far apart that their sum of squares overflows")
+    } else {
+        None
+    };
+    reason.map_or(Ok(()), |reason| Err(LabelsError::R2Undefined { reason }))
+}
+
 /// Σ (y - ȳ)², with ȳ from a compensated sum, as sklearn's r2 denominator.
 fn ss_total(values: impl Iterator<Item = f64> + Clone) -> f64 {
     let mut sum = Sum::default();
@@ -567,94 +454,4 @@ fn ss_total(values: impl Iterator<Item = f64> + Clone) -> f64 {
         ss.add((v - mean) * (v - mean));
     }
     ss.value()
-}
-
-/// What identifies a loaded labels file: a changed file (length or mtime) or spec loads anew.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct CacheKey {
-    /// The labels file.
-    path: PathBuf,
-    /// Its length when loaded.
-    len: u64,
-    /// Its modification time when loaded.
-    modified: Option<SystemTime>,
-    /// The spec it was loaded under.
-    spec: LabelSpec,
-}
-
-/// Loaded label sets shared between scoring runs, so a large labels file is parsed once.
-#[derive(Debug)]
-pub struct LabelsCache {
-    /// Entries with the order in which they were inserted, for eviction.
-    entries: Mutex<HashMap<CacheKey, (u64, Arc<LabelSet>)>>,
-    /// Most entries kept.
-    capacity: usize,
-}
-
-impl LabelsCache {
-    /// A cache keeping at most `capacity` label sets (at least one).
-    pub fn new(capacity: usize) -> Self {
-        Self {
-            entries: Mutex::new(HashMap::new()),
-            capacity: capacity.max(1),
-        }
-    }
-
-    /// Number of label sets held.
-    pub fn len(&self) -> usize {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
-
-    /// Whether the cache holds nothing.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The label set of `path` under `spec`, loading it if the file changed or was never
-    /// loaded. Blocking: call it off the async runtime.
-    pub fn get_or_load(&self, path: &Path, spec: &LabelSpec) -> Result<Arc<LabelSet>, LabelsError> {
-        let meta = std::fs::metadata(path).map_err(|source| match source.kind() {
-            io::ErrorKind::NotFound => LabelsError::Missing {
-                path: path.to_owned(),
-            },
-            _ => LabelsError::Io {
-                path: path.to_owned(),
-                source,
-            },
-        })?;
-        let key = CacheKey {
-            path: path.to_owned(),
-            len: meta.len(),
-            modified: meta.modified().ok(),
-            spec: spec.clone(),
-        };
-        if let Some((_, set)) = self
-            .entries
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-        {
-            return Ok(Arc::clone(set));
-        }
-        // Loaded without the lock so one slow file does not stall other challenges; two
-        // concurrent first loads of one file both parse it, and one result is kept.
-        let set = Arc::new(load_labels(path, spec)?);
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        // A newer version of the same file makes the older entries garbage.
-        entries
-            .retain(|k, _| k.path != key.path || (k.len == key.len && k.modified == key.modified));
-        while entries.len() >= self.capacity {
-            let oldest = entries
-                .iter()
-                .min_by_key(|(_, (seq, _))| *seq)
-                .map(|(k, _)| k.clone());
-            match oldest {
-                Some(k) => entries.remove(&k),
-                None => break,
-            };
-        }
-        let seq = entries.values().map(|(seq, _)| seq + 1).max().unwrap_or(0);
-        let set = Arc::clone(&entries.entry(key).or_insert((seq, set)).1);
-        Ok(set)
-    }
 }

@@ -8,21 +8,28 @@
 //! sklearn conventions kept here:
 //! - `f1_macro` averages over the union of true and predicted classes; a class with no true
 //!   and no predicted rows does not count (sklearn's `unique_labels`), and zero division
-//!   yields 0 (sklearn's default `zero_division="warn"` returns 0).
+//!   yields 0 (sklearn's default `zero_division="warn"` returns 0). Predicted classes the
+//!   labels lack are told apart up to a cap of a few thousand, past which they count as one
+//!   (see `unknown_classes`): the one place a file can score other than sklearn would.
 //! - `balanced_accuracy` averages recall over the classes present in y_true; predicted
 //!   classes absent from y_true are ignored (sklearn warns and drops them).
 //! - `roc_auc` gives tied scores half credit, which is what the trapezoid over sklearn's ROC
 //!   curve computes; here it is the Mann-Whitney U statistic, counted exactly in integers.
 //! - `log_loss` clips probabilities to [1e-15, 1 - 1e-15].
 //! - `r2` is 1.0 when the residuals are all zero, 0.0 when y_true is constant otherwise
-//!   (sklearn's `force_finite=True`), and NaN for a single row (sklearn warns and returns NaN).
+//!   (sklearn's `force_finite=True`), and NaN for a single row (sklearn warns and returns NaN),
+//!   which never reaches a report: the labels loader refuses an r2 spec with a part of one row.
+//!
+//! Where sklearn would return an infinity or NaN from finite but huge predictions (squared
+//! errors that overflow), the report refuses the predictions instead; see `report`.
 
 use std::str::FromStr;
 
 /// Probabilities are clipped to [LOG_LOSS_EPS, 1 - LOG_LOSS_EPS] before taking logs.
 pub const LOG_LOSS_EPS: f64 = 1e-15;
 
-/// A built-in metric.
+/// A built-in metric. Serialized by its [`Metric::name`] (`"f1_macro"`, `"r2"`), so a stored
+/// or configured metric reads the same as the key of its score in a report.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
@@ -245,7 +252,8 @@ pub(crate) struct PartTotals {
     pub(crate) support: Vec<u64>,
     /// Per known class: rows predicted as it.
     pub(crate) predicted: Vec<u64>,
-    /// Per predicted class unknown to the labels: whether this part predicted it.
+    /// Per predicted class unknown to the labels, by its pass's number for it (see
+    /// `unknown_classes`, which bounds the numbers): whether this part predicted it.
     pub(crate) extra_predicted: Vec<bool>,
     /// Sum of per-row log loss.
     pub(crate) log_loss: Sum,
@@ -271,7 +279,7 @@ impl PartTotals {
     }
 
     /// Records a row whose true class is `truth` and predicted class `pred`; a prediction
-    /// `>= known` is the unknown class `pred - known` in the run's table of extra classes.
+    /// `>= known` is the unknown class numbered `pred - known` by the pass.
     #[inline]
     pub(crate) fn add_class(&mut self, truth: usize, pred: usize) {
         self.support[truth] += 1;
@@ -416,6 +424,16 @@ mod tests {
             assert_eq!(m.name().parse::<Metric>(), Ok(m));
         }
         assert_eq!(Metric::from_name("auc"), None);
+    }
+
+    #[test]
+    fn every_metric_round_trips_through_serde_json_under_its_name() {
+        for m in Metric::ALL {
+            let json = serde_json::to_string(&m).unwrap();
+            assert_eq!(json, format!("\"{}\"", m.name()));
+            assert_eq!(serde_json::from_str::<Metric>(&json).unwrap(), m);
+        }
+        assert!(serde_json::from_str::<Metric>("\"F1Macro\"").is_err());
     }
 
     #[test]

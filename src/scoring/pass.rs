@@ -1,8 +1,11 @@
 //! The row pass: turns runs of predictions lines into per-part metric totals.
 //!
-//! Owns the hot loop of scoring: splitting lines into fields, parsing each prediction, finding
-//! the label row of its id, refusing duplicates, and feeding the totals of the row's part (and
-//! its loss, when asked for). Rows whose ids follow the labels' order are matched by comparing
+//! Owns the hot loop of scoring: taking each line's fields (from `csv`'s splitters), parsing
+//! each prediction, finding the label row of its id, refusing duplicates, and feeding the
+//! totals of the row's part (and its loss, when asked for). Its memory is bounded by the labels,
+//! never by the predictions: a row whose id is unknown is only counted (the file is refused),
+//! and a predicted class the labels lack is numbered by `unknown_classes` once its row is
+//! known to be valid. Rows whose ids follow the labels' order are matched by comparing
 //! with the next label row. The others go through a software pipeline: on arrival a row's id
 //! is hashed and its home slot prefetched; [`SLOT_DISTANCE`] rows later the slot is read and the
 //! likely row's id bounds and target prefetched; [`BOUNDS_DISTANCE`] rows later its id bytes;
@@ -15,16 +18,15 @@
 //! range numbers lines from its own start, so its caller must rescan from the start to report.
 //! Like [`crate::scoring::predictions`], its messages must never reveal a label or a split.
 
-use std::collections::HashMap;
 use std::io::Read;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 
-use memchr::{memchr, memchr2_iter};
-
-use crate::scoring::csv::{self, Fields, LineError, LineReader};
+use crate::scoring::csv::{self, Fields, LineReader, PlainLine};
+use crate::scoring::errors::{PredictionsError, UNKNOWN_IDS_QUOTED, quote_id};
 use crate::scoring::labels::LabelSet;
 use crate::scoring::metrics::{Metric, PartTotals, score_key};
-use crate::scoring::predictions::{PredictionsError, UNKNOWN_IDS_QUOTED, quote_id};
+use crate::scoring::plan::{Plan, Prediction};
+use crate::scoring::unknown_classes::UnknownClasses;
 
 /// Rows between a row's arrival (its home slot prefetched) and reading that slot to prefetch
 /// the row's id bounds and target.
@@ -37,53 +39,9 @@ const SETTLE_DISTANCE: usize = 96;
 const UNRESOLVED: usize = usize::MAX;
 /// The id was searched for and is not in the labels.
 const ABSENT: usize = usize::MAX - 1;
-
-/// What the prediction column holds for this spec.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Prediction {
-    /// A class label.
-    Class,
-    /// A score or probability for the positive class.
-    Score,
-    /// A number for a regression target.
-    Value,
-}
-
-/// Everything the passes over one predictions file share, read-only.
-pub(crate) struct Plan<'a> {
-    /// The ground truth.
-    pub(crate) labels: &'a LabelSet,
-    /// What the prediction column holds.
-    pub(crate) kind: Prediction,
-    /// Index of the id column.
-    pub(crate) id_col: usize,
-    /// Index of the prediction column.
-    pub(crate) pred_col: usize,
-    /// Fields per line, from the header.
-    pub(crate) width: usize,
-    /// Probabilities must lie in [0, 1] (log loss is computed).
-    pub(crate) check_probability: bool,
-    /// Class metrics are computed (from a threshold, for scores).
-    pub(crate) wants_classes: bool,
-    /// Score keys are collected for ROC AUC.
-    pub(crate) wants_keys: bool,
-    /// Scores `>=` this predict the positive class.
-    pub(crate) threshold: Option<f64>,
-    /// The positive class, for binary targets.
-    pub(crate) positive: Option<usize>,
-    /// The negative class, for binary targets.
-    pub(crate) negative: Option<usize>,
-    /// Known classes of the labels (0 for numbers).
-    pub(crate) classes: usize,
-    /// Score keys per part (public, private) and truth (negative, positive), to reserve.
-    pub(crate) key_counts: [[usize; 2]; 2],
-    /// The metric whose loss is recorded for each public row, when asked for and defined.
-    pub(crate) loss_metric: Option<Metric>,
-    /// Each public row's loss as f32 bits, by public rank; written by every pass.
-    pub(crate) losses: Vec<AtomicU32>,
-    /// Public rows before each 64-row word, for the public rank of a row.
-    pub(crate) public_ranks: Vec<u32>,
-}
+/// A parsed class the labels do not have, until its row is known to count and it is numbered
+/// (see [`Pass::number_unknown_class`]).
+const UNKNOWN_CLASS: usize = usize::MAX;
 
 /// A row parsed and waiting for its id to be looked up.
 #[derive(Debug, Clone, Copy)]
@@ -100,7 +58,7 @@ struct Pending {
     step: u8,
     /// The parsed score or value.
     number: f64,
-    /// The parsed class.
+    /// The parsed class (never [`UNKNOWN_CLASS`]: such rows are not queued).
     class: usize,
     /// The line's number.
     line: u64,
@@ -120,10 +78,9 @@ pub(crate) struct Pass<'p, 'a> {
     pub(crate) unknown: u64,
     /// The first few unknown ids, quoted.
     pub(crate) unknown_first: Vec<String>,
-    /// Predicted classes the labels do not have, numbered from `plan.classes`.
-    pub(crate) extra_classes: usize,
-    /// Their numbers by name.
-    extra_class_numbers: HashMap<Box<[u8]>, usize>,
+    /// Predicted classes the labels do not have, numbered (from `plan.classes` on) within a
+    /// fixed bound of memory.
+    unknown_classes: UnknownClasses,
     /// The label row after the last one matched: the guess for the next id.
     hint: usize,
     /// Whether the ids have been following the labels' order, so the guess is worth a look.
@@ -152,8 +109,7 @@ impl<'p, 'a> Pass<'p, 'a> {
             matched: 0,
             unknown: 0,
             unknown_first: Vec::new(),
-            extra_classes: 0,
-            extra_class_numbers: HashMap::new(),
+            unknown_classes: UnknownClasses::new(),
             hint: 0,
             in_order: true,
             rows: 0,
@@ -169,8 +125,8 @@ impl<'p, 'a> Pass<'p, 'a> {
         reader: &mut LineReader<R>,
         line_no: &mut u64,
     ) -> Result<(), PredictionsError> {
-        while let Some(chunk) = reader.next_chunk(*line_no).map_err(line_error)? {
-            if chunk.is_ascii() && memchr(b'"', chunk).is_none() {
+        while let Some(chunk) = reader.next_chunk(*line_no)? {
+            if csv::is_plain(chunk) {
                 self.plain_chunk(chunk, line_no)?;
             } else {
                 self.general_chunk(chunk, line_no)?;
@@ -180,120 +136,69 @@ impl<'p, 'a> Pass<'p, 'a> {
         Ok(())
     }
 
-    /// Lines without quotes or non-ASCII bytes: one vectorised scan finds every comma and
-    /// newline, and fields are byte ranges of the chunk.
+    /// Lines without quotes or non-ASCII bytes, split by the fast splitter: fields are byte
+    /// ranges of the chunk.
     fn plain_chunk(&mut self, chunk: &[u8], line_no: &mut u64) -> Result<(), PredictionsError> {
-        let (id_col, pred_col) = (self.plan.id_col, self.plan.pred_col);
-        let mut line_start = 0;
-        let mut field_start = 0;
-        let mut field = 0;
-        let mut id = (0, 0);
-        let mut pred = (0, 0);
-        for pos in memchr2_iter(b',', b'\n', chunk) {
-            if field == id_col {
-                id = (field_start, pos);
-            }
-            if field == pred_col {
-                pred = (field_start, pos);
-            }
-            if chunk[pos] == b',' {
-                field += 1;
-                field_start = pos + 1;
-                continue;
-            }
+        csv::split_plain(chunk, [self.plan.id_col, self.plan.pred_col], |line| {
             *line_no += 1;
-            self.plain_line(chunk, line_start, pos, field + 1, id, pred, *line_no)?;
-            line_start = pos + 1;
-            field_start = line_start;
-            field = 0;
-        }
-        if line_start < chunk.len() {
-            let end = chunk.len();
-            if field == id_col {
-                id = (field_start, end);
-            }
-            if field == pred_col {
-                pred = (field_start, end);
-            }
-            *line_no += 1;
-            self.plain_line(chunk, line_start, end, field + 1, id, pred, *line_no)?;
-        }
-        Ok(())
+            self.plain_line(chunk, line, *line_no)
+        })
     }
 
-    /// One line of a plain chunk, its fields already located (a trailing `\r` is trimmed with
-    /// the field's whitespace, as after the line reader strips it).
-    #[allow(clippy::too_many_arguments)]
+    /// One line of a plain chunk, its fields already located.
     #[inline]
     fn plain_line(
         &mut self,
         chunk: &[u8],
-        start: usize,
-        end: usize,
-        found: usize,
-        id: (usize, usize),
-        pred: (usize, usize),
-        line: u64,
+        line: PlainLine,
+        line_no: u64,
     ) -> Result<(), PredictionsError> {
-        if found == 1 && chunk[start..end].trim_ascii().is_empty() {
+        if line.is_blank(chunk) {
             return Ok(());
         }
-        if found != self.plan.width {
+        if line.fields != self.plan.width {
             self.flush(chunk)?;
             return Err(PredictionsError::WrongFieldCount {
-                line,
+                line: line_no,
                 expected: self.plan.width,
-                found,
+                found: line.fields,
             });
         }
-        let id = trim(chunk, id);
+        let [id, pred] = line.wanted;
         let pred = &chunk[pred.0..pred.1];
-        self.row(chunk, id, pred.trim_ascii(), line)
+        self.row(chunk, trim(chunk, id), pred.trim_ascii(), line_no)
     }
 
     /// Lines that may hold quotes or non-ASCII bytes: each is checked and split on its own,
     /// and looked up at once (its fields may live in the splitter's scratch, not the chunk).
     fn general_chunk(&mut self, chunk: &[u8], line_no: &mut u64) -> Result<(), PredictionsError> {
         let mut fields = std::mem::take(&mut self.fields);
-        let result = (|| {
-            for raw in chunk.split_inclusive(|&b| b == b'\n') {
-                *line_no += 1;
-                let line_no = *line_no;
-                let line = raw.strip_suffix(b"\n").unwrap_or(raw);
-                let line = line.strip_suffix(b"\r").unwrap_or(line);
-                if line.trim_ascii().is_empty() {
-                    continue;
-                }
-                let problem = if std::str::from_utf8(line).is_err() {
-                    Some(PredictionsError::InvalidUtf8 { line: line_no })
-                } else if fields.split(line).is_err() {
-                    Some(PredictionsError::UnbalancedQuotes { line: line_no })
-                } else if fields.len() != self.plan.width {
+        let result = csv::each_line(chunk, line_no, |line_no, line| {
+            let problem = match fields.split_checked(line) {
+                Err(problem) => Some(PredictionsError::bad_line(line_no, problem)),
+                Ok(()) if fields.len() != self.plan.width => {
                     Some(PredictionsError::WrongFieldCount {
                         line: line_no,
                         expected: self.plan.width,
                         found: fields.len(),
                     })
-                } else {
-                    None
-                };
-                self.flush(chunk)?;
-                if let Some(problem) = problem {
-                    return Err(problem);
                 }
-                let id = fields.get(line, self.plan.id_col);
-                let pred = fields.get(line, self.plan.pred_col);
-                self.rows += 1;
-                let (number, class) = self.parse(pred, line_no)?;
-                let row = if self.plan.labels.row_has_id(self.hint, id) {
-                    Some(self.hint)
-                } else {
-                    self.plan.labels.find(id, usize::MAX)
-                };
-                self.settle(row, id, number, class, line_no)?;
+                Ok(()) => None,
+            };
+            self.flush(chunk)?;
+            if let Some(problem) = problem {
+                return Err(problem);
             }
-            Ok(())
-        })();
+            let id = fields.get(line, self.plan.id_col);
+            let pred = fields.get(line, self.plan.pred_col);
+            self.rows += 1;
+            let (number, mut class) = self.parse(pred, line_no)?;
+            let row = self.plan.labels.find(id, self.hint);
+            if class == UNKNOWN_CLASS {
+                class = self.number_unknown_class(row, pred);
+            }
+            self.settle(row, id, number, class, line_no)
+        });
         self.fields = fields;
         result
     }
@@ -320,6 +225,14 @@ impl<'p, 'a> Pass<'p, 'a> {
         };
         let labels = self.plan.labels;
         let id_bytes = &chunk[id.0..id.1];
+        if class == UNKNOWN_CLASS {
+            // Rare in a real file, and its name is needed when it settles: looked up at once,
+            // after the queued rows, so nothing but its number outlives the chunk.
+            self.flush(chunk)?;
+            let row = labels.find(id_bytes, self.hint);
+            let class = self.number_unknown_class(row, pred);
+            return self.settle(row, id_bytes, number, class, line);
+        }
         let known = if self.in_order && labels.row_has_id(self.hint, id_bytes) {
             Some(Some(self.hint))
         } else {
@@ -390,7 +303,7 @@ impl<'p, 'a> Pass<'p, 'a> {
     }
 
     /// Parses the prediction field for the spec: a number (finite, a probability when log
-    /// loss is computed) or a class.
+    /// loss is computed) or a class ([`UNKNOWN_CLASS`] when the labels do not have it).
     #[inline]
     fn parse(&mut self, pred: &[u8], line: u64) -> Result<(f64, usize), PredictionsError> {
         match self.plan.kind {
@@ -409,18 +322,23 @@ impl<'p, 'a> Pass<'p, 'a> {
                 if pred.is_empty() {
                     return Err(PredictionsError::EmptyPrediction { line });
                 }
-                let known = self.plan.labels.class_by_name(pred);
-                let class = match known {
-                    Some(c) => c,
-                    None => {
-                        let next = self.extra_class_numbers.len();
-                        let extra = *self.extra_class_numbers.entry(pred.into()).or_insert(next);
-                        self.extra_classes = self.extra_class_numbers.len();
-                        self.plan.classes + extra
-                    }
-                };
-                Ok((0.0, class))
+                let class = self.plan.labels.class_by_name(pred);
+                Ok((0.0, class.unwrap_or(UNKNOWN_CLASS)))
             }
+        }
+    }
+
+    /// The number of `name`, a predicted class the labels lack, on a row about to settle as
+    /// `row`. Numbered only when the row will count (its id is known and not seen yet): a row
+    /// with an unknown or repeated id is refused or only counted by [`Self::settle`], before
+    /// its class is read, and must cost no memory.
+    #[cold]
+    fn number_unknown_class(&mut self, row: Option<usize>, name: &[u8]) -> usize {
+        match row {
+            Some(row) if self.seen[row / 64] >> (row % 64) & 1 == 0 => {
+                self.plan.classes + self.unknown_classes.number(name)
+            }
+            _ => UNKNOWN_CLASS,
         }
     }
 
@@ -513,7 +431,11 @@ impl<'p, 'a> Pass<'p, 'a> {
         };
         if plan.loss_metric.is_some() && public {
             let rank = labels.public_rank(&plan.public_ranks, row);
-            plan.losses[rank].store((loss as f32).to_bits(), Ordering::Relaxed);
+            // A loss past f32's range (a squared error above 3.4e38, while the metric itself is
+            // still finite in f64) is kept as f32::MAX: as bad a loss as can be stored, and
+            // never an infinity in the Ladder's sums.
+            let loss = (loss as f32).min(f32::MAX);
+            plan.losses[rank].store(loss.to_bits(), Ordering::Relaxed);
         }
         Ok(())
     }
@@ -551,12 +473,4 @@ fn trim(chunk: &[u8], (mut start, mut end): (usize, usize)) -> (usize, usize) {
         end -= 1;
     }
     (start, end)
-}
-
-/// A framing problem as the participant's error.
-pub(crate) fn line_error(e: LineError) -> PredictionsError {
-    match e {
-        LineError::Io(e) => PredictionsError::Io(e),
-        LineError::TooLong { line } => PredictionsError::LineTooLong { line },
-    }
 }

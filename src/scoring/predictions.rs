@@ -1,168 +1,26 @@
 //! Reading a participant's `predictions.csv` and scoring it against a [`LabelSet`].
 //!
 //! Owns the predictions contract (CSV, UTF-8, a header, the id column and the prediction
-//! column), the safe open of a file that untrusted code controlled, and the single streaming
-//! pass that validates every row and feeds the metric totals. Every [`PredictionsError`]
-//! message is shown to the participant, so it may quote what the participant wrote (ids,
-//! line numbers, column names) and the caps, but must never reveal a label value or whether
-//! an id is public or private.
+//! column), the safe open of a file that untrusted code controlled, and how a file is read:
+//! one streaming pass (`pass`) that validates every row and feeds the metric totals, or two
+//! over its halves, and the end-of-file checks. Every [`PredictionsError`] is shown to the
+//! participant; like its messages, this module must never reveal a label value or whether an
+//! id is public or private.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read};
+use std::io::Read;
 use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::Path;
-use std::sync::atomic::AtomicU32;
 
-use crate::scoring::csv::{self, Fields, LineReader, RangeReader};
-use crate::scoring::labels::{LabelSet, Targets};
-use crate::scoring::metrics::{Metric, PartTotals, auc_over, finish, sort_keys};
-use crate::scoring::pass::{Pass, Plan, Prediction, line_error};
+pub use crate::scoring::errors::{MAX_PREDICTIONS_LINE, PredictionsError};
+
+use crate::scoring::csv::{self, Header, LineReader, RangeReader};
+use crate::scoring::errors::UNKNOWN_IDS_QUOTED;
+use crate::scoring::labels::LabelSet;
+use crate::scoring::pass::Pass;
+use crate::scoring::plan::{Plan, Prediction};
+use crate::scoring::report::report;
 use crate::scoring::{ScoreReport, ScoringSpec};
-
-/// Longest accepted predictions line; real rows are tens of bytes.
-pub const MAX_PREDICTIONS_LINE: usize = 1 << 20;
-/// How many unknown ids an error message quotes.
-pub(crate) const UNKNOWN_IDS_QUOTED: usize = 3;
-/// Longest id quoted back in a message, in characters.
-const QUOTED_ID_CHARS: usize = 64;
-
-/// Why a predictions file was refused. Every message is safe to show the participant.
-#[derive(Debug, thiserror::Error)]
-pub enum PredictionsError {
-    /// No `predictions.csv` was written.
-    #[error("predictions.csv was not found")]
-    Missing,
-    /// The file has no content.
-    #[error("predictions.csv is empty")]
-    Empty,
-    /// A symlink, directory, FIFO, socket or device instead of a regular file.
-    #[error("predictions.csv is not a regular file (found a {kind})")]
-    NotRegularFile {
-        /// What was found instead.
-        kind: &'static str,
-    },
-    /// Larger than the cap.
-    #[error("predictions.csv is larger than the {cap_bytes}-byte limit")]
-    TooLarge {
-        /// The cap, in bytes.
-        cap_bytes: u64,
-    },
-    /// The first line is not a header.
-    #[error("predictions.csv has no header line; the first line must name the columns")]
-    NoHeader,
-    /// The header lacks a required column.
-    #[error("predictions.csv has no column named {column:?}")]
-    MissingColumn {
-        /// The missing column.
-        column: String,
-    },
-    /// A prediction that is not a number.
-    #[error("predictions.csv line {line}: the prediction is not a number")]
-    UnparsableNumber {
-        /// 1-based line number.
-        line: u64,
-    },
-    /// NaN or an infinity.
-    #[error("predictions.csv line {line}: the prediction is NaN or infinite")]
-    NotFinite {
-        /// 1-based line number.
-        line: u64,
-    },
-    /// A probability below 0 or above 1.
-    #[error("predictions.csv line {line}: the probability is outside [0, 1]")]
-    ProbabilityOutOfRange {
-        /// 1-based line number.
-        line: u64,
-    },
-    /// An empty prediction for a class-label column.
-    #[error("predictions.csv line {line}: the prediction is empty")]
-    EmptyPrediction {
-        /// 1-based line number.
-        line: u64,
-    },
-    /// The same id twice.
-    #[error("predictions.csv line {line}: duplicate id {id:?}")]
-    DuplicateId {
-        /// The repeated id, as written.
-        id: String,
-        /// Line of the second occurrence.
-        line: u64,
-    },
-    /// Ids that are not in the test set.
-    #[error("predictions.csv has {count} ids that are not in the test set, e.g. {}", quote_list(.first))]
-    UnknownIds {
-        /// How many rows had an unknown id.
-        count: u64,
-        /// The first few, as written.
-        first: Vec<String>,
-    },
-    /// Test ids without a prediction.
-    #[error("predictions.csv is missing predictions for {count} ids of the test set")]
-    MissingIds {
-        /// How many test ids had no row.
-        count: u64,
-    },
-    /// A line with a different number of fields than the header.
-    #[error("predictions.csv line {line}: expected {expected} fields, found {found}")]
-    WrongFieldCount {
-        /// 1-based line number.
-        line: u64,
-        /// Fields in the header.
-        expected: usize,
-        /// Fields on the line.
-        found: usize,
-    },
-    /// Bytes that are not UTF-8.
-    #[error("predictions.csv line {line}: invalid UTF-8")]
-    InvalidUtf8 {
-        /// 1-based line number.
-        line: u64,
-    },
-    /// A quoted field that is never closed, or text after a closing quote.
-    #[error("predictions.csv line {line}: unbalanced quotes")]
-    UnbalancedQuotes {
-        /// 1-based line number.
-        line: u64,
-    },
-    /// A line longer than [`MAX_PREDICTIONS_LINE`].
-    #[error("predictions.csv line {line}: the line is longer than {MAX_PREDICTIONS_LINE} bytes")]
-    LineTooLong {
-        /// 1-based line number.
-        line: u64,
-    },
-    /// Reading failed: the service's fault, not the participant's.
-    #[error("predictions.csv could not be read")]
-    Io(#[source] io::Error),
-    /// The scoring spec does not match the loaded labels: a service bug.
-    #[error("internal scoring error")]
-    SpecMismatch,
-}
-
-impl PredictionsError {
-    /// Whether the participant caused this (INVALID_PREDICTIONS) rather than the service
-    /// (INTERNAL_ERROR, never charged to a quota).
-    pub fn is_participant_fault(&self) -> bool {
-        !matches!(
-            self,
-            PredictionsError::Io(_) | PredictionsError::SpecMismatch
-        )
-    }
-}
-
-fn quote_list(ids: &[String]) -> String {
-    ids.iter()
-        .map(|id| format!("{id:?}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// An id as the participant wrote it, cut short so a message stays small.
-pub(crate) fn quote_id(id: &[u8]) -> String {
-    String::from_utf8_lossy(id)
-        .chars()
-        .take(QUOTED_ID_CHARS)
-        .collect()
-}
 
 /// Opens a file in a directory that untrusted code controlled: refuses a symlink as the last
 /// component (O_NOFOLLOW), never blocks on a FIFO (O_NONBLOCK), and checks through the open
@@ -219,7 +77,7 @@ pub fn score_predictions(
 ) -> Result<ScoreReport, PredictionsError> {
     let file = open_predictions(predictions_path, spec.max_predictions_bytes)?;
     let len = file.metadata().map_err(PredictionsError::Io)?.len();
-    let first_plan = plan(labels, spec)?;
+    let first_plan = Plan::new(labels, spec)?;
     let two_threads = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
     if two_threads
         && len >= PARALLEL_MIN_BYTES
@@ -234,7 +92,7 @@ pub fn score_predictions(
         end: u64::MAX,
     };
     // A fresh plan: a failed attempt on two threads may have written row losses.
-    score_with_plan(plan(labels, spec)?, reader, spec)
+    score_with_plan(Plan::new(labels, spec)?, reader, spec)
 }
 
 /// Files smaller than this are scored on one thread: a second one would not pay for itself.
@@ -248,74 +106,7 @@ pub fn score_reader<R: Read>(
     reader: R,
     spec: &ScoringSpec,
 ) -> Result<ScoreReport, PredictionsError> {
-    score_with_plan(plan(labels, spec)?, reader, spec)
-}
-
-/// Checks the spec against the labels and derives what a pass computes.
-fn plan<'a>(labels: &'a LabelSet, spec: &ScoringSpec) -> Result<Plan<'a>, PredictionsError> {
-    let label_spec = spec
-        .label_spec()
-        .map_err(|_| PredictionsError::SpecMismatch)?;
-    if &label_spec != labels.spec() {
-        return Err(PredictionsError::SpecMismatch);
-    }
-    let kind = match &labels.targets {
-        Targets::Values(_) => Prediction::Value,
-        Targets::Classes { .. }
-            if spec.metrics.iter().any(|m| m.needs_scores()) || spec.threshold.is_some() =>
-        {
-            Prediction::Score
-        }
-        Targets::Classes { .. } => Prediction::Class,
-    };
-    let (class_of_row, positive) = match &labels.targets {
-        Targets::Classes {
-            of_row, positive, ..
-        } => (&of_row[..], positive.map(usize::from)),
-        Targets::Values(_) => (&[][..], None),
-    };
-    if kind == Prediction::Score && positive.is_none() {
-        return Err(PredictionsError::SpecMismatch);
-    }
-    let wants_keys = spec.metrics.contains(&Metric::RocAuc);
-    let mut key_counts = [[0usize; 2]; 2];
-    if wants_keys {
-        // Exact sizes are known from the labels, so the key vectors never reallocate.
-        for (row, &class) in class_of_row.iter().enumerate() {
-            key_counts[usize::from(!labels.is_public(row))]
-                [usize::from(Some(class as usize) == positive)] += 1;
-        }
-    }
-    let loss_metric = spec
-        .primary_metric()
-        .filter(|m| spec.want_row_losses && m.has_row_losses());
-    let losses_len = if loss_metric.is_some() {
-        labels.public_len()
-    } else {
-        0
-    };
-    Ok(Plan {
-        labels,
-        kind,
-        id_col: 0,
-        pred_col: 0,
-        width: 0,
-        check_probability: spec.metrics.contains(&Metric::LogLoss),
-        wants_classes: spec.metrics.iter().any(|m| m.compares_classes()),
-        wants_keys,
-        threshold: spec.threshold,
-        positive,
-        negative: positive.map(|p| 1 - p),
-        classes: labels.class_count(),
-        key_counts,
-        loss_metric,
-        losses: (0..losses_len).map(|_| AtomicU32::new(0)).collect(),
-        public_ranks: if loss_metric.is_some() {
-            labels.public_ranks()
-        } else {
-            Vec::new()
-        },
-    })
+    score_with_plan(Plan::new(labels, spec)?, reader, spec)
 }
 
 /// Reads the header (the first non-blank line) and records its columns in `plan`; returns
@@ -325,46 +116,21 @@ fn read_header<R: Read>(
     plan: &mut Plan<'_>,
     spec: &ScoringSpec,
 ) -> Result<u64, PredictionsError> {
-    let mut fields = Fields::default();
-    loop {
-        let Some((line_no, line)) = reader.next_line().map_err(line_error)? else {
-            return Err(PredictionsError::Empty);
-        };
-        let line = if line_no == 1 {
-            csv::strip_bom(line)
-        } else {
-            line
-        };
-        if line.trim_ascii().is_empty() {
-            continue;
+    let header = csv::read_header(reader)?;
+    let id_col = header.find(&spec.id_column);
+    let pred_col = header.find(&spec.prediction_column);
+    match (id_col, pred_col) {
+        (Some(i), Some(p)) => {
+            (plan.id_col, plan.pred_col, plan.width) = (i, p, header.len());
+            Ok(header.line_no)
         }
-        if std::str::from_utf8(line).is_err() {
-            return Err(PredictionsError::InvalidUtf8 { line: line_no });
-        }
-        fields
-            .split(line)
-            .map_err(|_| PredictionsError::UnbalancedQuotes { line: line_no })?;
-        let id_col = csv::find_column(&fields, line, &spec.id_column);
-        let pred_col = csv::find_column(&fields, line, &spec.prediction_column);
-        match (id_col, pred_col) {
-            (Some(i), Some(p)) => {
-                (plan.id_col, plan.pred_col, plan.width) = (i, p, fields.len());
-                return Ok(line_no);
-            }
-            _ if looks_like_data(&fields, line, plan.labels) => {
-                return Err(PredictionsError::NoHeader);
-            }
-            (None, _) => {
-                return Err(PredictionsError::MissingColumn {
-                    column: spec.id_column.clone(),
-                });
-            }
-            (_, None) => {
-                return Err(PredictionsError::MissingColumn {
-                    column: spec.prediction_column.clone(),
-                });
-            }
-        }
+        _ if looks_like_data(&header, plan.labels) => Err(PredictionsError::NoHeader),
+        (None, _) => Err(PredictionsError::MissingColumn {
+            column: spec.id_column.clone(),
+        }),
+        (_, None) => Err(PredictionsError::MissingColumn {
+            column: spec.prediction_column.clone(),
+        }),
     }
 }
 
@@ -389,7 +155,7 @@ fn score_with_plan<R: Read>(
     check_ids(&plan, pass.unknown, pass.unknown_first, pass.matched)?;
     let rows = pass.rows;
     let parts = pass.parts;
-    Ok(report(plan, spec, parts, rows))
+    report(plan, spec, parts, rows)
 }
 
 /// The end-of-file checks, in order: unknown ids, then missing ones.
@@ -482,7 +248,12 @@ fn score_halves(
         part.positive_keys.extend_from_slice(&other.positive_keys);
         part.negative_keys.extend_from_slice(&other.negative_keys);
     }
-    Ok(Some(report(plan, spec, parts, rows)))
+    match report(plan, spec, parts, rows) {
+        // Sums merged from two halves round differently from one pass's: near overflow,
+        // one pass decides, so the verdict never depends on how the file was read.
+        Err(PredictionsError::NonFiniteMetric { .. }) => Ok(None),
+        result => result.map(Some),
+    }
 }
 
 /// The offset just after the first newline at or after `offset`, if one comes within a
@@ -504,66 +275,10 @@ fn line_start_after(file: &File, offset: u64) -> Option<u64> {
 }
 
 /// Whether a header-less first line was given: it holds a test id, or only numbers.
-fn looks_like_data(fields: &Fields, line: &[u8], labels: &LabelSet) -> bool {
-    let values: Vec<&[u8]> = (0..fields.len()).map(|i| fields.get(line, i)).collect();
+fn looks_like_data(header: &Header, labels: &LabelSet) -> bool {
+    let values: Vec<&[u8]> = (0..header.len()).map(|i| header.get(i)).collect();
     values.iter().any(|v| labels.find(v, usize::MAX).is_some())
         || values
             .iter()
             .all(|v| std::str::from_utf8(v).is_ok_and(|s| s.parse::<f64>().is_ok()))
-}
-
-/// Turns the two parts' totals into the report: sorts score keys once per part, merges
-/// counts for "all", evaluates every metric, and hands over the row losses.
-fn report(
-    plan: Plan<'_>,
-    spec: &ScoringSpec,
-    mut parts: [PartTotals; 2],
-    rows: usize,
-) -> ScoreReport {
-    let labels = plan.labels;
-    if spec.metrics.contains(&Metric::RocAuc) {
-        sort_keys(&mut parts);
-    }
-    let [public, private] = &parts;
-    let mut all = PartTotals::new(labels.class_count());
-    all.merge_counts(public);
-    all.merge_counts(private);
-    let scores = |totals: &PartTotals, auc_parts: &[&PartTotals], ss_total: f64| {
-        spec.metrics
-            .iter()
-            .map(|&m| {
-                let auc = if m == Metric::RocAuc {
-                    auc_over(auc_parts)
-                } else {
-                    f64::NAN
-                };
-                (m.name().to_owned(), finish(m, totals, auc, ss_total))
-            })
-            .collect()
-    };
-    let public_row_losses = plan.loss_metric.map(|_| {
-        plan.losses
-            .into_iter()
-            .map(|bits| f32::from_bits(bits.into_inner()))
-            .collect()
-    });
-    let [ss_public, ss_private, ss_all] = labels.ss_total;
-    if labels.has_split() {
-        ScoreReport {
-            all: scores(&all, &[public, private], ss_all),
-            public: scores(public, &[public], ss_public),
-            private: scores(private, &[private], ss_private),
-            rows,
-            public_row_losses,
-        }
-    } else {
-        let all_scores = scores(&all, &[public], ss_all);
-        ScoreReport {
-            public: all_scores.clone(),
-            all: all_scores,
-            private: Default::default(),
-            rows,
-            public_row_losses,
-        }
-    }
 }
