@@ -134,14 +134,24 @@ async fn run_workload(m: usize, sleeps: (f64, f64), partition: bool, slice: u64)
             kind: kind as i32,
             ..Default::default()
         };
-        ids.push(client.submit(meta, archive.clone()).await.expect("accepted").id);
+        ids.push(
+            client
+                .submit(meta, archive.clone())
+                .await
+                .expect("accepted")
+                .id,
+        );
     }
     let mut waits = Vec::new();
     for id in ids {
         let client = client.clone();
         waits.push(tokio::spawn(async move {
             let last = client.watch(&id, |_| {}).await.expect("watch");
-            assert_eq!(last.state, pb::SubmissionState::Succeeded as i32, "{last:?}");
+            assert_eq!(
+                last.state,
+                pb::SubmissionState::Succeeded as i32,
+                "{last:?}"
+            );
         }));
     }
     for w in waits {

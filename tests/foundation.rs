@@ -500,11 +500,14 @@ async fn health_and_reflection_answer_generic_clients() {
         // Reflection answers in both versions: v1 (grpcurl) and v1alpha (grpcio-reflection,
         // grpc_cli, older tools).
         use tonic_reflection::pb::{v1, v1alpha};
-        let mut c1 = v1::server_reflection_client::ServerReflectionClient::new(channel_of(&server).await);
+        let mut c1 =
+            v1::server_reflection_client::ServerReflectionClient::new(channel_of(&server).await);
         let mut r1 = c1
             .server_reflection_info(tokio_stream::iter([v1::ServerReflectionRequest {
                 host: String::new(),
-                message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(String::new())),
+                message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
+                    String::new(),
+                )),
             }]))
             .await
             .unwrap()
@@ -514,12 +517,21 @@ async fn health_and_reflection_answer_generic_clients() {
         else {
             panic!("v1 did not list services")
         };
-        assert!(list.service.iter().any(|s| s.name == "holdout.v1.Submissions"), "{list:?}");
-        let mut ca = v1alpha::server_reflection_client::ServerReflectionClient::new(channel_of(&server).await);
+        assert!(
+            list.service
+                .iter()
+                .any(|s| s.name == "holdout.v1.Submissions"),
+            "{list:?}"
+        );
+        let mut ca = v1alpha::server_reflection_client::ServerReflectionClient::new(
+            channel_of(&server).await,
+        );
         let mut ra = ca
             .server_reflection_info(tokio_stream::iter([v1alpha::ServerReflectionRequest {
                 host: String::new(),
-                message_request: Some(v1alpha::server_reflection_request::MessageRequest::ListServices(String::new())),
+                message_request: Some(
+                    v1alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+                ),
             }]))
             .await
             .unwrap()
@@ -529,7 +541,10 @@ async fn health_and_reflection_answer_generic_clients() {
         else {
             panic!("v1alpha did not list services")
         };
-        assert!(list.service.iter().any(|s| s.name == "holdout.v1.Audit"), "{list:?}");
+        assert!(
+            list.service.iter().any(|s| s.name == "holdout.v1.Audit"),
+            "{list:?}"
+        );
     })
     .await
 }

@@ -128,7 +128,11 @@ fn decode(slots: &[(i64, char)], samples: &[Sample]) -> (usize, usize) {
     for (t, bit) in slots {
         if let Some((_, v, high_is_one)) = signal.iter().find(|s| s.0 == *t) {
             seen += 1;
-            let one = if *high_is_one { *v > median } else { *v < median };
+            let one = if *high_is_one {
+                *v > median
+            } else {
+                *v < median
+            };
             if one == (*bit == '1') {
                 right += 1;
             }
@@ -215,7 +219,9 @@ async fn a_full_run_modulating_the_host_is_not_seen_by_the_participants_smoke_ru
         let server = spawn_app().await;
         let secret = secret_bits();
         secret_data(&server, "leak", &secret);
-        create(&server, challenge("leak", "leak", 60)).await.unwrap();
+        create(&server, challenge("leak", "leak", 60))
+            .await
+            .unwrap();
         let (slots, full_end, sampled) = modulate_and_sample(&server).await;
         for samples in &sampled {
             assert!(samples.len() >= 10, "{samples:?}");
@@ -227,7 +233,11 @@ async fn a_full_run_modulating_the_host_is_not_seen_by_the_participants_smoke_ru
             );
             // And nothing host-wide to read afterwards.
             for s in samples {
-                assert_eq!((s.2, s.3, s.4), (None, 0, 0), "/proc counters are masked: {s:?}");
+                assert_eq!(
+                    (s.2, s.3, s.4),
+                    (None, 0, 0),
+                    "/proc counters are masked: {s:?}"
+                );
             }
             let (right, seen) = decode(&slots, samples);
             assert!(right <= 12, "decoded {right} of {seen} bits: not chance");
@@ -243,7 +253,9 @@ async fn without_time_partitioning_the_same_smoke_runs_do_share_the_host_with_th
         // The control: the channel's precondition, which the partition removes, holds here.
         let server = spawn_app_with(|c| c.time_partition = false).await;
         secret_data(&server, "leak", &secret_bits());
-        create(&server, challenge("leak", "leak", 60)).await.unwrap();
+        create(&server, challenge("leak", "leak", 60))
+            .await
+            .unwrap();
         let (slots, full_end, sampled) = modulate_and_sample(&server).await;
         let overlapping = sampled
             .iter()
@@ -291,7 +303,10 @@ async fn a_verdict_picked_from_private_data_shows_only_as_not_scored_and_is_char
         let mut ids = Vec::new();
         for k in 0..5 {
             let s = client
-                .submit(full("pick", "mallory"), tar_gz(&[("run.sh", &verdict_picker(k))]))
+                .submit(
+                    full("pick", "mallory"),
+                    tar_gz(&[("run.sh", &verdict_picker(k))]),
+                )
                 .await
                 .unwrap();
             ids.push(s.id);
@@ -300,15 +315,27 @@ async fn a_verdict_picked_from_private_data_shows_only_as_not_scored_and_is_char
         let mut exact = BTreeSet::new();
         for id in &ids {
             let done = client.watch(id, |_| {}).await.unwrap();
-            shown.insert((done.state, done.verdict, done.message.clone(), done.scores.len()));
+            shown.insert((
+                done.state,
+                done.verdict,
+                done.message.clone(),
+                done.scores.len(),
+            ));
             exact.insert(get_as(&server, &server.admin, id).await.verdict);
         }
-        assert_eq!(exact.len(), 5, "the code picked five different verdicts: {exact:?}");
+        assert_eq!(
+            exact.len(),
+            5,
+            "the code picked five different verdicts: {exact:?}"
+        );
         assert_eq!(shown.len(), 1, "the platform saw them apart: {shown:?}");
         let (state, verdict, _, _) = shown.into_iter().next().unwrap();
         assert_eq!(
             (state, verdict),
-            (pb::SubmissionState::Failed as i32, pb::Verdict::NotScored as i32)
+            (
+                pb::SubmissionState::Failed as i32,
+                pb::Verdict::NotScored as i32
+            )
         );
         // Every failure was charged: the quota of five is spent.
         let err = client
@@ -355,7 +382,8 @@ fn close(a: Duration, b: Duration, tolerance: Duration) -> bool {
 }
 
 #[tokio::test]
-async fn a_run_exiting_early_and_one_exiting_at_its_limit_release_together_and_so_do_their_queues() {
+async fn a_run_exiting_early_and_one_exiting_at_its_limit_release_together_and_so_do_their_queues()
+{
     within(120, async {
         let server = spawn_app_with(|c| c.concurrency = 2).await;
         secret_data(&server, "leak", &secret_bits());
@@ -448,7 +476,13 @@ async fn timeline_owned(
 
 /// What a submitter's view says, without what identifies the submission.
 fn answer(s: &pb::Submission) -> (i32, i32, String, usize, u32) {
-    (s.state, s.verdict, s.message.clone(), s.scores.len(), s.queue_position)
+    (
+        s.state,
+        s.verdict,
+        s.message.clone(),
+        s.scores.len(),
+        s.queue_position,
+    )
 }
 
 #[tokio::test]
@@ -468,11 +502,17 @@ async fn a_cancel_answers_the_same_and_releases_at_the_same_moment_whether_the_c
             let cancel_after = Duration::from_millis(300 + x % 2000);
             let t0 = Instant::now();
             let finished = client
-                .submit(full("held", &format!("f{round}")), tar_gz(&[("run.sh", &exits_after(0.0))]))
+                .submit(
+                    full("held", &format!("f{round}")),
+                    tar_gz(&[("run.sh", &exits_after(0.0))]),
+                )
                 .await
                 .unwrap();
             let running = client
-                .submit(full("held", &format!("r{round}")), tar_gz(&[("run.sh", &exits_after(2.9))]))
+                .submit(
+                    full("held", &format!("r{round}")),
+                    tar_gz(&[("run.sh", &exits_after(2.9))]),
+                )
                 .await
                 .unwrap();
             let watches: Vec<_> = [&finished, &running]
@@ -498,7 +538,11 @@ async fn a_cancel_answers_the_same_and_releases_at_the_same_moment_whether_the_c
             let mut ends = Vec::new();
             for w in watches {
                 let (last, seen) = w.await.unwrap();
-                assert_eq!(last.state, pb::SubmissionState::Cancelled as i32, "{last:?}");
+                assert_eq!(
+                    last.state,
+                    pb::SubmissionState::Cancelled as i32,
+                    "{last:?}"
+                );
                 ends.push(when(&seen, pb::SubmissionState::Cancelled));
             }
             assert!(
@@ -571,11 +615,18 @@ async fn two_platforms_using_one_participant_id_are_two_participants_and_look_al
         // A look-alike id is refused, not a fresh quota.
         for look_alike in ["alice\u{200b}", "al\u{202e}ice", "alice\u{feff}", " alice"] {
             let err = a
-                .submit(full("parity", look_alike), tar_gz(&[("run.sh", PARITY_RIGHT)]))
+                .submit(
+                    full("parity", look_alike),
+                    tar_gz(&[("run.sh", PARITY_RIGHT)]),
+                )
                 .await
                 .unwrap_err();
             assert_eq!(err.code(), Code::InvalidArgument, "{look_alike:?}: {err:?}");
-            assert!(err.message().contains("participant_id"), "{}", err.message());
+            assert!(
+                err.message().contains("participant_id"),
+                "{}",
+                err.message()
+            );
         }
     })
     .await
@@ -596,7 +647,12 @@ async fn the_split_seed_and_the_leakage_estimate_are_for_admins_only() {
                     .client(&token)
                     .await
                     .challenges()
-                    .get_challenge(authed(&token, pb::GetChallengeRequest { id: "parity".into() }))
+                    .get_challenge(authed(
+                        &token,
+                        pb::GetChallengeRequest {
+                            id: "parity".into(),
+                        },
+                    ))
                     .await
                     .unwrap()
                     .into_inner()
@@ -610,7 +666,11 @@ async fn the_split_seed_and_the_leakage_estimate_are_for_admins_only() {
         let leakage = admin.leakage.unwrap();
         // 5 public rows + 1 (accuracy), one "not scored", 20 s of 100 ms moments.
         assert_eq!(
-            (leakage.score_values, leakage.failure_values, leakage.time_values),
+            (
+                leakage.score_values,
+                leakage.failure_values,
+                leakage.time_values
+            ),
             (6, 1, 200)
         );
         assert!((leakage.bits_per_submission - (7.0f64 * 200.0).log2()).abs() < 1e-9);
@@ -636,12 +696,16 @@ async fn the_ledger_adds_up_the_bits_of_each_participants_released_results() {
         }
         // A SMOKE run releases its logs, not private data: not in the ledger.
         let s = client
-            .submit(smoke("parity", "alice"), tar_gz(&[("run.sh", PARITY_RIGHT)]))
+            .submit(
+                smoke("parity", "alice"),
+                tar_gz(&[("run.sh", PARITY_RIGHT)]),
+            )
             .await
             .unwrap();
         client.watch(&s.id, |_| {}).await.unwrap();
         let admin = server.client(&server.admin).await;
-        let ledger = admin.audit()
+        let ledger = admin
+            .audit()
             .get_leakage(authed(
                 &server.admin,
                 pb::GetLeakageRequest {
@@ -663,7 +727,8 @@ async fn the_ledger_adds_up_the_bits_of_each_participants_released_results() {
         assert_eq!((rows[1].0.as_str(), rows[1].1), ("bob", 1));
         assert!((ledger.total_bits - 3.0 * per).abs() < 1e-9);
         // Submitters may not read it.
-        let err = client.audit()
+        let err = client
+            .audit()
             .get_leakage(authed(
                 &server.submitter,
                 pb::GetLeakageRequest {
@@ -673,6 +738,57 @@ async fn the_ledger_adds_up_the_bits_of_each_participants_released_results() {
             .await
             .unwrap_err();
         assert_eq!(err.code(), Code::PermissionDenied);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn predictions_that_would_break_a_custom_scorer_are_invalid_and_charged() {
+    within(120, async {
+        let server = spawn_app().await;
+        parity_data(&server, "parity", 10);
+        let mut c = parity_challenge("custom", "parity");
+        // An organiser's scorer that falls over on a duplicate id, as many would.
+        let scorer = r#"awk -F, 'seen[$1]++ { exit 3 }' /predictions/predictions.csv || exit 3; echo '{"acc": 1}' > /output/scores.json"#;
+        c.scoring.as_mut().unwrap().scorer = Some(pb::scoring::Scorer::Custom(pb::CustomScorer {
+            image: BUSYBOX.into(),
+            command: vec!["sh".into(), "-c".into(), scorer.into()],
+            primary_metric: "acc".into(),
+            greater_is_better: true,
+            release_messages: false,
+        }));
+        c.quota = Some(pb::Quota {
+            full_per_day: 1,
+            ..Default::default()
+        });
+        create(&server, c).await.unwrap();
+        let client = server.client(&server.submitter).await;
+        let duplicate = format!("{PARITY_RIGHT}head -2 /output/predictions.csv | tail -1 >> /output/predictions.csv\n");
+        let s = client
+            .submit(full("custom", "mallory"), tar_gz(&[("run.sh", &duplicate)]))
+            .await
+            .unwrap();
+        let done = client.watch(&s.id, |_| {}).await.unwrap();
+        assert_eq!(done.verdict, pb::Verdict::NotScored as i32, "{done:?}");
+        let exact = get_as(&server, &server.admin, &s.id).await;
+        assert_eq!(exact.verdict, pb::Verdict::InvalidPredictions as i32, "{exact:?}");
+        assert!(exact.message.contains("duplicate id"), "{}", exact.message);
+        // The scorer never ran, so it never crashed: nothing in the admin's scorer logs.
+        let logs = server
+            .client(&server.admin)
+            .await
+            .submissions()
+            .get_submission_logs(authed(&server.admin, pb::GetSubmissionLogsRequest { id: s.id.clone() }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!String::from_utf8_lossy(&logs.stderr).contains("custom scorer"));
+        // Charged like any invalid predictions: the quota of one is spent.
+        let err = client
+            .submit(full("custom", "mallory"), tar_gz(&[("run.sh", PARITY_RIGHT)]))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
     })
     .await
 }

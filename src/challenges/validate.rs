@@ -275,11 +275,12 @@ impl Challenges {
                     DomainError::precondition("data_dir", format!("sample/labels.csv: {e}"))
                 })?;
             }
+            let range = set.target_range();
             Ok(DataFacts {
                 public_rows: set.public_len() as u64,
                 private_rows: set.private_len() as u64,
-                target_min: None,
-                target_max: None,
+                target_min: range.map(|r| r.0),
+                target_max: range.map(|r| r.1),
             })
         })
         .await

@@ -438,7 +438,8 @@ pub async fn run(args: &ClientArgs, cmd: ClientCommand) -> Result<()> {
             let mut token = String::new();
             let mut all = Vec::new();
             loop {
-                let r = client.audit()
+                let r = client
+                    .audit()
                     .list_releases(client.request(pb::ListReleasesRequest {
                         challenge_id: challenge.clone().unwrap_or_default(),
                         token_name: token_name.clone().unwrap_or_default(),
@@ -456,7 +457,8 @@ pub async fn run(args: &ClientArgs, cmd: ClientCommand) -> Result<()> {
             }
             out.releases(&all);
             if let Some(challenge_id) = challenge {
-                let l = client.audit()
+                let l = client
+                    .audit()
                     .get_leakage(client.request(pb::GetLeakageRequest { challenge_id }))
                     .await
                     .map_err(server_error)?

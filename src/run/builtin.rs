@@ -140,12 +140,27 @@ mod tests {
     fn listed(e: &PredictionsError) {
         use PredictionsError::*;
         match e {
-            Missing | Empty | NotRegularFile { .. } | TooLarge { .. } | NoHeader
-            | MissingColumn { .. } | UnparsableNumber { .. } | NotFinite { .. }
-            | ProbabilityOutOfRange { .. } | EmptyPrediction { .. } | DuplicateId { .. }
-            | UnknownIds { .. } | MissingIds { .. } | WrongFieldCount { .. }
-            | InvalidUtf8 { .. } | UnbalancedQuotes { .. } | LineTooLong { .. }
-            | NonFiniteMetric { .. } | Io(_) | SpecMismatch | UndefinedMetric { .. } => {}
+            Missing
+            | Empty
+            | NotRegularFile { .. }
+            | TooLarge { .. }
+            | NoHeader
+            | MissingColumn { .. }
+            | UnparsableNumber { .. }
+            | NotFinite { .. }
+            | ProbabilityOutOfRange { .. }
+            | EmptyPrediction { .. }
+            | DuplicateId { .. }
+            | UnknownIds { .. }
+            | MissingIds { .. }
+            | WrongFieldCount { .. }
+            | InvalidUtf8 { .. }
+            | UnbalancedQuotes { .. }
+            | LineTooLong { .. }
+            | NonFiniteMetric { .. }
+            | Io(_)
+            | SpecMismatch
+            | UndefinedMetric { .. } => {}
         }
     }
 

@@ -5,12 +5,13 @@
 //! `scores.json` (see `super::plan::RunPlan::scorer_spec`).
 //!
 //! The scorer never sees the participant's folder: the predictions are opened on the host
-//! without following links, size-checked and copied first. A scorer that crashes, times out
+//! without following links, size-checked, checked against the predictions contract
+//! (`scoring::check_contract`) and copied first. A scorer that crashes, times out
 //! or writes nonsense is the service's problem (INTERNAL_ERROR, uncharged), with its logs
 //! kept for the admin. A scorer run is part of the submission's run: cancelling the
 //! submission or shutting the service down kills it like the participant's container.
 
-use std::io::Read;
+use std::io::{Read, Seek};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -142,6 +143,13 @@ fn prepare(
 ) -> Result<Vec<(ScorerSplit, PathBuf)>, Prep> {
     std::fs::create_dir_all(dir.join("predictions")).map_err(Prep::Host)?;
     let mut src = scoring::open_predictions(predictions, cap).map_err(Prep::Predictions)?;
+    // The scorer only ever sees predictions that keep the contract: breaking it is the
+    // participant's INVALID_PREDICTIONS, charged, and never a free crash of the scorer.
+    scoring::check_contract(labels, &mut src, id_column).map_err(|e| match e {
+        scoring::ContractError::Predictions(e) => Prep::Predictions(e),
+        scoring::ContractError::Labels(e) => Prep::Host(e),
+    })?;
+    src.seek(std::io::SeekFrom::Start(0)).map_err(Prep::Host)?;
     let copy = dir.join("predictions").join("predictions.csv");
     let mut dst = std::fs::File::create(&copy).map_err(Prep::Host)?;
     std::io::copy(&mut (&mut src).take(cap), &mut dst).map_err(Prep::Host)?;

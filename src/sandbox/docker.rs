@@ -20,12 +20,13 @@ use bollard::errors::Error as BollardError;
 use bollard::models::ContainerSummaryStateEnum;
 use bollard::query_parameters::{
     AttachContainerOptions, CreateContainerOptions, InspectContainerOptions, KillContainerOptions,
-    ListContainersOptions, RemoveContainerOptions, StatsOptions,
+    ListContainersOptions, StatsOptions,
 };
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug, info, instrument, warn};
+use tracing::{debug, info, instrument, warn};
 
+use super::guard::{ContainerGuard, remove_container};
 use super::hardening::{self, SANDBOX_GID, SANDBOX_UID};
 use super::monitor::{LogSink, MemoryProbe, capture_logs, output_usage, watch_output};
 use super::{
@@ -534,79 +535,6 @@ impl Backend for DockerBackend {
             .await
             .map(|_| ())
             .map_err(|e| unreachable(&self.endpoint, &e))
-    }
-}
-
-/// Force-removes a container; missing, or already being removed, counts as done.
-async fn remove_container(docker: &Docker, target: &str) -> Result<(), BollardError> {
-    let options = RemoveContainerOptions {
-        force: true,
-        v: true,
-        ..Default::default()
-    };
-    match docker.remove_container(target, Some(options)).await {
-        Ok(())
-        | Err(BollardError::DockerResponseServerError {
-            status_code: 404 | 409,
-            ..
-        }) => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
-/// Removes the container on every path out of `run`: explicitly on return, and from `Drop`
-/// when the future is dropped (timeout, select, shutdown) or unwinds from a panic.
-struct ContainerGuard {
-    /// Engine client.
-    docker: Docker,
-    /// Name before create returns, id after.
-    target: String,
-    /// Cleared once removal has been done or handed off.
-    armed: bool,
-}
-
-impl ContainerGuard {
-    fn new(docker: Docker, target: String) -> Self {
-        Self {
-            docker,
-            target,
-            armed: true,
-        }
-    }
-
-    async fn remove(&mut self) {
-        self.armed = false;
-        if let Err(e) = remove_container(&self.docker, &self.target).await {
-            // The orphan sweep (list_owned) catches what this misses.
-            warn!(container = %self.target, error = %e, "container removal failed");
-        }
-    }
-}
-
-impl Drop for ContainerGuard {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        let docker = self.docker.clone();
-        let target = std::mem::take(&mut self.target);
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => {
-                debug!(container = %target, "run abandoned, removing its container in the background");
-                let span = tracing::Span::current();
-                handle.spawn(
-                    async move {
-                        if let Err(e) = remove_container(&docker, &target).await {
-                            warn!(container = %target, error = %e, "container removal after drop failed");
-                        }
-                    }
-                    .instrument(span),
-                );
-            }
-            Err(_) => {
-                warn!(container = %target, "no runtime to remove the container; the orphan sweep must")
-            }
-        }
     }
 }
 

@@ -21,6 +21,7 @@ use crate::domain::SubmissionId;
 
 pub mod docker;
 pub mod fake;
+mod guard;
 pub mod hardening;
 pub mod monitor;
 

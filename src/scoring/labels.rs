@@ -208,6 +208,21 @@ impl LabelSet {
         self.positive_bits[row / 64] >> (row % 64) & 1 == 1
     }
 
+    /// The smallest and largest target value, for a numeric target with rows: what bounds
+    /// the scores a regression metric releases (`crate::leakage`).
+    pub fn target_range(&self) -> Option<(f64, f64)> {
+        match &self.targets {
+            Targets::Values(values) if !values.is_empty() => Some(
+                values
+                    .iter()
+                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+                        (lo.min(*v), hi.max(*v))
+                    }),
+            ),
+            _ => None,
+        }
+    }
+
     /// The target value of `row` (0 for a class target).
     #[inline]
     pub(crate) fn value_of(&self, row: usize) -> f64 {

@@ -27,6 +27,7 @@
 //! puts a label value or an id's split membership into a message a participant can see.
 
 pub mod cli;
+pub mod contract;
 mod csv;
 pub mod custom;
 mod errors;
@@ -47,6 +48,7 @@ mod unknown_classes;
 #[cfg(test)]
 mod tests;
 
+pub use contract::{ContractError, check_contract};
 pub use custom::{ScorerOutput, ScorerOutputError, parse_scores_json, write_split_labels};
 pub use errors::{LabelsError, PredictionsError};
 pub use labels::{LabelSet, load_labels};
