@@ -10,6 +10,9 @@ use crate::domain::Verdict;
 use crate::sandbox::{RunLimits, RunOutcome};
 use crate::units::{format_bytes, format_duration};
 
+/// Exit code of a process killed by SIGXFSZ (128 + 25).
+const SIGXFSZ_EXIT: i64 = 128 + 25;
+
 /// A verdict with the message a participant may see.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Classified {
@@ -36,6 +39,14 @@ pub fn classify(outcome: &RunOutcome, limits: &RunLimits) -> Option<Classified> 
         return c(
             Verdict::Cancelled,
             limit_message(Verdict::Cancelled, limits),
+        );
+    }
+    if outcome.timed_out && outcome.memory_at_limit_on_timeout {
+        // Held at its memory limit until the timer fired (gVisor reclaims instead of
+        // killing): the memory limit, not the clock, is what stopped it.
+        return c(
+            Verdict::MemoryLimitExceeded,
+            limit_message(Verdict::MemoryLimitExceeded, limits),
         );
     }
     if outcome.timed_out {
@@ -70,6 +81,14 @@ pub fn classify(outcome: &RunOutcome, limits: &RunLimits) -> Option<Classified> 
     }
     match outcome.exit_code {
         Some(0) => None,
+        // Killed by SIGXFSZ: a file reached the output limit (the fsize ulimit).
+        Some(SIGXFSZ_EXIT) => c(
+            Verdict::OutputLimitExceeded,
+            format!(
+                "the run wrote a file larger than its output limit of {} (killed by SIGXFSZ)",
+                format_bytes(limits.output_bytes)
+            ),
+        ),
         Some(code) => {
             let message = match &signal {
                 Some(name) => format!("the run was killed by signal {name} (exit code {code})"),
@@ -221,6 +240,36 @@ mod tests {
         assert_eq!(c.verdict, Verdict::RuntimeError);
         assert_eq!(c.signal.as_deref(), Some("SIGSEGV"));
         assert!(c.message.contains("SIGSEGV"));
+    }
+
+    #[test]
+    fn a_file_size_signal_is_an_output_limit() {
+        let o = RunOutcome {
+            exit_code: Some(153),
+            ..Default::default()
+        };
+        let c = classify(&o, &limits()).unwrap();
+        assert_eq!(c.verdict, Verdict::OutputLimitExceeded);
+        assert!(c.message.contains("SIGXFSZ"), "{}", c.message);
+    }
+
+    #[test]
+    fn a_timeout_with_memory_at_its_limit_is_a_memory_limit() {
+        let mut o = RunOutcome {
+            exit_code: Some(137),
+            timed_out: true,
+            memory_at_limit_on_timeout: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            classify(&o, &limits()).unwrap().verdict,
+            Verdict::MemoryLimitExceeded
+        );
+        o.memory_at_limit_on_timeout = false;
+        assert_eq!(
+            classify(&o, &limits()).unwrap().verdict,
+            Verdict::TimeLimitExceeded
+        );
     }
 
     #[test]

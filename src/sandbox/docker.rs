@@ -285,7 +285,18 @@ impl DockerBackend {
                 info!(container = %id, reason = ?reason, elapsed_ms, "killing container");
                 killed = Some(reason);
                 match reason {
-                    KillReason::TimedOut => outcome.timed_out = true,
+                    KillReason::TimedOut => {
+                        outcome.timed_out = true;
+                        let probe = probe.clone();
+                        let limit = limits.memory_bytes;
+                        outcome.memory_at_limit_on_timeout =
+                            tokio::task::spawn_blocking(move || {
+                                probe.sample();
+                                probe.at_limit_now(limit)
+                            })
+                            .await
+                            .unwrap_or(false);
+                    }
                     KillReason::Cancelled => outcome.cancelled = true,
                     KillReason::OutputExceeded => outcome.output_exceeded = true,
                     KillReason::LogExceeded => outcome.log_exceeded = true,

@@ -100,7 +100,13 @@ fn the_run_is_never_root_and_holds_no_capabilities() {
             .iter()
             .any(|o| o.contains("unconfined"))
     );
-    assert!(h.masked_paths.is_none() && h.readonly_paths.is_none());
+    // The engine's masked and read-only paths are kept: our masked list repeats its
+    // defaults (a list replaces them), and the read-only ones are left to it.
+    let masked = h.masked_paths.as_ref().unwrap();
+    for p in ENGINE_MASKED_PATHS {
+        assert!(masked.iter().any(|m| m == p), "{p} unmasked");
+    }
+    assert!(h.readonly_paths.is_none());
     assert!(h.pid_mode.is_none() && h.userns_mode.is_none() && h.uts_mode.is_none());
     assert_eq!(h.ipc_mode.as_deref(), Some("private"));
 }
@@ -274,4 +280,25 @@ fn container_names_only_use_characters_docker_accepts() {
     let mut s = spec();
     s.run_name = "a/b c".into();
     assert_eq!(container_name(&s), "holdout-s-0123456789abcdef0123-a-b-c");
+}
+
+#[test]
+fn host_wide_counters_are_masked_with_the_hosts_own_devices() {
+    let b = container_body(
+        &spec(),
+        &["/sys/devices/pci0000:00/virtio1/block/vda".into()],
+    )
+    .unwrap();
+    let masked = host(&b).masked_paths.clone().unwrap();
+    for p in [
+        "/proc/stat",
+        "/proc/loadavg",
+        "/proc/vmstat",
+        "/proc/diskstats",
+        "/proc/pressure",
+        "/sys/block",
+        "/sys/devices/pci0000:00/virtio1/block/vda",
+    ] {
+        assert!(masked.iter().any(|m| m == p), "{p} not masked");
+    }
 }

@@ -148,6 +148,9 @@ pub struct RunOutcome {
     pub oom_killed: bool,
     /// Whether our wall-time timer fired and killed the container.
     pub timed_out: bool,
+    /// Whether memory use was at its limit when our wall-time timer fired: the run was held
+    /// at its memory limit (reclaiming, not killed) rather than merely slow.
+    pub memory_at_limit_on_timeout: bool,
     /// Whether the run was cancelled through the cancellation token and killed.
     pub cancelled: bool,
     /// Whether `/output` went over `output_bytes` (the run was killed when seen).

@@ -147,6 +147,8 @@ pub(super) struct MemoryProbe {
     dir: Option<PathBuf>,
     /// Highest usage seen (cgroup v1 `memory.max_usage_in_bytes`, v2 `memory.peak`).
     peak: AtomicU64,
+    /// Usage at the last sample (`memory.usage_in_bytes`; v2 `memory.current`).
+    current: AtomicU64,
     /// Times the limit was hit (`memory.failcnt`; v2 `memory.events` "max").
     failcnt: AtomicU64,
     /// OOM kills counted by the kernel (`oom_kill` in v1 `memory.oom_control`, v2 `memory.events`).
@@ -169,6 +171,7 @@ impl MemoryProbe {
         let probe = Self {
             dir,
             peak: AtomicU64::new(0),
+            current: AtomicU64::new(0),
             failcnt: AtomicU64::new(0),
             oom_kills: AtomicU64::new(0),
         };
@@ -189,6 +192,11 @@ impl MemoryProbe {
                 .find_map(|l| l.strip_prefix(key)?.trim().parse::<u64>().ok())
         };
         if let Some(peak) = read("memory.max_usage_in_bytes").or_else(|| read("memory.peak")) {
+            let current = read("memory.usage_in_bytes")
+                .or_else(|| read("memory.current"))
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0);
+            self.current.store(current, Ordering::Relaxed);
             let fail = read("memory.failcnt")
                 .and_then(|s| s.trim().parse().ok())
                 .unwrap_or(0);
@@ -200,6 +208,7 @@ impl MemoryProbe {
             let usage = read("memory.current")
                 .and_then(|s| s.trim().parse().ok())
                 .unwrap_or(0);
+            self.current.store(usage, Ordering::Relaxed);
             self.record(
                 usage,
                 field(&events, "max ").unwrap_or(0),
@@ -220,6 +229,12 @@ impl MemoryProbe {
 
     pub(super) fn oom_kills(&self) -> u64 {
         self.oom_kills.load(Ordering::Relaxed)
+    }
+
+    /// Whether usage at the last sample was within 5% of `limit`: a run slowed down at its
+    /// memory limit (gVisor reclaims rather than kills) rather than one that was simply slow.
+    pub(super) fn at_limit_now(&self, limit: u64) -> bool {
+        self.current.load(Ordering::Relaxed) >= limit / 20 * 19
     }
 
     /// Whether the cgroup hit its limit or came within 5% of it.

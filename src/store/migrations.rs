@@ -62,6 +62,16 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX leakage_by_challenge ON leakage(challenge_id, owner, participant_id);
      UPDATE challenges SET body = json_set(body, '$.release.failure_detail', 'verdict')
       WHERE json_extract(body, '$.release.failure_detail') IS NULL;",
+    // 4: repair runs an earlier version scored with a non-finite metric (stored as null):
+    // they were never valid scores, so they end as the invalid predictions they were.
+    "UPDATE submissions
+        SET state = 'failed', verdict = 'invalid_predictions',
+            message = 'the metric cannot be computed from these predictions',
+            detail = 'repaired: a non-finite score was stored by an earlier version',
+            public_scores = '{}', private_scores = '{}'
+      WHERE state = 'succeeded'
+        AND (EXISTS (SELECT 1 FROM json_each(public_scores) WHERE type = 'null')
+          OR EXISTS (SELECT 1 FROM json_each(private_scores) WHERE type = 'null'));",
 ];
 
 /// Brings the schema up to date.

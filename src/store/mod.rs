@@ -51,6 +51,20 @@ impl From<StoreError> for DomainError {
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
+/// The rows of a list that decode; each one that does not is logged and skipped, so one bad
+/// row (written by a bug, or by an older version) never fails a whole listing.
+fn readable<T>(rows: Vec<Result<T, StoreError>>) -> Vec<T> {
+    rows.into_iter()
+        .filter_map(|r| match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::error!(error = %e, "skipping a stored row that cannot be read");
+                None
+            }
+        })
+        .collect()
+}
+
 /// How many committed changes a slow subscriber may fall behind before it is told it lagged
 /// (it then re-reads what it watches).
 const FEED_CAPACITY: usize = 1024;
@@ -205,7 +219,9 @@ impl Store {
             let bodies = stmt
                 .query_map(params![after, limit as i64], |r| r.get::<_, String>(0))?
                 .collect::<Result<Vec<_>, _>>()?;
-            bodies.iter().map(|b| rows::decode_challenge(b)).collect()
+            Ok(readable(
+                bodies.iter().map(|b| rows::decode_challenge(b)).collect(),
+            ))
         })
         .await
     }
@@ -371,7 +387,7 @@ impl Store {
                     Ok((seq, rows::submission_from_row_at(r, 1)?))
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
-            out.into_iter().map(|(seq, s)| s.map(|s| (seq, s))).collect()
+            Ok(readable(out.into_iter().map(|(seq, s)| s.map(|s| (seq, s))).collect()))
         })
         .await
     }
@@ -394,7 +410,7 @@ impl Store {
                     rows::submission_from_row,
                 )?
                 .collect::<Result<Vec<_>, _>>()?;
-            out.into_iter().collect()
+            Ok(readable(out))
         })
         .await
     }
@@ -408,7 +424,7 @@ impl Store {
             let out = stmt
                 .query_map([], rows::queued_from_row)?
                 .collect::<Result<Vec<_>, _>>()?;
-            out.into_iter().collect()
+            Ok(readable(out))
         })
         .await
     }
@@ -423,7 +439,7 @@ impl Store {
             let out = stmt
                 .query_map(params![challenge.as_str(), SubmissionKind::Full.as_str()], rows::submission_from_row)?
                 .collect::<Result<Vec<_>, _>>()?;
-            out.into_iter().collect()
+            Ok(readable(out))
         })
         .await
     }

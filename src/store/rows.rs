@@ -111,10 +111,8 @@ pub fn submission_from_row_at(
             verdict: Verdict::parse_name(&verdict).ok_or_else(|| corrupt("verdict", &verdict))?,
             message,
             detail,
-            public_scores: serde_json::from_str(&public_scores)
-                .map_err(|_| corrupt("scores", &public_scores))?,
-            private_scores: serde_json::from_str(&private_scores)
-                .map_err(|_| corrupt("scores", &private_scores))?,
+            public_scores: decode_scores(&public_scores)?,
+            private_scores: decode_scores(&private_scores)?,
             archive_sha256,
             created_at,
             started_at,
@@ -127,6 +125,17 @@ pub fn submission_from_row_at(
             charged,
         }))
     })())
+}
+
+/// Scores as stored: a JSON object of numbers. A score that is not a finite number (an
+/// earlier version wrote NaN as `null`) is dropped rather than failing the row.
+fn decode_scores(text: &str) -> Result<std::collections::BTreeMap<String, f64>, StoreError> {
+    let raw: std::collections::BTreeMap<String, Option<f64>> =
+        serde_json::from_str(text).map_err(|_| corrupt("scores", text))?;
+    Ok(raw
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v.filter(|v| v.is_finite())?)))
+        .collect())
 }
 
 fn json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {

@@ -308,3 +308,54 @@ async fn a_charged_cancel_counts_against_the_quota_and_an_uncharged_one_does_not
         InsertOutcome::QuotaExceeded { limit: 1 }
     ));
 }
+
+#[tokio::test]
+async fn a_score_an_earlier_version_stored_as_null_is_repaired_and_one_bad_row_fails_no_listing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let good = submission("p", "alice", None);
+    let nan = submission("p", "bob", None);
+    let bogus = submission("p", "carol", None);
+    {
+        let store = Store::open(&path).unwrap();
+        store.insert_challenge(challenge("c")).await.unwrap();
+        for s in [&good, &nan, &bogus] {
+            store.insert_submission(s.clone(), OPEN).await.unwrap();
+        }
+    }
+    {
+        // As an earlier version left them: rmse = NaN written as null, then an unknown state.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute(
+            "UPDATE submissions SET state = 'succeeded', verdict = 'scored', public_scores = '{\"rmse\": null}' WHERE id = ?1",
+            [nan.id.as_str()],
+        )
+        .unwrap();
+        conn.execute(
+            "UPDATE submissions SET state = 'bogus' WHERE id = ?1",
+            [bogus.id.as_str()],
+        )
+        .unwrap();
+        conn.pragma_update(None, "user_version", 3).unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    let repaired = store.get_submission(&nan.id).await.unwrap().unwrap();
+    assert_eq!(
+        (repaired.state, repaired.verdict),
+        (SubmissionState::Failed, Verdict::InvalidPredictions)
+    );
+    assert!(repaired.public_scores.is_empty());
+    let listed = store
+        .list_submissions(ChallengeId::parse("c").unwrap(), None, None, 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.len(),
+        2,
+        "the unreadable row is skipped, the others listed"
+    );
+    assert!(
+        store.get_submission(&bogus.id).await.is_err(),
+        "read alone, it says why"
+    );
+}
