@@ -25,6 +25,7 @@ use crate::run::Runner;
 use crate::run::logs::LogStore;
 use crate::run::plan::HostSettings;
 use crate::sandbox::Backend;
+use crate::sandbox::output_fs::{OutputArea, OutputMode};
 use crate::scheduler::{Pacing, Scheduler};
 use crate::scoring::LabelsCache;
 use crate::store::Store;
@@ -59,6 +60,12 @@ pub enum AppError {
     /// Recovery after a restart failed.
     #[error("cannot recover state")]
     Recover(#[from] crate::scheduler::RecoverError),
+    /// Per-run output filesystems cannot be made on this host.
+    #[error(
+        "per-run output filesystems need root and loop devices (mkfs.ext4, mount -o loop): {0}; \
+         on a host without them set output_filesystem = \"directory\" (weaker: a watcher caps /output)"
+    )]
+    OutputFilesystem(String),
     /// Server reflection could not be built from the descriptors.
     #[error("cannot build server reflection")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -128,7 +135,11 @@ impl Application {
             caps: config.caps,
             default_isolation: config.default_isolation,
             instance: paths.instance(),
+            output: config.output_filesystem,
         };
+        if config.output_filesystem == OutputMode::Loop {
+            check_output_filesystems(&paths).await?;
+        }
         let telemetry = Arc::new(Telemetry::default());
         let losses = Arc::new(LossStore::new(paths.losses()));
         let logs = LogStore::new(paths.logs_dir());
@@ -296,6 +307,26 @@ impl Application {
         info!("holdout stopped");
         served.map_err(AppError::from)
     }
+}
+
+/// Makes, writes to and removes one small output filesystem, so a host that cannot (no
+/// root, no loop devices) is told at start, not at its first run.
+async fn check_output_filesystems(paths: &Paths) -> Result<(), AppError> {
+    let dir = paths.work_dir().join("output-check");
+    tokio::task::spawn_blocking(move || {
+        crate::sandbox::output_fs::unmount(&dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        let made = OutputArea::create(OutputMode::Loop, &dir, 1 << 20)
+            .map_err(|e| crate::domain::error_chain(&e))
+            .and_then(|area| {
+                std::fs::write(area.path().join("probe"), b"ok").map_err(|e| e.to_string())
+            });
+        let _ = std::fs::remove_dir_all(&dir);
+        made
+    })
+    .await
+    .map_err(|e| AppError::OutputFilesystem(e.to_string()))?
+    .map_err(AppError::OutputFilesystem)
 }
 
 /// Completes on SIGTERM or SIGINT.

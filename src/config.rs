@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::Isolation;
 use crate::domain::Limits;
+pub use crate::sandbox::output_fs::OutputMode;
 use crate::units::{ByteSize, HumanDuration};
 
 /// What a token may do.
@@ -80,6 +81,10 @@ pub struct Config {
     /// Under time partitioning, how long one kind of run may keep starting while the other
     /// kind waits; then the host drains and switches, so neither kind starves.
     pub partition_slice: HumanDuration,
+    /// How a run's `/output` is capped: `loop`, a filesystem of the cap's size per run (needs
+    /// root and loop devices), or `directory`, a folder watched by a walker (weaker: for hosts
+    /// without loop devices only).
+    pub output_filesystem: OutputMode,
     /// Limits used where a challenge says 0.
     pub defaults: Limits,
     /// The most any challenge may ask for.
@@ -103,6 +108,7 @@ impl Default for Config {
             shutdown_grace: HumanDuration(Duration::from_secs(30)),
             time_partition: true,
             partition_slice: HumanDuration(Duration::from_secs(60)),
+            output_filesystem: OutputMode::Loop,
             defaults: default_limits(),
             caps: default_caps(),
             tokens: Vec::new(),
@@ -190,6 +196,7 @@ const ENV_KEYS: &[&str] = &[
     "shutdown_grace",
     "time_partition",
     "partition_slice",
+    "output_filesystem",
 ];
 
 impl Config {

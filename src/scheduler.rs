@@ -189,6 +189,9 @@ impl Scheduler {
         }
         for dir in [paths.uploads(), paths.work_dir()] {
             let _ = tokio::task::spawn_blocking(move || {
+                // Output filesystems a crash left mounted go first: then no tree a run
+                // built is ever walked.
+                crate::sandbox::output_fs::unmount_all_under(&dir);
                 let _ = std::fs::remove_dir_all(&dir);
                 std::fs::create_dir_all(&dir)
             })

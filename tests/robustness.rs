@@ -3,11 +3,12 @@
 
 mod common;
 
+use common::process::{ServerProcess, write_config};
+
 use std::time::Duration;
 
 use common::*;
 use holdout::pb;
-use tonic::Code;
 
 /// A regression task: `labels.csv` (id,y) with y = 2x, and a sample.
 fn regression_data(server: &TestServer, name: &str) {
@@ -132,7 +133,312 @@ async fn a_huge_regression_prediction_is_invalid_and_every_board_still_answers()
             .unwrap()
             .into_inner();
         assert_eq!(listed.submissions.len(), 3);
-        let _ = (Code::Ok, Duration::ZERO);
     })
     .await
+}
+
+const MIB: u64 = 1 << 20;
+
+/// A parity challenge with an output cap of `output_mib` MiB, under `isolation`.
+fn capped(id: &str, output_mib: u64, isolation: pb::Isolation) -> pb::Challenge {
+    let mut c = parity_challenge(id, "parity");
+    c.runtime.as_mut().unwrap().isolation = isolation as i32;
+    let l = c.limits.as_mut().unwrap();
+    l.output_bytes = output_mib * MIB;
+    l.wall_time = Some(prost_types::Duration {
+        seconds: 60,
+        nanos: 0,
+    });
+    c
+}
+
+/// Runs `script` as a SMOKE submission (its verdict and message are shown) and returns it.
+async fn smoke_run(server: &TestServer, challenge: &str, script: &str) -> pb::Submission {
+    let client = server.client(&server.submitter).await;
+    let s = client
+        .submit(smoke(challenge, "mallory"), tar_gz(&[("run.sh", script)]))
+        .await
+        .unwrap();
+    client.watch(&s.id, |_| {}).await.unwrap()
+}
+
+/// Nothing of the server's runs is left on the host: no work folder, no image, no mount.
+async fn assert_host_clean(server: &TestServer) {
+    let work = server.state_dir.join("work");
+    let mut left: Vec<String> = std::fs::read_dir(&work)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    left.retain(|n| n != "output-check");
+    assert!(left.is_empty(), "left in the work folder: {left:?}");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let state = std::fs::canonicalize(&server.state_dir).unwrap();
+    assert!(
+        !mounts.contains(&*state.to_string_lossy()),
+        "a filesystem is still mounted under the state folder"
+    );
+    assert!(server.leftover_containers().await.is_empty());
+}
+
+/// Waits (bounded) until the run's work folder is gone: it is removed just after the end.
+async fn settle(server: &TestServer) {
+    for _ in 0..50 {
+        let work = server.state_dir.join("work");
+        let busy = std::fs::read_dir(&work)
+            .map(|rd| rd.flatten().any(|e| e.file_name() != "output-check"))
+            .unwrap_or(false);
+        if !busy {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn data_hidden_in_unlinked_files_is_stopped_by_the_output_filesystem() {
+    within(180, async {
+        let server = spawn_app().await;
+        parity_data(&server, "parity", 10);
+        for (id, iso) in [
+            ("runc", pb::Isolation::Runc),
+            ("gvisor", pb::Isolation::Gvisor),
+        ] {
+            create(&server, capped(id, 8, iso)).await.unwrap();
+            // Each file stays under the 8 MiB file-size limit; unlinked while open, no walk
+            // of /output can see them, but their blocks are the filesystem's.
+            let script = r#"
+for n in 3 4 5 6 7 8; do
+  eval "exec $n>/output/hidden$n"
+  dd if=/dev/zero bs=1M count=4 2>/dev/null >&$n
+  rm /output/hidden$n
+done
+sleep 20
+"#;
+            let done = smoke_run(&server, id, script).await;
+            assert_eq!(
+                done.verdict,
+                pb::Verdict::OutputLimitExceeded as i32,
+                "{id}: {done:?}"
+            );
+            settle(&server).await;
+            assert_host_clean(&server).await;
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_hundred_thousand_empty_files_are_stopped_by_the_output_filesystem() {
+    within(180, async {
+        let server = spawn_app().await;
+        parity_data(&server, "parity", 10);
+        create(&server, capped("files", 16, pb::Isolation::Runc)).await.unwrap();
+        let script = "i=0; while [ $i -lt 100000 ]; do : > /output/f$i 2>/dev/null; i=$((i+1)); done; sleep 20
+";
+        let done = smoke_run(&server, "files", script).await;
+        assert_eq!(done.verdict, pb::Verdict::OutputLimitExceeded as i32, "{done:?}");
+        settle(&server).await;
+        assert_host_clean(&server).await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_file_over_the_size_limit_is_an_output_limit_under_both_runtimes() {
+    within(180, async {
+        let server = spawn_app().await;
+        parity_data(&server, "parity", 10);
+        for (id, iso) in [
+            ("runc", pb::Isolation::Runc),
+            ("gvisor", pb::Isolation::Gvisor),
+        ] {
+            create(&server, capped(id, 16, iso)).await.unwrap();
+            // The main process itself is killed by SIGXFSZ at the 16 MiB file-size limit.
+            let done = smoke_run(
+                &server,
+                id,
+                "exec dd if=/dev/zero of=/output/big bs=1M count=64
+",
+            )
+            .await;
+            assert_eq!(
+                done.verdict,
+                pb::Verdict::OutputLimitExceeded as i32,
+                "{id}: {done:?}"
+            );
+        }
+        settle(&server).await;
+        assert_host_clean(&server).await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_run_held_at_its_memory_limit_is_a_memory_limit_under_both_runtimes() {
+    within(180, async {
+        let server = spawn_app().await;
+        parity_data(&server, "parity", 10);
+        for (id, iso) in [("runc", pb::Isolation::Runc), ("gvisor", pb::Isolation::Gvisor)] {
+            let mut c = parity_challenge(id, "parity");
+            c.runtime.as_mut().unwrap().isolation = iso as i32;
+            let l = c.limits.as_mut().unwrap();
+            l.memory_bytes = 64 * MIB;
+            l.scratch_bytes = 512 * MIB;
+            l.wall_time = Some(prost_types::Duration { seconds: 6, nanos: 0 });
+            create(&server, c).await.unwrap();
+            // Fills /tmp (memory) far past the limit, then keeps touching it.
+            let script = "dd if=/dev/zero of=/tmp/fill bs=1M count=400 2>/dev/null; while true; do cat /tmp/fill > /dev/null; done
+";
+            let done = smoke_run(&server, id, script).await;
+            assert_eq!(done.verdict, pb::Verdict::MemoryLimitExceeded as i32, "{id}: {done:?}");
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_deep_unwritable_tree_is_stopped_and_removed_even_across_a_crash() {
+    within(300, async {
+        // The server runs with systemd's default open-file limit, which a recursive removal
+        // of a deep tree would exhaust.
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        for (path, text) in [
+            ("parity/inputs/test.csv", "id,x\nr1,1\nr2,2\n"),
+            ("parity/labels.csv", "id,label\nr1,odd\nr2,even\n"),
+            ("parity/sample/inputs/test.csv", "id,x\ns1,4\n"),
+            ("parity/sample/labels.csv", "id,label\ns1,even\n"),
+        ] {
+            let p = data.join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        open_up(dir.path());
+        let config = write_config(dir.path(), &data, "");
+        let server = ServerProcess::start_with_nofile(&config, None, Some(1024)).await;
+        let admin = holdout::cli::Client::connect(&server.addr, Some(&server.admin))
+            .await
+            .unwrap();
+        admin
+            .challenges()
+            .create_challenge(authed(
+                &server.admin,
+                pb::CreateChallengeRequest {
+                    // Room for all 10,000 levels (one inode and one block each).
+                    challenge: Some(deep_challenge()),
+                },
+            ))
+            .await
+            .unwrap();
+        let client = holdout::cli::Client::connect(&server.addr, Some(&server.submitter))
+            .await
+            .unwrap();
+        // 10,000 levels, each unwritable, built by wrapping (no path ever gets long); then
+        // the run waits for its wall time.
+        let deep = r#"
+cd /output; mkdir d; i=1
+while [ $i -lt 10000 ]; do mkdir t && mv d t/d && chmod 555 t/d && mv t d || break; i=$((i+1)); done
+echo "depth $i"
+sleep 600
+"#;
+        let s = client
+            .submit(smoke("deep", "mallory"), tar_gz(&[("run.sh", deep)]))
+            .await
+            .unwrap();
+        // Crash the server while the tree is being built.
+        loop {
+            let now = client
+                .submissions()
+                .get_submission(authed(
+                    &server.submitter,
+                    pb::GetSubmissionRequest { id: s.id.clone() },
+                ))
+                .await
+                .unwrap()
+                .into_inner();
+            if now.state == pb::SubmissionState::Running as i32 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let server = server.crash_and_restart_with_nofile(Some(1024)).await;
+        let client = holdout::cli::Client::connect(&server.addr, Some(&server.submitter))
+            .await
+            .unwrap();
+        let done = client.watch(&s.id, |_| {}).await.unwrap();
+        assert_eq!(
+            done.verdict,
+            pb::Verdict::TimeLimitExceeded as i32,
+            "{done:?}"
+        );
+        let logs = client
+            .submissions()
+            .get_submission_logs(authed(
+                &server.submitter,
+                pb::GetSubmissionLogsRequest { id: s.id.clone() },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(
+            String::from_utf8_lossy(&logs.stdout).contains("depth 10000"),
+            "{logs:?}"
+        );
+        // Nothing left: no work folder, no image, no mount, after the crash as after the run.
+        let state = std::fs::canonicalize(dir.path().join("state")).unwrap();
+        for _ in 0..50 {
+            let left: Vec<_> = std::fs::read_dir(state.join("work"))
+                .unwrap()
+                .flatten()
+                .filter(|e| e.file_name() != "output-check")
+                .collect();
+            if left.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let left: Vec<String> = std::fs::read_dir(state.join("work"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n != "output-check")
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(!mounts.contains(&*state.to_string_lossy()), "still mounted");
+        // And the server goes on.
+        let ok = client
+            .submit(smoke("deep", "alice"), tar_gz(&[("run.sh", PARITY_RIGHT)]))
+            .await
+            .unwrap();
+        let ok = client.watch(&ok.id, |_| {}).await.unwrap();
+        assert_eq!(ok.state, pb::SubmissionState::Succeeded as i32, "{ok:?}");
+    })
+    .await
+}
+
+fn deep_challenge() -> pb::Challenge {
+    let mut c = capped("deep", 256, pb::Isolation::Runc);
+    c.limits.as_mut().unwrap().wall_time = Some(prost_types::Duration {
+        seconds: 25,
+        nanos: 0,
+    });
+    c
+}
+
+fn open_up(root: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut stack = vec![root.to_owned()];
+    while let Some(p) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&p).unwrap();
+        let mode = if meta.is_dir() { 0o755 } else { 0o644 };
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        if meta.is_dir() {
+            stack.extend(std::fs::read_dir(&p).unwrap().flatten().map(|e| e.path()));
+        }
+    }
 }

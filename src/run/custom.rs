@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
 
 use super::plan::{MAX_SCORES_JSON, RunPlan, ScorerSplit};
-use super::workdir::make_writable_for_sandbox;
+use super::workdir::WorkDir;
 use super::{Runner, ScoringEnd, builtin};
 use crate::domain::{CustomScorer, SubmissionKind, Verdict, error_chain};
 use crate::scoring::{self, ScorerOutput, Split};
@@ -60,11 +60,11 @@ pub(super) async fn score(
     runner: &Runner,
     plan: &RunPlan,
     scorer: &CustomScorer,
-    output_dir: &Path,
-    scoring_dir: &Path,
+    work: &WorkDir,
     cancel: &CancellationToken,
 ) -> ScoringEnd {
-    let predictions = output_dir.join("predictions.csv");
+    let scoring_dir = &work.scoring();
+    let predictions = work.output().join("predictions.csv");
     let cap = plan.run_limits.output_bytes;
     let (labels, id_column, split, kind) = (
         plan.labels.clone(),
@@ -89,17 +89,7 @@ pub(super) async fn score(
     };
     let mut results = Vec::new();
     for (split, labels_dir) in parts {
-        match run_one(
-            runner,
-            plan,
-            scorer,
-            split,
-            &labels_dir,
-            scoring_dir,
-            cancel,
-        )
-        .await
-        {
+        match run_one(runner, plan, scorer, split, &labels_dir, work, cancel).await {
             Ok(ScorerOutput::Scores(s)) => results.push(s),
             Ok(ScorerOutput::Rejected(text)) => return rejected(plan, scorer, text),
             Err(ScorerFailure::Stopped) => return ScoringEnd::Stopped,
@@ -206,7 +196,7 @@ async fn run_one(
     scorer: &CustomScorer,
     split: ScorerSplit,
     labels_dir: &Path,
-    scoring_dir: &Path,
+    work: &WorkDir,
     cancel: &CancellationToken,
 ) -> Result<ScorerOutput, ScorerFailure> {
     if cancel.is_cancelled() {
@@ -217,9 +207,15 @@ async fn run_one(
         split: name,
         reason,
     };
-    let output = scoring_dir.join(format!("out-{name}"));
-    std::fs::create_dir_all(&output).map_err(|e| fail(e.to_string()))?;
-    make_writable_for_sandbox(&output).map_err(|e| fail(e.to_string()))?;
+    let scoring_dir = work.scoring();
+    // The scorer's /output is capped by a filesystem of its own too.
+    let output = work
+        .add_area(
+            runner.host.output,
+            &scoring_dir.join(format!("out-{name}")),
+            MAX_SCORES_JSON,
+        )
+        .map_err(|e| fail(crate::domain::error_chain(&e)))?;
     let spec = plan.scorer_spec(
         scorer,
         split,

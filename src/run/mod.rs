@@ -282,6 +282,8 @@ impl Runner {
             self.paths.work(id),
             self.paths.archive(&s.archive_sha256),
             plan.archive_limits.clone(),
+            self.host.output,
+            plan.run_limits.output_bytes,
         )
         .await?;
         let spec = plan.participant_spec(&work.submission(), &work.output());
@@ -341,15 +343,7 @@ impl Runner {
                 builtin::score(job, self.labels.clone(), self.losses.clone()).await
             }
             ScoringPlan::Custom(scorer) => {
-                custom::score(
-                    self,
-                    &plan,
-                    scorer,
-                    &work.output(),
-                    &work.scoring(),
-                    &control.token,
-                )
-                .await
+                custom::score(self, &plan, scorer, &work, &control.token).await
             }
         };
         let now = now_millis();

@@ -16,6 +16,7 @@ use crate::domain::{
     SubmissionId, SubmissionKind,
 };
 use crate::sandbox::hardening::{DATA_PATH, SUBMISSION_PATH};
+use crate::sandbox::output_fs::OutputMode;
 use crate::sandbox::{Mount, RunLimits, RunRole, RunSpec};
 use crate::scoring::{ScoringSpec, SpecError, Split};
 
@@ -40,6 +41,8 @@ pub struct HostSettings {
     pub default_isolation: Isolation,
     /// Marks this instance's containers (see `crate::paths::Paths::instance`).
     pub instance: String,
+    /// How a run's `/output` is capped.
+    pub output: OutputMode,
 }
 
 impl HostSettings {

@@ -32,6 +32,7 @@ fn host() -> HostSettings {
         caps: crate::config::default_caps(),
         default_isolation: Isolation::Gvisor,
         instance: "inst".into(),
+        output: OutputMode::Directory,
     }
 }
 

@@ -1,7 +1,8 @@
 //! A run's work folder on the host: the extracted archive (bound read-only at
-//! `/submission`), the `/output` folder the sandbox user may write, and the scratch a custom
-//! scorer's inputs are prepared in. Made fresh for each attempt and removed on every path
-//! by [`WorkDir`]'s `Drop`.
+//! `/submission`), the `/output` area the sandbox user may write (a filesystem of the cap's
+//! size: `crate::sandbox::output_fs`), and the scratch a custom scorer's inputs are prepared
+//! in. Made fresh for each attempt and removed on every path by [`WorkDir`]'s `Drop`: the
+//! output filesystem is unmounted first, so nothing the run built is ever walked.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -10,6 +11,7 @@ use tracing::warn;
 
 use crate::archive::{self, ArchiveError, ArchiveLimits};
 use crate::sandbox::hardening::{SANDBOX_GID, SANDBOX_UID};
+use crate::sandbox::output_fs::{OutputArea, OutputFsError, OutputMode};
 
 /// The work folder could not be made: always the service's fault.
 #[derive(Debug, thiserror::Error)]
@@ -23,39 +25,67 @@ pub enum WorkDirError {
     /// The blocking task that prepares it failed.
     #[error("the work folder task failed")]
     Task(#[from] tokio::task::JoinError),
+    /// The output filesystem could not be made.
+    #[error("cannot make the output filesystem")]
+    Output(#[from] OutputFsError),
 }
 
 /// A run's work folder, removed when dropped.
 #[derive(Debug)]
 pub struct WorkDir {
     root: PathBuf,
+    /// The `/output` area; `None` only while being made.
+    output: Option<OutputArea>,
+    /// Output areas of custom scorer runs, removed with the folder.
+    areas: std::sync::Mutex<Vec<OutputArea>>,
 }
 
 impl WorkDir {
     /// Makes a fresh folder at `root` with `archive` extracted under `submission/` and an
-    /// empty `output/` the sandbox user can write.
+    /// empty `output/` area of `output_bytes` the sandbox user can write.
     pub async fn prepare(
         root: PathBuf,
         archive: PathBuf,
         limits: ArchiveLimits,
+        mode: OutputMode,
+        output_bytes: u64,
     ) -> Result<WorkDir, WorkDirError> {
         // Owned from here: an error below still removes what was made.
-        let work = WorkDir { root };
+        let mut work = WorkDir {
+            root,
+            output: None,
+            areas: Default::default(),
+        };
         let root = work.root.clone();
-        tokio::task::spawn_blocking(move || -> Result<(), WorkDirError> {
+        let made = tokio::task::spawn_blocking(move || -> Result<OutputArea, WorkDirError> {
             let _ = std::fs::remove_dir_all(&root);
             let submission = root.join("submission");
-            let output = root.join("output");
             std::fs::create_dir_all(&submission)?;
-            std::fs::create_dir_all(&output)?;
+            std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755))?;
+            let area = OutputArea::create(mode, &root.join("output"), output_bytes)?;
+            make_writable_for_sandbox(area.path())?;
             archive::extract(&archive, None, &submission, &limits)
                 .map_err(WorkDirError::Extract)?;
-            make_writable_for_sandbox(&output)?;
-            std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755))?;
-            Ok(())
+            Ok(area)
         })
-        .await??;
+        .await?;
+        work.output = Some(made?);
         Ok(work)
+    }
+
+    /// A further output area of `cap` bytes at `dir` (inside this folder), for a custom
+    /// scorer's run; removed with the folder. Blocking.
+    pub fn add_area(
+        &self,
+        mode: OutputMode,
+        dir: &Path,
+        cap: u64,
+    ) -> Result<PathBuf, WorkDirError> {
+        let area = OutputArea::create(mode, dir, cap)?;
+        make_writable_for_sandbox(area.path())?;
+        let path = area.path().to_owned();
+        self.areas.lock().unwrap().push(area);
+        Ok(path)
     }
 
     /// The extracted code.
@@ -77,7 +107,13 @@ impl WorkDir {
 impl Drop for WorkDir {
     fn drop(&mut self) {
         let path = std::mem::take(&mut self.root);
+        let output = self.output.take();
+        let areas = std::mem::take(&mut *self.areas.lock().unwrap());
         let remove = move || {
+            // Unmount first: under each area is then an empty mount point, never a tree
+            // the run built.
+            drop(areas);
+            drop(output);
             if let Err(e) = std::fs::remove_dir_all(&path)
                 && e.kind() != std::io::ErrorKind::NotFound
             {

@@ -28,7 +28,7 @@ use tracing::{debug, info, instrument, warn};
 
 use super::guard::{ContainerGuard, remove_container};
 use super::hardening::{self, SANDBOX_GID, SANDBOX_UID};
-use super::monitor::{LogSink, MemoryProbe, capture_logs, output_usage, watch_output};
+use super::monitor::{LogSink, MemoryProbe, OutputMeter, capture_logs, watch_output};
 use super::{
     Backend, Isolation, LABEL_INSTANCE, LABEL_OWNER, LABEL_OWNER_VALUE, LABEL_SUBMISSION,
     OwnedContainer, RunOutcome, RunSpec, SandboxError,
@@ -227,6 +227,13 @@ impl DockerBackend {
             .map_err(|e| self.engine("attach", e))?;
         let output = attach.output;
         drop(attach.input);
+        // Measured before the code can write anything.
+        let meter = {
+            let dir = spec.output_dir.clone();
+            tokio::task::spawn_blocking(move || OutputMeter::for_dir(&dir))
+                .await
+                .map_err(|e| SandboxError::Io(io::Error::other(e)))?
+        };
 
         match tokio::time::timeout(START_TIMEOUT, self.docker.start_container(id, None)).await {
             Ok(Ok(())) => {}
@@ -250,7 +257,7 @@ impl DockerBackend {
             tokio::pin!(wait);
             let logs = capture_logs(output, &mut sink);
             tokio::pin!(logs);
-            let watch = watch_output(spec.output_dir.clone(), limits.output_bytes, probe.clone());
+            let watch = watch_output(meter.clone(), limits.output_bytes, probe.clone());
             tokio::pin!(watch);
             // Without a readable cgroup (engine on another host, cgroup v2 layouts we do not
             // know) the engine's stats stream is the fallback source for peak memory.
@@ -327,11 +334,12 @@ impl DockerBackend {
         };
 
         // One last measurement: the watchdog may have slept through the final writes.
-        let dir = spec.output_dir.clone();
-        let used = tokio::task::spawn_blocking(move || output_usage(&dir, u64::MAX))
+        let cap = limits.output_bytes;
+        let final_meter = meter.clone();
+        if tokio::task::spawn_blocking(move || final_meter.exceeded(cap))
             .await
-            .map_err(|e| SandboxError::Io(io::Error::other(e)))?;
-        if used > limits.output_bytes {
+            .map_err(|e| SandboxError::Io(io::Error::other(e)))?
+        {
             outcome.output_exceeded = true;
         }
 

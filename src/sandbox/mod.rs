@@ -24,6 +24,7 @@ pub mod fake;
 mod guard;
 pub mod hardening;
 pub mod monitor;
+pub mod output_fs;
 
 #[cfg(test)]
 mod tests;

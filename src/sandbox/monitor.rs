@@ -17,6 +17,7 @@ use futures::{Stream, StreamExt};
 use tracing::debug;
 
 use super::CapturedLogs;
+use super::output_fs;
 
 /// How often `/output` is measured and the memory cgroup sampled.
 pub(super) const WATCH_INTERVAL: Duration = Duration::from_millis(100);
@@ -90,18 +91,69 @@ where
     false
 }
 
+/// How `/output` is measured: through its own filesystem's counters when it is one (the
+/// per-run output filesystem: no walk, nothing followed), or by a walk of the folder.
+#[derive(Debug, Clone)]
+pub(super) enum OutputMeter {
+    /// A filesystem of its own: usage from `statvfs`, less what it held at the start.
+    Fs {
+        /// The mount point.
+        dir: PathBuf,
+        /// Bytes in use before the run started (the filesystem's own metadata).
+        baseline: u64,
+    },
+    /// A plain folder (the `directory` fallback): walked.
+    Walk {
+        /// The folder.
+        dir: PathBuf,
+    },
+}
+
+impl OutputMeter {
+    /// The meter for `dir`, read before the run starts. Blocking.
+    pub(super) fn for_dir(dir: &Path) -> Self {
+        if output_fs::is_mount_point(dir)
+            && let Ok(u) = output_fs::usage(dir)
+        {
+            return OutputMeter::Fs {
+                dir: dir.to_owned(),
+                baseline: u.used_bytes,
+            };
+        }
+        OutputMeter::Walk {
+            dir: dir.to_owned(),
+        }
+    }
+
+    /// Whether the run went over `cap`: wrote more than it, or (a filesystem) ran out of
+    /// blocks or inodes. Blocking.
+    pub(super) fn exceeded(&self, cap: u64) -> bool {
+        match self {
+            OutputMeter::Fs { dir, baseline } => match output_fs::usage(dir) {
+                Ok(u) => {
+                    u.used_bytes.saturating_sub(*baseline) > cap
+                        || u.free_bytes < 4096
+                        || u.free_inodes == 0
+                }
+                Err(_) => false,
+            },
+            OutputMeter::Walk { dir } => output_usage(dir, cap) > cap,
+        }
+    }
+}
+
 /// Polls the size of `/output` every [`WATCH_INTERVAL`] and samples the memory cgroup;
 /// returns only when the output goes over `cap`.
-pub(super) async fn watch_output(dir: PathBuf, cap: u64, probe: Arc<MemoryProbe>) {
+pub(super) async fn watch_output(meter: OutputMeter, cap: u64, probe: Arc<MemoryProbe>) {
     let mut tick = tokio::time::interval(WATCH_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let dir = dir.clone();
+        let meter = meter.clone();
         let probe = probe.clone();
         let over = tokio::task::spawn_blocking(move || {
             probe.sample();
-            output_usage(&dir, cap) > cap
+            meter.exceeded(cap)
         })
         .await
         .unwrap_or(false);

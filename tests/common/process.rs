@@ -60,7 +60,32 @@ sha256 = "{}"
 impl ServerProcess {
     /// Starts `holdout serve --config <config>` and waits until it listens.
     pub async fn start(config: &Path, listen: Option<&str>) -> ServerProcess {
+        Self::start_with_nofile(config, listen, None).await
+    }
+
+    /// [`Self::start`] with the process's open-file limit set to `nofile` (systemd's
+    /// default soft limit is 1,024).
+    pub async fn start_with_nofile(
+        config: &Path,
+        listen: Option<&str>,
+        nofile: Option<u64>,
+    ) -> ServerProcess {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_holdout"));
+        if let Some(n) = nofile {
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child here.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         cmd.arg("serve")
             .arg("--config")
             .arg(config)
@@ -113,10 +138,15 @@ impl ServerProcess {
     }
 
     /// kill -9, then starts again on the same config and address.
-    pub async fn crash_and_restart(mut self) -> ServerProcess {
+    pub async fn crash_and_restart(self) -> ServerProcess {
+        self.crash_and_restart_with_nofile(None).await
+    }
+
+    /// kill -9, then starts again with an open-file limit.
+    pub async fn crash_and_restart_with_nofile(mut self, nofile: Option<u64>) -> ServerProcess {
         self.signal(libc::SIGKILL);
         let _ = self.child.wait().await;
-        ServerProcess::start(&self.config, Some(&self.addr)).await
+        ServerProcess::start_with_nofile(&self.config, Some(&self.addr), nofile).await
     }
 
     /// Resident memory in KiB.
