@@ -16,6 +16,7 @@ use crate::audit::Audit;
 use crate::auth::Tokens;
 use crate::challenges::Challenges;
 use crate::config::Config;
+use crate::janitor::Janitor;
 use crate::leaderboard::Leaderboards;
 use crate::losses::LossStore;
 use crate::paths::Paths;
@@ -83,6 +84,7 @@ pub struct Application {
     submissions: Submissions,
     leaderboards: Leaderboards,
     scheduler: Scheduler,
+    janitor: Janitor,
     telemetry: Arc<Telemetry>,
     metrics_listener: Option<TcpListener>,
     metrics_addr: Option<SocketAddr>,
@@ -162,6 +164,13 @@ impl Application {
         };
         let scheduler = Scheduler::new(runner, queue.clone(), pacing);
         scheduler.recover(&paths).await?;
+        let janitor = Janitor::new(
+            store.clone(),
+            paths.clone(),
+            logs.clone(),
+            config.retention.0,
+            telemetry.clone(),
+        );
         let leaderboards = Leaderboards::new(store.clone(), losses, host.clone());
         let submissions = Submissions::new(SubmissionsParts {
             store: store.clone(),
@@ -172,6 +181,8 @@ impl Application {
             max_queued: config.max_queued,
             leaderboards: leaderboards.clone(),
             telemetry: telemetry.clone(),
+            max_uploads_per_token: config.max_uploads_per_token as usize,
+            upload_idle_timeout: config.upload_idle_timeout.0,
         });
         Ok(Application {
             tokens: Tokens::new(&config.tokens),
@@ -181,6 +192,7 @@ impl Application {
             submissions,
             leaderboards,
             scheduler,
+            janitor,
             telemetry,
             metrics_listener,
             metrics_addr,
@@ -223,6 +235,7 @@ impl Application {
             submissions,
             leaderboards,
             scheduler,
+            janitor,
             telemetry,
             listener,
             local_addr,
@@ -256,6 +269,7 @@ impl Application {
         let reflection_v1alpha = reflection().build_v1alpha()?;
 
         let scheduler = tokio::spawn(scheduler.run(shutdown.clone()));
+        let janitor = tokio::spawn(janitor.run(shutdown.clone()));
         let metrics = metrics_listener
             .map(|l| tokio::spawn(crate::telemetry::serve(l, telemetry, shutdown.clone())));
         let stop = shutdown.clone();
@@ -301,6 +315,7 @@ impl Application {
         shutdown.cancel();
         info!("no longer accepting calls; waiting for the scheduler");
         let _ = scheduler.await;
+        let _ = janitor.await;
         if let Some(m) = metrics {
             let _ = m.await;
         }

@@ -81,6 +81,14 @@ pub struct Config {
     /// Under time partitioning, how long one kind of run may keep starting while the other
     /// kind waits; then the host drains and switches, so neither kind starves.
     pub partition_slice: HumanDuration,
+    /// Uploads one token may have in progress at once; more are RESOURCE_EXHAUSTED before
+    /// their body is read.
+    pub max_uploads_per_token: u32,
+    /// An upload that sends nothing for this long is abandoned (and its file deleted).
+    pub upload_idle_timeout: HumanDuration,
+    /// Archives and logs of terminal submissions are deleted this long after they ended
+    /// (their rows, with the archive's hash, stay); 0 keeps them forever.
+    pub retention: HumanDuration,
     /// How a run's `/output` is capped: `loop`, a filesystem of the cap's size per run (needs
     /// root and loop devices), or `directory`, a folder watched by a walker (weaker: for hosts
     /// without loop devices only).
@@ -109,6 +117,9 @@ impl Default for Config {
             time_partition: true,
             partition_slice: HumanDuration(Duration::from_secs(60)),
             output_filesystem: OutputMode::Loop,
+            max_uploads_per_token: 4,
+            upload_idle_timeout: HumanDuration(Duration::from_secs(30)),
+            retention: HumanDuration(Duration::from_secs(90 * 86_400)),
             defaults: default_limits(),
             caps: default_caps(),
             tokens: Vec::new(),
@@ -197,6 +208,9 @@ const ENV_KEYS: &[&str] = &[
     "time_partition",
     "partition_slice",
     "output_filesystem",
+    "max_uploads_per_token",
+    "upload_idle_timeout",
+    "retention",
 ];
 
 impl Config {
@@ -235,14 +249,16 @@ impl Config {
                             });
                         }
                     },
-                    "concurrency" | "max_queued" | "max_attempts" => value
-                        .trim()
-                        .parse::<i64>()
-                        .map(toml::Value::Integer)
-                        .map_err(|_| ConfigError::Invalid {
-                            path: None,
-                            reason: format!("{var}={value:?} is not a whole number"),
-                        })?,
+                    "concurrency" | "max_queued" | "max_attempts" | "max_uploads_per_token" => {
+                        value
+                            .trim()
+                            .parse::<i64>()
+                            .map(toml::Value::Integer)
+                            .map_err(|_| ConfigError::Invalid {
+                                path: None,
+                                reason: format!("{var}={value:?} is not a whole number"),
+                            })?
+                    }
                     _ => toml::Value::String(value.clone()),
                 };
                 table.insert((*key).to_owned(), parsed);
@@ -276,6 +292,12 @@ impl Config {
         }
         if self.max_attempts == 0 {
             return Err(invalid("max_attempts must be at least 1".into()));
+        }
+        if self.max_uploads_per_token == 0 {
+            return Err(invalid("max_uploads_per_token must be at least 1".into()));
+        }
+        if self.upload_idle_timeout.0.is_zero() {
+            return Err(invalid("upload_idle_timeout must be positive".into()));
         }
         let over = self.defaults.over_caps(&self.caps);
         if !over.is_empty() {

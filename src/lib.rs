@@ -42,6 +42,7 @@
 //! - [`store`]: SQLite persistence, migrations, and the feed of committed changes.
 //! - [`losses`]: per-row public losses for the parameter-free ladder (never released).
 //! - [`paths`]: every file the service keeps under `state_dir`.
+//! - [`janitor`]: retention of archives and logs, and the disk the service keeps.
 //! - [`telemetry`]: Prometheus counters, gauges and histograms.
 //! - [`paging`]: page sizes and tokens of list RPCs.
 //! - [`units`]: byte sizes and durations in config and challenge files.
@@ -56,6 +57,7 @@ pub mod challenges;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod janitor;
 pub mod leaderboard;
 pub mod leakage;
 pub mod losses;

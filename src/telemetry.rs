@@ -30,6 +30,37 @@ const VERDICTS: [Verdict; 8] = [
     Verdict::InternalError,
 ];
 
+/// The areas of the state folder whose size is reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskArea {
+    /// Stored archives.
+    Archives,
+    /// Run logs.
+    Logs,
+    /// Per-row losses.
+    Losses,
+    /// Uploads in progress.
+    Uploads,
+}
+
+impl DiskArea {
+    const ALL: [DiskArea; 4] = [
+        DiskArea::Archives,
+        DiskArea::Logs,
+        DiskArea::Losses,
+        DiskArea::Uploads,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            DiskArea::Archives => "archives",
+            DiskArea::Logs => "logs",
+            DiskArea::Losses => "losses",
+            DiskArea::Uploads => "uploads",
+        }
+    }
+}
+
 /// Bucket upper bounds, in seconds, for both histograms.
 const BUCKETS: [f64; 12] = [
     0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
@@ -92,6 +123,7 @@ pub struct Telemetry {
     engine_errors: AtomicU64,
     scoring_failures: AtomicU64,
     submissions_accepted: AtomicU64,
+    disk_bytes: [AtomicU64; 4],
 }
 
 impl Telemetry {
@@ -111,6 +143,11 @@ impl Telemetry {
     /// predictions, a read error): each is INTERNAL_ERROR and wants an admin's look.
     pub fn scoring_failed(&self) {
         self.scoring_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records the bytes kept in one area of the state folder.
+    pub fn set_disk_bytes(&self, area: DiskArea, bytes: u64) {
+        self.disk_bytes[area as usize].store(bytes, Ordering::Relaxed);
     }
 
     /// Counts an accepted submission.
@@ -171,6 +208,20 @@ impl Telemetry {
             "Submissions accepted.",
             load(&self.submissions_accepted),
         );
+        header(
+            &mut out,
+            "holdout_disk_bytes",
+            "gauge",
+            "Bytes the service keeps on disk, by area (retention deletes archives and logs).",
+        );
+        for area in DiskArea::ALL {
+            let _ = writeln!(
+                out,
+                "holdout_disk_bytes{{area=\"{}\"}} {}",
+                area.name(),
+                load(&self.disk_bytes[area as usize])
+            );
+        }
         self.run_seconds.render(
             "holdout_run_duration_seconds",
             "Run wall time, container start to exit.",

@@ -1,5 +1,5 @@
 //! Human-friendly units for configuration and challenge files: byte sizes ("512MiB", "1GiB",
-//! or a plain integer of bytes) and durations ("500ms", "60s", "5m", "1h").
+//! or a plain integer of bytes) and durations ("500ms", "60s", "5m", "1h", "90d").
 //!
 //! Parsing lives here once so the server config, the challenge TOML and the CLI agree.
 
@@ -69,9 +69,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "" | "s" => value,
         "m" | "min" => value * 60.0,
         "h" => value * 3600.0,
+        "d" => value * 86_400.0,
         other => {
             return Err(format!(
-                "unknown duration unit {other:?} in {text:?} (use ms, s, m, h)"
+                "unknown duration unit {other:?} in {text:?} (use ms, s, m, h, d)"
             ));
         }
     };

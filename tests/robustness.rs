@@ -8,6 +8,7 @@ use common::process::{ServerProcess, write_config};
 use std::time::Duration;
 
 use common::*;
+use futures::StreamExt;
 use holdout::pb;
 
 /// A regression task: `labels.csv` (id,y) with y = 2x, and a sample.
@@ -441,4 +442,127 @@ fn open_up(root: &std::path::Path) {
             stack.extend(std::fs::read_dir(&p).unwrap().flatten().map(|e| e.path()));
         }
     }
+}
+
+/// A Submit that sends its metadata and then nothing, ever.
+async fn stalled_upload(channel: tonic::transport::Channel, token: String) -> tonic::Code {
+    let meta = pb::SubmitRequest {
+        part: Some(pb::submit_request::Part::Metadata(full(
+            "parity", "staller",
+        ))),
+    };
+    let stream = futures::stream::iter([meta]).chain(futures::stream::pending());
+    let mut client = pb::submissions_client::SubmissionsClient::new(channel);
+    match client.submit(authed(&token, stream)).await {
+        Ok(_) => tonic::Code::Ok,
+        Err(e) => e.code(),
+    }
+}
+
+#[tokio::test]
+async fn six_hundred_stalled_uploads_hold_up_no_one_else() {
+    within(180, async {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        for (path, text) in [
+            ("parity/inputs/test.csv", "id,x\nr1,1\nr2,2\n"),
+            ("parity/labels.csv", "id,label\nr1,odd\nr2,even\n"),
+        ] {
+            let p = data.join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        open_up(dir.path());
+        let config = write_config(dir.path(), &data, "upload_idle_timeout = \"60s\"");
+        let server = ServerProcess::start_with_nofile(&config, None, Some(1024)).await;
+        let admin = holdout::cli::Client::connect(&server.addr, Some(&server.admin)).await.unwrap();
+        admin
+            .challenges()
+            .create_challenge(authed(
+                &server.admin,
+                pb::CreateChallengeRequest {
+                    challenge: Some(parity_challenge("parity", "parity")),
+                },
+            ))
+            .await
+            .unwrap();
+        let fds_before = server.open_fds();
+        // 600 uploads that never finish: 100 on each of 6 connections, from platform A.
+        let mut stalls = tokio::task::JoinSet::new();
+        for _ in 0..6 {
+            let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr))
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            for _ in 0..100 {
+                stalls.spawn(stalled_upload(channel.clone(), server.submitter.clone()));
+            }
+        }
+        // Those past the token's few slots are refused at once, from their metadata.
+        let mut refused = 0;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while refused < 596 {
+            match tokio::time::timeout_at(deadline, stalls.join_next()).await {
+                Ok(Some(Ok(tonic::Code::ResourceExhausted))) => refused += 1,
+                Ok(Some(other)) => panic!("a stalled upload ended with {other:?}"),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        assert_eq!(refused, 596, "all but the token's 4 slots refused");
+        // Another platform's normal submission is accepted within a second...
+        let other = holdout::cli::Client::connect(&server.addr, Some(&server.other)).await.unwrap();
+        let started = std::time::Instant::now();
+        let s = other
+            .submit(full("parity", "alice"), tar_gz(&[("run.sh", PARITY_RIGHT)]))
+            .await
+            .unwrap();
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(1), "accepted after {took:?}");
+        // ...and any other call answers too.
+        let started = std::time::Instant::now();
+        admin
+            .challenges()
+            .list_challenges(authed(&server.admin, pb::ListChallengesRequest::default()))
+            .await
+            .unwrap();
+        assert!(started.elapsed() < Duration::from_secs(1));
+        other.watch(&s.id, |_| {}).await.unwrap();
+        // The stalled uploads hold a handful of descriptors and files, not hundreds.
+        let fds = server.open_fds();
+        let uploads = std::fs::read_dir(dir.path().join("state/uploads")).unwrap().count();
+        eprintln!("open files: {fds_before} before, {fds} with 600 stalled uploads; {uploads} upload files");
+        assert!(fds < fds_before + 40, "{fds_before} -> {fds}");
+        assert!(uploads <= 4, "{uploads} upload files");
+        stalls.abort_all();
+    })
+    .await
+}
+
+#[tokio::test]
+async fn an_upload_that_stalls_is_abandoned_and_leaves_no_file() {
+    within(60, async {
+        let server = spawn_app_with(|c| {
+            c.upload_idle_timeout = holdout::units::HumanDuration(Duration::from_secs(1))
+        })
+        .await;
+        parity_data(&server, "parity", 10);
+        create(&server, parity_challenge("parity", "parity"))
+            .await
+            .unwrap();
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        let code = stalled_upload(channel, server.submitter.clone()).await;
+        assert_eq!(code, tonic::Code::DeadlineExceeded);
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let uploads = std::fs::read_dir(server.state_dir.join("uploads"))
+            .unwrap()
+            .count();
+        assert_eq!(uploads, 0);
+    })
+    .await
 }

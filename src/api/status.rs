@@ -18,6 +18,7 @@ pub fn to_status(e: DomainError) -> Status {
         DomainError::Unauthenticated(_) => Code::Unauthenticated,
         DomainError::Exhausted(_) => Code::ResourceExhausted,
         DomainError::Cancelled(_) => Code::Cancelled,
+        DomainError::DeadlineExceeded(_) => Code::DeadlineExceeded,
         DomainError::Internal(cause) => {
             tracing::error!(error = %cause, "internal error");
             return Status::internal(

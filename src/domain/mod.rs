@@ -56,6 +56,9 @@ pub enum DomainError {
     /// The request was cancelled by the client.
     #[error("{0}")]
     Cancelled(String),
+    /// The client took too long (DEADLINE_EXCEEDED).
+    #[error("{0}")]
+    DeadlineExceeded(String),
     /// The service failed; the cause chain is logged, the caller only learns that it failed.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),

@@ -72,6 +72,26 @@ impl LogStore {
         }
     }
 
+    /// Deletes everything kept of a submission's runs (retention).
+    pub async fn remove(&self, id: &SubmissionId) {
+        let base = self.base(id);
+        let _ = tokio::task::spawn_blocking(move || {
+            let Some(dir) = base.parent() else { return };
+            let Some(stem) = base.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+                return;
+            };
+            let prefix = format!("{stem}.");
+            if let Ok(rd) = std::fs::read_dir(dir) {
+                for e in rd.flatten() {
+                    if e.file_name().to_string_lossy().starts_with(&prefix) {
+                        let _ = std::fs::remove_file(e.path());
+                    }
+                }
+            }
+        })
+        .await;
+    }
+
     /// The participant's run output; empty when the run left none.
     pub async fn run(&self, id: &SubmissionId) -> RunLogs {
         let base = self.base(id);

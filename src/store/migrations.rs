@@ -72,6 +72,10 @@ const MIGRATIONS: &[&str] = &[
       WHERE state = 'succeeded'
         AND (EXISTS (SELECT 1 FROM json_each(public_scores) WHERE type = 'null')
           OR EXISTS (SELECT 1 FROM json_each(private_scores) WHERE type = 'null'));",
+    // 5: retention: when a terminal submission's archive and logs were deleted (its row,
+    // with the archive's hash, stays).
+    "ALTER TABLE submissions ADD COLUMN expired_at INTEGER;
+     CREATE INDEX submissions_by_finish ON submissions(finished_at) WHERE expired_at IS NULL;",
 ];
 
 /// Brings the schema up to date.

@@ -11,6 +11,7 @@
 //! see a state that a crash would undo. Submissions change only through
 //! [`Store::commit`] of a [`Transition`] made by the domain's state machine.
 
+mod admission;
 mod audit;
 mod migrations;
 mod rows;
@@ -26,6 +27,7 @@ use crate::domain::{
     Transition, UnixMillis,
 };
 
+pub use admission::PendingArchive;
 pub use audit::{LeakageTotal, ReleaseRecord};
 pub use rows::QueuedRow;
 
@@ -41,6 +43,9 @@ pub enum StoreError {
     /// The store thread is gone (shutdown or a panic).
     #[error("store thread is gone")]
     Closed,
+    /// A file the store keeps (an archive) could not be written or removed.
+    #[error("store file")]
+    Io(#[source] std::io::Error),
 }
 
 impl From<StoreError> for DomainError {
@@ -229,72 +234,25 @@ impl Store {
     // ----- submissions ------------------------------------------------------------------
 
     /// Inserts a QUEUED submission after checking, in the same serialised step, the owner's
-    /// idempotency key, the participant's quota for today and the queue's capacity.
+    /// idempotency key, the participant's and the platform's quota for today and the queue's
+    /// capacity. When admitted, `archive` is moved to its content-addressed place in the same
+    /// step (so no refusal ever leaves an archive behind, and no retention removal can race
+    /// an upload of the same archive); otherwise it is deleted with its temporary file.
     pub async fn insert_submission(
         &self,
         s: Submission,
         admission: Admission,
+        archive: Option<PendingArchive>,
     ) -> Result<InsertOutcome, StoreError> {
         let outcome = self
             .call(move |conn| {
                 let tx =
                     conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                if let Some(key) = &s.idempotency_key {
-                    let existing = tx
-                    .query_row(
-                        &format!(
-                            "SELECT {} FROM submissions WHERE owner = ?1 AND idempotency_key = ?2",
-                            rows::SUBMISSION_COLUMNS
-                        ),
-                        params![s.owner, key],
-                        rows::submission_from_row,
-                    )
-                    .optional()?;
-                    if let Some(existing) = existing {
-                        return Ok(InsertOutcome::Existing(existing?));
-                    }
+                if let Some(refused) = admission::check(&tx, &s, &admission)? {
+                    return Ok(refused);
                 }
-                // What counts against a quota: what is charged, or may still be (queued or
-                // running). A cancelled run counts when it was charged (a started FULL run).
-                let used = |participant: Option<&str>| -> Result<u32, StoreError> {
-                    Ok(tx.query_row(
-                        "SELECT COUNT(*) FROM submissions
-                         WHERE challenge_id = ?1 AND owner = ?2 AND kind = ?3 AND created_at >= ?4
-                           AND (?5 IS NULL OR participant_id = ?5)
-                           AND verdict != 'internal_error'
-                           AND (state != 'cancelled' OR charged)
-                           AND (?6 OR state != 'failed')",
-                        params![
-                            s.challenge_id.as_str(),
-                            s.owner,
-                            s.kind.as_str(),
-                            admission.day_start,
-                            participant,
-                            admission.count_failed
-                        ],
-                        |r| r.get(0),
-                    )?)
-                };
-                if admission.quota > 0 && used(Some(s.participant_id.as_str()))? >= admission.quota
-                {
-                    return Ok(InsertOutcome::QuotaExceeded {
-                        limit: admission.quota,
-                    });
-                }
-                if admission.platform_quota > 0 && used(None)? >= admission.platform_quota {
-                    return Ok(InsertOutcome::PlatformQuotaExceeded {
-                        limit: admission.platform_quota,
-                    });
-                }
-                let queued: u32 = tx.query_row(
-                    "SELECT COUNT(*) FROM submissions WHERE state = 'queued'",
-                    [],
-                    |r| r.get(0),
-                )?;
-                if queued >= admission.max_queued {
-                    return Ok(InsertOutcome::QueueFull {
-                        max_queued: admission.max_queued,
-                    });
+                if let Some(a) = archive {
+                    a.persist()?;
                 }
                 rows::insert_submission(&tx, &s)?;
                 tx.commit()?;
@@ -305,6 +263,76 @@ impl Store {
             self.publish(s);
         }
         Ok(outcome)
+    }
+
+    /// Retention: marks every terminal submission that ended before `cutoff` (and was not
+    /// marked yet) as expired at `now`, and deletes each of their archives that no unexpired
+    /// submission still uses. On the store thread, so no upload
+    /// of the same archive can race the deletion. Returns the expired submissions' ids (their
+    /// logs are the caller's to delete).
+    pub async fn expire_before(
+        &self,
+        cutoff: UnixMillis,
+        now: UnixMillis,
+        paths: crate::paths::Paths,
+    ) -> Result<Vec<SubmissionId>, StoreError> {
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let due: Vec<(String, String)> = {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT id, archive_sha256 FROM submissions
+                     WHERE expired_at IS NULL AND finished_at IS NOT NULL AND finished_at < ?1
+                       AND state IN ('succeeded', 'failed', 'cancelled')",
+                )?;
+                stmt.query_map([cutoff], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<_, _>>()?
+            };
+            for (id, _) in &due {
+                tx.execute(
+                    "UPDATE submissions SET expired_at = ?2 WHERE id = ?1",
+                    params![id, now],
+                )?;
+            }
+            let mut shas: Vec<&String> = due.iter().map(|(_, sha)| sha).collect();
+            shas.sort();
+            shas.dedup();
+            for sha in shas {
+                let in_use: bool = tx.query_row(
+                    "SELECT EXISTS (SELECT 1 FROM submissions WHERE archive_sha256 = ?1 AND expired_at IS NULL)",
+                    [sha],
+                    |r| r.get(0),
+                )?;
+                if !in_use {
+                    let path = paths.archive(sha);
+                    if let Err(e) = std::fs::remove_file(&path)
+                        && e.kind() != std::io::ErrorKind::NotFound
+                    {
+                        return Err(StoreError::Io(e));
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(readable(
+                due.into_iter()
+                    .map(|(id, _)| {
+                        SubmissionId::parse(&id).map_err(|_| StoreError::Corrupt(format!("submission id {id:?}")))
+                    })
+                    .collect(),
+            ))
+        })
+        .await
+    }
+
+    /// What [`Store::insert_submission`] would answer now, without inserting: `None` when it
+    /// would admit `s`. Lets an upload be refused from its metadata, before its body is read;
+    /// the insert checks again, atomically.
+    pub async fn admission_refusal(
+        &self,
+        s: Submission,
+        admission: Admission,
+    ) -> Result<Option<InsertOutcome>, StoreError> {
+        self.call(move |conn| admission::check(conn, &s, &admission))
+            .await
     }
 
     /// One submission.

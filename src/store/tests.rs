@@ -56,7 +56,10 @@ async fn a_submission_round_trips_through_the_database() {
     );
     let s = submission("p", "alice", None);
     assert!(matches!(
-        store.insert_submission(s.clone(), OPEN).await.unwrap(),
+        store
+            .insert_submission(s.clone(), OPEN, None)
+            .await
+            .unwrap(),
         InsertOutcome::Inserted(_)
     ));
     assert_eq!(store.get_submission(&s.id).await.unwrap(), Some(s.clone()));
@@ -92,7 +95,10 @@ async fn every_committed_change_is_published_after_it_is_written() {
     store.insert_challenge(challenge("c")).await.unwrap();
     let mut feed = store.subscribe();
     let s = submission("p", "alice", None);
-    store.insert_submission(s.clone(), OPEN).await.unwrap();
+    store
+        .insert_submission(s.clone(), OPEN, None)
+        .await
+        .unwrap();
     assert_eq!(*feed.recv().await.unwrap(), s);
     let running = store.commit(s.start(2).unwrap()).await.unwrap().unwrap();
     let published = feed.recv().await.unwrap();
@@ -111,7 +117,10 @@ async fn a_state_change_applies_only_from_the_expected_state() {
     let (_dir, store) = open();
     store.insert_challenge(challenge("c")).await.unwrap();
     let s = submission("p", "alice", None);
-    store.insert_submission(s.clone(), OPEN).await.unwrap();
+    store
+        .insert_submission(s.clone(), OPEN, None)
+        .await
+        .unwrap();
     assert!(
         store
             .commit(s.cancel(None, &Quota::default(), 2).unwrap())
@@ -130,7 +139,10 @@ async fn a_late_write_of_an_attempt_that_was_handed_back_is_refused() {
     let (_dir, store) = open();
     store.insert_challenge(challenge("c")).await.unwrap();
     let s = submission("p", "alice", None);
-    store.insert_submission(s.clone(), OPEN).await.unwrap();
+    store
+        .insert_submission(s.clone(), OPEN, None)
+        .await
+        .unwrap();
     let first = store.commit(s.start(2).unwrap()).await.unwrap().unwrap();
     // The first attempt is handed back (a restart) and a second one starts.
     let queued = store
@@ -153,9 +165,12 @@ async fn the_same_idempotency_key_returns_the_first_submission() {
     let (_dir, store) = open();
     store.insert_challenge(challenge("c")).await.unwrap();
     let first = submission("p", "alice", Some("k1"));
-    store.insert_submission(first.clone(), OPEN).await.unwrap();
+    store
+        .insert_submission(first.clone(), OPEN, None)
+        .await
+        .unwrap();
     match store
-        .insert_submission(submission("p", "alice", Some("k1")), OPEN)
+        .insert_submission(submission("p", "alice", Some("k1")), OPEN, None)
         .await
         .unwrap()
     {
@@ -165,7 +180,7 @@ async fn the_same_idempotency_key_returns_the_first_submission() {
     // Another owner may use the same key.
     assert!(matches!(
         store
-            .insert_submission(submission("q", "alice", Some("k1")), OPEN)
+            .insert_submission(submission("q", "alice", Some("k1")), OPEN, None)
             .await
             .unwrap(),
         InsertOutcome::Inserted(_)
@@ -182,7 +197,7 @@ async fn parallel_inserts_at_the_quota_never_get_one_more_through() {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             store
-                .insert_submission(submission("p", "alice", None), admission)
+                .insert_submission(submission("p", "alice", None), admission, None)
                 .await
         }));
     }
@@ -205,13 +220,13 @@ async fn the_queue_cap_refuses_more_queued_submissions() {
     };
     for _ in 0..2 {
         store
-            .insert_submission(submission("p", "a", None), admission)
+            .insert_submission(submission("p", "a", None), admission, None)
             .await
             .unwrap();
     }
     assert!(matches!(
         store
-            .insert_submission(submission("p", "b", None), admission)
+            .insert_submission(submission("p", "b", None), admission, None)
             .await
             .unwrap(),
         InsertOutcome::QueueFull { max_queued: 2 }
@@ -225,7 +240,10 @@ async fn data_survives_reopening_the_database() {
     {
         let store = Store::open(&dir.path().join("db")).unwrap();
         store.insert_challenge(challenge("c")).await.unwrap();
-        store.insert_submission(s.clone(), OPEN).await.unwrap();
+        store
+            .insert_submission(s.clone(), OPEN, None)
+            .await
+            .unwrap();
     }
     let store = Store::open(&dir.path().join("db")).unwrap();
     assert_eq!(store.get_submission(&s.id).await.unwrap(), Some(s));
@@ -249,7 +267,7 @@ async fn a_platform_cap_counts_every_participant_of_the_platform_and_no_other_pl
     };
     for p in ["a", "b"] {
         let outcome = store
-            .insert_submission(submission("p", p, None), admission)
+            .insert_submission(submission("p", p, None), admission, None)
             .await
             .unwrap();
         assert!(matches!(outcome, InsertOutcome::Inserted(_)));
@@ -257,7 +275,7 @@ async fn a_platform_cap_counts_every_participant_of_the_platform_and_no_other_pl
     // A third participant id does not buy a fresh quota on the same platform...
     assert!(matches!(
         store
-            .insert_submission(submission("p", "c", None), admission)
+            .insert_submission(submission("p", "c", None), admission, None)
             .await
             .unwrap(),
         InsertOutcome::PlatformQuotaExceeded { limit: 2 }
@@ -265,7 +283,7 @@ async fn a_platform_cap_counts_every_participant_of_the_platform_and_no_other_pl
     // ...while another platform has its own.
     assert!(matches!(
         store
-            .insert_submission(submission("q", "c", None), admission)
+            .insert_submission(submission("q", "c", None), admission, None)
             .await
             .unwrap(),
         InsertOutcome::Inserted(_)
@@ -283,7 +301,10 @@ async fn a_charged_cancel_counts_against_the_quota_and_an_uncharged_one_does_not
     };
     let quota = Quota::default();
     let s = submission("p", "a", None);
-    store.insert_submission(s.clone(), admission).await.unwrap();
+    store
+        .insert_submission(s.clone(), admission, None)
+        .await
+        .unwrap();
     // Cancelled while queued: never charged, so the quota is free again.
     store
         .commit(s.cancel(None, &quota, 2).unwrap())
@@ -291,7 +312,10 @@ async fn a_charged_cancel_counts_against_the_quota_and_an_uncharged_one_does_not
         .unwrap();
     let s = submission("p", "a", None);
     assert!(matches!(
-        store.insert_submission(s.clone(), admission).await.unwrap(),
+        store
+            .insert_submission(s.clone(), admission, None)
+            .await
+            .unwrap(),
         InsertOutcome::Inserted(_)
     ));
     // Cancelled once started: charged like a failure.
@@ -302,7 +326,7 @@ async fn a_charged_cancel_counts_against_the_quota_and_an_uncharged_one_does_not
         .unwrap();
     assert!(matches!(
         store
-            .insert_submission(submission("p", "a", None), admission)
+            .insert_submission(submission("p", "a", None), admission, None)
             .await
             .unwrap(),
         InsertOutcome::QuotaExceeded { limit: 1 }
@@ -320,7 +344,10 @@ async fn a_score_an_earlier_version_stored_as_null_is_repaired_and_one_bad_row_f
         let store = Store::open(&path).unwrap();
         store.insert_challenge(challenge("c")).await.unwrap();
         for s in [&good, &nan, &bogus] {
-            store.insert_submission(s.clone(), OPEN).await.unwrap();
+            store
+                .insert_submission(s.clone(), OPEN, None)
+                .await
+                .unwrap();
         }
     }
     {
@@ -334,6 +361,11 @@ async fn a_score_an_earlier_version_stored_as_null_is_repaired_and_one_bad_row_f
         conn.execute(
             "UPDATE submissions SET state = 'bogus' WHERE id = ?1",
             [bogus.id.as_str()],
+        )
+        .unwrap();
+        // Back to schema version 3, as that version left it.
+        conn.execute_batch(
+            "DROP INDEX submissions_by_finish; ALTER TABLE submissions DROP COLUMN expired_at;",
         )
         .unwrap();
         conn.pragma_update(None, "user_version", 3).unwrap();
@@ -357,5 +389,111 @@ async fn a_score_an_earlier_version_stored_as_null_is_repaired_and_one_bad_row_f
     assert!(
         store.get_submission(&bogus.id).await.is_err(),
         "read alone, it says why"
+    );
+}
+
+#[tokio::test]
+async fn retention_expires_ended_submissions_and_deletes_an_archive_once_none_uses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = crate::paths::Paths::new(dir.path());
+    paths.create().unwrap();
+    let store = Store::open(&paths.database()).unwrap();
+    store.insert_challenge(challenge("c")).await.unwrap();
+    let quota = Quota::default();
+    // Two submissions of one archive: one ends early, one late; a third is still queued.
+    let (early, late, queued) = (
+        submission("p", "a", None),
+        submission("p", "b", None),
+        submission("p", "c", None),
+    );
+    for s in [&early, &late, &queued] {
+        let temp = tempfile::NamedTempFile::new_in(paths.uploads())
+            .unwrap()
+            .into_temp_path();
+        std::fs::write(&temp, b"archive").unwrap();
+        let pending = PendingArchive {
+            temp,
+            dest: paths.archive(&s.archive_sha256),
+        };
+        store
+            .insert_submission(s.clone(), OPEN, Some(pending))
+            .await
+            .unwrap();
+    }
+    let archive = paths.archive(&early.archive_sha256);
+    assert!(archive.exists());
+    for (s, at) in [(&early, 1_000), (&late, 5_000)] {
+        let running = store
+            .commit(s.start(at - 1).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        store
+            .commit(running.cancel(None, &quota, at).unwrap())
+            .await
+            .unwrap();
+    }
+    let expired = store
+        .expire_before(2_000, 9_000, paths.clone())
+        .await
+        .unwrap();
+    assert_eq!(expired, [early.id.clone()]);
+    assert!(archive.exists(), "still used by two unexpired submissions");
+    assert!(
+        store
+            .expire_before(2_000, 9_000, paths.clone())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let expired = store
+        .expire_before(6_000, 9_100, paths.clone())
+        .await
+        .unwrap();
+    assert_eq!(expired, [late.id.clone()]);
+    assert!(archive.exists(), "the queued submission still needs it");
+    // The rows stay, hash and all.
+    assert_eq!(
+        store
+            .get_submission(&early.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .archive_sha256,
+        early.archive_sha256
+    );
+}
+
+#[tokio::test]
+async fn a_refused_upload_leaves_no_archive() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = crate::paths::Paths::new(dir.path());
+    paths.create().unwrap();
+    let store = Store::open(&paths.database()).unwrap();
+    store.insert_challenge(challenge("c")).await.unwrap();
+    let full = Admission {
+        max_queued: 0,
+        ..OPEN
+    };
+    let s = submission("p", "a", None);
+    let temp = tempfile::NamedTempFile::new_in(paths.uploads())
+        .unwrap()
+        .into_temp_path();
+    let temp_path = temp.to_path_buf();
+    let pending = PendingArchive {
+        temp,
+        dest: paths.archive(&s.archive_sha256),
+    };
+    assert!(matches!(
+        store
+            .insert_submission(s.clone(), full, Some(pending))
+            .await
+            .unwrap(),
+        InsertOutcome::QueueFull { .. }
+    ));
+    assert!(!paths.archive(&s.archive_sha256).exists());
+    assert!(
+        !temp_path.exists(),
+        "the upload's temporary file is gone too"
     );
 }

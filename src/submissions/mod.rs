@@ -25,7 +25,7 @@ use crate::run::plan::HostSettings;
 use crate::store::{QueuedRow, Store};
 use crate::telemetry::Telemetry;
 
-pub use submit::SubmitMeta;
+pub use submit::{SubmitMeta, UploadSlots};
 
 /// The submissions service.
 #[derive(Clone)]
@@ -38,6 +38,8 @@ pub struct Submissions {
     max_queued: u32,
     leaderboards: Leaderboards,
     telemetry: Arc<Telemetry>,
+    uploads: UploadSlots,
+    upload_idle_timeout: std::time::Duration,
 }
 
 /// What [`Submissions`] is built from.
@@ -58,6 +60,10 @@ pub struct SubmissionsParts {
     pub leaderboards: Leaderboards,
     /// Counters.
     pub telemetry: Arc<Telemetry>,
+    /// Uploads one token may have in progress.
+    pub max_uploads_per_token: usize,
+    /// How long an upload may send nothing.
+    pub upload_idle_timeout: std::time::Duration,
 }
 
 impl Submissions {
@@ -72,6 +78,8 @@ impl Submissions {
             max_queued: p.max_queued,
             leaderboards: p.leaderboards,
             telemetry: p.telemetry,
+            uploads: UploadSlots::new(p.max_uploads_per_token),
+            upload_idle_timeout: p.upload_idle_timeout,
         }
     }
 

@@ -18,6 +18,8 @@ pub struct ServerProcess {
     pub admin: String,
     /// Submitter token.
     pub submitter: String,
+    /// A second platform's submitter token.
+    pub other: String,
     config: PathBuf,
 }
 
@@ -46,11 +48,17 @@ sha256 = "{}"
 name = "platform-a"
 role = "submitter"
 sha256 = "{}"
+
+[[tokens]]
+name = "platform-b"
+role = "submitter"
+sha256 = "{}"
 "#,
         data_root.display(),
         state.display(),
         auth::digest("admin-token-for-tests"),
         auth::digest("submitter-a-token-for-tests"),
+        auth::digest("submitter-b-token-for-tests"),
     );
     let path = dir.join("holdout.toml");
     std::fs::write(&path, text).unwrap();
@@ -122,6 +130,7 @@ impl ServerProcess {
             addr,
             admin: "admin-token-for-tests".into(),
             submitter: "submitter-a-token-for-tests".into(),
+            other: "submitter-b-token-for-tests".into(),
             config: config.to_owned(),
         }
     }
@@ -147,6 +156,13 @@ impl ServerProcess {
         self.signal(libc::SIGKILL);
         let _ = self.child.wait().await;
         ServerProcess::start_with_nofile(&self.config, Some(&self.addr), nofile).await
+    }
+
+    /// Open file descriptors of the process.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|rd| rd.count())
+            .unwrap_or(0)
     }
 
     /// Resident memory in KiB.

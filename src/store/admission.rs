@@ -1,0 +1,101 @@
+//! Admission: whether a new submission may be queued (its owner's idempotency key, the
+//! participant's and the platform's quota for today, the queue's capacity), checked on the
+//! store thread so that a check and the insert that follows it are one step; and the
+//! archive an admitted upload moves into place in that same step.
+
+use std::path::PathBuf;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{Admission, InsertOutcome, StoreError, rows};
+use crate::domain::Submission;
+
+/// An upload's archive, checked and waiting in a temporary file for its submission to be
+/// admitted.
+#[derive(Debug)]
+pub struct PendingArchive {
+    /// The temporary file; deleted when this is dropped without [`Self::persist`].
+    pub temp: tempfile::TempPath,
+    /// Its content-addressed place.
+    pub dest: PathBuf,
+}
+
+impl PendingArchive {
+    /// Moves the archive into place; an identical archive already there is kept (the same
+    /// bytes), and the temporary file deleted.
+    pub(super) fn persist(self) -> Result<(), StoreError> {
+        if self.dest.exists() {
+            return Ok(());
+        }
+        let file = std::fs::File::open(&self.temp).map_err(StoreError::Io)?;
+        file.sync_all().map_err(StoreError::Io)?;
+        self.temp
+            .persist(&self.dest)
+            .map_err(|e| StoreError::Io(e.error))
+    }
+}
+
+/// The refusal `s` would get now, or `None` when it would be admitted.
+pub(super) fn check(
+    conn: &Connection,
+    s: &Submission,
+    admission: &Admission,
+) -> Result<Option<InsertOutcome>, StoreError> {
+    if let Some(key) = &s.idempotency_key {
+        let existing = conn
+            .query_row(
+                &format!(
+                    "SELECT {} FROM submissions WHERE owner = ?1 AND idempotency_key = ?2",
+                    rows::SUBMISSION_COLUMNS
+                ),
+                params![s.owner, key],
+                rows::submission_from_row,
+            )
+            .optional()?;
+        if let Some(existing) = existing {
+            return Ok(Some(InsertOutcome::Existing(existing?)));
+        }
+    }
+    // What counts against a quota: what is charged, or may still be (queued or running). A
+    // cancelled run counts when it was charged (a started FULL run).
+    let used = |participant: Option<&str>| -> Result<u32, StoreError> {
+        Ok(conn.query_row(
+            "SELECT COUNT(*) FROM submissions
+             WHERE challenge_id = ?1 AND owner = ?2 AND kind = ?3 AND created_at >= ?4
+               AND (?5 IS NULL OR participant_id = ?5)
+               AND verdict != 'internal_error'
+               AND (state != 'cancelled' OR charged)
+               AND (?6 OR state != 'failed')",
+            params![
+                s.challenge_id.as_str(),
+                s.owner,
+                s.kind.as_str(),
+                admission.day_start,
+                participant,
+                admission.count_failed
+            ],
+            |r| r.get(0),
+        )?)
+    };
+    if admission.quota > 0 && used(Some(s.participant_id.as_str()))? >= admission.quota {
+        return Ok(Some(InsertOutcome::QuotaExceeded {
+            limit: admission.quota,
+        }));
+    }
+    if admission.platform_quota > 0 && used(None)? >= admission.platform_quota {
+        return Ok(Some(InsertOutcome::PlatformQuotaExceeded {
+            limit: admission.platform_quota,
+        }));
+    }
+    let queued: u32 = conn.query_row(
+        "SELECT COUNT(*) FROM submissions WHERE state = 'queued'",
+        [],
+        |r| r.get(0),
+    )?;
+    if queued >= admission.max_queued {
+        return Ok(Some(InsertOutcome::QueueFull {
+            max_queued: admission.max_queued,
+        }));
+    }
+    Ok(None)
+}
