@@ -437,7 +437,7 @@ async fn retention_expires_ended_submissions_and_deletes_an_archive_once_none_us
         .expire_before(2_000, 9_000, paths.clone())
         .await
         .unwrap();
-    assert_eq!(expired, [early.id.clone()]);
+    assert_eq!(expired, std::slice::from_ref(&early.id));
     assert!(archive.exists(), "still used by two unexpired submissions");
     assert!(
         store
@@ -450,7 +450,7 @@ async fn retention_expires_ended_submissions_and_deletes_an_archive_once_none_us
         .expire_before(6_000, 9_100, paths.clone())
         .await
         .unwrap();
-    assert_eq!(expired, [late.id.clone()]);
+    assert_eq!(expired, std::slice::from_ref(&late.id));
     assert!(archive.exists(), "the queued submission still needs it");
     // The rows stay, hash and all.
     assert_eq!(
