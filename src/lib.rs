@@ -42,6 +42,7 @@
 //! - [`store`]: SQLite persistence, migrations, and the feed of committed changes.
 //! - [`losses`]: per-row public losses for the parameter-free ladder (never released).
 //! - [`paths`]: every file the service keeps under `state_dir`.
+//! - [`backup`]: online backup of a state folder, and its restore.
 //! - [`janitor`]: retention of archives and logs, and the disk the service keeps.
 //! - [`telemetry`]: Prometheus counters, gauges and histograms.
 //! - [`paging`]: page sizes and tokens of list RPCs.
@@ -53,6 +54,7 @@ pub mod app;
 pub mod archive;
 pub mod audit;
 pub mod auth;
+pub mod backup;
 pub mod challenges;
 pub mod cli;
 pub mod config;

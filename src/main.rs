@@ -52,6 +52,10 @@ enum Command {
     Demo(holdout::cli::demo::DemoArgs),
     /// Score a predictions file locally exactly as the server does.
     Score(holdout::scoring::cli::ScoreArgs),
+    /// Back up a (running) server's state folder: database snapshot, archives, logs, losses.
+    Backup(holdout::backup::BackupArgs),
+    /// Restore a backup into a new state folder.
+    Restore(holdout::backup::RestoreArgs),
     #[command(flatten)]
     Client(ClientCommand),
 }
@@ -105,6 +109,42 @@ fn main() -> ExitCode {
                 holdout::scoring::cli::run(&args, &mut std::io::stdout(), &mut std::io::stderr());
             ExitCode::from(code as u8)
         }
+        Command::Backup(args) => match holdout::backup::backup(&args.state_dir, &args.to) {
+            Ok(m) => {
+                println!(
+                    "backed up {} submissions, {} archives, {} files ({} bytes) to {}",
+                    m.submissions,
+                    m.archives,
+                    m.files,
+                    m.bytes,
+                    args.to.display()
+                );
+                for sha in &m.missing_archives {
+                    eprintln!("holdout backup: archive {sha} was already deleted by retention");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("holdout backup: {}", holdout::domain::error_chain(&e));
+                ExitCode::FAILURE
+            }
+        },
+        Command::Restore(args) => match holdout::backup::restore(&args.from, &args.state_dir) {
+            Ok(m) => {
+                println!(
+                    "restored {} submissions and {} archives into {}; start the server with state_dir = {:?}",
+                    m.submissions,
+                    m.archives,
+                    args.state_dir.display(),
+                    args.state_dir.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("holdout restore: {}", holdout::domain::error_chain(&e));
+                ExitCode::FAILURE
+            }
+        },
         Command::Demo(args) => {
             init_tracing_quiet();
             runtime().block_on(async move {
