@@ -117,7 +117,7 @@ impl Default for Config {
             time_partition: true,
             partition_slice: HumanDuration(Duration::from_secs(60)),
             output_filesystem: OutputMode::Loop,
-            max_uploads_per_token: 4,
+            max_uploads_per_token: 16,
             upload_idle_timeout: HumanDuration(Duration::from_secs(30)),
             retention: HumanDuration(Duration::from_secs(90 * 86_400)),
             defaults: default_limits(),
