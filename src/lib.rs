@@ -48,6 +48,7 @@
 //! - [`paging`]: page sizes and tokens of list RPCs.
 //! - [`units`]: byte sizes and durations in config and challenge files.
 //! - [`cli`]: the `holdout` command line.
+//! - [`testing`]: throw-away PostgreSQL clusters for tests (not used by the service).
 
 pub mod api;
 pub mod app;
@@ -74,6 +75,7 @@ pub mod scoring;
 pub mod store;
 pub mod submissions;
 pub mod telemetry;
+pub mod testing;
 pub mod units;
 pub mod verdict;
 

@@ -103,7 +103,17 @@ impl PgCluster {
         run(
             "initdb",
             &bin.join("initdb"),
-            &["-D", &d, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"],
+            &[
+                "-D",
+                &d,
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
         )?;
         let opts = format!(
             "-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={} -c fsync=off -c max_connections=200",
@@ -113,7 +123,16 @@ impl PgCluster {
         run(
             "pg_ctl start",
             &bin.join("pg_ctl"),
-            &["-D", &d, "-o", &opts, "-l", &log.to_string_lossy(), "-w", "start"],
+            &[
+                "-D",
+                &d,
+                "-o",
+                &opts,
+                "-l",
+                &log.to_string_lossy(),
+                "-w",
+                "start",
+            ],
         )?;
         let cluster = PgCluster { dir, bin, port };
         run(

@@ -41,9 +41,10 @@ pub fn classify(outcome: &RunOutcome, limits: &RunLimits) -> Option<Classified> 
             limit_message(Verdict::Cancelled, limits),
         );
     }
-    if outcome.timed_out && outcome.memory_at_limit_on_timeout {
+    if outcome.timed_out && (outcome.memory_at_limit_on_timeout || outcome.oom_killed) {
         // Held at its memory limit until the timer fired (gVisor reclaims instead of
-        // killing): the memory limit, not the clock, is what stopped it.
+        // killing), or a process of it was OOM-killed and the rest waited: the memory
+        // limit, not the clock, is what stopped it.
         return c(
             Verdict::MemoryLimitExceeded,
             limit_message(Verdict::MemoryLimitExceeded, limits),
@@ -269,6 +270,12 @@ mod tests {
         assert_eq!(
             classify(&o, &limits()).unwrap().verdict,
             Verdict::TimeLimitExceeded
+        );
+        // A process of the run OOM-killed before the timer fired: the memory limit too.
+        o.oom_killed = true;
+        assert_eq!(
+            classify(&o, &limits()).unwrap().verdict,
+            Verdict::MemoryLimitExceeded
         );
     }
 
