@@ -143,8 +143,8 @@ impl Application {
             check_output_filesystems(&paths).await?;
         }
         let telemetry = Arc::new(Telemetry::default());
-        let losses = Arc::new(LossStore::new(paths.losses()));
-        let logs = LogStore::new(paths.logs_dir());
+        let losses = Arc::new(LossStore::new(store.clone()));
+        let logs = LogStore::new(store.clone());
         let queue = Arc::new(Queue::new(config.concurrency as usize));
         let runner = Arc::new(Runner {
             store: store.clone(),

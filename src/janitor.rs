@@ -70,10 +70,7 @@ impl Janitor {
         if !self.retention.is_zero() {
             let now = now_millis();
             let cutoff = now - self.retention.as_millis() as i64;
-            let ids = self
-                .store
-                .expire_before(cutoff, now, self.paths.clone())
-                .await?;
+            let ids = self.store.expire_before(cutoff, now).await?;
             for id in &ids {
                 self.logs.remove(id).await;
             }

@@ -262,7 +262,8 @@ impl Leaderboards {
             let now = now_millis();
             history.retain(|s| !crate::release::is_held(s, &challenge, wall, now));
         }
-        let board = build(&challenge, &history, view, &|s| self.losses.get(&s.id));
+        let losses = self.losses_of(&challenge, &history).await;
+        let board = build(&challenge, &history, view, &|s| losses.get(&s.id).cloned());
         let what = match view {
             View::Public => "leaderboard:public",
             View::Private => "leaderboard:private",
@@ -288,9 +289,24 @@ impl Leaderboards {
         } else {
             self.store.scored_full(s.challenge_id.clone()).await?
         };
+        let losses = self.losses_of(challenge, &history).await;
         Ok(released_full_scores(challenge, &history, s, &|h| {
-            self.losses.get(&h.id)
+            losses.get(&h.id).cloned()
         }))
+    }
+
+    /// The per-row losses a board of `challenge` reads: only the parameter-free ladder
+    /// reads any.
+    async fn losses_of(
+        &self,
+        challenge: &Challenge,
+        history: &[Submission],
+    ) -> HashMap<crate::domain::SubmissionId, Arc<Vec<f32>>> {
+        if challenge.release.mode == LeaderboardMode::LadderParameterFree {
+            self.losses.of(history).await
+        } else {
+            HashMap::new()
+        }
     }
 }
 

@@ -160,15 +160,66 @@ impl PgCluster {
     pub fn port(&self) -> u16 {
         self.port
     }
-}
 
-impl Drop for PgCluster {
-    fn drop(&mut self) {
+    /// Creates a fresh database and returns its URL.
+    pub fn database(&self, name: &str) -> Result<String, PgClusterError> {
+        run(
+            "createdb",
+            &self.bin.join("createdb"),
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                name,
+            ],
+        )?;
+        Ok(format!(
+            "postgres://postgres@127.0.0.1:{}/{name}",
+            self.port
+        ))
+    }
+
+    /// A fresh database on a cluster shared by every test of this process (started on first
+    /// use, stopped and removed when the process exits), for tests that need a database of
+    /// their own but not a server of their own.
+    pub fn shared_database() -> Result<String, PgClusterError> {
+        static SHARED: std::sync::OnceLock<Result<PgCluster, String>> = std::sync::OnceLock::new();
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        extern "C" fn stop_shared() {
+            if let Some(Ok(c)) = SHARED.get() {
+                c.stop();
+                let _ = std::fs::remove_dir_all(c.dir.path());
+            }
+        }
+        let cluster = SHARED.get_or_init(|| {
+            let c = PgCluster::start().map_err(|e| e.to_string())?;
+            // SAFETY: registers a plain function with no preconditions; it runs once at exit.
+            unsafe { libc::atexit(stop_shared) };
+            Ok(c)
+        });
+        let cluster = cluster.as_ref().map_err(|e| PgClusterError::Step {
+            step: "shared cluster",
+            detail: e.clone(),
+        })?;
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        cluster.database(&format!("t{n}"))
+    }
+
+    fn stop(&self) {
         let d = self.dir.path().join("data").to_string_lossy().into_owned();
         let _ = run(
             "pg_ctl stop",
             &self.bin.join("pg_ctl"),
             &["-D", &d, "-m", "immediate", "-w", "stop"],
         );
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        self.stop();
     }
 }

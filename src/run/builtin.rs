@@ -63,20 +63,21 @@ pub(super) async fn score(
             Err(e) => return Found::Service(format!("labels: {}", error_chain(&e))),
         };
         match scoring::score_predictions(&labels, &predictions, &spec) {
-            Ok(mut report) => {
-                if let Some(row_losses) = report.public_row_losses.take()
-                    && let Err(e) = losses.put(&id, &row_losses)
-                {
-                    return Found::Service(format!("cannot store per-row losses: {e}"));
-                }
-                Found::Report(report)
-            }
+            Ok(report) => Found::Report(report),
             Err(e) => Found::Predictions(e),
         }
     })
     .await;
     match found {
         Ok(Found::Report(mut report)) => {
+            if let Some(row_losses) = report.public_row_losses.take()
+                && let Err(e) = losses.put(&id, &row_losses).await
+            {
+                return ScoringEnd::Retry(Interruption::Service(format!(
+                    "cannot store per-row losses: {}",
+                    error_chain(&e)
+                )));
+            }
             if kind == SubmissionKind::Smoke {
                 report.public = std::mem::take(&mut report.all);
                 report.private.clear();

@@ -1,15 +1,14 @@
-//! What runs printed, kept on the host: one folder of files per submission's run, and a
-//! custom scorer's output per split beside it. Written once per run (already capped by the
+//! What runs printed, kept by the store: the run's streams, and a custom scorer's output
+//! per split beside them. Written once per run (already capped by the
 //! sandbox), read back for admins and, for SMOKE runs only, their submitter; who may read
 //! what is decided by the caller (`crate::submissions`), never here.
-
-use std::path::PathBuf;
 
 use tracing::warn;
 
 use super::plan::ScorerSplit;
-use crate::domain::SubmissionId;
+use crate::domain::{SubmissionId, error_chain};
 use crate::sandbox::CapturedLogs;
+use crate::store::{BlobKind, Store};
 
 /// A run's stored output.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -22,117 +21,109 @@ pub struct RunLogs {
     pub truncated: bool,
 }
 
-/// The folder of run logs under `state_dir`.
-#[derive(Debug, Clone)]
+/// Where run logs are kept: the store's small files ([`BlobKind::Log`]), named
+/// `<id>.stdout`, `<id>.stderr`, `<id>.truncated` and `<id>.scorer-<split>.<stream>` (files
+/// of `state_dir/logs` with SQLite, rows with PostgreSQL, so every replica reads what any
+/// worker ran).
+#[derive(Clone)]
 pub struct LogStore {
-    dir: PathBuf,
+    store: Store,
 }
 
 impl LogStore {
-    /// Logs kept under `dir` (see `crate::paths::Paths::logs_dir`).
-    pub fn new(dir: PathBuf) -> Self {
-        Self { dir }
+    /// Logs kept in `store`.
+    pub fn new(store: Store) -> Self {
+        Self { store }
     }
 
-    fn base(&self, id: &SubmissionId) -> PathBuf {
-        self.dir.join(id.as_str())
+    async fn put(&self, id: &SubmissionId, name: String, data: Vec<u8>) -> bool {
+        match self.store.put_blob(BlobKind::Log, name, data).await {
+            Ok(()) => true,
+            Err(e) => {
+                warn!(submission_id = %id, error = %error_chain(&e), "cannot store run logs");
+                false
+            }
+        }
+    }
+
+    async fn get(&self, name: String) -> Vec<u8> {
+        self.store
+            .get_blob(BlobKind::Log, name)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default()
     }
 
     /// Stores the participant's run output.
     pub async fn put_run(&self, id: &SubmissionId, logs: &CapturedLogs) {
-        let base = self.base(id);
-        let logs = logs.clone();
-        let stored = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            std::fs::write(base.with_extension("stdout"), &logs.stdout)?;
-            std::fs::write(base.with_extension("stderr"), &logs.stderr)?;
-            if logs.truncated {
-                std::fs::write(base.with_extension("truncated"), b"")?;
-            }
-            Ok(())
-        })
-        .await;
-        if !matches!(stored, Ok(Ok(()))) {
-            warn!(submission_id = %id, "cannot store run logs");
-        }
+        let id_s = id.as_str();
+        let _ = self
+            .put(id, format!("{id_s}.stdout"), logs.stdout.clone())
+            .await
+            && self
+                .put(id, format!("{id_s}.stderr"), logs.stderr.clone())
+                .await
+            && (!logs.truncated || self.put(id, format!("{id_s}.truncated"), Vec::new()).await);
     }
 
     /// Stores a custom scorer's output for one split.
     pub async fn put_scorer(&self, id: &SubmissionId, split: ScorerSplit, logs: &CapturedLogs) {
-        let base = self.base(id);
-        let logs = logs.clone();
-        let stored = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            let name =
-                |stream: &str| base.with_extension(format!("scorer-{}.{stream}", split.as_str()));
-            std::fs::write(name("stdout"), &logs.stdout)?;
-            std::fs::write(name("stderr"), &logs.stderr)
-        })
-        .await;
-        if !matches!(stored, Ok(Ok(()))) {
-            warn!(submission_id = %id, split = split.as_str(), "cannot store scorer logs");
-        }
+        let name = |stream: &str| format!("{}.scorer-{}.{stream}", id.as_str(), split.as_str());
+        let _ = self.put(id, name("stdout"), logs.stdout.clone()).await
+            && self.put(id, name("stderr"), logs.stderr.clone()).await;
     }
 
     /// Deletes everything kept of a submission's runs (retention).
     pub async fn remove(&self, id: &SubmissionId) {
-        let base = self.base(id);
-        let _ = tokio::task::spawn_blocking(move || {
-            let Some(dir) = base.parent() else { return };
-            let Some(stem) = base.file_name().map(|n| n.to_string_lossy().into_owned()) else {
-                return;
-            };
-            let prefix = format!("{stem}.");
-            if let Ok(rd) = std::fs::read_dir(dir) {
-                for e in rd.flatten() {
-                    if e.file_name().to_string_lossy().starts_with(&prefix) {
-                        let _ = std::fs::remove_file(e.path());
-                    }
-                }
-            }
-        })
-        .await;
+        let prefix = format!("{}.", id.as_str());
+        if let Err(e) = self.store.delete_blobs(BlobKind::Log, prefix).await {
+            warn!(submission_id = %id, error = %error_chain(&e), "cannot delete run logs");
+        }
     }
 
     /// The participant's run output; empty when the run left none.
     pub async fn run(&self, id: &SubmissionId) -> RunLogs {
-        let base = self.base(id);
-        tokio::task::spawn_blocking(move || RunLogs {
-            stdout: std::fs::read(base.with_extension("stdout")).unwrap_or_default(),
-            stderr: std::fs::read(base.with_extension("stderr")).unwrap_or_default(),
-            truncated: base.with_extension("truncated").exists(),
-        })
-        .await
-        .unwrap_or_default()
+        let id_s = id.as_str();
+        RunLogs {
+            stdout: self.get(format!("{id_s}.stdout")).await,
+            stderr: self.get(format!("{id_s}.stderr")).await,
+            truncated: matches!(
+                self.store
+                    .get_blob(BlobKind::Log, format!("{id_s}.truncated"))
+                    .await,
+                Ok(Some(_))
+            ),
+        }
     }
 
     /// A custom scorer's output, every non-empty stream under a header naming its split,
     /// ready to append to the run's stderr; empty when no scorer ran or it printed nothing.
     pub async fn scorer(&self, id: &SubmissionId) -> Vec<u8> {
-        let base = self.base(id);
-        tokio::task::spawn_blocking(move || {
-            let mut out = Vec::new();
-            for split in ScorerSplit::ALL {
-                for stream in ["stdout", "stderr"] {
-                    let text = std::fs::read(
-                        base.with_extension(format!("scorer-{}.{stream}", split.as_str())),
-                    )
-                    .unwrap_or_default();
-                    if text.is_empty() {
-                        continue;
-                    }
-                    out.extend_from_slice(
-                        format!(
-                            "\n===== custom scorer, {} split, {stream} =====\n",
-                            split.as_str()
-                        )
-                        .as_bytes(),
-                    );
-                    out.extend_from_slice(&text);
+        let mut out = Vec::new();
+        for split in ScorerSplit::ALL {
+            for stream in ["stdout", "stderr"] {
+                let text = self
+                    .get(format!(
+                        "{}.scorer-{}.{stream}",
+                        id.as_str(),
+                        split.as_str()
+                    ))
+                    .await;
+                if text.is_empty() {
+                    continue;
                 }
+                out.extend_from_slice(
+                    format!(
+                        "\n===== custom scorer, {} split, {stream} =====\n",
+                        split.as_str()
+                    )
+                    .as_bytes(),
+                );
+                out.extend_from_slice(&text);
             }
-            out
-        })
-        .await
-        .unwrap_or_default()
+        }
+        out
     }
 }
 
@@ -143,7 +134,8 @@ mod tests {
     #[tokio::test]
     async fn run_and_scorer_logs_round_trip_and_a_missing_run_reads_empty() {
         let dir = tempfile::tempdir().unwrap();
-        let logs = LogStore::new(dir.path().to_owned());
+        let store = Store::open(&dir.path().join("holdout.db")).unwrap();
+        let logs = LogStore::new(store);
         let id = SubmissionId::generate();
         assert_eq!(logs.run(&id).await, RunLogs::default());
         logs.put_run(

@@ -1,42 +1,49 @@
-//! SQLite persistence: challenges, submissions (the queue *is* this table), and the audit of
-//! releases. All SQL lives in this module.
+//! Persistence: challenges, submissions (the queue *is* this table), the audit of releases,
+//! the leakage ledger, and the files the service keeps (archives, run logs, per-row losses).
+//! All SQL lives in this module, behind one small interface ([`Engine`]) with two engines:
 //!
-//! One dedicated thread owns the connection and runs the closures sent to it over a channel
-//! (as rust-playground does), so no async task ever blocks on SQLite and every write is
-//! serialised: a check-then-insert (quota, idempotency, queue cap) is atomic without extra
-//! locking. WAL mode lets readers of the file (backups, `sqlite3`) run alongside.
+//! - [`sqlite`]: one process, one host (the default): a file under `state_dir`, with one
+//!   thread owning the connection so every write is serialised; archives, logs and losses
+//!   are files beside it.
+//! - [`postgres`]: many processes, many hosts: API replicas and execution workers share one
+//!   PostgreSQL, whose transactions and row locks make admission atomic across replicas,
+//!   whose `FOR UPDATE SKIP LOCKED` and leases hand runs to workers, and whose
+//!   `LISTEN/NOTIFY` tells every replica of every change; archives, logs and losses are rows.
 //!
 //! The store is also the change feed: every submission it inserts or changes is published to
 //! [`Store::subscribe`]rs after the write committed, never before, so a watcher can never
 //! see a state that a crash would undo. Submissions change only through
 //! [`Store::commit`] of a [`Transition`] made by the domain's state machine.
 
-mod admission;
-mod audit;
-mod migrations;
-mod rows;
+pub(crate) mod codec;
+pub mod coordination;
+pub mod postgres;
+pub mod sqlite;
 
-use std::path::Path;
-use std::sync::{Arc, mpsc};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use rusqlite::{Connection, OptionalExtension, params};
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::broadcast;
 
 use crate::domain::{
-    Challenge, ChallengeId, DomainError, Submission, SubmissionId, SubmissionKind, SubmissionState,
-    Transition, UnixMillis,
+    Challenge, ChallengeId, DomainError, ParticipantId, Submission, SubmissionId, SubmissionKind,
+    SubmissionState, Transition, UnixMillis,
 };
-
-pub use admission::PendingArchive;
-pub use audit::{LeakageTotal, ReleaseRecord};
-pub use rows::QueuedRow;
+use crate::paths::Paths;
 
 /// A storage failure; always the service's fault.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// SQLite said no.
-    #[error("sqlite: {0}")]
+    #[error("sqlite")]
     Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL said no.
+    #[error("postgres")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// No PostgreSQL connection could be had from the pool.
+    #[error("postgres pool: {0}")]
+    Pool(String),
     /// A stored value could not be decoded.
     #[error("corrupt row: {0}")]
     Corrupt(String),
@@ -46,6 +53,9 @@ pub enum StoreError {
     /// A file the store keeps (an archive) could not be written or removed.
     #[error("store file")]
     Io(#[source] std::io::Error),
+    /// The operation needs the other engine (execution workers need PostgreSQL).
+    #[error("{0} needs a PostgreSQL store")]
+    Unsupported(&'static str),
 }
 
 impl From<StoreError> for DomainError {
@@ -54,11 +64,9 @@ impl From<StoreError> for DomainError {
     }
 }
 
-type Job = Box<dyn FnOnce(&mut Connection) + Send>;
-
 /// The rows of a list that decode; each one that does not is logged and skipped, so one bad
 /// row (written by a bug, or by an older version) never fails a whole listing.
-fn readable<T>(rows: Vec<Result<T, StoreError>>) -> Vec<T> {
+pub(crate) fn readable<T>(rows: Vec<Result<T, StoreError>>) -> Vec<T> {
     rows.into_iter()
         .filter_map(|r| match r {
             Ok(v) => Some(v),
@@ -73,13 +81,6 @@ fn readable<T>(rows: Vec<Result<T, StoreError>>) -> Vec<T> {
 /// How many committed changes a slow subscriber may fall behind before it is told it lagged
 /// (it then re-reads what it watches).
 const FEED_CAPACITY: usize = 1024;
-
-/// Handle to the database thread and its change feed; cheap to clone.
-#[derive(Clone)]
-pub struct Store {
-    tx: mpsc::Sender<Job>,
-    feed: broadcast::Sender<Arc<Submission>>,
-}
 
 /// Outcome of [`Store::insert_submission`].
 #[derive(Debug)]
@@ -121,27 +122,338 @@ pub struct Admission {
     pub max_queued: u32,
 }
 
+/// An upload's archive, checked and waiting in a temporary file for its submission to be
+/// admitted.
+#[derive(Debug)]
+pub struct PendingArchive {
+    /// The temporary file; deleted when this is dropped without being stored.
+    pub temp: tempfile::TempPath,
+    /// Its content-addressed place in the local state folder (the SQLite engine's home; the
+    /// PostgreSQL engine stores the bytes as rows and uses this as a cache).
+    pub dest: PathBuf,
+}
+
+impl PendingArchive {
+    /// Moves the archive into its place; an identical archive already there is kept (the
+    /// same bytes), and the temporary file deleted.
+    pub(crate) fn persist(self) -> Result<(), StoreError> {
+        if self.dest.exists() {
+            return Ok(());
+        }
+        let file = std::fs::File::open(&self.temp).map_err(StoreError::Io)?;
+        file.sync_all().map_err(StoreError::Io)?;
+        self.temp
+            .persist(&self.dest)
+            .map_err(|e| StoreError::Io(e.error))
+    }
+}
+
+/// A queued submission, as the scheduler sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuedRow {
+    /// Insertion order.
+    pub seq: i64,
+    /// Submission id.
+    pub id: SubmissionId,
+    /// Its challenge.
+    pub challenge_id: ChallengeId,
+    /// The token (platform) that owns it.
+    pub owner: String,
+    /// The platform's participant.
+    pub participant_id: ParticipantId,
+    /// FULL or SMOKE.
+    pub kind: SubmissionKind,
+}
+
+impl QueuedRow {
+    /// The unit of fairness: a participant of a platform.
+    pub fn party(&self) -> (&str, &str) {
+        (self.owner.as_str(), self.participant_id.as_str())
+    }
+}
+
+/// One release of values to a submitter token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReleaseRecord {
+    /// When.
+    pub at: UnixMillis,
+    /// To which token (its configured name).
+    pub token_name: String,
+    /// Of which challenge.
+    pub challenge_id: String,
+    /// Of which submission; empty for a leaderboard.
+    pub submission_id: String,
+    /// "submission", "leaderboard:public" or "leaderboard:private".
+    pub what: String,
+    /// The values released.
+    pub values: std::collections::BTreeMap<String, f64>,
+}
+
+/// What the leakage ledger holds for one (platform, participant) of a challenge.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeakageTotal {
+    /// The submitter token's name.
+    pub owner: String,
+    /// The participant.
+    pub participant_id: String,
+    /// FULL results released.
+    pub results: u32,
+    /// Their bits, added up.
+    pub bits: f64,
+}
+
+/// Kinds of small files the store keeps besides archives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobKind {
+    /// A run's captured output (`<id>.stdout`, `<id>.scorer-public.stderr`, ...).
+    Log,
+    /// A scored FULL run's per-row public losses (`<id>.f32`).
+    Losses,
+}
+
+impl BlobKind {
+    /// The stored name of the kind.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BlobKind::Log => "log",
+            BlobKind::Losses => "losses",
+        }
+    }
+}
+
+pub use coordination::{
+    Claim, ClaimDecision, ClaimRequest, ClaimView, Decide, ExpiredRun, LeaseRenewal, LiveRun,
+    WorkerInfo,
+};
+
+/// What an engine does; [`Store`] adds the change feed on top. Every method is one step:
+/// one transaction, or one file operation.
+#[async_trait::async_trait]
+pub(crate) trait Engine: Send + Sync + 'static {
+    async fn insert_challenge(&self, c: Challenge) -> Result<bool, StoreError>;
+    async fn update_challenge(&self, c: Challenge) -> Result<(), StoreError>;
+    async fn get_challenge(&self, id: ChallengeId) -> Result<Option<Challenge>, StoreError>;
+    async fn list_challenges(
+        &self,
+        after: String,
+        limit: usize,
+    ) -> Result<Vec<Challenge>, StoreError>;
+    async fn insert_submission(
+        &self,
+        s: Submission,
+        admission: Admission,
+        archive: Option<PendingArchive>,
+    ) -> Result<InsertOutcome, StoreError>;
+    async fn admission_refusal(
+        &self,
+        s: Submission,
+        admission: Admission,
+    ) -> Result<Option<InsertOutcome>, StoreError>;
+    async fn get_submission(&self, id: SubmissionId) -> Result<Option<Submission>, StoreError>;
+    async fn find_by_key(
+        &self,
+        owner: String,
+        key: String,
+    ) -> Result<Option<Submission>, StoreError>;
+    /// `worker`: the execution worker committing, whose lease on the run must be alive.
+    async fn commit(
+        &self,
+        t: Transition,
+        worker: Option<String>,
+    ) -> Result<Option<Submission>, StoreError>;
+    async fn list_submissions(
+        &self,
+        challenge: ChallengeId,
+        participant: Option<String>,
+        owner: Option<String>,
+        before: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, Submission)>, StoreError>;
+    async fn submissions_in(
+        &self,
+        states: Vec<SubmissionState>,
+    ) -> Result<Vec<Submission>, StoreError>;
+    async fn queued(&self) -> Result<Vec<QueuedRow>, StoreError>;
+    async fn scored_full(&self, challenge: ChallengeId) -> Result<Vec<Submission>, StoreError>;
+    async fn expire_before(
+        &self,
+        cutoff: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<Vec<SubmissionId>, StoreError>;
+    async fn record_release(&self, r: ReleaseRecord) -> Result<(), StoreError>;
+    async fn list_releases(
+        &self,
+        challenge: Option<String>,
+        token: Option<String>,
+        before: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, ReleaseRecord)>, StoreError>;
+    async fn record_leakage(
+        &self,
+        s: Submission,
+        bits: f64,
+        at: UnixMillis,
+    ) -> Result<(), StoreError>;
+    async fn leakage_totals(&self, challenge: ChallengeId)
+    -> Result<Vec<LeakageTotal>, StoreError>;
+    async fn put_blob(&self, kind: BlobKind, name: String, data: Vec<u8>)
+    -> Result<(), StoreError>;
+    async fn get_blob(&self, kind: BlobKind, name: String) -> Result<Option<Vec<u8>>, StoreError>;
+    async fn delete_blobs(&self, kind: BlobKind, prefix: String) -> Result<(), StoreError>;
+    async fn archive_file(&self, sha256: String) -> Result<PathBuf, StoreError>;
+
+    // ----- coordination of execution workers (PostgreSQL only) ---------------------------
+    async fn claim(
+        &self,
+        _req: ClaimRequest,
+        _decide: Decide,
+    ) -> Result<Option<Claim>, StoreError> {
+        Err(StoreError::Unsupported("claiming runs"))
+    }
+    async fn release_leases(&self, _worker: String) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn renew_leases(
+        &self,
+        _worker: String,
+        _live: Vec<SubmissionId>,
+        _ttl_ms: i64,
+    ) -> Result<LeaseRenewal, StoreError> {
+        Err(StoreError::Unsupported("leases"))
+    }
+    async fn expired_runs(&self) -> Result<Vec<ExpiredRun>, StoreError> {
+        Ok(Vec::new())
+    }
+    async fn commit_expired(&self, _t: Transition) -> Result<Option<Submission>, StoreError> {
+        Err(StoreError::Unsupported("leases"))
+    }
+    async fn request_cancel(&self, _id: SubmissionId) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn hold_slot(&self, _id: SubmissionId, _until: UnixMillis) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn party_starts(&self) -> Result<HashMap<(String, String), u64>, StoreError> {
+        Ok(HashMap::new())
+    }
+    async fn unreserve(&self, _id: SubmissionId, _worker: String) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn heartbeat(&self, _w: WorkerInfo) -> Result<(), StoreError> {
+        Err(StoreError::Unsupported("workers"))
+    }
+    async fn workers(&self) -> Result<Vec<WorkerInfo>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// Starts delivering every committed change (from any process) into `feed`; engines
+    /// whose writes all come through this process deliver them in [`Store`] instead.
+    fn listen(
+        &self,
+        _feed: broadcast::Sender<Arc<Submission>>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        None
+    }
+}
+
+/// Aborts the listener task when the last store handle goes.
+struct ListenerGuard(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for ListenerGuard {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            h.abort();
+        }
+    }
+}
+
+/// Handle to the store and its change feed; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    engine: Arc<dyn Engine>,
+    feed: broadcast::Sender<Arc<Submission>>,
+    /// Whether the engine publishes changes itself (PostgreSQL's `LISTEN/NOTIFY`, which
+    /// also carries other processes' changes).
+    engine_publishes: bool,
+    /// The execution worker this handle writes for: its commits need the worker's lease.
+    worker: Option<String>,
+    _listener: Arc<ListenerGuard>,
+}
+
+/// Where the database is: `sqlite:` (default, under `state_dir`) or `postgres://...`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// The SQLite file in `state_dir`.
+    Sqlite,
+    /// A PostgreSQL connection URL.
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    /// Parses `database_url` from the config: empty or `sqlite:` for the default file.
+    pub fn parse(raw: &str) -> Result<DatabaseUrl, String> {
+        let raw = raw.trim();
+        if raw.is_empty() || raw == "sqlite:" || raw == "sqlite" {
+            Ok(DatabaseUrl::Sqlite)
+        } else if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+            Ok(DatabaseUrl::Postgres(raw.to_owned()))
+        } else {
+            Err(format!(
+                "database_url {raw:?} must be empty, \"sqlite:\" or \"postgres://...\""
+            ))
+        }
+    }
+}
+
 impl Store {
-    /// Opens (creating if needed) the database at `path`, applies migrations, and starts the
-    /// thread that owns it. The thread ends when the last handle is dropped.
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let mut conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        migrations::apply(&mut conn)?;
-        let (tx, rx) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name("holdout-store".into())
-            .spawn(move || {
-                while let Ok(job) = rx.recv() {
-                    job(&mut conn);
-                }
-            })
-            .map_err(|e| StoreError::Corrupt(format!("cannot start store thread: {e}")))?;
+    fn with_engine(engine: Arc<dyn Engine>) -> Store {
         let (feed, _) = broadcast::channel(FEED_CAPACITY);
-        Ok(Store { tx, feed })
+        let listener = engine.listen(feed.clone());
+        Store {
+            engine_publishes: listener.is_some(),
+            engine,
+            feed,
+            worker: None,
+            _listener: Arc::new(ListenerGuard(listener)),
+        }
+    }
+
+    /// This store, for execution worker `worker`: every commit it makes to a run then needs
+    /// the worker's lease on it to be alive, so a worker that lost its lease (it was cut off,
+    /// and the run was handed to another) can never write the run's result.
+    pub fn for_worker(&self, worker: &str) -> Store {
+        Store {
+            worker: Some(worker.to_owned()),
+            ..self.clone()
+        }
+    }
+
+    /// Whether several processes share this store (PostgreSQL): runs are then claimed, not
+    /// picked, and fairness and slots are read from the store.
+    pub fn is_shared(&self) -> bool {
+        self.engine_publishes
+    }
+
+    /// Opens (creating if needed) the SQLite database at `path`; its archives, logs and
+    /// losses are the files of the state folder that holds it.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let paths = Paths::new(path.parent().unwrap_or(Path::new(".")));
+        Ok(Self::with_engine(Arc::new(sqlite::SqliteEngine::open(
+            path, paths,
+        )?)))
+    }
+
+    /// Connects to the database `url` names for a service whose state folder is `paths`
+    /// (the SQLite file's home, or the PostgreSQL engine's local archive cache).
+    pub async fn connect(url: &DatabaseUrl, paths: &Paths) -> Result<Store, StoreError> {
+        match url {
+            DatabaseUrl::Sqlite => Self::open(&paths.database()),
+            DatabaseUrl::Postgres(url) => {
+                let engine = Arc::new(postgres::PgEngine::connect(url, paths.clone()).await?);
+                let store = Self::with_engine(engine.clone());
+                engine.listening().await?;
+                Ok(store)
+            }
+        }
     }
 
     /// A receiver of every submission inserted or changed from now on, each published after
@@ -151,65 +463,25 @@ impl Store {
     }
 
     fn publish(&self, s: &Submission) {
-        // No subscriber is not an error: nobody is watching.
-        let _ = self.feed.send(Arc::new(s.clone()));
+        if !self.engine_publishes {
+            // No subscriber is not an error: nobody is watching.
+            let _ = self.feed.send(Arc::new(s.clone()));
+        }
     }
-
-    /// Runs `f` on the store thread and waits for its result.
-    async fn call<R, F>(&self, f: F) -> Result<R, StoreError>
-    where
-        R: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
-    {
-        let (done, wait) = oneshot::channel();
-        self.tx
-            .send(Box::new(move |conn| {
-                let _ = done.send(f(conn));
-            }))
-            .map_err(|_| StoreError::Closed)?;
-        wait.await.map_err(|_| StoreError::Closed)?
-    }
-
-    // ----- challenges -------------------------------------------------------------------
 
     /// Inserts a new challenge; `Ok(false)` when the id is taken.
     pub async fn insert_challenge(&self, c: Challenge) -> Result<bool, StoreError> {
-        self.call(move |conn| {
-            let body = rows::encode_challenge(&c)?;
-            let n = conn.execute(
-                "INSERT OR IGNORE INTO challenges (id, body, created_at) VALUES (?1, ?2, ?3)",
-                params![c.id.as_str(), body, c.created_at],
-            )?;
-            Ok(n == 1)
-        })
-        .await
+        self.engine.insert_challenge(c).await
     }
 
     /// Replaces a stored challenge.
     pub async fn update_challenge(&self, c: Challenge) -> Result<(), StoreError> {
-        self.call(move |conn| {
-            let body = rows::encode_challenge(&c)?;
-            conn.execute(
-                "UPDATE challenges SET body = ?2 WHERE id = ?1",
-                params![c.id.as_str(), body],
-            )?;
-            Ok(())
-        })
-        .await
+        self.engine.update_challenge(c).await
     }
 
     /// One challenge.
     pub async fn get_challenge(&self, id: &ChallengeId) -> Result<Option<Challenge>, StoreError> {
-        let id = id.as_str().to_owned();
-        self.call(move |conn| {
-            let body: Option<String> = conn
-                .query_row("SELECT body FROM challenges WHERE id = ?1", [id], |r| {
-                    r.get(0)
-                })
-                .optional()?;
-            body.map(|b| rows::decode_challenge(&b)).transpose()
-        })
-        .await
+        self.engine.get_challenge(id.clone()).await
     }
 
     /// Challenges in id order after `after`, at most `limit`.
@@ -218,109 +490,25 @@ impl Store {
         after: String,
         limit: usize,
     ) -> Result<Vec<Challenge>, StoreError> {
-        self.call(move |conn| {
-            let mut stmt = conn
-                .prepare_cached("SELECT body FROM challenges WHERE id > ?1 ORDER BY id LIMIT ?2")?;
-            let bodies = stmt
-                .query_map(params![after, limit as i64], |r| r.get::<_, String>(0))?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(readable(
-                bodies.iter().map(|b| rows::decode_challenge(b)).collect(),
-            ))
-        })
-        .await
+        self.engine.list_challenges(after, limit).await
     }
 
-    // ----- submissions ------------------------------------------------------------------
-
-    /// Inserts a QUEUED submission after checking, in the same serialised step, the owner's
+    /// Inserts a QUEUED submission after checking, in the same step, the owner's
     /// idempotency key, the participant's and the platform's quota for today and the queue's
-    /// capacity. When admitted, `archive` is moved to its content-addressed place in the same
-    /// step (so no refusal ever leaves an archive behind, and no retention removal can race
-    /// an upload of the same archive); otherwise it is deleted with its temporary file.
+    /// capacity. When admitted, `archive` is stored in the same step (so no refusal ever
+    /// leaves an archive behind, and no retention removal can race an upload of the same
+    /// archive); otherwise it is deleted with its temporary file.
     pub async fn insert_submission(
         &self,
         s: Submission,
         admission: Admission,
         archive: Option<PendingArchive>,
     ) -> Result<InsertOutcome, StoreError> {
-        let outcome = self
-            .call(move |conn| {
-                let tx =
-                    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                if let Some(refused) = admission::check(&tx, &s, &admission)? {
-                    return Ok(refused);
-                }
-                if let Some(a) = archive {
-                    a.persist()?;
-                }
-                rows::insert_submission(&tx, &s)?;
-                tx.commit()?;
-                Ok(InsertOutcome::Inserted(s))
-            })
-            .await?;
+        let outcome = self.engine.insert_submission(s, admission, archive).await?;
         if let InsertOutcome::Inserted(s) = &outcome {
             self.publish(s);
         }
         Ok(outcome)
-    }
-
-    /// Retention: marks every terminal submission that ended before `cutoff` (and was not
-    /// marked yet) as expired at `now`, and deletes each of their archives that no unexpired
-    /// submission still uses. On the store thread, so no upload
-    /// of the same archive can race the deletion. Returns the expired submissions' ids (their
-    /// logs are the caller's to delete).
-    pub async fn expire_before(
-        &self,
-        cutoff: UnixMillis,
-        now: UnixMillis,
-        paths: crate::paths::Paths,
-    ) -> Result<Vec<SubmissionId>, StoreError> {
-        self.call(move |conn| {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let due: Vec<(String, String)> = {
-                let mut stmt = tx.prepare_cached(
-                    "SELECT id, archive_sha256 FROM submissions
-                     WHERE expired_at IS NULL AND finished_at IS NOT NULL AND finished_at < ?1
-                       AND state IN ('succeeded', 'failed', 'cancelled')",
-                )?;
-                stmt.query_map([cutoff], |r| Ok((r.get(0)?, r.get(1)?)))?
-                    .collect::<Result<_, _>>()?
-            };
-            for (id, _) in &due {
-                tx.execute(
-                    "UPDATE submissions SET expired_at = ?2 WHERE id = ?1",
-                    params![id, now],
-                )?;
-            }
-            let mut shas: Vec<&String> = due.iter().map(|(_, sha)| sha).collect();
-            shas.sort();
-            shas.dedup();
-            for sha in shas {
-                let in_use: bool = tx.query_row(
-                    "SELECT EXISTS (SELECT 1 FROM submissions WHERE archive_sha256 = ?1 AND expired_at IS NULL)",
-                    [sha],
-                    |r| r.get(0),
-                )?;
-                if !in_use {
-                    let path = paths.archive(sha);
-                    if let Err(e) = std::fs::remove_file(&path)
-                        && e.kind() != std::io::ErrorKind::NotFound
-                    {
-                        return Err(StoreError::Io(e));
-                    }
-                }
-            }
-            tx.commit()?;
-            Ok(readable(
-                due.into_iter()
-                    .map(|(id, _)| {
-                        SubmissionId::parse(&id).map_err(|_| StoreError::Corrupt(format!("submission id {id:?}")))
-                    })
-                    .collect(),
-            ))
-        })
-        .await
     }
 
     /// What [`Store::insert_submission`] would answer now, without inserting: `None` when it
@@ -331,8 +519,20 @@ impl Store {
         s: Submission,
         admission: Admission,
     ) -> Result<Option<InsertOutcome>, StoreError> {
-        self.call(move |conn| admission::check(conn, &s, &admission))
-            .await
+        self.engine.admission_refusal(s, admission).await
+    }
+
+    /// Retention: marks every terminal submission that ended before `cutoff` (and was not
+    /// marked yet) as expired at `now`, and deletes each of their archives that no unexpired
+    /// submission still uses, in the step that marks them (so no upload of the same archive
+    /// can race the deletion). Returns the expired submissions' ids (their logs are the
+    /// caller's to delete).
+    pub async fn expire_before(
+        &self,
+        cutoff: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<Vec<SubmissionId>, StoreError> {
+        self.engine.expire_before(cutoff, now).await
     }
 
     /// One submission.
@@ -340,20 +540,7 @@ impl Store {
         &self,
         id: &SubmissionId,
     ) -> Result<Option<Submission>, StoreError> {
-        let id = id.as_str().to_owned();
-        self.call(move |conn| {
-            conn.query_row(
-                &format!(
-                    "SELECT {} FROM submissions WHERE id = ?1",
-                    rows::SUBMISSION_COLUMNS
-                ),
-                [id],
-                rows::submission_from_row,
-            )
-            .optional()?
-            .transpose()
-        })
-        .await
+        self.engine.get_submission(id.clone()).await
     }
 
     /// The owner's submission with this idempotency key.
@@ -362,29 +549,16 @@ impl Store {
         owner: String,
         key: String,
     ) -> Result<Option<Submission>, StoreError> {
-        self.call(move |conn| {
-            conn.query_row(
-                &format!(
-                    "SELECT {} FROM submissions WHERE owner = ?1 AND idempotency_key = ?2",
-                    rows::SUBMISSION_COLUMNS
-                ),
-                params![owner, key],
-                rows::submission_from_row,
-            )
-            .optional()?
-            .transpose()
-        })
-        .await
+        self.engine.find_by_key(owner, key).await
     }
 
     /// Commits a transition if the stored row is still in the state and at the attempt the
     /// transition expects (compare-and-set), so a cancel and a run's end, or a late write of
-    /// an attempt that was handed back, can never overwrite each other; then publishes it.
-    /// `Ok(None)` when the row had moved on and nothing was written.
+    /// an attempt that was handed back, can never overwrite each other; an execution
+    /// worker's write also needs its lease to be alive. Then publishes it. `Ok(None)` when
+    /// the row had moved on and nothing was written.
     pub async fn commit(&self, t: Transition) -> Result<Option<Submission>, StoreError> {
-        let written = self
-            .call(move |conn| rows::update_submission(conn, &t).map(|w| w.then(|| t.into_next())))
-            .await?;
+        let written = self.engine.commit(t, self.worker.clone()).await?;
         if let Some(s) = &written {
             self.publish(s);
         }
@@ -401,23 +575,9 @@ impl Store {
         before: i64,
         limit: usize,
     ) -> Result<Vec<(i64, Submission)>, StoreError> {
-        self.call(move |conn| {
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT seq, {} FROM submissions
-                 WHERE challenge_id = ?1 AND (?2 IS NULL OR participant_id = ?2) AND (?3 IS NULL OR owner = ?3)
-                   AND (?4 = 0 OR seq < ?4)
-                 ORDER BY seq DESC LIMIT ?5",
-                rows::SUBMISSION_COLUMNS
-            ))?;
-            let out = stmt
-                .query_map(params![challenge.as_str(), participant, owner, before, limit as i64], |r| {
-                    let seq: i64 = r.get(0)?;
-                    Ok((seq, rows::submission_from_row_at(r, 1)?))
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(readable(out.into_iter().map(|(seq, s)| s.map(|s| (seq, s))).collect()))
-        })
-        .await
+        self.engine
+            .list_submissions(challenge, participant, owner, before, limit)
+            .await
     }
 
     /// Every submission in one of `states`, oldest first.
@@ -425,51 +585,159 @@ impl Store {
         &self,
         states: &[SubmissionState],
     ) -> Result<Vec<Submission>, StoreError> {
-        let states: Vec<&'static str> = states.iter().map(|s| s.as_str()).collect();
-        self.call(move |conn| {
-            let placeholders = vec!["?"; states.len()].join(",");
-            let mut stmt = conn.prepare(&format!(
-                "SELECT {} FROM submissions WHERE state IN ({placeholders}) ORDER BY seq",
-                rows::SUBMISSION_COLUMNS
-            ))?;
-            let out = stmt
-                .query_map(
-                    rusqlite::params_from_iter(states.iter()),
-                    rows::submission_from_row,
-                )?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(readable(out))
-        })
-        .await
+        self.engine.submissions_in(states.to_vec()).await
     }
 
     /// The queue: every QUEUED submission, oldest first, in the shape the scheduler needs.
     pub async fn queued(&self) -> Result<Vec<QueuedRow>, StoreError> {
-        self.call(|conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT seq, id, challenge_id, owner, participant_id, kind FROM submissions WHERE state = 'queued' ORDER BY seq",
-            )?;
-            let out = stmt
-                .query_map([], rows::queued_from_row)?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(readable(out))
-        })
-        .await
+        self.engine.queued().await
     }
 
     /// Succeeded FULL submissions of a challenge, oldest first (leaderboards).
     pub async fn scored_full(&self, challenge: ChallengeId) -> Result<Vec<Submission>, StoreError> {
-        self.call(move |conn| {
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {} FROM submissions WHERE challenge_id = ?1 AND kind = ?2 AND state = 'succeeded' ORDER BY seq",
-                rows::SUBMISSION_COLUMNS
-            ))?;
-            let out = stmt
-                .query_map(params![challenge.as_str(), SubmissionKind::Full.as_str()], rows::submission_from_row)?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(readable(out))
-        })
-        .await
+        self.engine.scored_full(challenge).await
+    }
+
+    /// Appends to the release audit.
+    pub async fn record_release(&self, r: ReleaseRecord) -> Result<(), StoreError> {
+        self.engine.record_release(r).await
+    }
+
+    /// Releases, newest first, optionally of one challenge and/or token, before `before`
+    /// (0 = from the newest); returns each with its position for paging.
+    pub async fn list_releases(
+        &self,
+        challenge: Option<String>,
+        token: Option<String>,
+        before: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, ReleaseRecord)>, StoreError> {
+        self.engine
+            .list_releases(challenge, token, before, limit)
+            .await
+    }
+
+    /// Records that a FULL result was released to its (platform, participant), carrying at
+    /// most `bits`; a result is counted once, however often it is read.
+    pub async fn record_leakage(
+        &self,
+        s: &Submission,
+        bits: f64,
+        at: UnixMillis,
+    ) -> Result<(), StoreError> {
+        self.engine.record_leakage(s.clone(), bits, at).await
+    }
+
+    /// The ledger of a challenge, per (platform, participant), most bits first.
+    pub async fn leakage_totals(
+        &self,
+        challenge: ChallengeId,
+    ) -> Result<Vec<LeakageTotal>, StoreError> {
+        self.engine.leakage_totals(challenge).await
+    }
+
+    /// Stores a small file of `kind` under `name` (replacing one of that name).
+    pub async fn put_blob(
+        &self,
+        kind: BlobKind,
+        name: String,
+        data: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        self.engine.put_blob(kind, name, data).await
+    }
+
+    /// A small file of `kind`, if stored.
+    pub async fn get_blob(
+        &self,
+        kind: BlobKind,
+        name: String,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.engine.get_blob(kind, name).await
+    }
+
+    /// Deletes every file of `kind` whose name starts with `prefix`.
+    pub async fn delete_blobs(&self, kind: BlobKind, prefix: String) -> Result<(), StoreError> {
+        self.engine.delete_blobs(kind, prefix).await
+    }
+
+    /// A local file holding the archive with this SHA-256 (fetched into the local cache
+    /// first when the archives live in the database).
+    pub async fn archive_file(&self, sha256: &str) -> Result<PathBuf, StoreError> {
+        self.engine.archive_file(sha256.to_owned()).await
+    }
+
+    /// Execution workers: in one transaction, reads what every worker holds and what is
+    /// queued ([`ClaimView`]), lets `decide` pick, and reserves the pick for `req`'s worker
+    /// under a lease.
+    pub async fn claim(
+        &self,
+        req: ClaimRequest,
+        decide: Decide,
+    ) -> Result<Option<Claim>, StoreError> {
+        self.engine.claim(req, decide).await
+    }
+
+    /// Execution workers: expires every lease `worker` holds (it restarted: its runs are
+    /// dead), so the next sweep hands them back.
+    pub async fn release_leases(&self, worker: &str) -> Result<(), StoreError> {
+        self.engine.release_leases(worker.to_owned()).await
+    }
+
+    /// Execution workers: gives back a reservation that never started (the worker refuses
+    /// the challenge), for another worker to claim.
+    pub async fn unreserve(&self, id: &SubmissionId, worker: &str) -> Result<(), StoreError> {
+        self.engine.unreserve(id.clone(), worker.to_owned()).await
+    }
+
+    /// Execution workers: extends the leases of `live` runs of `worker`; says which it no
+    /// longer holds and which a caller asked to cancel.
+    pub async fn renew_leases(
+        &self,
+        worker: String,
+        live: Vec<SubmissionId>,
+        ttl_ms: i64,
+    ) -> Result<LeaseRenewal, StoreError> {
+        self.engine.renew_leases(worker, live, ttl_ms).await
+    }
+
+    /// Runs whose worker's lease expired (it died, or lost the database).
+    pub async fn expired_runs(&self) -> Result<Vec<ExpiredRun>, StoreError> {
+        self.engine.expired_runs().await
+    }
+
+    /// Commits a transition of a run whose lease expired, only if it still is expired.
+    pub async fn commit_expired(&self, t: Transition) -> Result<Option<Submission>, StoreError> {
+        let written = self.engine.commit_expired(t).await?;
+        if let Some(s) = &written {
+            self.publish(s);
+        }
+        Ok(written)
+    }
+
+    /// Asks whichever worker runs `id` to stop it (a cancel made on another replica).
+    pub async fn request_cancel(&self, id: &SubmissionId) -> Result<(), StoreError> {
+        self.engine.request_cancel(id.clone()).await
+    }
+
+    /// Keeps an ended run's slot taken until `until`, for every worker (constant-time
+    /// release).
+    pub async fn hold_slot(&self, id: &SubmissionId, until: UnixMillis) -> Result<(), StoreError> {
+        self.engine.hold_slot(id.clone(), until).await
+    }
+
+    /// When each (platform, participant) last got a run slot, across all workers.
+    pub async fn party_starts(&self) -> Result<HashMap<(String, String), u64>, StoreError> {
+        self.engine.party_starts().await
+    }
+
+    /// Records a worker's heartbeat.
+    pub async fn heartbeat(&self, w: WorkerInfo) -> Result<(), StoreError> {
+        self.engine.heartbeat(w).await
+    }
+
+    /// Every worker that ever beat, most recent first.
+    pub async fn workers(&self) -> Result<Vec<WorkerInfo>, StoreError> {
+        self.engine.workers().await
     }
 }
 

@@ -32,11 +32,92 @@ fn submission(owner: &str, participant: &str, key: Option<&str>) -> Submission {
     })
 }
 
-fn open() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("db")).unwrap();
-    (dir, store)
+/// Which engine a test runs on.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Sqlite,
+    Postgres,
 }
+
+/// A store of one engine, with its state folder.
+struct Fixture {
+    _dir: tempfile::TempDir,
+    paths: crate::paths::Paths,
+    url: DatabaseUrl,
+    store: Store,
+}
+
+impl Fixture {
+    async fn new(kind: Kind) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = crate::paths::Paths::new(dir.path());
+        paths.create().unwrap();
+        let url = match kind {
+            Kind::Sqlite => DatabaseUrl::Sqlite,
+            Kind::Postgres => DatabaseUrl::Postgres(
+                crate::testing::PgCluster::shared_database().expect("a PostgreSQL for the test"),
+            ),
+        };
+        let store = Store::connect(&url, &paths).await.unwrap();
+        Fixture {
+            _dir: dir,
+            paths,
+            url,
+            store,
+        }
+    }
+
+    /// The same database, opened again (as a restarted process would).
+    async fn reopen(&self) -> Store {
+        Store::connect(&self.url, &self.paths).await.unwrap()
+    }
+}
+
+/// Runs each listed test on both engines, with a timeout.
+macro_rules! on_both_engines {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let f = super::Fixture::new(super::Kind::Sqlite).await;
+                    tokio::time::timeout(std::time::Duration::from_secs(60), super::$name(f))
+                        .await
+                        .expect("test timed out");
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let f = super::Fixture::new(super::Kind::Postgres).await;
+                    tokio::time::timeout(std::time::Duration::from_secs(60), super::$name(f))
+                        .await
+                        .expect("test timed out");
+                }
+            )*
+        }
+    };
+}
+
+on_both_engines!(
+    a_submission_round_trips_through_the_database,
+    every_committed_change_is_published_after_it_is_written,
+    a_state_change_applies_only_from_the_expected_state,
+    a_late_write_of_an_attempt_that_was_handed_back_is_refused,
+    the_same_idempotency_key_returns_the_first_submission,
+    parallel_inserts_at_the_quota_never_get_one_more_through,
+    the_queue_cap_refuses_more_queued_submissions,
+    data_survives_reopening_the_database,
+    a_platform_cap_counts_every_participant_of_the_platform_and_no_other_platform,
+    a_charged_cancel_counts_against_the_quota_and_an_uncharged_one_does_not,
+    retention_expires_ended_submissions_and_deletes_an_archive_once_none_uses_it,
+    a_refused_upload_leaves_no_archive,
+    releases_and_the_leakage_ledger_round_trip,
+    small_files_round_trip_and_are_deleted_by_prefix,
+    listings_filter_and_page_newest_first,
+);
 
 const OPEN: Admission = Admission {
     quota: 0,
@@ -46,9 +127,8 @@ const OPEN: Admission = Admission {
     max_queued: 1000,
 };
 
-#[tokio::test]
-async fn a_submission_round_trips_through_the_database() {
-    let (_dir, store) = open();
+async fn a_submission_round_trips_through_the_database(f: Fixture) {
+    let store = f.store.clone();
     assert!(store.insert_challenge(challenge("c")).await.unwrap());
     assert!(
         !store.insert_challenge(challenge("c")).await.unwrap(),
@@ -89,9 +169,8 @@ async fn a_submission_round_trips_through_the_database() {
     assert_eq!(store.get_submission(&s.id).await.unwrap(), Some(done));
 }
 
-#[tokio::test]
-async fn every_committed_change_is_published_after_it_is_written() {
-    let (_dir, store) = open();
+async fn every_committed_change_is_published_after_it_is_written(f: Fixture) {
+    let store = f.store.clone();
     store.insert_challenge(challenge("c")).await.unwrap();
     let mut feed = store.subscribe();
     let s = submission("p", "alice", None);
@@ -112,9 +191,8 @@ async fn every_committed_change_is_published_after_it_is_written() {
     assert!(feed.try_recv().is_err());
 }
 
-#[tokio::test]
-async fn a_state_change_applies_only_from_the_expected_state() {
-    let (_dir, store) = open();
+async fn a_state_change_applies_only_from_the_expected_state(f: Fixture) {
+    let store = f.store.clone();
     store.insert_challenge(challenge("c")).await.unwrap();
     let s = submission("p", "alice", None);
     store
@@ -134,9 +212,8 @@ async fn a_state_change_applies_only_from_the_expected_state() {
     );
 }
 
-#[tokio::test]
-async fn a_late_write_of_an_attempt_that_was_handed_back_is_refused() {
-    let (_dir, store) = open();
+async fn a_late_write_of_an_attempt_that_was_handed_back_is_refused(f: Fixture) {
+    let store = f.store.clone();
     store.insert_challenge(challenge("c")).await.unwrap();
     let s = submission("p", "alice", None);
     store
@@ -160,9 +237,8 @@ async fn a_late_write_of_an_attempt_that_was_handed_back_is_refused() {
     assert!(store.commit(late).await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn the_same_idempotency_key_returns_the_first_submission() {
-    let (_dir, store) = open();
+async fn the_same_idempotency_key_returns_the_first_submission(f: Fixture) {
+    let store = f.store.clone();
     store.insert_challenge(challenge("c")).await.unwrap();
     let first = submission("p", "alice", Some("k1"));
     store
@@ -187,9 +263,8 @@ async fn the_same_idempotency_key_returns_the_first_submission() {
     ));
 }
 
-#[tokio::test]
-async fn parallel_inserts_at_the_quota_never_get_one_more_through() {
-    let (_dir, store) = open();
+async fn parallel_inserts_at_the_quota_never_get_one_more_through(f: Fixture) {
+    let store = f.store.clone();
     store.insert_challenge(challenge("c")).await.unwrap();
     let admission = Admission { quota: 3, ..OPEN };
     let mut tasks = Vec::new();
@@ -210,9 +285,8 @@ async fn parallel_inserts_at_the_quota_never_get_one_more_through() {
     assert_eq!(inserted, 3);
 }
 
-#[tokio::test]
-async fn the_queue_cap_refuses_more_queued_submissions() {
-    let (_dir, store) = open();
+async fn the_queue_cap_refuses_more_queued_submissions(f: Fixture) {
+    let store = f.store.clone();
     store.insert_challenge(challenge("c")).await.unwrap();
     let admission = Admission {
         max_queued: 2,
@@ -233,19 +307,14 @@ async fn the_queue_cap_refuses_more_queued_submissions() {
     ));
 }
 
-#[tokio::test]
-async fn data_survives_reopening_the_database() {
-    let dir = tempfile::tempdir().unwrap();
+async fn data_survives_reopening_the_database(f: Fixture) {
     let s = submission("p", "alice", None);
-    {
-        let store = Store::open(&dir.path().join("db")).unwrap();
-        store.insert_challenge(challenge("c")).await.unwrap();
-        store
-            .insert_submission(s.clone(), OPEN, None)
-            .await
-            .unwrap();
-    }
-    let store = Store::open(&dir.path().join("db")).unwrap();
+    f.store.insert_challenge(challenge("c")).await.unwrap();
+    f.store
+        .insert_submission(s.clone(), OPEN, None)
+        .await
+        .unwrap();
+    let store = f.reopen().await;
     assert_eq!(store.get_submission(&s.id).await.unwrap(), Some(s));
     assert_eq!(
         store
@@ -257,9 +326,8 @@ async fn data_survives_reopening_the_database() {
     );
 }
 
-#[tokio::test]
-async fn a_platform_cap_counts_every_participant_of_the_platform_and_no_other_platform() {
-    let (_dir, store) = open();
+async fn a_platform_cap_counts_every_participant_of_the_platform_and_no_other_platform(f: Fixture) {
+    let store = f.store.clone();
     store.insert_challenge(challenge("c")).await.unwrap();
     let admission = Admission {
         platform_quota: 2,
@@ -290,9 +358,8 @@ async fn a_platform_cap_counts_every_participant_of_the_platform_and_no_other_pl
     ));
 }
 
-#[tokio::test]
-async fn a_charged_cancel_counts_against_the_quota_and_an_uncharged_one_does_not() {
-    let (_dir, store) = open();
+async fn a_charged_cancel_counts_against_the_quota_and_an_uncharged_one_does_not(f: Fixture) {
+    let store = f.store.clone();
     store.insert_challenge(challenge("c")).await.unwrap();
     let admission = Admission {
         quota: 1,
@@ -392,12 +459,8 @@ async fn a_score_an_earlier_version_stored_as_null_is_repaired_and_one_bad_row_f
     );
 }
 
-#[tokio::test]
-async fn retention_expires_ended_submissions_and_deletes_an_archive_once_none_uses_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let paths = crate::paths::Paths::new(dir.path());
-    paths.create().unwrap();
-    let store = Store::open(&paths.database()).unwrap();
+async fn retention_expires_ended_submissions_and_deletes_an_archive_once_none_uses_it(f: Fixture) {
+    let (paths, store) = (f.paths.clone(), f.store.clone());
     store.insert_challenge(challenge("c")).await.unwrap();
     let quota = Quota::default();
     // Two submissions of one archive: one ends early, one late; a third is still queued.
@@ -433,23 +496,11 @@ async fn retention_expires_ended_submissions_and_deletes_an_archive_once_none_us
             .await
             .unwrap();
     }
-    let expired = store
-        .expire_before(2_000, 9_000, paths.clone())
-        .await
-        .unwrap();
+    let expired = store.expire_before(2_000, 9_000).await.unwrap();
     assert_eq!(expired, std::slice::from_ref(&early.id));
     assert!(archive.exists(), "still used by two unexpired submissions");
-    assert!(
-        store
-            .expire_before(2_000, 9_000, paths.clone())
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    let expired = store
-        .expire_before(6_000, 9_100, paths.clone())
-        .await
-        .unwrap();
+    assert!(store.expire_before(2_000, 9_000).await.unwrap().is_empty());
+    let expired = store.expire_before(6_000, 9_100).await.unwrap();
     assert_eq!(expired, std::slice::from_ref(&late.id));
     assert!(archive.exists(), "the queued submission still needs it");
     // The rows stay, hash and all.
@@ -464,12 +515,8 @@ async fn retention_expires_ended_submissions_and_deletes_an_archive_once_none_us
     );
 }
 
-#[tokio::test]
-async fn a_refused_upload_leaves_no_archive() {
-    let dir = tempfile::tempdir().unwrap();
-    let paths = crate::paths::Paths::new(dir.path());
-    paths.create().unwrap();
-    let store = Store::open(&paths.database()).unwrap();
+async fn a_refused_upload_leaves_no_archive(f: Fixture) {
+    let (paths, store) = (f.paths.clone(), f.store.clone());
     store.insert_challenge(challenge("c")).await.unwrap();
     let full = Admission {
         max_queued: 0,
@@ -496,4 +543,209 @@ async fn a_refused_upload_leaves_no_archive() {
         !temp_path.exists(),
         "the upload's temporary file is gone too"
     );
+}
+
+async fn releases_and_the_leakage_ledger_round_trip(f: Fixture) {
+    let store = f.store.clone();
+    store.insert_challenge(challenge("c")).await.unwrap();
+    for (i, token) in ["p", "q", "p"].iter().enumerate() {
+        store
+            .record_release(ReleaseRecord {
+                at: i as i64,
+                token_name: (*token).into(),
+                challenge_id: "c".into(),
+                submission_id: format!("s{i}"),
+                what: "submission".into(),
+                values: BTreeMap::from([("accuracy".to_owned(), 0.5 + i as f64)]),
+            })
+            .await
+            .unwrap();
+    }
+    let mine = store
+        .list_releases(Some("c".into()), Some("p".into()), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(mine.len(), 2);
+    assert_eq!(mine[0].1.submission_id, "s2", "newest first");
+    let older = store
+        .list_releases(None, None, mine[0].0, 10)
+        .await
+        .unwrap();
+    assert_eq!(older.len(), 2, "paging goes on before the position");
+    let (a, b) = (submission("p", "a", None), submission("p", "b", None));
+    store.record_leakage(&a, 2.0, 1).await.unwrap();
+    store.record_leakage(&a, 2.0, 2).await.unwrap();
+    store.record_leakage(&b, 5.0, 3).await.unwrap();
+    let totals = store
+        .leakage_totals(ChallengeId::parse("c").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        totals
+            .iter()
+            .map(|t| (t.participant_id.as_str(), t.results, t.bits))
+            .collect::<Vec<_>>(),
+        [("b", 1, 5.0), ("a", 1, 2.0)],
+        "a result is counted once, most bits first"
+    );
+}
+
+async fn small_files_round_trip_and_are_deleted_by_prefix(f: Fixture) {
+    let store = f.store.clone();
+    store
+        .put_blob(BlobKind::Log, "s1.stdout".into(), b"one".to_vec())
+        .await
+        .unwrap();
+    store
+        .put_blob(BlobKind::Log, "s1.stdout".into(), b"two".to_vec())
+        .await
+        .unwrap();
+    store
+        .put_blob(BlobKind::Log, "s10.stdout".into(), b"ten".to_vec())
+        .await
+        .unwrap();
+    store
+        .put_blob(BlobKind::Losses, "s1.f32".into(), vec![0; 8])
+        .await
+        .unwrap();
+    let get = |kind, name: &str| store.get_blob(kind, name.to_owned());
+    assert_eq!(
+        get(BlobKind::Log, "s1.stdout").await.unwrap(),
+        Some(b"two".to_vec())
+    );
+    assert_eq!(get(BlobKind::Log, "nope").await.unwrap(), None);
+    store
+        .delete_blobs(BlobKind::Log, "s1.".into())
+        .await
+        .unwrap();
+    assert_eq!(get(BlobKind::Log, "s1.stdout").await.unwrap(), None);
+    assert_eq!(
+        get(BlobKind::Log, "s10.stdout").await.unwrap(),
+        Some(b"ten".to_vec())
+    );
+    assert_eq!(
+        get(BlobKind::Losses, "s1.f32").await.unwrap(),
+        Some(vec![0; 8])
+    );
+}
+
+#[tokio::test]
+async fn an_archive_stored_in_postgres_is_fetched_by_another_host_and_checked() {
+    tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        let f = Fixture::new(Kind::Postgres).await;
+        f.store.insert_challenge(challenge("c")).await.unwrap();
+        // 20 MiB of incompressible bytes: three chunks.
+        let bytes: Vec<u8> = (0..20u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        let mut s = submission("p", "a", None);
+        s = Submission::from_record(SubmissionRecord {
+            archive_sha256: sha.clone(),
+            ..(*s).clone()
+        });
+        let temp = tempfile::NamedTempFile::new_in(f.paths.uploads())
+            .unwrap()
+            .into_temp_path();
+        std::fs::write(&temp, &bytes).unwrap();
+        let pending = PendingArchive {
+            temp,
+            dest: f.paths.archive(&sha),
+        };
+        f.store.insert_submission(s, OPEN, Some(pending)).await.unwrap();
+        // Another host: its own state folder, the same database.
+        let other = tempfile::tempdir().unwrap();
+        let other_paths = crate::paths::Paths::new(other.path());
+        other_paths.create().unwrap();
+        let there = Store::connect(&f.url, &other_paths).await.unwrap();
+        let file = there.archive_file(&sha).await.unwrap();
+        assert_eq!(file, other_paths.archive(&sha));
+        assert_eq!(std::fs::read(&file).unwrap(), bytes);
+        // A stored archive whose bytes do not hash to its name is refused, not used.
+        let bad = "cd".repeat(32);
+        let client = tokio_postgres::connect(
+            match &f.url {
+                DatabaseUrl::Postgres(u) => u,
+                DatabaseUrl::Sqlite => unreachable!(),
+            },
+            tokio_postgres::NoTls,
+        )
+        .await
+        .unwrap();
+        tokio::spawn(client.1);
+        client
+            .0
+            .batch_execute(&format!(
+                "INSERT INTO archives VALUES ('{bad}', 3, 0); INSERT INTO archive_chunks VALUES ('{bad}', 0, 'abc')"
+            ))
+            .await
+            .unwrap();
+        assert!(matches!(
+            there.archive_file(&bad).await,
+            Err(StoreError::Corrupt(_))
+        ));
+        assert!(!other_paths.archive(&bad).exists());
+    })
+    .await
+    .expect("test timed out");
+}
+
+async fn listings_filter_and_page_newest_first(f: Fixture) {
+    let store = f.store.clone();
+    store.insert_challenge(challenge("c")).await.unwrap();
+    let c = ChallengeId::parse("c").unwrap();
+    let subs = [
+        submission("p", "a", None),
+        submission("p", "b", None),
+        submission("q", "a", None),
+        submission("p", "a", None),
+    ];
+    for s in &subs {
+        store
+            .insert_submission(s.clone(), OPEN, None)
+            .await
+            .unwrap();
+    }
+    let ids = |l: &[(i64, Submission)]| l.iter().map(|(_, s)| s.id.clone()).collect::<Vec<_>>();
+    let page = store
+        .list_submissions(c.clone(), Some("a".into()), Some("p".into()), 0, 1)
+        .await
+        .unwrap();
+    assert_eq!(ids(&page), [subs[3].id.clone()]);
+    let next = store
+        .list_submissions(c.clone(), Some("a".into()), Some("p".into()), page[0].0, 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(&next), [subs[0].id.clone()]);
+    let running = store
+        .commit(subs[1].start(5).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let queued: Vec<_> = store
+        .queued()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(
+        queued,
+        [subs[0].id.clone(), subs[2].id.clone(), subs[3].id.clone()]
+    );
+    let live = store
+        .submissions_in(&[SubmissionState::Running, SubmissionState::Scoring])
+        .await
+        .unwrap();
+    assert_eq!(live, std::slice::from_ref(&running));
+    let scoring = store
+        .commit(running.begin_scoring(Usage::default()).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let scores = BTreeMap::from([("accuracy".to_owned(), 0.5)]);
+    let done = store
+        .commit(scoring.score(scores.clone(), scores, 6).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(store.scored_full(c).await.unwrap(), [done]);
 }

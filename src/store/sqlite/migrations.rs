@@ -4,7 +4,7 @@
 
 use rusqlite::Connection;
 
-use super::StoreError;
+use crate::store::StoreError;
 
 const MIGRATIONS: &[&str] = &[
     // 1: challenges and submissions.

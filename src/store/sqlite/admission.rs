@@ -1,39 +1,12 @@
 //! Admission: whether a new submission may be queued (its owner's idempotency key, the
 //! participant's and the platform's quota for today, the queue's capacity), checked on the
-//! store thread so that a check and the insert that follows it are one step; and the
-//! archive an admitted upload moves into place in that same step.
-
-use std::path::PathBuf;
+//! store thread so that a check and the insert that follows it are one step.
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Admission, InsertOutcome, StoreError, rows};
+use super::rows;
 use crate::domain::Submission;
-
-/// An upload's archive, checked and waiting in a temporary file for its submission to be
-/// admitted.
-#[derive(Debug)]
-pub struct PendingArchive {
-    /// The temporary file; deleted when this is dropped without [`Self::persist`].
-    pub temp: tempfile::TempPath,
-    /// Its content-addressed place.
-    pub dest: PathBuf,
-}
-
-impl PendingArchive {
-    /// Moves the archive into place; an identical archive already there is kept (the same
-    /// bytes), and the temporary file deleted.
-    pub(super) fn persist(self) -> Result<(), StoreError> {
-        if self.dest.exists() {
-            return Ok(());
-        }
-        let file = std::fs::File::open(&self.temp).map_err(StoreError::Io)?;
-        file.sync_all().map_err(StoreError::Io)?;
-        self.temp
-            .persist(&self.dest)
-            .map_err(|e| StoreError::Io(e.error))
-    }
-}
+use crate::store::{Admission, InsertOutcome, StoreError};
 
 /// The refusal `s` would get now, or `None` when it would be admitted.
 pub(super) fn check(
