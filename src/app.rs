@@ -1,6 +1,11 @@
 //! Wiring: build every part, bind the port (exposed before serving, so tests can use port
 //! 0), recover from the last run, then serve until a shutdown signal.
 //!
+//! Two processes are built here. [`Application`] (`holdout serve`) serves the API and, with
+//! `execution = "local"`, runs submissions too: alone on SQLite, or as one worker among
+//! others on PostgreSQL. [`WorkerProcess`] (`holdout worker`) only runs submissions,
+//! claimed from PostgreSQL, and serves its metrics.
+//!
 //! Shutdown order: stop accepting calls and end watch streams, let live runs finish within
 //! the grace period, hand the rest back to the queue (their containers removed), then return.
 
@@ -15,7 +20,7 @@ use crate::api::{self, AuditApi, ChallengesApi, LeaderboardsApi, SubmissionsApi}
 use crate::audit::Audit;
 use crate::auth::Tokens;
 use crate::challenges::Challenges;
-use crate::config::Config;
+use crate::config::{Config, Execution};
 use crate::janitor::Janitor;
 use crate::leaderboard::Leaderboards;
 use crate::losses::LossStore;
@@ -27,7 +32,7 @@ use crate::run::logs::LogStore;
 use crate::run::plan::HostSettings;
 use crate::sandbox::Backend;
 use crate::sandbox::output_fs::{OutputArea, OutputMode};
-use crate::scheduler::{Pacing, Scheduler};
+use crate::scheduler::{Pacing, Scheduler, Sharing};
 use crate::scoring::LabelsCache;
 use crate::store::Store;
 use crate::submissions::{Submissions, SubmissionsParts};
@@ -67,6 +72,9 @@ pub enum AppError {
          on a host without them set output_filesystem = \"directory\" (weaker: a watcher caps /output)"
     )]
     OutputFilesystem(String),
+    /// The configuration does not fit the command.
+    #[error("{0}")]
+    Config(String),
     /// Server reflection could not be built from the descriptors.
     #[error("cannot build server reflection")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -83,7 +91,8 @@ pub struct Application {
     challenges: Challenges,
     submissions: Submissions,
     leaderboards: Leaderboards,
-    scheduler: Scheduler,
+    /// None when this process serves the API only.
+    scheduler: Option<Scheduler>,
     janitor: Janitor,
     telemetry: Arc<Telemetry>,
     metrics_listener: Option<TcpListener>,
@@ -105,13 +114,7 @@ impl Application {
         config: Config,
         backend: Arc<dyn Backend>,
     ) -> Result<Application, AppError> {
-        let paths = Paths::new(&config.state_dir);
-        paths.create().map_err(|source| AppError::StateDir {
-            path: config.state_dir.clone(),
-            source,
-        })?;
-        let store = Store::open(&paths.database())?;
-        backend.ping().await?;
+        let core = Core::build(&config, backend.clone()).await?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| AppError::Bind {
@@ -122,48 +125,22 @@ impl Application {
             addr: config.listen,
             source,
         })?;
-        let metrics_listener = match config.metrics_listen.parse::<SocketAddr>() {
-            Ok(addr) => Some(
-                crate::telemetry::bind(addr)
-                    .await
-                    .map_err(|source| AppError::Bind { addr, source })?,
-            ),
-            Err(_) => None,
+        let (metrics_listener, metrics_addr) = bind_metrics(&config).await?;
+        let scheduler = match config.execution {
+            Execution::Workers => None,
+            Execution::Local => Some(core.scheduler(&config).await?),
         };
-        let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
-        let host = HostSettings {
-            data_root: config.data_root.clone(),
-            defaults: config.defaults,
-            caps: config.caps,
-            default_isolation: config.default_isolation,
-            instance: paths.instance(),
-            output: config.output_filesystem,
-        };
-        if config.output_filesystem == OutputMode::Loop {
-            check_output_filesystems(&paths).await?;
-        }
-        let telemetry = Arc::new(Telemetry::default());
-        let losses = Arc::new(LossStore::new(store.clone()));
-        let logs = LogStore::new(store.clone());
-        let queue = Arc::new(Queue::new(config.concurrency as usize));
-        let runner = Arc::new(Runner {
-            store: store.clone(),
-            engine: backend.clone(),
-            paths: paths.clone(),
-            labels: Arc::new(LabelsCache::new(8)),
-            losses: losses.clone(),
-            logs: logs.clone(),
-            host: host.clone(),
-            max_attempts: config.max_attempts,
-            telemetry: telemetry.clone(),
-        });
-        let pacing = Pacing {
-            grace: config.shutdown_grace.0,
-            time_partition: config.time_partition,
-            slice: config.partition_slice.0,
-        };
-        let scheduler = Scheduler::new(runner, queue.clone(), pacing);
-        scheduler.recover(&paths).await?;
+        core.clean_scratch().await;
+        let Core {
+            paths,
+            store,
+            host,
+            telemetry,
+            losses,
+            logs,
+            queue,
+            ..
+        } = core;
         let janitor = Janitor::new(
             store.clone(),
             paths.clone(),
@@ -187,7 +164,7 @@ impl Application {
         Ok(Application {
             tokens: Tokens::new(&config.tokens),
             instance: host.instance.clone(),
-            audit: Audit::new(store.clone(), host.clone()),
+            audit: Audit::new(store.clone(), host.clone(), config.lease_ttl.0),
             challenges: Challenges::new(store, backend, host),
             submissions,
             leaderboards,
@@ -268,7 +245,7 @@ impl Application {
         let reflection_v1 = reflection().build_v1()?;
         let reflection_v1alpha = reflection().build_v1alpha()?;
 
-        let scheduler = tokio::spawn(scheduler.run(shutdown.clone()));
+        let scheduler = scheduler.map(|s| tokio::spawn(s.run(shutdown.clone())));
         let janitor = tokio::spawn(janitor.run(shutdown.clone()));
         let metrics = metrics_listener
             .map(|l| tokio::spawn(crate::telemetry::serve(l, telemetry, shutdown.clone())));
@@ -314,13 +291,245 @@ impl Application {
         let served = server.await;
         shutdown.cancel();
         info!("no longer accepting calls; waiting for the scheduler");
-        let _ = scheduler.await;
+        if let Some(s) = scheduler {
+            let _ = s.await;
+        }
         let _ = janitor.await;
         if let Some(m) = metrics {
             let _ = m.await;
         }
         info!("holdout stopped");
         served.map_err(AppError::from)
+    }
+}
+
+/// What both processes build: the state folder, the store, the engine, the run's parts.
+struct Core {
+    paths: Paths,
+    store: Store,
+    backend: Arc<dyn Backend>,
+    host: HostSettings,
+    telemetry: Arc<Telemetry>,
+    losses: Arc<LossStore>,
+    logs: LogStore,
+    queue: Arc<Queue>,
+}
+
+impl Core {
+    async fn build(config: &Config, backend: Arc<dyn Backend>) -> Result<Core, AppError> {
+        let paths = Paths::new(&config.state_dir);
+        paths.create().map_err(|source| AppError::StateDir {
+            path: config.state_dir.clone(),
+            source,
+        })?;
+        let database = config.database().map_err(AppError::Config)?;
+        let store = Store::connect(&database, &paths).await?;
+        backend.ping().await?;
+        let host = HostSettings {
+            data_root: config.data_root.clone(),
+            defaults: config.defaults,
+            caps: config.caps,
+            default_isolation: config.default_isolation,
+            instance: paths.instance(),
+            output: config.output_filesystem,
+        };
+        if config.output_filesystem == OutputMode::Loop {
+            check_output_filesystems(&paths).await?;
+        }
+        Ok(Core {
+            telemetry: Arc::new(Telemetry::default()),
+            losses: Arc::new(LossStore::new(store.clone())),
+            logs: LogStore::new(store.clone()),
+            queue: Arc::new(Queue::new(config.concurrency as usize)),
+            paths,
+            store,
+            backend,
+            host,
+        })
+    }
+
+    /// The scheduler of this process's runs, recovered: alone on SQLite, one worker among
+    /// others on PostgreSQL (its writes to a run then need its lease).
+    async fn scheduler(&self, config: &Config) -> Result<Scheduler, AppError> {
+        let sharing = if self.store.is_shared() {
+            let worker_id = if config.worker_name.is_empty() {
+                self.host.instance.clone()
+            } else {
+                config.worker_name.clone()
+            };
+            let host_id = if config.host_id.is_empty() {
+                self.backend.engine_id().await?
+            } else {
+                config.host_id.clone()
+            };
+            info!(worker = %worker_id, host = %host_id, "running submissions as an execution worker");
+            Some(Sharing {
+                worker_id,
+                host_id,
+                lease_ttl: config.lease_ttl.0,
+                global_concurrency: config.global_concurrency,
+            })
+        } else {
+            None
+        };
+        let store = match &sharing {
+            Some(s) => self.store.for_worker(&s.worker_id),
+            None => self.store.clone(),
+        };
+        let runner = Arc::new(Runner {
+            store,
+            engine: self.backend.clone(),
+            paths: self.paths.clone(),
+            labels: Arc::new(LabelsCache::new(8)),
+            losses: self.losses.clone(),
+            logs: self.logs.clone(),
+            host: self.host.clone(),
+            max_attempts: config.max_attempts,
+            telemetry: self.telemetry.clone(),
+        });
+        let pacing = Pacing {
+            grace: config.shutdown_grace.0,
+            time_partition: config.time_partition,
+            slice: config.partition_slice.0,
+        };
+        let mut scheduler = Scheduler::new(
+            runner,
+            self.queue.clone(),
+            pacing,
+            config.concurrency,
+            sharing,
+        );
+        scheduler.recover().await?;
+        Ok(scheduler)
+    }
+
+    /// Deletes stray uploads and work folders a previous process left (after recovery
+    /// removed its containers).
+    async fn clean_scratch(&self) {
+        for dir in [self.paths.uploads(), self.paths.work_dir()] {
+            let _ = tokio::task::spawn_blocking(move || {
+                // Output filesystems a crash left mounted go first: then no tree a run
+                // built is ever walked.
+                crate::sandbox::output_fs::unmount_all_under(&dir);
+                let _ = std::fs::remove_dir_all(&dir);
+                std::fs::create_dir_all(&dir)
+            })
+            .await;
+        }
+    }
+}
+
+/// Binds the metrics address, when one is configured.
+async fn bind_metrics(
+    config: &Config,
+) -> Result<(Option<TcpListener>, Option<SocketAddr>), AppError> {
+    let listener = match config.metrics_listen.parse::<SocketAddr>() {
+        Ok(addr) => Some(
+            crate::telemetry::bind(addr)
+                .await
+                .map_err(|source| AppError::Bind { addr, source })?,
+        ),
+        Err(_) => None,
+    };
+    let addr = listener.as_ref().and_then(|l| l.local_addr().ok());
+    Ok((listener, addr))
+}
+
+/// `holdout worker`: runs submissions claimed from a shared PostgreSQL store on this host's
+/// Docker Engine, and serves nothing but its metrics.
+pub struct WorkerProcess {
+    scheduler: Scheduler,
+    janitor: Janitor,
+    telemetry: Arc<Telemetry>,
+    metrics_listener: Option<TcpListener>,
+    metrics_addr: Option<SocketAddr>,
+    instance: String,
+    shutdown: CancellationToken,
+}
+
+impl WorkerProcess {
+    /// Connects to the Docker engine named in the config and builds the worker.
+    pub async fn build(config: Config) -> Result<WorkerProcess, AppError> {
+        let backend = crate::sandbox::docker::DockerBackend::connect(&config.docker_host).await?;
+        Self::build_with_backend(config, Arc::new(backend)).await
+    }
+
+    /// Builds the worker on a given backend: connects, recovers its own leftovers.
+    pub async fn build_with_backend(
+        config: Config,
+        backend: Arc<dyn Backend>,
+    ) -> Result<WorkerProcess, AppError> {
+        if config.database().map_err(AppError::Config)? == crate::store::DatabaseUrl::Sqlite {
+            return Err(AppError::Config(
+                "holdout worker needs a shared database: set database_url = \"postgres://...\" (a single server on SQLite runs its submissions itself)".into(),
+            ));
+        }
+        let core = Core::build(&config, backend).await?;
+        let (metrics_listener, metrics_addr) = bind_metrics(&config).await?;
+        let scheduler = core.scheduler(&config).await?;
+        core.clean_scratch().await;
+        let janitor = Janitor::new(
+            core.store.clone(),
+            core.paths.clone(),
+            core.logs.clone(),
+            config.retention.0,
+            core.telemetry.clone(),
+        );
+        Ok(WorkerProcess {
+            scheduler,
+            janitor,
+            telemetry: core.telemetry,
+            metrics_listener,
+            metrics_addr,
+            instance: core.host.instance,
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    /// The bound metrics address, when metrics are on.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// The label of this worker's containers on the engine.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// A token that stops the worker when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Runs submissions until `signal` completes or the shutdown token fires; then lets
+    /// live runs finish for the grace period and hands the rest back.
+    pub async fn run_until(self, signal: impl std::future::Future<Output = ()> + Send + 'static) {
+        let WorkerProcess {
+            scheduler,
+            janitor,
+            telemetry,
+            metrics_listener,
+            shutdown,
+            ..
+        } = self;
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = signal => stop.cancel(),
+                _ = stop.cancelled() => {}
+            }
+        });
+        let janitor = tokio::spawn(janitor.run(shutdown.clone()));
+        let metrics = metrics_listener
+            .map(|l| tokio::spawn(crate::telemetry::serve(l, telemetry, shutdown.clone())));
+        info!("holdout worker running");
+        scheduler.run(shutdown.clone()).await;
+        shutdown.cancel();
+        let _ = janitor.await;
+        if let Some(m) = metrics {
+            let _ = m.await;
+        }
+        info!("holdout worker stopped");
     }
 }
 

@@ -64,6 +64,16 @@ pub async fn leaderboard_released(
 pub struct Audit {
     store: Store,
     host: HostSettings,
+    lease_ttl: std::time::Duration,
+}
+
+/// An execution worker as admins see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerView {
+    /// What its heartbeats say, and its leases.
+    pub info: crate::store::WorkerInfo,
+    /// Whether it beat within a lease's time to live.
+    pub alive: bool,
 }
 
 /// A challenge's leakage ledger.
@@ -77,8 +87,29 @@ pub struct Ledger {
 
 impl Audit {
     /// The service over `store`; `host` resolves limits for the estimate.
-    pub fn new(store: Store, host: HostSettings) -> Self {
-        Self { store, host }
+    pub fn new(store: Store, host: HostSettings, lease_ttl: std::time::Duration) -> Self {
+        Self {
+            store,
+            host,
+            lease_ttl,
+        }
+    }
+
+    /// ListWorkers (admin): the execution workers of a shared store.
+    pub async fn workers(&self, caller: &Caller) -> Result<Vec<WorkerView>, DomainError> {
+        caller.require_admin("ListWorkers")?;
+        let now = crate::domain::now_millis();
+        let ttl = self.lease_ttl.as_millis() as i64;
+        Ok(self
+            .store
+            .workers()
+            .await?
+            .into_iter()
+            .map(|info| WorkerView {
+                alive: info.state != "stopped" && now - info.last_beat <= ttl,
+                info,
+            })
+            .collect())
     }
 
     /// ListReleases (admin).

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::Isolation;
 use crate::domain::Limits;
 pub use crate::sandbox::output_fs::OutputMode;
+pub use crate::store::DatabaseUrl;
 use crate::units::{ByteSize, HumanDuration};
 
 /// What a token may do.
@@ -47,6 +48,19 @@ pub struct TokenConfig {
     pub role: Role,
     /// Hex SHA-256 of the token.
     pub sha256: String,
+}
+
+/// Where a `holdout serve` runs submissions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Execution {
+    /// In this process, on this host's Docker Engine (with PostgreSQL, as one worker among
+    /// any `holdout worker`s).
+    #[default]
+    Local,
+    /// Nowhere: this process serves the API only; `holdout worker`s run submissions (needs
+    /// PostgreSQL).
+    Workers,
 }
 
 /// The whole server configuration.
@@ -99,6 +113,23 @@ pub struct Config {
     pub caps: Limits,
     /// Accepted tokens.
     pub tokens: Vec<TokenConfig>,
+    /// The database: empty or `sqlite:` for the file under `state_dir` (one process), or
+    /// `postgres://user@host:port/db` shared by API replicas and execution workers.
+    pub database_url: String,
+    /// Where `holdout serve` runs submissions: `local` or `workers` (API only).
+    pub execution: Execution,
+    /// With PostgreSQL: this worker's name among the workers (default: the instance label
+    /// derived from `state_dir`). Must be unique.
+    pub worker_name: String,
+    /// With PostgreSQL: the Docker host's id, shared by workers on one engine (default: the
+    /// engine's own id).
+    pub host_id: String,
+    /// With PostgreSQL: how long a worker's claim on a run holds without a renewal; a dead
+    /// worker's runs go back to the queue this long after its last renewal.
+    pub lease_ttl: HumanDuration,
+    /// With PostgreSQL: runs at once on all workers together (0 = each worker's
+    /// `concurrency` is the only limit).
+    pub global_concurrency: u32,
 }
 
 impl Default for Config {
@@ -123,6 +154,12 @@ impl Default for Config {
             defaults: default_limits(),
             caps: default_caps(),
             tokens: Vec::new(),
+            database_url: String::new(),
+            execution: Execution::Local,
+            worker_name: String::new(),
+            host_id: String::new(),
+            lease_ttl: HumanDuration(Duration::from_secs(30)),
+            global_concurrency: 0,
         }
     }
 }
@@ -211,6 +248,12 @@ const ENV_KEYS: &[&str] = &[
     "max_uploads_per_token",
     "upload_idle_timeout",
     "retention",
+    "database_url",
+    "execution",
+    "worker_name",
+    "host_id",
+    "lease_ttl",
+    "global_concurrency",
 ];
 
 impl Config {
@@ -249,16 +292,18 @@ impl Config {
                             });
                         }
                     },
-                    "concurrency" | "max_queued" | "max_attempts" | "max_uploads_per_token" => {
-                        value
-                            .trim()
-                            .parse::<i64>()
-                            .map(toml::Value::Integer)
-                            .map_err(|_| ConfigError::Invalid {
-                                path: None,
-                                reason: format!("{var}={value:?} is not a whole number"),
-                            })?
-                    }
+                    "concurrency"
+                    | "max_queued"
+                    | "max_attempts"
+                    | "max_uploads_per_token"
+                    | "global_concurrency" => value
+                        .trim()
+                        .parse::<i64>()
+                        .map(toml::Value::Integer)
+                        .map_err(|_| ConfigError::Invalid {
+                            path: None,
+                            reason: format!("{var}={value:?} is not a whole number"),
+                        })?,
                     _ => toml::Value::String(value.clone()),
                 };
                 table.insert((*key).to_owned(), parsed);
@@ -312,6 +357,15 @@ impl Config {
                 self.metrics_listen
             )));
         }
+        let database = self.database().map_err(invalid)?;
+        if self.execution == Execution::Workers && database == DatabaseUrl::Sqlite {
+            return Err(invalid(
+                "execution = \"workers\" needs a shared database: set database_url = \"postgres://...\"".into(),
+            ));
+        }
+        if self.lease_ttl.0 < Duration::from_secs(1) {
+            return Err(invalid("lease_ttl must be at least 1s".into()));
+        }
         let mut names = std::collections::HashSet::new();
         for (i, t) in self.tokens.iter().enumerate() {
             if t.name.is_empty() {
@@ -333,9 +387,37 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The database `database_url` names.
+    pub fn database(&self) -> Result<DatabaseUrl, String> {
+        DatabaseUrl::parse(&self.database_url)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn workers_need_postgres_and_a_database_url_is_checked() {
+        let err = load_str("execution = \"workers\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("database_url"), "{err}");
+        let err = load_str("database_url = \"mysql://x\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("database_url"), "{err}");
+        let c = load_str(
+            "execution = \"workers\"\n",
+            &[("HOLDOUT_DATABASE_URL", "postgres://u@h/db")],
+        )
+        .unwrap();
+        assert_eq!(
+            c.database().unwrap(),
+            DatabaseUrl::Postgres("postgres://u@h/db".into())
+        );
+    }
 
     fn load_str(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let dir = tempfile::tempdir().unwrap();

@@ -59,6 +59,7 @@ pub mod backup;
 pub mod challenges;
 pub mod cli;
 pub mod config;
+pub mod datadir;
 pub mod domain;
 pub mod janitor;
 pub mod leaderboard;

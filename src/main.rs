@@ -45,6 +45,22 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormat,
     },
+    /// Run an execution worker: claim submissions from the shared PostgreSQL store and run
+    /// them on this host's Docker Engine (no API; metrics only).
+    Worker {
+        /// TOML config file (the server's, with `database_url = "postgres://..."`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Data root (overrides the config).
+        #[arg(long)]
+        data_root: Option<PathBuf>,
+        /// State folder (overrides the config): the worker's own.
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// Log format.
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: LogFormat,
+    },
     /// Tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -203,6 +219,39 @@ fn main() -> ExitCode {
                     },
                     Err(e) => {
                         eprintln!("holdout: {e}");
+                        ExitCode::FAILURE
+                    }
+                }
+            })
+        }
+        Command::Worker {
+            config,
+            data_root,
+            state_dir,
+            log_format,
+        } => {
+            init_tracing(log_format);
+            let env: HashMap<String, String> = std::env::vars().collect();
+            let overrides = Overrides {
+                listen: None,
+                data_root,
+                state_dir,
+            };
+            let config = match Config::load(config.as_deref(), &env, &overrides) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("holdout: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            runtime().block_on(async move {
+                match holdout::app::WorkerProcess::build(config).await {
+                    Ok(worker) => {
+                        worker.run_until(holdout::app::shutdown_signal()).await;
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("holdout worker: {e}");
                         ExitCode::FAILURE
                     }
                 }

@@ -19,7 +19,31 @@ use crate::run::{RunControl, StopReason};
 use crate::store::QueuedRow;
 
 /// A participant of a platform: the unit of fairness.
-type Party = (String, String);
+pub type Party = (String, String);
+
+/// The order in which `queued` (oldest first) would be started, fairest first, given when
+/// each party last got a slot (a clock that only grows): fewest starts since queueing
+/// first, then the earliest last start, then the oldest.
+pub fn fair_order(queued: &[QueuedRow], last_start: &HashMap<Party, u64>) -> Vec<usize> {
+    let mut rank_in_participant: HashMap<(&str, &str), u64> = HashMap::new();
+    let mut keyed: Vec<(u64, u64, i64, usize)> = queued
+        .iter()
+        .enumerate()
+        .map(|(i, row)| {
+            let rank = rank_in_participant.entry(row.party()).or_default();
+            let (owner, participant) = row.party();
+            let last = last_start
+                .get(&(owner.to_owned(), participant.to_owned()))
+                .copied()
+                .unwrap_or(0);
+            let key = (*rank, last, row.seq, i);
+            *rank += 1;
+            key
+        })
+        .collect();
+    keyed.sort_unstable();
+    keyed.into_iter().map(|k| k.3).collect()
+}
 
 struct Live {
     challenge_id: ChallengeId,
@@ -70,32 +94,23 @@ impl Queue {
         self.live.lock().unwrap().len()
     }
 
-    /// The order in which the queued rows would be started, fairest first.
+    /// The order in which the queued rows would be started here, fairest first.
     pub fn fair_order(&self, queued: &[QueuedRow]) -> Vec<usize> {
-        let last_start = self.last_start.lock().unwrap();
-        let mut rank_in_participant: HashMap<(&str, &str), u64> = HashMap::new();
-        let mut keyed: Vec<(u64, u64, i64, usize)> = queued
-            .iter()
-            .enumerate()
-            .map(|(i, row)| {
-                let rank = rank_in_participant.entry(row.party()).or_default();
-                let (owner, participant) = row.party();
-                let last = last_start
-                    .get(&(owner.to_owned(), participant.to_owned()))
-                    .copied()
-                    .unwrap_or(0);
-                let key = (*rank, last, row.seq, i);
-                *rank += 1;
-                key
-            })
-            .collect();
-        keyed.sort_unstable();
-        keyed.into_iter().map(|k| k.3).collect()
+        fair_order(queued, &self.last_start.lock().unwrap())
     }
 
-    /// 1-based position of a queued submission in the fair order, if queued.
-    pub fn position(&self, queued: &[QueuedRow], id: &SubmissionId) -> Option<u32> {
-        let order = self.fair_order(queued);
+    /// 1-based position of a queued submission in the fair order, if queued; `shared` is
+    /// when each party last got a slot on any worker (a shared store), else this process's.
+    pub fn position(
+        &self,
+        queued: &[QueuedRow],
+        id: &SubmissionId,
+        shared: Option<&HashMap<Party, u64>>,
+    ) -> Option<u32> {
+        let order = match shared {
+            Some(last_start) => fair_order(queued, last_start),
+            None => self.fair_order(queued),
+        };
         order
             .iter()
             .position(|&i| queued[i].id == *id)
@@ -178,6 +193,18 @@ impl Queue {
             picked.push(row.clone());
         }
         picked
+    }
+
+    /// The runs live here that have not ended (not held): those whose leases a worker
+    /// keeps.
+    pub fn running(&self) -> Vec<SubmissionId> {
+        self.live
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, l)| l.held_until.is_none())
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 
     /// Whether a run of `id` holds a slot here.

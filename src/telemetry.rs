@@ -124,6 +124,14 @@ pub struct Telemetry {
     scoring_failures: AtomicU64,
     submissions_accepted: AtomicU64,
     disk_bytes: [AtomicU64; 4],
+    /// Execution worker: claim transactions, from the call to the reservation.
+    pub claim_seconds: Histogram,
+    claims: AtomicU64,
+    lease_losses: AtomicU64,
+    data_refusals: AtomicU64,
+    leases_expired_swept: AtomicU64,
+    /// Execution worker: its name and Docker host, as labels of `holdout_worker_info`.
+    worker: std::sync::OnceLock<(String, String)>,
 }
 
 impl Telemetry {
@@ -148,6 +156,32 @@ impl Telemetry {
     /// Records the bytes kept in one area of the state folder.
     pub fn set_disk_bytes(&self, area: DiskArea, bytes: u64) {
         self.disk_bytes[area as usize].store(bytes, Ordering::Relaxed);
+    }
+
+    /// Names this process as execution worker `id` on Docker host `host` (its metrics are
+    /// then the worker's).
+    pub fn set_worker(&self, id: &str, host: &str) {
+        let _ = self.worker.set((id.to_owned(), host.to_owned()));
+    }
+
+    /// Counts a run claimed from the shared queue.
+    pub fn claimed(&self) {
+        self.claims.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a run this worker stopped because its lease was lost.
+    pub fn lease_lost(&self) {
+        self.lease_losses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a claimed run refused because this host's copy of its data differs.
+    pub fn data_refused(&self) {
+        self.data_refusals.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a run handed back because its worker's lease expired.
+    pub fn expired_lease_swept(&self) {
+        self.leases_expired_swept.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts an accepted submission.
@@ -222,6 +256,53 @@ impl Telemetry {
                 load(&self.disk_bytes[area as usize])
             );
         }
+        if let Some((id, host)) = self.worker.get() {
+            header(
+                &mut out,
+                "holdout_worker_info",
+                "gauge",
+                "This process is an execution worker: its name and Docker host.",
+            );
+            let _ = writeln!(
+                out,
+                "holdout_worker_info{{worker=\"{}\",host=\"{}\"}} 1",
+                label(id),
+                label(host)
+            );
+        }
+        single(
+            &mut out,
+            "holdout_claims_total",
+            "counter",
+            "Runs this worker claimed from the shared queue.",
+            load(&self.claims),
+        );
+        single(
+            &mut out,
+            "holdout_lease_losses_total",
+            "counter",
+            "Runs this worker stopped because it lost their lease (cut off from the database, or handed back).",
+            load(&self.lease_losses),
+        );
+        single(
+            &mut out,
+            "holdout_data_refusals_total",
+            "counter",
+            "Claimed runs refused because this host's copy of the challenge data differs from the one it was created with.",
+            load(&self.data_refusals),
+        );
+        single(
+            &mut out,
+            "holdout_expired_leases_total",
+            "counter",
+            "Runs handed back by this process because their worker's lease expired.",
+            load(&self.leases_expired_swept),
+        );
+        self.claim_seconds.render(
+            "holdout_claim_seconds",
+            "Claim transactions of this worker, from the call to the reservation.",
+            &mut out,
+        );
         self.run_seconds.render(
             "holdout_run_duration_seconds",
             "Run wall time, container start to exit.",
@@ -234,6 +315,13 @@ impl Telemetry {
         );
         out
     }
+}
+
+/// A label value, escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Writes the HELP and TYPE lines of a metric.

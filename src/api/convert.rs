@@ -439,3 +439,21 @@ mod tests {
         assert!(metric_from_pb(pb::Metric::Unspecified as i32).is_err());
     }
 }
+
+/// An execution worker on the wire.
+pub fn worker_to_pb(w: &crate::audit::WorkerView) -> pb::Worker {
+    let i = &w.info;
+    pb::Worker {
+        id: i.id.clone(),
+        host_id: i.host_id.clone(),
+        slots: i.slots,
+        live: i.live,
+        leases: i.leases,
+        started_at: Some(timestamp(i.started_at)),
+        last_heartbeat: Some(timestamp(i.last_beat)),
+        state: i.state.clone(),
+        alive: w.alive,
+        refused_challenges: i.refused.clone(),
+        version: i.version.clone(),
+    }
+}

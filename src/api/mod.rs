@@ -371,4 +371,15 @@ impl pb::audit_server::Audit for AuditApi {
             &ledger,
         )))
     }
+
+    async fn list_workers(
+        &self,
+        req: Request<pb::ListWorkersRequest>,
+    ) -> Result<Response<pb::ListWorkersResponse>, Status> {
+        let caller = caller(&req)?;
+        let workers = self.audit.workers(&caller).await?;
+        Ok(Response::new(pb::ListWorkersResponse {
+            workers: workers.iter().map(convert::worker_to_pb).collect(),
+        }))
+    }
 }

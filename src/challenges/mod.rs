@@ -49,6 +49,7 @@ impl Challenges {
         caller.require_admin("CreateChallenge")?;
         normalise(&mut c);
         c.facts = self.validate(&c).await?;
+        c.facts.data_digest = self.data_digest(&c).await?;
         c.state = ChallengeState::Open;
         c.created_at = now_millis();
         c.closed_at = None;
@@ -142,6 +143,7 @@ impl Challenges {
         }
         normalise(&mut c);
         c.facts = self.validate(&c).await?;
+        c.facts.data_digest = self.data_digest(&c).await?;
         self.store.update_challenge(c.clone()).await?;
         tracing::info!(challenge_id = %c.id, fields = ?mask, "challenge updated");
         Ok(self.view(&c, caller))

@@ -85,6 +85,15 @@ pub fn resolve_data_dir(data_root: &Path, data_dir: &str) -> Result<PathBuf, Dom
 }
 
 impl Challenges {
+    /// The digest of the challenge's data folder as it is now (see `crate::datadir`).
+    pub(super) async fn data_digest(&self, c: &Challenge) -> Result<String, DomainError> {
+        let root = DataLayout::of(&self.host.data_root, c).root().to_owned();
+        tokio::task::spawn_blocking(move || crate::datadir::digest(&root))
+            .await
+            .map_err(DomainError::internal)?
+            .map_err(|e| DomainError::precondition("data_dir", format!("cannot read it all: {e}")))
+    }
+
     /// Checks a whole definition against the host: every failure names its field.
     pub(super) async fn validate(&self, c: &Challenge) -> Result<DataFacts, DomainError> {
         if c.title.chars().count() > 200 {
@@ -281,6 +290,7 @@ impl Challenges {
                 private_rows: set.private_len() as u64,
                 target_min: range.map(|r| r.0),
                 target_max: range.map(|r| r.1),
+                data_digest: String::new(),
             })
         })
         .await

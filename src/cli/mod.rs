@@ -136,6 +136,9 @@ pub enum ClientCommand {
         #[arg(long)]
         token_name: Option<String>,
     },
+    /// The execution workers of a PostgreSQL-backed deployment: health, runs, leases, and
+    /// the challenges each refuses (admin).
+    Workers,
     /// Show a leaderboard.
     Leaderboard {
         /// Challenge id.
@@ -465,6 +468,15 @@ pub async fn run(args: &ClientArgs, cmd: ClientCommand) -> Result<()> {
                     .into_inner();
                 out.leakage(&l);
             }
+        }
+        ClientCommand::Workers => {
+            let r = client
+                .audit()
+                .list_workers(client.request(pb::ListWorkersRequest {}))
+                .await
+                .map_err(server_error)?
+                .into_inner();
+            out.workers(&r.workers);
         }
         ClientCommand::Leaderboard { id, private } => {
             let view = if private {

@@ -275,6 +275,54 @@ impl Printer {
         println!("  total: {:.1} bits", l.total_bits);
     }
 
+    /// The execution workers.
+    pub fn workers(&self, list: &[pb::Worker]) {
+        let ts = |t: &Option<prost_types::Timestamp>| t.as_ref().map(|t| t.seconds).unwrap_or(0);
+        if self.json {
+            return self.print_json(&Value::Array(
+                list.iter()
+                    .map(|w| {
+                        json!({
+                            "id": w.id, "host_id": w.host_id, "slots": w.slots, "live": w.live,
+                            "leases": w.leases, "state": w.state, "alive": w.alive,
+                            "started_at": ts(&w.started_at), "last_heartbeat": ts(&w.last_heartbeat),
+                            "refused_challenges": w.refused_challenges, "version": w.version,
+                        })
+                    })
+                    .collect(),
+            ));
+        }
+        if list.is_empty() {
+            println!("no execution workers (a single server runs its submissions itself)");
+            return;
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        for w in list {
+            println!(
+                "{:<28} {:<5} {:<9} host {:<14} runs {}/{}  leases {}  last beat {}s ago{}",
+                w.id,
+                if w.alive { "alive" } else { "dead" },
+                w.state,
+                w.host_id.chars().take(14).collect::<String>(),
+                w.live,
+                w.slots,
+                w.leases,
+                (now - ts(&w.last_heartbeat)).max(0),
+                if w.refused_challenges.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "  refuses {} (data differs)",
+                        w.refused_challenges.join(", ")
+                    )
+                }
+            );
+        }
+    }
+
     /// Many challenges.
     pub fn challenges(&self, list: &[pb::Challenge]) {
         if self.json {

@@ -50,7 +50,7 @@ pub struct Challenge {
 
 /// What the server learned of a challenge's labels when it validated them: admin-only,
 /// used to bound what a release can carry (`crate::leakage`).
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DataFacts {
     /// Label rows in the public part.
@@ -61,6 +61,10 @@ pub struct DataFacts {
     pub target_min: Option<f64>,
     /// Largest target value (regression metrics).
     pub target_max: Option<f64>,
+    /// Digest of the data folder as validated (`crate::datadir::digest`); an execution
+    /// worker whose copy digests otherwise refuses the challenge. Empty for challenges
+    /// stored before digests were kept.
+    pub data_digest: String,
 }
 
 impl DataFacts {

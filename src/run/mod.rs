@@ -48,6 +48,10 @@ pub enum StopReason {
     Cancelled,
     /// The service is shutting down: the submission goes back to the queue.
     Shutdown,
+    /// This execution worker lost its lease on the run (it was cut off from the database,
+    /// or the run was handed to another worker): stop, and write nothing that counts (the
+    /// store refuses the write without the lease).
+    LeaseLost,
 }
 
 /// The stop handle of one live run, held by whoever may stop it.
@@ -297,9 +301,16 @@ impl Runner {
                 });
             }
         };
-        if control.reason() == Some(StopReason::Shutdown) {
-            info!("run stopped by shutdown, handing it back to the queue");
-            return self.requeue(&s, Interruption::Shutdown).await;
+        match control.reason() {
+            Some(StopReason::Shutdown) => {
+                info!("run stopped by shutdown, handing it back to the queue");
+                return self.requeue(&s, Interruption::Shutdown).await;
+            }
+            Some(StopReason::LeaseLost) => {
+                warn!("run stopped: this worker lost its lease on it");
+                return Ok(RunEnd::Requeued);
+            }
+            _ => {}
         }
         self.logs.put_run(id, &outcome.logs).await;
         self.telemetry.run_seconds.observe(outcome.wall_time);
@@ -374,6 +385,10 @@ impl Runner {
             ScoringEnd::Stopped if control.reason() == Some(StopReason::Shutdown) => {
                 info!("scorer stopped by shutdown, handing the run back to the queue");
                 return self.requeue(&s, Interruption::Shutdown).await;
+            }
+            ScoringEnd::Stopped if control.reason() == Some(StopReason::LeaseLost) => {
+                warn!("scorer stopped: this worker lost its lease on the run");
+                return Ok(RunEnd::Requeued);
             }
             ScoringEnd::Stopped => s.cancel(None, &challenge.quota, now),
         }?;

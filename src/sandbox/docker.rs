@@ -555,6 +555,19 @@ impl Backend for DockerBackend {
             .map(|_| ())
             .map_err(|e| unreachable(&self.endpoint, &e))
     }
+
+    async fn engine_id(&self) -> Result<String, SandboxError> {
+        let info = self
+            .docker
+            .info()
+            .await
+            .map_err(|e| unreachable(&self.endpoint, &e))?;
+        Ok(info
+            .id
+            .filter(|id| !id.is_empty())
+            .or(info.name)
+            .unwrap_or_else(|| self.endpoint.clone()))
+    }
 }
 
 fn prepare_host_blocking(

@@ -233,4 +233,9 @@ pub trait Backend: Send + Sync + 'static {
     async fn remove(&self, container_id: &str) -> Result<(), SandboxError>;
     /// Checks that the engine answers.
     async fn ping(&self) -> Result<(), SandboxError>;
+    /// The engine's own id: execution workers on one engine share a host, and with it a
+    /// time partition.
+    async fn engine_id(&self) -> Result<String, SandboxError> {
+        Ok("local".into())
+    }
 }

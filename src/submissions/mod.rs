@@ -126,7 +126,13 @@ impl Submissions {
         queued: &[QueuedRow],
     ) -> Result<SubmissionView, DomainError> {
         let queue_position = if s.state == SubmissionState::Queued {
-            self.queue.position(queued, &s.id)
+            // With a shared store, fairness is every worker's: read it from the store.
+            let shared = if self.store.is_shared() {
+                Some(self.store.party_starts().await?)
+            } else {
+                None
+            };
+            self.queue.position(queued, &s.id, shared.as_ref())
         } else {
             None
         };
@@ -224,7 +230,7 @@ impl Submissions {
                 }
             }
             SubmissionState::Running | SubmissionState::Scoring => {
-                self.queue.stop(id, StopReason::Cancelled);
+                self.stop_run(id).await?;
             }
             _ => return self.view(caller, &s).await,
         }
@@ -246,6 +252,15 @@ impl Submissions {
         }
     }
 
+    /// Stops a live run: here if it runs here, and, with a shared store, on whichever
+    /// worker runs it (it sees the request at its next lease renewal).
+    async fn stop_run(&self, id: &SubmissionId) -> Result<(), DomainError> {
+        if !self.queue.stop(id, StopReason::Cancelled) && self.store.is_shared() {
+            self.store.request_cancel(id).await?;
+        }
+        Ok(())
+    }
+
     /// The constant-time cancel of a FULL run (see [`Self::cancel`]).
     async fn cancel_held_alike(
         &self,
@@ -256,7 +271,7 @@ impl Submissions {
         let wall = self.host.limits(challenge).wall_time.0;
         // Two tries: the run may end between our read and our write.
         for _ in 0..2 {
-            self.queue.stop(&s.id, StopReason::Cancelled);
+            self.stop_run(&s.id).await?;
             let now = now_millis();
             let t = match s.state {
                 SubmissionState::Queued | SubmissionState::Running | SubmissionState::Scoring => {
