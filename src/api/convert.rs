@@ -427,19 +427,6 @@ fn verdict_to_pb(v: Verdict) -> pb::Verdict {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_metric_round_trips_through_the_wire_enum() {
-        for m in Metric::ALL {
-            assert_eq!(metric_from_pb(metric_to_pb(m) as i32).unwrap(), m);
-        }
-        assert!(metric_from_pb(pb::Metric::Unspecified as i32).is_err());
-    }
-}
-
 /// An execution worker on the wire.
 pub fn worker_to_pb(w: &crate::audit::WorkerView) -> pb::Worker {
     let i = &w.info;
@@ -455,5 +442,18 @@ pub fn worker_to_pb(w: &crate::audit::WorkerView) -> pb::Worker {
         alive: w.alive,
         refused_challenges: i.refused.clone(),
         version: i.version.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_round_trips_through_the_wire_enum() {
+        for m in Metric::ALL {
+            assert_eq!(metric_from_pb(metric_to_pb(m) as i32).unwrap(), m);
+        }
+        assert!(metric_from_pb(pb::Metric::Unspecified as i32).is_err());
     }
 }
