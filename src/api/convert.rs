@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use crate::domain::{
     BuiltinMetric, Challenge, ChallengeId, ChallengeState, CustomScorer, DomainError,
-    FailureDetail, Isolation, LeaderboardMode, Limits, Quota, ReleasePolicy, Runtime, Scoring,
-    SubmissionKind, SubmissionState, UnixMillis, Usage, Verdict,
+    FailureDetail, Isolation, LeaderboardMode, Limits, Quota, ReleasePolicy, ResolvedLimits,
+    Runtime, Scoring, SubmissionKind, SubmissionState, UnixMillis, Usage, Verdict,
 };
 use crate::leakage::LeakageEstimate;
 use crate::pb;
@@ -380,17 +380,25 @@ pub fn submission_to_pb(v: &SubmissionView) -> pb::Submission {
         archive_sha256: v.archive_sha256.clone(),
         created_at: Some(timestamp(v.created_at)),
         finished_at: v.finished_at.map(timestamp),
-        usage: v.usage.as_ref().map(usage_to_pb),
+        usage: v.usage.as_ref().map(|u| usage_to_pb(u, v.limits.as_ref())),
         queue_position: v.queue_position,
     }
 }
 
-fn usage_to_pb(u: &Usage) -> pb::RunUsage {
+/// What a run used, with the limits it is measured against when the view carries them.
+fn usage_to_pb(u: &Usage, limits: Option<&ResolvedLimits>) -> pb::RunUsage {
     pb::RunUsage {
         wall_time: prost_types::Duration::try_from(u.wall_time).ok(),
         peak_memory_bytes: u.peak_memory_bytes,
         exit_code: u.exit_code.unwrap_or(0) as i32,
         signal: u.signal.clone().unwrap_or_default(),
+        // Zero is "not measured" (a row written before CPU time was recorded).
+        cpu_time: (!u.cpu_time.is_zero())
+            .then(|| prost_types::Duration::try_from(u.cpu_time).ok())
+            .flatten(),
+        wall_time_limit: limits.and_then(|l| prost_types::Duration::try_from(l.wall_time.0).ok()),
+        memory_limit_bytes: limits.map_or(0, |l| l.memory_bytes.0),
+        cpu_millis_limit: limits.map_or(0, |l| l.cpu_millis),
     }
 }
 

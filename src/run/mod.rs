@@ -308,6 +308,7 @@ impl Runner {
             peak_memory_bytes: outcome.peak_memory_bytes.unwrap_or(0),
             exit_code: outcome.exit_code,
             signal: outcome.exit_code.and_then(verdict::signal_of_exit_code),
+            cpu_time: outcome.cpu_time.unwrap_or_default(),
         };
 
         if let Some(c) = verdict::classify(&outcome, &plan.run_limits) {
