@@ -6,6 +6,7 @@
 
 pub mod demo;
 mod output;
+pub mod run_local;
 
 use std::path::{Path, PathBuf};
 

@@ -95,6 +95,20 @@ fn measured(d: &prost_types::Duration) -> String {
     }
 }
 
+/// A measured size in its largest unit: "110.8 MiB", "1 GiB".
+fn measured_bytes(bytes: u64) -> String {
+    for (name, size) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+        if bytes >= size {
+            return if bytes.is_multiple_of(size) {
+                format!("{} {name}", bytes / size)
+            } else {
+                format!("{:.1} {name}", bytes as f64 / size as f64)
+            };
+        }
+    }
+    format!("{bytes} bytes")
+}
+
 /// A CPU limit in cores: "1 core", "0.5 core", "2 cores".
 fn cores(cpu_millis: u32) -> String {
     let n = f64::from(cpu_millis) / 1000.0;
@@ -124,7 +138,7 @@ pub fn usage_text(u: &pb::RunUsage) -> String {
         String::new()
     };
     let memory = if u.peak_memory_bytes > 0 {
-        format_bytes(u.peak_memory_bytes)
+        measured_bytes(u.peak_memory_bytes)
     } else {
         "unknown".into()
     };
@@ -472,6 +486,9 @@ mod tests {
             "wall 40ms, cpu unknown (2.5 cores), peak memory unknown, exit 137 (SIGKILL)"
         );
         assert_eq!(cores(500), "0.5 core");
+        assert_eq!(measured_bytes(113_416 << 10), "110.8 MiB");
+        assert_eq!(measured_bytes(1 << 30), "1 GiB");
+        assert_eq!(measured_bytes(512), "512 bytes");
         assert_eq!(cores(2000), "2 cores");
     }
 }
