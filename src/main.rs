@@ -60,6 +60,9 @@ enum Command {
     /// the server (same image, hardening, limits, verdicts, messages and scoring), with its
     /// output shown live; needs a local Docker Engine, no server and no token.
     RunLocal(holdout::cli::run_local::RunLocalArgs),
+    /// Runtime images (admin, on the server's host).
+    #[command(subcommand)]
+    Image(holdout::cli::image::ImageCommand),
     #[command(flatten)]
     Client(ClientCommand),
 }
@@ -157,6 +160,18 @@ fn main() -> ExitCode {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {
                         eprintln!("holdout run-local: {e:#}");
+                        ExitCode::FAILURE
+                    }
+                }
+            })
+        }
+        Command::Image(cmd) => {
+            init_tracing_quiet();
+            runtime().block_on(async move {
+                match holdout::cli::image::run(&cmd).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("holdout image: {e:#}");
                         ExitCode::FAILURE
                     }
                 }

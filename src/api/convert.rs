@@ -59,6 +59,15 @@ fn duration_from_pb(
     }
 }
 
+/// Whether `s` is an engine image id: `sha256:` and 64 lowercase hex digits.
+fn is_image_id(s: &str) -> bool {
+    s.strip_prefix("sha256:").is_some_and(|h| {
+        h.len() == 64
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
 /// A wire challenge as a domain challenge (server-set fields are ignored).
 pub fn challenge_from_pb(c: pb::Challenge) -> Result<Challenge, DomainError> {
     let id = ChallengeId::parse(&c.id)?;
@@ -74,6 +83,12 @@ pub fn challenge_from_pb(c: pb::Challenge) -> Result<Challenge, DomainError> {
             ));
         }
     };
+    if !runtime.image_digest.is_empty() && !is_image_id(&runtime.image_digest) {
+        return Err(DomainError::invalid(
+            "runtime.image_digest",
+            "must be \"sha256:\" and 64 lowercase hex digits (the id `holdout image extend` prints)",
+        ));
+    }
     let scoring = c.scoring.unwrap_or_default();
     let (builtin, custom) = match scoring.scorer {
         Some(pb::scoring::Scorer::Builtin(b)) => (
@@ -147,6 +162,7 @@ pub fn challenge_from_pb(c: pb::Challenge) -> Result<Challenge, DomainError> {
             command: runtime.command,
             isolation,
             env: runtime.env.into_iter().collect(),
+            image_digest: runtime.image_digest,
         },
         data_dir: c.data_dir,
         scoring: Scoring {
@@ -259,6 +275,7 @@ pub fn challenge_to_pb(c: &Challenge) -> pb::Challenge {
                 Some(Isolation::Gvisor) => pb::Isolation::Gvisor,
             } as i32,
             env: c.runtime.env.clone().into_iter().collect(),
+            image_digest: c.runtime.image_digest.clone(),
         }),
         data_dir: c.data_dir.clone(),
         scoring: Some(pb::Scoring {
@@ -438,6 +455,41 @@ fn verdict_to_pb(v: Verdict) -> pb::Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_image_digest_must_be_an_engine_image_id() {
+        let id = format!("sha256:{}", "ab12".repeat(16));
+        assert!(is_image_id(&id));
+        for bad in [
+            "ab12".repeat(16),
+            format!("sha256:{}", "AB12".repeat(16)),
+            format!("sha256:{}", "ab12".repeat(15)),
+            format!("sha512:{}", "ab12".repeat(16)),
+        ] {
+            assert!(!is_image_id(&bad), "{bad}");
+        }
+        let wire = |digest: &str| pb::Challenge {
+            id: "c".into(),
+            runtime: Some(pb::Runtime {
+                image: "img:1".into(),
+                image_digest: digest.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let c = challenge_from_pb(wire(&id)).unwrap();
+        assert_eq!(c.runtime.image_digest, id);
+        assert_eq!(challenge_to_pb(&c).runtime.unwrap().image_digest, id);
+        assert!(
+            challenge_from_pb(wire(""))
+                .unwrap()
+                .runtime
+                .image_digest
+                .is_empty()
+        );
+        let e = challenge_from_pb(wire("latest")).unwrap_err();
+        assert!(e.to_string().contains("runtime.image_digest"), "{e}");
+    }
 
     #[test]
     fn every_metric_round_trips_through_the_wire_enum() {

@@ -5,6 +5,7 @@
 //! (the domain's serde shape) and the archive packer with the server.
 
 pub mod demo;
+pub mod image;
 mod output;
 pub mod run_local;
 

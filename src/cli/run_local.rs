@@ -124,6 +124,18 @@ async fn check_engine(
             bail!("image {image:?} is not present on the Docker engine (build or load it first)");
         }
     }
+    // A pinned image (`holdout image extend`) built on another machine has another id even
+    // from the same recipe: say so rather than refuse, the run is still the best local guess.
+    let pinned = &challenge.runtime.image_digest;
+    if !pinned.is_empty() {
+        let here = engine.image_id(&challenge.runtime.image).await?;
+        if &here != pinned {
+            eprintln!(
+                "run-local: warning: {} here is {here}, the challenge pins {pinned}; the server's image may behave differently",
+                challenge.runtime.image
+            );
+        }
+    }
     if host.isolation(challenge) == Isolation::Gvisor && !engine.supports(Isolation::Gvisor).await?
     {
         bail!("gVisor was asked for but the Docker engine has no \"runsc\" runtime registered");

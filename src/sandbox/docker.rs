@@ -467,7 +467,13 @@ impl DockerBackend {
         }
     }
 
-    fn engine(&self, op: &'static str, e: BollardError) -> SandboxError {
+    /// The bollard client (for image builds: `super::build`).
+    pub(super) fn client(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// An engine error as a [`SandboxError`]: unreachable, or the engine's answer to `op`.
+    pub(super) fn engine(&self, op: &'static str, e: BollardError) -> SandboxError {
         match e {
             BollardError::DockerResponseServerError {
                 message,

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 pub use crate::domain::Isolation;
 use crate::domain::SubmissionId;
 
+pub mod build;
 pub mod docker;
 pub mod fake;
 mod guard;
