@@ -263,3 +263,62 @@ async fn run_local_explains_a_data_folder_without_a_sample_and_an_archive_the_se
     })
     .await
 }
+
+/// A busybox parity challenge scored by a custom `awk` scorer in the sandbox.
+const CUSTOM_CHALLENGE: &str = r#"
+id = "parity-custom"
+data_dir = "parity"
+[runtime]
+image = "holdout-busybox:1"
+command = ["sh", "/submission/run.sh"]
+[scoring]
+public_fraction = 0.5
+split_seed = 7
+[scoring.custom]
+image = "holdout-busybox:1"
+command = ["sh", "-c", '''awk -F, 'FNR == 1 { next } NR == FNR { label[$1] = $2; n++; next } ($1 in label) && label[$1] == $2 { c++ } END { printf "{\"acc\": %.17g}\n", c / n }' /labels/labels.csv /predictions/predictions.csv > /output/scores.json''']
+primary_metric = "acc"
+greater_is_better = true
+[limits]
+wall_time = "20s"
+memory_bytes = "64MiB"
+"#;
+
+#[tokio::test]
+async fn run_local_scores_with_a_custom_scorer_like_the_server() {
+    within(180, async {
+        let server = spawn_app().await;
+        parity_data(&server, "parity", 10);
+        let dir = tempfile::tempdir().unwrap();
+        let challenge = dir.path().join("challenge.toml");
+        std::fs::write(&challenge, CUSTOM_CHALLENGE).unwrap();
+        create(
+            &server,
+            holdout::cli::read_challenge_file(&challenge).unwrap(),
+        )
+        .await
+        .unwrap();
+        let solution = dir.path().join("solution");
+        std::fs::create_dir(&solution).unwrap();
+        std::fs::write(solution.join("run.sh"), PARITY_EVEN).unwrap();
+        let client = server.client(&server.submitter).await;
+        let s = client
+            .submit(
+                smoke("parity-custom", "alice"),
+                holdout::cli::archive_bytes(&solution).unwrap(),
+            )
+            .await
+            .unwrap();
+        let served = client.watch(&s.id, |_| {}).await.unwrap();
+        let (ok, local, live) =
+            run_local(&solution, &challenge, &server.data_root.join("parity"), &[]).await;
+        assert!(ok, "{local}\n{live}");
+        assert_eq!(local["verdict"], verdict_name(served.verdict));
+        let scores: std::collections::HashMap<String, f64> =
+            serde_json::from_value(local["scores"].clone()).unwrap();
+        assert_eq!(scores, served.scores);
+        // "even" everywhere on the sample (even, odd, even).
+        assert_eq!(scores["acc"], 0.6667, "{local}");
+    })
+    .await
+}

@@ -239,5 +239,11 @@ fn print(end: &LocalEnd, challenge: &Challenge, json: bool) -> Result<()> {
     if end.logs.truncated {
         eprintln!("[output truncated at the challenge's log limit]");
     }
+    let s = &end.submission;
+    if !s.detail.is_empty() && s.detail != s.message {
+        // What the server shows only to admins (an internal error's cause); this is the
+        // participant's own machine.
+        eprintln!("run-local: detail: {}", s.detail);
+    }
     super::exit_for(&wire)
 }
