@@ -480,13 +480,8 @@ mod tests {
         let c = challenge_from_pb(wire(&id)).unwrap();
         assert_eq!(c.runtime.image_digest, id);
         assert_eq!(challenge_to_pb(&c).runtime.unwrap().image_digest, id);
-        assert!(
-            challenge_from_pb(wire(""))
-                .unwrap()
-                .runtime
-                .image_digest
-                .is_empty()
-        );
+        let unpinned = challenge_from_pb(wire("")).unwrap();
+        assert_eq!(unpinned.runtime.image_digest, "");
         let e = challenge_from_pb(wire("latest")).unwrap_err();
         assert!(e.to_string().contains("runtime.image_digest"), "{e}");
     }
