@@ -1,7 +1,9 @@
 //! A SMOKE run with no server: the run pipeline's own pieces — the archive checks of an
 //! upload, [`RunPlan`], [`WorkDir`], the sandbox, `crate::verdict`, built-in or custom
 //! scoring and the submission's state machine — driven once, on a challenge's public sample,
-//! with no store, queue or token (`holdout run-local`).
+//! with no queue or token (`holdout run-local`). Scoring keeps what it keeps (a custom
+//! scorer's output) in a throw-away SQLite store in the run's scratch folder; no submission
+//! is ever written to it.
 //!
 //! It gives the verdict, message and sample scores the server gives a SMOKE submission of
 //! the same archive on the same data, because it decides none of them itself: every one
@@ -26,8 +28,10 @@ use crate::domain::{
     SubmissionId, SubmissionKind, Verdict, now_millis,
 };
 use crate::losses::LossStore;
+use crate::paths::Paths;
 use crate::sandbox::{Backend, CapturedLogs, LogTee, SandboxError};
 use crate::scoring::LabelsCache;
+use crate::store::{Store, StoreError};
 use crate::verdict;
 
 /// The participant a local run is recorded for.
@@ -66,6 +70,9 @@ pub enum LocalError {
     /// A blocking task failed.
     #[error("a blocking task failed")]
     Task(#[from] tokio::task::JoinError),
+    /// The scratch store could not be opened.
+    #[error("scratch store")]
+    Store(#[from] StoreError),
 }
 
 /// One local run's setting.
@@ -160,12 +167,11 @@ impl LocalRun {
                     predictions: work.output().join("predictions.csv"),
                     limits: plan.run_limits.clone(),
                 };
-                let losses = Arc::new(LossStore::new(self.scratch.join("losses")));
+                let losses = Arc::new(LossStore::new(self.scratch_store().await?));
                 builtin::score(job, Arc::new(LabelsCache::new(1)), losses).await
             }
             ScoringPlan::Custom(scorer) => {
-                let logs = LogStore::new(self.scratch.join("scorer-logs"));
-                std::fs::create_dir_all(self.scratch.join("scorer-logs"))?;
+                let logs = LogStore::new(self.scratch_store().await?);
                 let host = ScorerHost {
                     engine: &*self.engine,
                     output: self.host.output,
@@ -194,6 +200,14 @@ impl LocalRun {
             ScoringEnd::Stopped => s.cancel(None, quota, now),
         }?;
         Ok(end(t))
+    }
+
+    /// A throw-away SQLite store in the scratch folder, for what scoring keeps.
+    async fn scratch_store(&self) -> Result<Store, LocalError> {
+        let dir = self.scratch.join("state");
+        std::fs::create_dir_all(&dir)?;
+        let paths = Paths::new(&dir);
+        Ok(tokio::task::spawn_blocking(move || Store::open(&paths.database())).await??)
     }
 }
 
