@@ -34,7 +34,10 @@
 //! - [`scheduler`]: recovery after a start, the loop that starts runs, shutdown hand-back.
 //! - [`queue`]: fairness across participants and the registry of live runs.
 //! - [`run`]: one submission from QUEUED to its verdict: plan, work folder, sandbox,
-//!   built-in or custom scoring, logs.
+//!   built-in or custom scoring, logs; and the same pipeline for a local SMOKE run
+//!   (`holdout run-local`).
+//! - [`images`]: derived runtime images built offline from approved wheels, verified by a
+//!   locked-down run (`holdout image extend`).
 //! - [`verdict`]: the one classifier of run outcomes and the participant-safe messages.
 //! - [`sandbox`]: the container backend and every hardening flag.
 //! - [`scoring`]: predictions parsing, metrics, the public/private split.
@@ -61,6 +64,7 @@ pub mod cli;
 pub mod config;
 pub mod datadir;
 pub mod domain;
+pub mod images;
 pub mod janitor;
 pub mod leaderboard;
 pub mod leakage;

@@ -72,6 +72,13 @@ enum Command {
     Backup(holdout::backup::BackupArgs),
     /// Restore a backup into a new state folder.
     Restore(holdout::backup::RestoreArgs),
+    /// Run a solution on a challenge's public sample exactly as a SMOKE submission runs on
+    /// the server (same image, hardening, limits, verdicts, messages and scoring), with its
+    /// output shown live; needs a local Docker Engine, no server and no token.
+    RunLocal(holdout::cli::run_local::RunLocalArgs),
+    /// Runtime images (admin, on the server's host).
+    #[command(subcommand)]
+    Image(holdout::cli::image::ImageCommand),
     #[command(flatten)]
     Client(ClientCommand),
 }
@@ -161,6 +168,31 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::RunLocal(args) => {
+            init_tracing_quiet();
+            let json = cli.client.json;
+            runtime().block_on(async move {
+                match holdout::cli::run_local::run(&args, json).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("holdout run-local: {e:#}");
+                        ExitCode::FAILURE
+                    }
+                }
+            })
+        }
+        Command::Image(cmd) => {
+            init_tracing_quiet();
+            runtime().block_on(async move {
+                match holdout::cli::image::run(&cmd).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("holdout image: {e:#}");
+                        ExitCode::FAILURE
+                    }
+                }
+            })
+        }
         Command::Demo(args) => {
             init_tracing_quiet();
             runtime().block_on(async move {

@@ -107,6 +107,8 @@ pub struct ViewContext<'a> {
     pub now: UnixMillis,
     /// The challenge's resolved wall-time limit, for holds.
     pub wall_time: Duration,
+    /// The challenge's resolved limits: what a shown [`Usage`] is measured against.
+    pub limits: ResolvedLimits,
     /// 1-based position while queued.
     pub queue_position: Option<u32>,
     /// The scores a submitter may see for this FULL run (rounded, ladder-filtered); ignored
@@ -146,6 +148,8 @@ pub struct SubmissionView {
     pub finished_at: Option<UnixMillis>,
     /// What the run used (admins, and SMOKE runs).
     pub usage: Option<Usage>,
+    /// The limits `usage` is measured against; shown exactly when `usage` is.
+    pub limits: Option<ResolvedLimits>,
     /// 1-based position while queued, 0 otherwise.
     pub queue_position: u32,
 }
@@ -200,6 +204,7 @@ pub fn submission_view(s: &Submission, ctx: &ViewContext<'_>) -> SubmissionView 
         created_at: s.created_at,
         finished_at: None,
         usage: None,
+        limits: None,
         queue_position: if state == SubmissionState::Queued {
             ctx.queue_position.unwrap_or(0)
         } else {
@@ -216,6 +221,7 @@ pub fn submission_view(s: &Submission, ctx: &ViewContext<'_>) -> SubmissionView 
         // A SMOKE run saw only public data: its timing and usage may be shown.
         view.finished_at = s.finished_at;
         view.usage = s.usage.clone();
+        view.limits = s.usage.as_ref().map(|_| ctx.limits);
     }
     view
 }
@@ -248,6 +254,7 @@ fn admin_view(s: &Submission, ctx: &ViewContext<'_>) -> SubmissionView {
         created_at: s.created_at,
         finished_at: s.finished_at,
         usage: s.usage.clone(),
+        limits: s.usage.as_ref().map(|_| ctx.limits),
         queue_position: if s.state == SubmissionState::Queued {
             ctx.queue_position.unwrap_or(0)
         } else {

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use crate::domain::{
     BuiltinMetric, Challenge, ChallengeId, ChallengeState, CustomScorer, DomainError,
-    FailureDetail, Isolation, LeaderboardMode, Limits, Quota, ReleasePolicy, Runtime, Scoring,
-    SubmissionKind, SubmissionState, UnixMillis, Usage, Verdict,
+    FailureDetail, Isolation, LeaderboardMode, Limits, Quota, ReleasePolicy, ResolvedLimits,
+    Runtime, Scoring, SubmissionKind, SubmissionState, UnixMillis, Usage, Verdict,
 };
 use crate::leakage::LeakageEstimate;
 use crate::pb;
@@ -59,6 +59,15 @@ fn duration_from_pb(
     }
 }
 
+/// Whether `s` is an engine image id: `sha256:` and 64 lowercase hex digits.
+fn is_image_id(s: &str) -> bool {
+    s.strip_prefix("sha256:").is_some_and(|h| {
+        h.len() == 64
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
 /// A wire challenge as a domain challenge (server-set fields are ignored).
 pub fn challenge_from_pb(c: pb::Challenge) -> Result<Challenge, DomainError> {
     let id = ChallengeId::parse(&c.id)?;
@@ -74,6 +83,12 @@ pub fn challenge_from_pb(c: pb::Challenge) -> Result<Challenge, DomainError> {
             ));
         }
     };
+    if !runtime.image_digest.is_empty() && !is_image_id(&runtime.image_digest) {
+        return Err(DomainError::invalid(
+            "runtime.image_digest",
+            "must be \"sha256:\" and 64 lowercase hex digits (the id `holdout image extend` prints)",
+        ));
+    }
     let scoring = c.scoring.unwrap_or_default();
     let (builtin, custom) = match scoring.scorer {
         Some(pb::scoring::Scorer::Builtin(b)) => (
@@ -147,6 +162,7 @@ pub fn challenge_from_pb(c: pb::Challenge) -> Result<Challenge, DomainError> {
             command: runtime.command,
             isolation,
             env: runtime.env.into_iter().collect(),
+            image_digest: runtime.image_digest,
         },
         data_dir: c.data_dir,
         scoring: Scoring {
@@ -259,6 +275,7 @@ pub fn challenge_to_pb(c: &Challenge) -> pb::Challenge {
                 Some(Isolation::Gvisor) => pb::Isolation::Gvisor,
             } as i32,
             env: c.runtime.env.clone().into_iter().collect(),
+            image_digest: c.runtime.image_digest.clone(),
         }),
         data_dir: c.data_dir.clone(),
         scoring: Some(pb::Scoring {
@@ -380,17 +397,25 @@ pub fn submission_to_pb(v: &SubmissionView) -> pb::Submission {
         archive_sha256: v.archive_sha256.clone(),
         created_at: Some(timestamp(v.created_at)),
         finished_at: v.finished_at.map(timestamp),
-        usage: v.usage.as_ref().map(usage_to_pb),
+        usage: v.usage.as_ref().map(|u| usage_to_pb(u, v.limits.as_ref())),
         queue_position: v.queue_position,
     }
 }
 
-fn usage_to_pb(u: &Usage) -> pb::RunUsage {
+/// What a run used, with the limits it is measured against when the view carries them.
+fn usage_to_pb(u: &Usage, limits: Option<&ResolvedLimits>) -> pb::RunUsage {
     pb::RunUsage {
         wall_time: prost_types::Duration::try_from(u.wall_time).ok(),
         peak_memory_bytes: u.peak_memory_bytes,
         exit_code: u.exit_code.unwrap_or(0) as i32,
         signal: u.signal.clone().unwrap_or_default(),
+        // Zero is "not measured" (a row written before CPU time was recorded).
+        cpu_time: (!u.cpu_time.is_zero())
+            .then(|| prost_types::Duration::try_from(u.cpu_time).ok())
+            .flatten(),
+        wall_time_limit: limits.and_then(|l| prost_types::Duration::try_from(l.wall_time.0).ok()),
+        memory_limit_bytes: limits.map_or(0, |l| l.memory_bytes.0),
+        cpu_millis_limit: limits.map_or(0, |l| l.cpu_millis),
     }
 }
 
@@ -448,6 +473,36 @@ pub fn worker_to_pb(w: &crate::audit::WorkerView) -> pb::Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_image_digest_must_be_an_engine_image_id() {
+        let id = format!("sha256:{}", "ab12".repeat(16));
+        assert!(is_image_id(&id));
+        for bad in [
+            "ab12".repeat(16),
+            format!("sha256:{}", "AB12".repeat(16)),
+            format!("sha256:{}", "ab12".repeat(15)),
+            format!("sha512:{}", "ab12".repeat(16)),
+        ] {
+            assert!(!is_image_id(&bad), "{bad}");
+        }
+        let wire = |digest: &str| pb::Challenge {
+            id: "c".into(),
+            runtime: Some(pb::Runtime {
+                image: "img:1".into(),
+                image_digest: digest.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let c = challenge_from_pb(wire(&id)).unwrap();
+        assert_eq!(c.runtime.image_digest, id);
+        assert_eq!(challenge_to_pb(&c).runtime.unwrap().image_digest, id);
+        let unpinned = challenge_from_pb(wire("")).unwrap();
+        assert_eq!(unpinned.runtime.image_digest, "");
+        let e = challenge_from_pb(wire("latest")).unwrap_err();
+        assert!(e.to_string().contains("runtime.image_digest"), "{e}");
+    }
 
     #[test]
     fn every_metric_round_trips_through_the_wire_enum() {

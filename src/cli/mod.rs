@@ -5,7 +5,9 @@
 //! (the domain's serde shape) and the archive packer with the server.
 
 pub mod demo;
+pub mod image;
 mod output;
+pub mod run_local;
 
 use std::path::{Path, PathBuf};
 

@@ -68,13 +68,92 @@ pub fn submission_json(s: &pb::Submission) -> Value {
         "created_at": ts(&s.created_at),
         "finished_at": ts(&s.finished_at),
         "usage": s.usage.as_ref().map(|u| json!({
-            "wall_time_seconds": u.wall_time.as_ref().map(|d| d.seconds as f64 + d.nanos as f64 / 1e9),
+            "wall_time_seconds": u.wall_time.as_ref().map(seconds),
+            "cpu_time_seconds": u.cpu_time.as_ref().map(seconds),
             "peak_memory_bytes": u.peak_memory_bytes,
             "exit_code": u.exit_code,
             "signal": u.signal,
+            "wall_time_limit_seconds": u.wall_time_limit.as_ref().map(seconds),
+            "memory_limit_bytes": u.memory_limit_bytes,
+            "cpu_millis_limit": u.cpu_millis_limit,
         })),
         "queue_position": s.queue_position,
     })
+}
+
+fn seconds(d: &prost_types::Duration) -> f64 {
+    d.seconds as f64 + d.nanos as f64 / 1e9
+}
+
+/// A measured time: "1.2s", "85ms".
+fn measured(d: &prost_types::Duration) -> String {
+    let s = seconds(d);
+    if s < 0.1 {
+        format!("{:.0}ms", s * 1000.0)
+    } else {
+        format!("{s:.1}s")
+    }
+}
+
+/// A measured size in its largest unit: "110.8 MiB", "1 GiB".
+fn measured_bytes(bytes: u64) -> String {
+    for (name, size) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+        if bytes >= size {
+            return if bytes.is_multiple_of(size) {
+                format!("{} {name}", bytes / size)
+            } else {
+                format!("{:.1} {name}", bytes as f64 / size as f64)
+            };
+        }
+    }
+    format!("{bytes} bytes")
+}
+
+/// A CPU limit in cores: "1 core", "0.5 core", "2 cores".
+fn cores(cpu_millis: u32) -> String {
+    let n = f64::from(cpu_millis) / 1000.0;
+    let unit = if n > 1.0 { "cores" } else { "core" };
+    if cpu_millis.is_multiple_of(1000) {
+        format!("{} {unit}", cpu_millis / 1000)
+    } else {
+        format!("{n} {unit}")
+    }
+}
+
+/// What a run used against its limits, in one line:
+/// `wall 1.2s of 60s, cpu 0.9s (1 core), peak memory 210 MiB of 1 GiB, exit 0`.
+pub fn usage_text(u: &pb::RunUsage) -> String {
+    use crate::units::{format_bytes, format_duration};
+    let of = |limit: Option<String>| limit.map(|l| format!(" of {l}")).unwrap_or_default();
+    let wall = u.wall_time.as_ref().map_or("?".into(), measured);
+    let wall_limit = u
+        .wall_time_limit
+        .as_ref()
+        .and_then(|d| std::time::Duration::try_from(*d).ok())
+        .map(format_duration);
+    let cpu = u.cpu_time.as_ref().map_or("unknown".into(), measured);
+    let cpu_limit = if u.cpu_millis_limit > 0 {
+        format!(" ({})", cores(u.cpu_millis_limit))
+    } else {
+        String::new()
+    };
+    let memory = if u.peak_memory_bytes > 0 {
+        measured_bytes(u.peak_memory_bytes)
+    } else {
+        "unknown".into()
+    };
+    let memory_limit = (u.memory_limit_bytes > 0).then(|| format_bytes(u.memory_limit_bytes));
+    let signal = if u.signal.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", u.signal)
+    };
+    format!(
+        "wall {wall}{}, cpu {cpu}{cpu_limit}, peak memory {memory}{}, exit {}{signal}",
+        of(wall_limit),
+        of(memory_limit),
+        u.exit_code
+    )
 }
 
 fn leakage_json(l: &pb::LeakageEstimate) -> Value {
@@ -152,21 +231,7 @@ impl Printer {
             println!("private     {}", scores_text(&s.private_scores_exact));
         }
         if let Some(u) = &s.usage {
-            let wall = u
-                .wall_time
-                .as_ref()
-                .map(|d| d.seconds as f64 + d.nanos as f64 / 1e9)
-                .unwrap_or(0.0);
-            println!(
-                "usage       wall {wall:.2}s  peak memory {}  exit {}{}",
-                crate::units::format_bytes(u.peak_memory_bytes),
-                u.exit_code,
-                if u.signal.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({})", u.signal)
-                }
-            );
+            println!("usage       {}", usage_text(u));
         }
     }
 
@@ -423,5 +488,55 @@ impl Printer {
                 scores_text(&r.values)
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn duration(ms: i64) -> Option<prost_types::Duration> {
+        Some(prost_types::Duration {
+            seconds: ms / 1000,
+            nanos: (ms % 1000) as i32 * 1_000_000,
+        })
+    }
+
+    #[test]
+    fn usage_is_printed_against_its_limits() {
+        let u = pb::RunUsage {
+            wall_time: duration(1_234),
+            peak_memory_bytes: 210 << 20,
+            exit_code: 0,
+            signal: String::new(),
+            cpu_time: duration(912),
+            wall_time_limit: duration(60_000),
+            memory_limit_bytes: 1 << 30,
+            cpu_millis_limit: 1000,
+        };
+        assert_eq!(
+            usage_text(&u),
+            "wall 1.2s of 60s, cpu 0.9s (1 core), peak memory 210 MiB of 1 GiB, exit 0"
+        );
+    }
+
+    #[test]
+    fn usage_without_limits_or_measures_says_so() {
+        let u = pb::RunUsage {
+            wall_time: duration(40),
+            exit_code: 137,
+            signal: "SIGKILL".into(),
+            cpu_millis_limit: 2500,
+            ..Default::default()
+        };
+        assert_eq!(
+            usage_text(&u),
+            "wall 40ms, cpu unknown (2.5 cores), peak memory unknown, exit 137 (SIGKILL)"
+        );
+        assert_eq!(cores(500), "0.5 core");
+        assert_eq!(measured_bytes(113_416 << 10), "110.8 MiB");
+        assert_eq!(measured_bytes(1 << 30), "1 GiB");
+        assert_eq!(measured_bytes(512), "512 bytes");
+        assert_eq!(cores(2000), "2 cores");
     }
 }

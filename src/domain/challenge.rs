@@ -110,6 +110,11 @@ pub struct Runtime {
     /// Extra environment; no secrets belong here.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// The engine's id of `image` (`sha256:...`) the organiser approved, as printed by
+    /// `holdout image extend`; empty = not pinned. When set, the image on the engine must
+    /// have exactly this id (`crate::sandbox::Backend::image_id`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub image_digest: String,
 }
 
 /// How a challenge scores predictions.

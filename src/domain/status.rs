@@ -161,6 +161,10 @@ pub struct Usage {
     pub exit_code: Option<i64>,
     /// Name of the fatal signal, when one killed it.
     pub signal: Option<String>,
+    /// CPU time of all its processes together (cgroup accounting), zero when unknown or
+    /// recorded before it was measured.
+    #[serde(default)]
+    pub cpu_time: Duration,
 }
 
 impl std::fmt::Display for SubmissionState {

@@ -42,6 +42,7 @@ fn usage() -> Usage {
         peak_memory_bytes: 1 << 20,
         exit_code: Some(0),
         signal: None,
+        cpu_time: Duration::from_millis(900),
     }
 }
 

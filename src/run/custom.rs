@@ -17,12 +17,37 @@ use std::path::{Path, PathBuf};
 
 use tokio_util::sync::CancellationToken;
 
+use super::logs::LogStore;
 use super::plan::{MAX_SCORES_JSON, RunPlan, ScorerSplit};
 use super::workdir::WorkDir;
 use super::{Runner, ScoringEnd, builtin};
 use crate::domain::{CustomScorer, SubmissionKind, Verdict, error_chain};
+use crate::sandbox::Backend;
+use crate::sandbox::output_fs::OutputMode;
 use crate::scoring::{self, ScorerOutput, Split};
 use crate::verdict;
+
+/// What a custom scorer's runs need from where they run: the engine, how their `/output` is
+/// capped, and where their logs are kept (for admins).
+pub(super) struct ScorerHost<'a> {
+    /// Container engine.
+    pub engine: &'a dyn Backend,
+    /// How the scorer's `/output` is capped.
+    pub output: OutputMode,
+    /// Where the scorer's output is kept.
+    pub logs: &'a LogStore,
+}
+
+impl Runner {
+    /// The server's scorer host: its engine, output mode and log store.
+    pub(super) fn scorer_host(&self) -> ScorerHost<'_> {
+        ScorerHost {
+            engine: &*self.engine,
+            output: self.host.output,
+            logs: &self.logs,
+        }
+    }
+}
 
 /// Why one scorer run gave nothing to use.
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +82,7 @@ enum Prep {
 
 /// Scores a finished run's predictions with the challenge's custom scorer.
 pub(super) async fn score(
-    runner: &Runner,
+    host: &ScorerHost<'_>,
     plan: &RunPlan,
     scorer: &CustomScorer,
     work: &WorkDir,
@@ -89,7 +114,7 @@ pub(super) async fn score(
     };
     let mut results = Vec::new();
     for (split, labels_dir) in parts {
-        match run_one(runner, plan, scorer, split, &labels_dir, work, cancel).await {
+        match run_one(host, plan, scorer, split, &labels_dir, work, cancel).await {
             Ok(ScorerOutput::Scores(s)) => results.push(s),
             Ok(ScorerOutput::Rejected(text)) => return rejected(plan, scorer, text),
             Err(ScorerFailure::Stopped) => return ScoringEnd::Stopped,
@@ -191,7 +216,7 @@ fn open_to_sandbox(dir: &Path) -> std::io::Result<()> {
 
 /// Runs the scorer on one split and reads its `scores.json`.
 async fn run_one(
-    runner: &Runner,
+    host: &ScorerHost<'_>,
     plan: &RunPlan,
     scorer: &CustomScorer,
     split: ScorerSplit,
@@ -211,7 +236,7 @@ async fn run_one(
     // The scorer's /output is capped by a filesystem of its own too.
     let output = work
         .add_area(
-            runner.host.output,
+            host.output,
             &scoring_dir.join(format!("out-{name}")),
             MAX_SCORES_JSON,
         )
@@ -226,7 +251,7 @@ async fn run_one(
     let limits = spec.limits.clone();
     // The run's own token: a cancel or a shutdown during scoring kills the scorer too,
     // instead of waiting out its wall time.
-    let outcome = runner
+    let outcome = host
         .engine
         .run(spec, cancel.clone())
         .await
@@ -234,8 +259,7 @@ async fn run_one(
             split: name,
             source,
         })?;
-    runner
-        .logs
+    host.logs
         .put_scorer(&plan.submission_id, split, &outcome.logs)
         .await;
     if outcome.cancelled {

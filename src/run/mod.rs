@@ -15,6 +15,8 @@
 
 pub mod builtin;
 pub mod custom;
+mod ending;
+pub mod local;
 pub mod logs;
 pub mod plan;
 pub mod workdir;
@@ -27,7 +29,7 @@ use tracing::{error, info, warn};
 
 use crate::domain::{
     Interruption, Submission, SubmissionId, SubmissionKind, SubmissionState, Transition,
-    UnixMillis, Usage, Verdict, error_chain, now_millis,
+    UnixMillis, Verdict, error_chain, now_millis,
 };
 use crate::losses::LossStore;
 use crate::paths::Paths;
@@ -314,26 +316,17 @@ impl Runner {
         }
         self.logs.put_run(id, &outcome.logs).await;
         self.telemetry.run_seconds.observe(outcome.wall_time);
-        let usage = Usage {
-            wall_time: outcome.wall_time,
-            peak_memory_bytes: outcome.peak_memory_bytes.unwrap_or(0),
-            exit_code: outcome.exit_code,
-            signal: outcome.exit_code.and_then(verdict::signal_of_exit_code),
-        };
+        let usage = ending::usage(&outcome);
 
         if let Some(c) = verdict::classify(&outcome, &plan.run_limits) {
-            let t = match c.verdict {
-                Verdict::Cancelled => s.cancel(Some(usage), &challenge.quota, now_millis())?,
-                Verdict::InternalError => s.fail_internal(c.message, now_millis())?,
-                v => s.fail(
-                    v,
-                    verdict::participant_message(v, &c.message, s.kind, &plan.run_limits),
-                    c.message,
-                    Some(usage),
-                    &challenge.quota,
-                    now_millis(),
-                )?,
-            };
+            let t = ending::failed_run(
+                &s,
+                c,
+                usage,
+                &plan.run_limits,
+                &challenge.quota,
+                now_millis(),
+            )?;
             self.commit(t, Some(bits)).await?;
             return Ok(FINISHED);
         }
@@ -354,7 +347,7 @@ impl Runner {
                 builtin::score(job, self.labels.clone(), self.losses.clone()).await
             }
             ScoringPlan::Custom(scorer) => {
-                custom::score(self, &plan, scorer, &work, &control.token).await
+                custom::score(&self.scorer_host(), &plan, scorer, &work, &control.token).await
             }
         };
         let now = now_millis();

@@ -4,9 +4,9 @@
 //! attach before start so no output is missed, start, then watch four things at once (exit,
 //! the wall-time timer, the cancellation token, the size of `/output`) while streaming logs
 //! up to their cap, and kill the container the moment a limit is crossed. It reads the OOM
-//! flag and exit code, samples the memory cgroup for the peak, and removes the container on
-//! every path through `ContainerGuard`. The measuring itself (log cap, `/output` size,
-//! memory cgroup) lives in [`super::monitor`].
+//! flag and exit code, samples the memory and CPU cgroups for the peak memory and the CPU
+//! time, and removes the container on every path through `ContainerGuard`. The measuring
+//! itself (log cap, `/output` size, cgroups) lives in [`super::monitor`].
 //!
 //! It never decides a verdict, and never follows a symlink the run left in `/output`.
 
@@ -28,9 +28,9 @@ use tracing::{debug, info, instrument, warn};
 
 use super::guard::{ContainerGuard, remove_container};
 use super::hardening::{self, SANDBOX_GID, SANDBOX_UID};
-use super::monitor::{LogSink, MemoryProbe, OutputMeter, capture_logs, watch_output};
+use super::monitor::{CgroupProbe, LogSink, OutputMeter, capture_logs, watch_output};
 use super::{
-    Backend, Isolation, LABEL_INSTANCE, LABEL_OWNER, LABEL_OWNER_VALUE, LABEL_SUBMISSION,
+    Backend, Isolation, LABEL_INSTANCE, LABEL_OWNER, LABEL_OWNER_VALUE, LABEL_SUBMISSION, LogTee,
     OwnedContainer, RunOutcome, RunSpec, SandboxError,
 };
 
@@ -208,6 +208,7 @@ impl DockerBackend {
         id: &str,
         spec: &RunSpec,
         cancel: &CancellationToken,
+        tee: Option<LogTee>,
     ) -> Result<RunOutcome, SandboxError> {
         let limits = &spec.limits;
         // Attach before start: output written in the first microseconds is not lost.
@@ -248,8 +249,8 @@ impl DockerBackend {
         let started = Instant::now();
         debug!(container = %id, "container started");
 
-        let probe = Arc::new(MemoryProbe::find(id));
-        let mut sink = LogSink::new(limits.log_bytes);
+        let probe = Arc::new(CgroupProbe::find(id));
+        let mut sink = LogSink::new(limits.log_bytes, tee);
         let mut outcome = RunOutcome::default();
 
         let exit_code = {
@@ -260,7 +261,7 @@ impl DockerBackend {
             let watch = watch_output(meter.clone(), limits.output_bytes, probe.clone());
             tokio::pin!(watch);
             // Without a readable cgroup (engine on another host, cgroup v2 layouts we do not
-            // know) the engine's stats stream is the fallback source for peak memory.
+            // know) the engine's stats stream is the fallback source for peak memory and CPU.
             let stats = self.sample_stats(id, probe.clone());
             tokio::pin!(stats);
             let deadline = tokio::time::sleep(limits.wall_time);
@@ -270,7 +271,7 @@ impl DockerBackend {
 
             let mut killed: Option<KillReason> = None;
             let mut logs_done = false;
-            let mut stats_done = probe.has_cgroup();
+            let mut stats_done = probe.has_cgroups();
             let exit = loop {
                 let reason = tokio::select! {
                     biased;
@@ -369,6 +370,7 @@ impl DockerBackend {
             None if outcome.oom_killed => Some(limits.memory_bytes),
             p => p,
         };
+        outcome.cpu_time = probe.cpu_time();
         outcome.logs = sink.into_logs();
         info!(
             container = %id,
@@ -380,14 +382,47 @@ impl DockerBackend {
             log_exceeded = outcome.log_exceeded,
             wall_ms = outcome.wall_time.as_millis() as u64,
             peak_memory_bytes = ?outcome.peak_memory_bytes,
+            cpu_ms = ?outcome.cpu_time.map(|d| d.as_millis() as u64),
             "run finished"
         );
         Ok(outcome)
     }
 
+    /// One run from create to removal; `Backend::run` and `Backend::run_teed` call it.
+    #[instrument(
+        skip(self, spec, cancel, tee),
+        fields(
+            submission_id = %spec.submission_id,
+            run = %spec.run_name,
+            isolation = ?spec.isolation,
+            role = spec.role.as_str(),
+        )
+    )]
+    async fn run_supervised(
+        &self,
+        spec: RunSpec,
+        cancel: CancellationToken,
+        tee: Option<LogTee>,
+    ) -> Result<RunOutcome, SandboxError> {
+        let body = hardening::container_body(&spec, &self.host_masks)?;
+        self.prepare_host(&spec).await?;
+        let name = hardening::container_name(&spec);
+        // Armed with the name before create: if this future is dropped while create is in
+        // flight, the container the engine may already have made is still removed.
+        let mut guard = ContainerGuard::new(self.docker.clone(), name.clone());
+        let id = self.create(&name, body).await?;
+        guard.target = id.clone();
+        let result = self.supervise(&id, &spec, &cancel, tee).await;
+        guard.remove().await;
+        if let Err(e) = &result {
+            warn!(container = %id, error = %e, "run failed");
+        }
+        result
+    }
+
     /// Reads the engine's stats stream into `probe` until it ends.
-    async fn sample_stats(&self, id: &str, probe: Arc<MemoryProbe>) {
-        if probe.has_cgroup() {
+    async fn sample_stats(&self, id: &str, probe: Arc<CgroupProbe>) {
+        if probe.has_cgroups() {
             return;
         }
         let mut stats = self.docker.stats(
@@ -404,6 +439,9 @@ impl DockerBackend {
                     m.failcnt.unwrap_or(0),
                     0,
                 );
+            }
+            if let Some(ns) = s.cpu_stats.and_then(|c| c.cpu_usage?.total_usage) {
+                probe.record_cpu(Duration::from_nanos(ns));
             }
         }
     }
@@ -429,7 +467,13 @@ impl DockerBackend {
         }
     }
 
-    fn engine(&self, op: &'static str, e: BollardError) -> SandboxError {
+    /// The bollard client (for image builds: `super::build`).
+    pub(super) fn client(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// An engine error as a [`SandboxError`]: unreachable, or the engine's answer to `op`.
+    pub(super) fn engine(&self, op: &'static str, e: BollardError) -> SandboxError {
         match e {
             BollardError::DockerResponseServerError {
                 message,
@@ -452,34 +496,21 @@ impl DockerBackend {
 
 #[async_trait::async_trait]
 impl Backend for DockerBackend {
-    #[instrument(
-        skip(self, spec, cancel),
-        fields(
-            submission_id = %spec.submission_id,
-            run = %spec.run_name,
-            isolation = ?spec.isolation,
-            role = spec.role.as_str(),
-        )
-    )]
     async fn run(
         &self,
         spec: RunSpec,
         cancel: CancellationToken,
     ) -> Result<RunOutcome, SandboxError> {
-        let body = hardening::container_body(&spec, &self.host_masks)?;
-        self.prepare_host(&spec).await?;
-        let name = hardening::container_name(&spec);
-        // Armed with the name before create: if this future is dropped while create is in
-        // flight, the container the engine may already have made is still removed.
-        let mut guard = ContainerGuard::new(self.docker.clone(), name.clone());
-        let id = self.create(&name, body).await?;
-        guard.target = id.clone();
-        let result = self.supervise(&id, &spec, &cancel).await;
-        guard.remove().await;
-        if let Err(e) = &result {
-            warn!(container = %id, error = %e, "run failed");
-        }
-        result
+        self.run_supervised(spec, cancel, None).await
+    }
+
+    async fn run_teed(
+        &self,
+        spec: RunSpec,
+        cancel: CancellationToken,
+        tee: LogTee,
+    ) -> Result<RunOutcome, SandboxError> {
+        self.run_supervised(spec, cancel, Some(tee)).await
     }
 
     async fn image_exists(&self, image: &str) -> Result<bool, SandboxError> {
@@ -488,6 +519,19 @@ impl Backend for DockerBackend {
             Err(BollardError::DockerResponseServerError {
                 status_code: 404, ..
             }) => Ok(false),
+            Err(e) => Err(self.engine("inspect image", e)),
+        }
+    }
+
+    async fn image_id(&self, image: &str) -> Result<String, SandboxError> {
+        match self.docker.inspect_image(image).await {
+            Ok(i) => i.id.ok_or_else(|| SandboxError::Engine {
+                op: "inspect image",
+                reason: format!("the engine gave no id for {image}"),
+            }),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Err(SandboxError::ImageMissing(image.to_owned())),
             Err(e) => Err(self.engine("inspect image", e)),
         }
     }

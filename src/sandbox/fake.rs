@@ -102,6 +102,15 @@ impl Backend for FakeBackend {
         Ok(true)
     }
 
+    /// Every image is present, with an id derived from its name (stable, distinct per name).
+    async fn image_id(&self, image: &str) -> Result<String, SandboxError> {
+        use sha2::Digest;
+        Ok(format!(
+            "sha256:{}",
+            hex::encode(sha2::Sha256::digest(image.as_bytes()))
+        ))
+    }
+
     async fn supports(&self, isolation: Isolation) -> Result<bool, SandboxError> {
         Ok(match isolation {
             Isolation::Runc => true,

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 pub use crate::domain::Isolation;
 use crate::domain::SubmissionId;
 
+pub mod build;
 pub mod docker;
 pub mod fake;
 mod guard;
@@ -140,6 +141,19 @@ pub struct CapturedLogs {
     pub truncated: bool,
 }
 
+/// Which stream a piece of a run's output was written to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogStream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// Receives a copy of a run's output while it runs, exactly what is kept (so never more than
+/// `log_bytes`), for showing it live (`holdout run-local`). A closed receiver is ignored.
+pub type LogTee = tokio::sync::mpsc::UnboundedSender<(LogStream, bytes::Bytes)>;
+
 /// What happened in a run: evidence for the verdict classifier, not a verdict.
 #[derive(Debug, Clone, Default)]
 pub struct RunOutcome {
@@ -165,6 +179,9 @@ pub struct RunOutcome {
     pub wall_time: Duration,
     /// Peak memory of the container's cgroup, when the engine reports it.
     pub peak_memory_bytes: Option<u64>,
+    /// CPU time the container's cgroup used (all cores together), sampled while it ran, when
+    /// the cgroup or the engine reports it.
+    pub cpu_time: Option<Duration>,
 }
 
 /// A container that carries Holdout's owner label.
@@ -223,8 +240,22 @@ pub trait Backend: Send + Sync + 'static {
         spec: RunSpec,
         cancel: CancellationToken,
     ) -> Result<RunOutcome, SandboxError>;
+    /// [`Backend::run`], with a copy of the output sent to `tee` as it is captured. An engine
+    /// that cannot stream sends nothing; the outcome's logs are the same either way.
+    async fn run_teed(
+        &self,
+        spec: RunSpec,
+        cancel: CancellationToken,
+        tee: LogTee,
+    ) -> Result<RunOutcome, SandboxError> {
+        drop(tee);
+        self.run(spec, cancel).await
+    }
     /// Whether `image` is present on the engine.
     async fn image_exists(&self, image: &str) -> Result<bool, SandboxError>;
+    /// The engine's id of `image` (`sha256:...`, the digest of its configuration, which names
+    /// its content); [`SandboxError::ImageMissing`] when it is not present.
+    async fn image_id(&self, image: &str) -> Result<String, SandboxError>;
     /// Whether the engine can run this isolation (runsc registered for gVisor).
     async fn supports(&self, isolation: Isolation) -> Result<bool, SandboxError>;
     /// Every container carrying the owner label, running or not.

@@ -597,3 +597,86 @@ async fn removing_a_missing_container_is_not_an_error() {
     })
     .await;
 }
+
+both_runtimes!(
+    the_cpu_time_of_a_busy_run_is_measured_from_its_cgroup,
+    |iso| async move {
+        // A fixed amount of work (about a second of one core here: shell arithmetic, no
+        // forks), so its CPU time does not depend on how busy the host is; never more than
+        // the wall time allows on one core (the CPU limit).
+        let h = Harness::new(
+            iso,
+            "i=0; while [ $i -lt 1000000 ]; do i=$((i+1)); done; echo done",
+        )
+        .await;
+        let o = h.run().await;
+        assert!(stdout(&o).contains("done"), "{}", stderr(&o));
+        let cpu = o.cpu_time.expect("cpu time measured");
+        assert!(
+            cpu >= Duration::from_millis(500),
+            "{cpu:?} of {:?}",
+            o.wall_time
+        );
+        assert!(
+            cpu <= o.wall_time + Duration::from_millis(200),
+            "{cpu:?} of {:?} on one core",
+            o.wall_time
+        );
+        let idle = Harness::new(iso, "sleep 1").await.run().await;
+        assert!(
+            idle.cpu_time.expect("cpu time measured") < Duration::from_millis(500),
+            "{idle:?}"
+        );
+    }
+);
+
+both_runtimes!(
+    a_teed_run_streams_its_output_while_it_runs,
+    |iso| async move {
+        let h = Harness::new(iso, "echo first; sleep 2; echo oops >&2; echo second").await;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let run = h
+            .backend
+            .run_teed(h.spec.clone(), CancellationToken::new(), tx);
+        tokio::pin!(run);
+        // The first line arrives while the run is still sleeping.
+        let first = tokio::select! {
+            chunk = rx.recv() => chunk.expect("a chunk before the end"),
+            o = &mut run => panic!("the run ended before any output was teed: {o:?}"),
+        };
+        assert_eq!(first.0, super::super::LogStream::Stdout);
+        assert_eq!(&first.1[..], b"first\n");
+        let o = run.await.unwrap();
+        h.assert_nothing_left().await;
+        let mut seen = (first.1.to_vec(), Vec::new());
+        while let Ok((stream, bytes)) = rx.try_recv() {
+            match stream {
+                super::super::LogStream::Stdout => seen.0.extend_from_slice(&bytes),
+                super::super::LogStream::Stderr => seen.1.extend_from_slice(&bytes),
+            }
+        }
+        // The copy is exactly what was kept.
+        assert_eq!(seen, (o.logs.stdout.clone(), o.logs.stderr.clone()));
+        assert_eq!(stdout(&o), "first\nsecond\n");
+    }
+);
+
+#[tokio::test]
+async fn an_image_id_is_the_engines_and_a_missing_image_is_named() {
+    bounded(async {
+        let b = DockerBackend::connect("").await.unwrap();
+        let id = b.image_id(IMAGE).await.unwrap();
+        let out = std::process::Command::new("docker")
+            .args(["image", "inspect", "--format", "{{.Id}}", IMAGE])
+            .output()
+            .unwrap();
+        assert_eq!(id, String::from_utf8_lossy(&out.stdout).trim());
+        assert!(id.starts_with("sha256:") && id.len() == 71, "{id}");
+        let missing = b.image_id("holdout-no-such-image:never").await;
+        assert!(
+            matches!(&missing, Err(SandboxError::ImageMissing(i)) if i == "holdout-no-such-image:never"),
+            "{missing:?}"
+        );
+    })
+    .await;
+}

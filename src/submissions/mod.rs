@@ -147,6 +147,7 @@ impl Submissions {
             caller,
             now: now_millis(),
             wall_time: self.host.limits(challenge).wall_time.0,
+            limits: self.host.limits(challenge),
             queue_position,
             released_full_scores,
         };
