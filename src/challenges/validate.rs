@@ -358,6 +358,23 @@ impl Challenges {
     async fn validate_engine(&self, c: &Challenge) -> Result<(), DomainError> {
         self.require_image("runtime.image", &c.runtime.image)
             .await?;
+        // A pinned image must be exactly the one the challenge was made with.
+        if !c.runtime.image_digest.is_empty() {
+            let id = self
+                .engine
+                .image_id(&c.runtime.image)
+                .await
+                .map_err(DomainError::internal)?;
+            if id != c.runtime.image_digest {
+                return Err(DomainError::precondition(
+                    "runtime.image_digest",
+                    format!(
+                        "image {:?} on the engine is {id}, not the pinned {}",
+                        c.runtime.image, c.runtime.image_digest
+                    ),
+                ));
+            }
+        }
         if self.host.isolation(c) == Isolation::Gvisor
             && !self
                 .engine

@@ -154,6 +154,7 @@ async fn a_submission_round_trips_through_the_database(f: Fixture) {
         peak_memory_bytes: 1 << 20,
         exit_code: Some(0),
         signal: None,
+        cpu_time: std::time::Duration::from_millis(700),
     };
     let scoring = store
         .commit(running.begin_scoring(usage).unwrap())
