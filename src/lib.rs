@@ -29,6 +29,7 @@
 //! - [`store`]: SQLite persistence and migrations.
 //! - [`metrics`]: Prometheus counters and histograms.
 //! - [`paging`]: page sizes and tokens of list RPCs.
+//! - [`prepare`]: the preparation check of a challenge's data, pseudonymisation, data cards.
 
 pub mod api;
 pub mod app;
@@ -44,6 +45,7 @@ pub mod leaderboard;
 pub mod losses;
 pub mod metrics;
 pub mod paging;
+pub mod prepare;
 pub mod queue;
 pub mod release;
 pub mod runner;
