@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use holdout::cli::{ClientArgs, ClientCommand};
+use holdout::cli::{ChallengeCommand, ClientArgs, ClientCommand};
 use holdout::config::{Config, Overrides, Role};
 
 /// Holdout: run data challenges on private data; participants submit code, only scores leave.
@@ -52,6 +52,9 @@ enum Command {
     Demo(holdout::cli::demo::DemoArgs),
     /// Score a predictions file locally exactly as the server does.
     Score(holdout::scoring::cli::ScoreArgs),
+    /// Prepare a challenge's data locally: pseudonymise files, make a key.
+    #[command(subcommand)]
+    Prepare(holdout::cli::prepare::PrepareCommand),
     #[command(flatten)]
     Client(ClientCommand),
 }
@@ -167,6 +170,13 @@ fn main() -> ExitCode {
                     }
                 }
             })
+        }
+        Command::Prepare(command) => ExitCode::from(holdout::cli::prepare::run_prepare(
+            &command,
+            cli.client.json,
+        )),
+        Command::Client(ClientCommand::Challenge(ChallengeCommand::Check(args))) => {
+            ExitCode::from(holdout::cli::prepare::run_check(&args, cli.client.json))
         }
         Command::Client(command) => {
             let args = cli.client;

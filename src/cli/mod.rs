@@ -6,6 +6,7 @@
 
 pub mod demo;
 mod output;
+pub mod prepare;
 
 use std::path::{Path, PathBuf};
 
@@ -69,6 +70,9 @@ pub enum ChallengeCommand {
         /// Challenge id.
         id: String,
     },
+    /// Check a challenge's data folder before it opens (local, no server): integrity,
+    /// leakage of the target, personal data, k-anonymity; writes the data cards.
+    Check(prepare::CheckArgs),
 }
 
 /// Client subcommands.
@@ -327,6 +331,9 @@ pub async fn run(args: &ClientArgs, cmd: ClientCommand) -> Result<()> {
                     .map_err(server_error)?
                     .into_inner();
                 out.challenge(&c);
+            }
+            ChallengeCommand::Check(_) => {
+                bail!("`holdout challenge check` runs locally, not through a server")
             }
         },
         ClientCommand::Submit {

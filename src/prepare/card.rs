@@ -274,9 +274,13 @@ fn kanon_section(out: &mut String, qis: &[String], min_k: u64, kanon: &[KanonSum
     for k in kanon {
         let kk = k.k.map_or("not computed".to_owned(), |k| k.to_string());
         let l = k.l.map_or("—".to_owned(), |l| l.to_string());
+        let what_if = match k.k_if_generalised {
+            Some(g) => format!(" (k = {g} with {})", k.generalisations.join(", ")),
+            None => String::new(),
+        };
         let _ = writeln!(
             out,
-            "- `{}` over {}: k = {kk}, ℓ = {l}, {} groups of {} rows, {} groups below min_k",
+            "- `{}` over {}: k = {kk}{what_if}, ℓ = {l}, {} groups of {} rows, {} groups below min_k",
             k.file,
             k.columns.join(", "),
             k.groups,

@@ -1,16 +1,19 @@
 //! Re-identification risk: k-anonymity over the organiser's declared quasi-identifiers and
 //! ℓ-diversity of the target within the groups they form.
 //!
-//! A group is the set of rows sharing one combination of (generalised) quasi-identifier
-//! values; k is the smallest group's size, ℓ the fewest distinct targets in a group. Groups
-//! are keyed by a 128-bit hash of the combination, at most [`MAX_GROUPS`] of them (beyond
-//! that, k is certainly tiny and the check says so). For each quasi-identifier it also
-//! computes k with that column left out, which tells the organiser what to generalise.
+//! A group is the set of rows sharing one combination of quasi-identifier values as they are
+//! in the file (as they will be published); k is the smallest group's size, ℓ the fewest
+//! distinct targets in a group. The declared generalisations never change k — otherwise
+//! declaring `postcode = 2` would pass a file that still holds full postcodes — they give a
+//! second, "what if" k that tells the organiser what `holdout prepare pseudonymise
+//! --generalise` would achieve. For each quasi-identifier it also computes k with that
+//! column left out. Groups are keyed by a 128-bit hash of the combination, at most
+//! [`MAX_GROUPS`] of them (beyond that, k is certainly tiny and the check says so).
 //!
-//! What leaves this module: sizes, counts and column names. The generalised key of a group
-//! is personal data in its own right (a group of one *is* a person's row), so it never goes
-//! into the report: it is kept, for the public sample only, in [`LocalGroups`], which the
-//! CLI prints on the organiser's own terminal when asked (`--show-groups`) and which is never
+//! What leaves this module: sizes, counts and column names. The key of a group is personal
+//! data in its own right (a group of one *is* a person's row), so it never goes into the
+//! report: it is kept, for the public sample only, in [`LocalGroups`], which the CLI prints
+//! on the organiser's own terminal when asked (`--show-groups`) and which is never
 //! serialised, logged or stored.
 
 use std::collections::HashMap;
@@ -36,11 +39,11 @@ struct Group {
     targets: Vec<u64>,
 }
 
-/// The generalised keys of a public file's smallest groups, for the organiser's terminal.
-/// Never serialised; its `Debug` shows no key.
+/// The keys of a public file's smallest groups, for the organiser's terminal. Never
+/// serialised; its `Debug` shows no key.
 #[derive(Clone, Default, PartialEq)]
 pub struct LocalGroups {
-    /// (file, generalised key, rows), smallest first.
+    /// (file, key as `value | value | …`, rows), smallest first.
     pub groups: Vec<(String, String, u64)>,
 }
 
@@ -57,10 +60,12 @@ impl fmt::Debug for LocalGroups {
 /// Counts groups of one file.
 #[derive(Debug)]
 pub struct KanonAcc {
-    /// (column index, name, generalisation) per quasi-identifier found.
+    /// (column index, name, declared generalisation) per quasi-identifier found.
     cols: Vec<(usize, String, Option<Generalisation>)>,
     /// Groups by key hash.
     groups: HashMap<u128, Group>,
+    /// Group sizes with the declared generalisations applied, when any is declared.
+    generalised: Option<HashMap<u128, u64>>,
     /// Group sizes with one column left out, per column.
     without: Vec<HashMap<u128, u64>>,
     /// Readable keys, kept only for public files.
@@ -69,8 +74,19 @@ pub struct KanonAcc {
     overflow: bool,
     /// Rows seen.
     rows: u64,
-    /// Scratch for the encoded key.
+    /// Scratch for the values of a row.
     parts: Vec<String>,
+}
+
+fn encode(parts: &[String], skip: Option<usize>) -> u128 {
+    let mut buf = Vec::new();
+    for (i, p) in parts.iter().enumerate() {
+        if Some(i) != skip {
+            buf.extend_from_slice(&(p.len() as u32).to_le_bytes());
+            buf.extend_from_slice(p.as_bytes());
+        }
+    }
+    hash128(&buf)
 }
 
 impl KanonAcc {
@@ -81,27 +97,17 @@ impl KanonAcc {
         } else {
             Vec::new()
         };
+        let generalised = cols.iter().any(|c| c.2.is_some()).then(HashMap::new);
         Self {
             cols,
             groups: HashMap::new(),
+            generalised,
             without,
             keys: keep_keys.then(HashMap::new),
             overflow: false,
             rows: 0,
             parts: Vec::new(),
         }
-    }
-
-    fn encode(parts: &[String], skip: Option<usize>) -> u128 {
-        let mut buf = Vec::new();
-        for (i, p) in parts.iter().enumerate() {
-            if Some(i) == skip {
-                continue;
-            }
-            buf.extend_from_slice(&(p.len() as u32).to_le_bytes());
-            buf.extend_from_slice(p.as_bytes());
-        }
-        hash128(&buf)
     }
 
     /// Adds a row, with its target when known.
@@ -111,18 +117,15 @@ impl KanonAcc {
         }
         self.rows += 1;
         self.parts.clear();
-        for (c, _, g) in &self.cols {
-            let raw = String::from_utf8_lossy(rec.get(*c));
-            let v = match g {
-                Some(g) => g.apply(&raw).unwrap_or_else(|| raw.trim().to_owned()),
-                None => raw.trim().to_owned(),
-            };
-            self.parts.push(v);
+        for (c, _, _) in &self.cols {
+            self.parts
+                .push(String::from_utf8_lossy(rec.get(*c)).into_owned());
         }
-        let key = Self::encode(&self.parts, None);
+        let key = encode(&self.parts, None);
         if !self.groups.contains_key(&key) && self.groups.len() >= MAX_GROUPS {
             self.overflow = true;
             self.groups = HashMap::new();
+            self.generalised = None;
             self.without.iter_mut().for_each(|m| *m = HashMap::new());
             self.keys = None;
             return;
@@ -139,8 +142,18 @@ impl KanonAcc {
             keys.entry(key).or_insert_with(|| self.parts.join(" | "));
         }
         for q in 0..self.without.len() {
-            let k = Self::encode(&self.parts, Some(q));
-            *self.without[q].entry(k).or_default() += 1;
+            *self.without[q]
+                .entry(encode(&self.parts, Some(q)))
+                .or_default() += 1;
+        }
+        if let Some(gen_groups) = &mut self.generalised {
+            let general: Vec<String> = self
+                .parts
+                .iter()
+                .zip(&self.cols)
+                .map(|(v, (_, _, g))| g.and_then(|g| g.apply(v)).unwrap_or_else(|| v.clone()))
+                .collect();
+            *gen_groups.entry(encode(&general, None)).or_default() += 1;
         }
     }
 
@@ -154,15 +167,27 @@ impl KanonAcc {
         min_l: u64,
         with_targets: bool,
     ) -> (KanonSummary, Vec<Finding>, LocalGroups) {
-        let columns: Vec<String> = self
+        let columns: Vec<String> = self.cols.iter().map(|c| c.1.clone()).collect();
+        let declared: Vec<String> = self
             .cols
             .iter()
-            .map(|(_, n, g)| match g {
-                Some(g) => format!("{n}:{g}"),
-                None => n.clone(),
-            })
+            .filter_map(|(_, n, g)| g.map(|g| format!("{n}:{g}")))
             .collect();
         let listed = columns.join(", ");
+        let mut summary = KanonSummary {
+            file: file.to_owned(),
+            columns,
+            rows: self.rows,
+            groups: MAX_GROUPS as u64,
+            k: None,
+            l: None,
+            groups_below_min_k: 0,
+            rows_below_min_k: 0,
+            smallest_groups: Vec::new(),
+            k_without: Vec::new(),
+            generalisations: declared.clone(),
+            k_if_generalised: None,
+        };
         let mut findings = Vec::new();
         if self.overflow {
             findings.push(
@@ -170,24 +195,10 @@ impl KanonAcc {
                     Code::KanonTooManyGroups,
                     Severity::Warning,
                     MAX_GROUPS as u64,
-                    format!(
-                        "more than {MAX_GROUPS} distinct combinations of {listed}: most rows are unique, so k is about 1; generalise these columns"
-                    ),
+                    format!("more than {MAX_GROUPS} distinct combinations of {listed}: most rows are unique, so k is about 1; generalise these columns"),
                 )
                 .file(file),
             );
-            let summary = KanonSummary {
-                file: file.to_owned(),
-                columns,
-                rows: self.rows,
-                groups: MAX_GROUPS as u64,
-                k: None,
-                l: None,
-                groups_below_min_k: 0,
-                rows_below_min_k: 0,
-                smallest_groups: Vec::new(),
-                k_without: Vec::new(),
-            };
             return (summary, findings, LocalGroups::default());
         }
         let mut sizes: Vec<(u64, u128)> = self.groups.iter().map(|(k, g)| (g.rows, *k)).collect();
@@ -202,12 +213,16 @@ impl KanonAcc {
         });
         let below: Vec<&(u64, u128)> = sizes.iter().filter(|s| s.0 < min_k).collect();
         let rows_below: u64 = below.iter().map(|s| s.0).sum();
-        let k_without: Vec<(String, u64)> = self
+        summary.k_without = self
             .without
             .iter()
-            .zip(&columns)
+            .zip(&summary.columns)
             .map(|(m, c)| (c.clone(), m.values().copied().min().unwrap_or(0)))
             .collect();
+        summary.k_if_generalised = self
+            .generalised
+            .as_ref()
+            .and_then(|g| g.values().copied().min());
         if let Some(k) = k {
             findings.push(
                 Finding::new(
@@ -226,21 +241,30 @@ impl KanonAcc {
             );
         }
         if let Some(k) = k.filter(|&k| k < min_k) {
-            let hint = k_without
+            let mut hint = String::new();
+            if let Some(kg) = summary.k_if_generalised.filter(|&kg| kg > k) {
+                let flags: Vec<String> = declared
+                    .iter()
+                    .map(|d| format!("--generalise {d}"))
+                    .collect();
+                hint = format!(
+                    "; with the declared generalisations k would be {kg} (holdout prepare pseudonymise {})",
+                    flags.join(" ")
+                );
+            } else if let Some((c, kw)) = summary
+                .k_without
                 .iter()
                 .max_by_key(|(_, kw)| *kw)
                 .filter(|(_, kw)| *kw > k)
-                .map(|(c, kw)| format!("; leaving out {c} alone gives k = {kw}"))
-                .unwrap_or_default();
+            {
+                hint = format!("; leaving out {c} alone gives k = {kw}");
+            }
             findings.push(
                 Finding::new(
                     Code::KanonBelowMinK,
                     if public { Severity::Error } else { Severity::Warning },
                     below.len() as u64,
-                    format!(
-                        "k = {k} < min_k {min_k}: {} groups ({rows_below} rows) are smaller than {min_k}; generalise or suppress them{hint}",
-                        below.len()
-                    ),
+                    format!("k = {k} < min_k {min_k}: {} groups ({rows_below} rows) are smaller than {min_k}; generalise or suppress them{hint}", below.len()),
                 )
                 .file(file)
                 .total(sizes.len() as u64)
@@ -258,9 +282,7 @@ impl KanonAcc {
                     Code::KanonLowDiversity,
                     Severity::Warning,
                     low as u64,
-                    format!(
-                        "ℓ = {l} < {min_l}: in {low} groups every row has the same target, so knowing someone's {listed} reveals it"
-                    ),
+                    format!("ℓ = {l} < {min_l}: in {low} groups every row has the same target, so knowing someone's {listed} reveals it"),
                 )
                 .file(file)
                 .total(sizes.len() as u64)
@@ -284,18 +306,12 @@ impl KanonAcc {
             },
             _ => LocalGroups::default(),
         };
-        let summary = KanonSummary {
-            file: file.to_owned(),
-            columns,
-            rows: self.rows,
-            groups: sizes.len() as u64,
-            k,
-            l,
-            groups_below_min_k: below.len() as u64,
-            rows_below_min_k: rows_below,
-            smallest_groups: sizes.iter().take(SMALLEST).map(|s| s.0).collect(),
-            k_without,
-        };
+        summary.groups = sizes.len() as u64;
+        summary.k = k;
+        summary.l = l;
+        summary.groups_below_min_k = below.len() as u64;
+        summary.rows_below_min_k = rows_below;
+        summary.smallest_groups = sizes.iter().take(SMALLEST).map(|s| s.0).collect();
         (summary, findings, local)
     }
 }

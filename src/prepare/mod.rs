@@ -69,8 +69,9 @@ pub struct Preparation {
     pub min_k: u64,
     /// The fewest distinct targets a group should hold (ℓ-diversity); below is a warning.
     pub min_l: u64,
-    /// How quasi-identifiers are generalised before grouping: `postcode = "2"` (prefix),
-    /// `"month"`, `"year"`, `"bin:10"`.
+    /// Generalisations to try on the quasi-identifiers: `postcode = "2"` (prefix),
+    /// `"month"`, `"year"`, `"bin:10"`. k is always computed on the data as it is; these give
+    /// a second k, what `holdout prepare pseudonymise --generalise` would achieve.
     pub generalise: BTreeMap<String, Generalisation>,
     /// Also run the personal-data and k-anonymity checks on `inputs/` (slower; those files
     /// are never handed out, but they are still processed).

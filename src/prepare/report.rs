@@ -388,7 +388,7 @@ pub struct SplitSummary {
 pub struct KanonSummary {
     /// The file.
     pub file: String,
-    /// The quasi-identifiers found in it, with their generalisation.
+    /// The quasi-identifiers found in it.
     pub columns: Vec<String>,
     /// Rows.
     pub rows: u64,
@@ -406,6 +406,13 @@ pub struct KanonSummary {
     pub smallest_groups: Vec<u64>,
     /// For each quasi-identifier, k with that column left out: which one to generalise.
     pub k_without: Vec<(String, u64)>,
+    /// The declared generalisations that apply to these columns (`column:rule`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub generalisations: Vec<String>,
+    /// k if the declared generalisations were applied: what `holdout prepare pseudonymise
+    /// --generalise` would achieve. Never used to pass the check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k_if_generalised: Option<u64>,
 }
 
 /// The result of a check.

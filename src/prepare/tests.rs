@@ -53,6 +53,11 @@ fn qi(i: usize) -> (u32, &'static str, &'static str) {
 
 /// Writes a challenge data folder; `flawed` plants every problem the check must find.
 pub(crate) fn plant(dir: &Path, flawed: bool) {
+    plant_with(dir, flawed, false)
+}
+
+/// As [`plant`]; `raw_qis` writes ages and postcodes as they are instead of generalised.
+fn plant_with(dir: &Path, flawed: bool, raw_qis: bool) {
     let n = 400u64;
     let features = |i: u64, y: u64| {
         let f1 = (mix64(i ^ 0xf1) % 1000) as f64 / 10.0;
@@ -149,6 +154,14 @@ pub(crate) fn plant(dir: &Path, flawed: bool) {
             (age, postcode)
         } else {
             (35, "75011")
+        };
+        let (age, postcode) = if raw_qis {
+            (age.to_string(), postcode.to_owned())
+        } else {
+            (
+                format!("{}-{}", age / 10 * 10, age / 10 * 10 + 9),
+                postcode[..2].to_owned(),
+            )
         };
         let _ = writeln!(
             s_test,
@@ -347,6 +360,24 @@ fn the_fixed_challenge_passes_with_no_error() {
             .all(|f| f.path.starts_with("sample/"))
     );
     assert!(public.inputs.iter().all(|s| !s.columns.is_empty()));
+}
+
+#[test]
+fn declared_generalisations_never_pass_raw_values_but_say_what_they_would_give() {
+    let dir = tempfile::tempdir().unwrap();
+    plant_with(dir.path(), false, true);
+    let r = check(dir.path(), &spec(), &mut NoProgress).unwrap();
+    let k = &r.kanon[0];
+    assert_eq!((k.k, k.k_if_generalised), (Some(1), Some(8)), "{k:?}");
+    assert_eq!(k.generalisations, ["age:bin:10", "postcode:2"]);
+    let f = r.with_code(Code::KanonBelowMinK).next().unwrap();
+    assert_eq!(f.severity, Severity::Error);
+    assert!(
+        f.message
+            .contains("--generalise age:bin:10 --generalise postcode:2"),
+        "{}",
+        f.message
+    );
 }
 
 #[test]
