@@ -274,7 +274,7 @@ pub fn run_check(args: &CheckArgs, json: bool) -> u8 {
     }
     if args.show_groups && !report.local.groups.is_empty() {
         eprintln!(
-            "smallest groups of the public sample (generalised keys; shown here only, never stored):"
+            "smallest groups of the public sample (their quasi-identifier values; shown here only, never stored):"
         );
         for (file, key, n) in &report.local.groups {
             eprintln!("  {file}: {key}  ({n} rows)");

@@ -168,9 +168,28 @@ pub struct ColumnPii {
     shapes: [u64; 10],
     /// Earliest and latest birth-date-like year.
     years: Option<(i32, i32)>,
+    /// Non-empty values.
+    non_empty: u64,
+    /// Values shaped like `holdout prepare pseudonymise` tokens (32 lowercase hex digits).
+    tokens: u64,
 }
 
 impl ColumnPii {
+    fn add_value(&mut self, v: &[u8], max_birth_year: i32) {
+        if v.is_empty() {
+            return;
+        }
+        self.non_empty += 1;
+        if v.len() == 32
+            && v.iter()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+        {
+            self.tokens += 1;
+            return;
+        }
+        self.add(pii::scan_cell(v, max_birth_year));
+    }
+
     fn add(&mut self, h: CellHits) {
         if h.hits == 0 && h.shapes == 0 {
             return;
@@ -386,7 +405,7 @@ pub fn scan(
                 acc.add(rec.get(c));
             }
             for (c, acc) in pii_cols.iter_mut().enumerate() {
-                acc.add(pii::scan_cell(rec.get(c), pass.max_birth_year));
+                acc.add_value(rec.get(c), pass.max_birth_year);
             }
             let id = pass.id.map_or(&b""[..], |c| rec.get(c));
             let key = if id.is_empty() {
@@ -605,15 +624,29 @@ pub fn pii_findings(rel: &str, public: bool, head: &Head, s: &Scanned) -> Vec<Fi
     for (c, name) in head.names.iter().enumerate() {
         let shown = &head.shown[c];
         if let Some(k) = pii::identifier_name(name) {
-            out.push(
-                Finding::new(
-                    Code::PiiIdentifierColumn,
-                    Severity::Warning,
-                    s.rows,
-                    format!("the column's name (\"{k}\") suggests a direct identifier; drop it or pseudonymise it"),
+            let tokens = s
+                .pii
+                .get(c)
+                .is_some_and(|a| a.non_empty > 0 && a.tokens == a.non_empty);
+            let (severity, message) = if tokens {
+                (
+                    Severity::Info,
+                    format!(
+                        "the column's name (\"{k}\") suggests a direct identifier; its values look like pseudonymisation tokens, still personal data"
+                    ),
                 )
-                .file(rel)
-                .column(shown),
+            } else {
+                (
+                    Severity::Warning,
+                    format!(
+                        "the column's name (\"{k}\") suggests a direct identifier; drop it or pseudonymise it"
+                    ),
+                )
+            };
+            out.push(
+                Finding::new(Code::PiiIdentifierColumn, severity, s.rows, message)
+                    .file(rel)
+                    .column(shown),
             );
         }
         let Some(acc) = s.pii.get(c) else { continue };
