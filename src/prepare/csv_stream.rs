@@ -1,8 +1,8 @@
 //! Streaming CSV records for the preparation check and the pseudonymiser.
 //!
 //! Owns framing records over one reusable buffer: RFC 4180 double quotes (`""` escapes a
-//! quote) including quoted fields that span lines, `\n` or `\r\n` line ends, a chosen
-//! delimiter, and the SHA-256 of every byte read, for the data card. Unlike the scorer's
+//! quote) including quoted fields that span lines, `\n` or `\r\n` line ends, and a chosen
+//! delimiter. Unlike the scorer's
 //! reader (`scoring::csv`), a quoted newline is allowed: organisers' inputs hold free text.
 //!
 //! It must never hold more than one read buffer plus one record (capped at
@@ -11,8 +11,7 @@
 
 use std::io::{self, Read};
 
-use memchr::{memchr, memchr_iter};
-use sha2::{Digest, Sha256};
+use memchr::memchr;
 
 /// Initial read buffer: large enough that syscalls cost nothing per row.
 pub const BUFFER_BYTES: usize = 1 << 20;
@@ -44,6 +43,26 @@ pub enum CsvError {
         /// 1-based line where the record starts.
         line: u64,
     },
+}
+
+/// The high bit of each byte of `w` that equals `b`, exactly (no false positives).
+#[inline]
+fn eq_bytes(w: u64, b: u8) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let x = w ^ (0x0101_0101_0101_0101 * u64::from(b));
+    !(((x & LOW7) + LOW7) | x | LOW7)
+}
+
+/// What the fast path made of a line.
+enum Step {
+    /// A record is ready.
+    Record,
+    /// A blank line was skipped.
+    Blank,
+    /// The line has a quote: the slow path parses it.
+    Quoted,
+    /// No line end in the buffer.
+    NeedMore,
 }
 
 /// Reads CSV records one at a time through one reusable buffer.
@@ -84,13 +103,15 @@ pub struct CsvReader<R> {
     blank: u64,
     /// Bytes read from `inner`.
     bytes: u64,
-    /// SHA-256 of every byte read, when asked for.
-    sha: Option<Sha256>,
+    /// Length of the current record's line in `buf`, for the fast path.
+    record_len: usize,
 }
 
 /// One record: its fields, unquoted.
 #[derive(Debug, Clone, Copy)]
 pub struct Record<'a> {
+    /// The record's bytes: the line as read, or its unquoted fields back to back.
+    line: &'a [u8],
     /// The bytes the bounds point into.
     base: &'a [u8],
     /// Start and end of each field.
@@ -108,6 +129,20 @@ impl<'a> Record<'a> {
         self.bounds.is_empty()
     }
 
+    /// All the record's bytes (for encoding checks): the line as read, or, for a record
+    /// with quotes, its unquoted fields back to back.
+    pub fn line(&self) -> &'a [u8] {
+        self.line
+    }
+
+    /// The fields in order, unquoted and trimmed.
+    pub fn fields(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let base = self.base;
+        self.bounds
+            .iter()
+            .map(move |&(s, e)| base[s..e].trim_ascii())
+    }
+
     /// Field `i`, unquoted, with surrounding ASCII whitespace trimmed; empty when absent.
     pub fn get(&self, i: usize) -> &'a [u8] {
         self.raw(i).trim_ascii()
@@ -123,19 +158,13 @@ impl<'a> Record<'a> {
 }
 
 impl<R: Read> CsvReader<R> {
-    /// A reader splitting on `delimiter`, hashing what it reads when `sha256` is set.
-    pub fn new(inner: R, delimiter: u8, sha256: bool) -> Self {
-        Self::with_limits(inner, delimiter, sha256, BUFFER_BYTES, MAX_RECORD_BYTES)
+    /// A reader splitting on `delimiter`.
+    pub fn new(inner: R, delimiter: u8) -> Self {
+        Self::with_limits(inner, delimiter, BUFFER_BYTES, MAX_RECORD_BYTES)
     }
 
     /// As [`Self::new`] with an explicit initial buffer and record cap (tests use small ones).
-    pub fn with_limits(
-        inner: R,
-        delimiter: u8,
-        sha256: bool,
-        buffer: usize,
-        max_record: usize,
-    ) -> Self {
+    pub fn with_limits(inner: R, delimiter: u8, buffer: usize, max_record: usize) -> Self {
         let size = buffer.min(max_record).max(64);
         Self {
             inner,
@@ -156,8 +185,13 @@ impl<R: Read> CsvReader<R> {
             multiline: 0,
             blank: 0,
             bytes: 0,
-            sha: sha256.then(Sha256::new),
+            record_len: 0,
         }
+    }
+
+    /// The underlying reader.
+    pub fn into_inner(self) -> R {
+        self.inner
     }
 
     /// Bytes read from the file so far.
@@ -180,81 +214,114 @@ impl<R: Read> CsvReader<R> {
         self.record_line
     }
 
-    /// Reads what is left (so the digest covers the whole file) and returns the SHA-256.
-    pub fn finish_sha256(mut self) -> io::Result<Option<[u8; 32]>> {
-        if self.sha.is_none() {
-            return Ok(None);
-        }
-        while !self.eof {
-            self.start = self.end;
-            self.refill().map_err(|e| match e {
-                CsvError::Io(e) => e,
-                other => io::Error::other(other.to_string()),
-            })?;
-        }
-        Ok(self.sha.take().map(|h| h.finalize().into()))
-    }
-
     /// The next record, skipping blank lines, or `None` at end of file.
+    #[inline]
     pub fn next_record(&mut self) -> Result<Option<Record<'_>>, CsvError> {
         loop {
             let from = self.scan.max(self.start);
-            let newline = memchr(b'\n', &self.buf[from..self.end]).map(|o| from + o);
-            let line_end = match newline {
-                Some(n) => n,
-                None if self.eof => {
-                    if self.start == self.end {
-                        return Ok(None);
-                    }
-                    self.end
-                }
-                None => {
-                    self.scan = self.end;
-                    self.refill()?;
-                    continue;
-                }
+            let step = match memchr(b'\n', &self.buf[from..self.end]) {
+                Some(o) => self.split_plain(from + o),
+                None => Step::NeedMore,
             };
-            let line = &self.buf[self.start..line_end];
-            if memchr(b'"', line).is_some() {
-                if self.quoted_record()? {
-                    return Ok(Some(self.current()));
-                }
-                continue;
+            match step {
+                Step::Record => return Ok(Some(self.current())),
+                Step::Blank => {}
+                Step::Quoted | Step::NeedMore => match self.slow(step)? {
+                    Some(true) => return Ok(Some(self.current())),
+                    Some(false) => {}
+                    None => return Ok(None),
+                },
             }
-            let begin = self.start;
-            self.start = (line_end + 1).min(self.end);
-            self.scan = self.start;
-            self.lines += 1;
-            let mut stop = line_end;
-            if stop > begin && self.buf[stop - 1] == b'\r' {
-                stop -= 1;
+        }
+    }
+
+    /// Splits the line from `start` to `line_end` (a `\n` or the end of the input) if it has
+    /// no quote; this is the path almost every row takes, so it stays small and inlined.
+    #[inline]
+    fn split_plain(&mut self, line_end: usize) -> Step {
+        let begin = self.start;
+        let mut stop = line_end;
+        if stop > begin && self.buf[stop - 1] == b'\r' {
+            stop -= 1;
+        }
+        self.bounds.clear();
+        let mut field = 0;
+        // Fields are short, so a search restarted per field costs more than it saves; this
+        // looks at eight bytes at a time for the delimiter and quotes.
+        let d = self.delimiter;
+        let line = &self.buf[begin..stop];
+        let mut words = line.chunks_exact(8);
+        let mut at = 0;
+        for w in &mut words {
+            let w = u64::from_le_bytes(w.try_into().expect("chunks_exact yields 8 bytes"));
+            let quotes = eq_bytes(w, b'"');
+            if quotes != 0 {
+                return Step::Quoted;
             }
-            if stop == begin {
-                self.blank += 1;
-                continue;
+            let mut m = eq_bytes(w, d);
+            while m != 0 {
+                let i = at + (m.trailing_zeros() / 8) as usize;
+                self.bounds.push((field, i));
+                field = i + 1;
+                m &= m - 1;
             }
-            self.records += 1;
-            self.record_line = self.lines;
-            self.in_scratch = false;
-            self.record_at = begin;
-            self.bounds.clear();
-            let mut field = 0;
-            for d in memchr_iter(self.delimiter, &self.buf[begin..stop]) {
-                self.bounds.push((field, d));
-                field = d + 1;
+            at += 8;
+        }
+        for (k, &b) in words.remainder().iter().enumerate() {
+            if b == d {
+                self.bounds.push((field, at + k));
+                field = at + k + 1;
+            } else if b == b'"' {
+                return Step::Quoted;
             }
-            self.bounds.push((field, stop - begin));
-            return Ok(Some(self.current()));
+        }
+        self.start = (line_end + 1).min(self.end);
+        self.scan = self.start;
+        self.lines += 1;
+        if stop == begin {
+            self.blank += 1;
+            return Step::Blank;
+        }
+        self.bounds.push((field, stop - begin));
+        self.records += 1;
+        self.record_line = self.lines;
+        self.in_scratch = false;
+        self.record_at = begin;
+        self.record_len = stop - begin;
+        Step::Record
+    }
+
+    /// Everything but a plain line: a record with quotes, a refill, the end of the input.
+    /// `Some(true)`: a record is ready; `Some(false)`: look again; `None`: the end.
+    #[inline(never)]
+    fn slow(&mut self, step: Step) -> Result<Option<bool>, CsvError> {
+        if let Step::Quoted = step {
+            return self.quoted_record().map(Some);
+        }
+        if !self.eof {
+            self.scan = self.end;
+            self.refill()?;
+            return Ok(Some(false));
+        }
+        if self.start == self.end {
+            return Ok(None);
+        }
+        match self.split_plain(self.end) {
+            Step::Record => Ok(Some(true)),
+            Step::Blank => Ok(Some(false)),
+            _ => self.quoted_record().map(Some),
         }
     }
 
     fn current(&self) -> Record<'_> {
-        let base = if self.in_scratch {
-            &self.scratch[..]
+        let (base, line) = if self.in_scratch {
+            (&self.scratch[..], &self.scratch[..])
         } else {
-            &self.buf[self.record_at..]
+            let base = &self.buf[self.record_at..];
+            (base, &base[..self.record_len])
         };
         Record {
+            line,
             base,
             bounds: &self.bounds,
         }
@@ -362,9 +429,6 @@ impl<R: Read> CsvReader<R> {
                     return Ok(());
                 }
                 Ok(n) => {
-                    if let Some(h) = self.sha.as_mut() {
-                        h.update(&self.buf[self.end..self.end + n]);
-                    }
                     self.end += n;
                     self.bytes += n as u64;
                     return Ok(());
@@ -373,6 +437,18 @@ impl<R: Read> CsvReader<R> {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+}
+
+impl CsvReader<io::Empty> {
+    /// The records of `bytes`, which must hold whole records: parsed in place, no copy.
+    pub fn from_vec(bytes: Vec<u8>, delimiter: u8) -> Self {
+        let end = bytes.len();
+        let mut r = CsvReader::with_limits(io::empty(), delimiter, 64, MAX_RECORD_BYTES.max(end));
+        r.buf = bytes;
+        r.end = end;
+        r.eof = true;
+        r
     }
 }
 
@@ -430,7 +506,7 @@ mod tests {
     use super::*;
 
     fn all(input: &[u8], buffer: usize, max: usize) -> Result<Vec<Vec<String>>, CsvError> {
-        let mut r = CsvReader::with_limits(input, b',', false, buffer, max);
+        let mut r = CsvReader::with_limits(input, b',', buffer, max);
         let mut out = Vec::new();
         while let Some(rec) = r.next_record()? {
             out.push(
@@ -486,12 +562,29 @@ mod tests {
     }
 
     #[test]
-    fn the_digest_covers_every_byte_even_unread_ones() {
-        let input = b"a,b\n1,2\n3,4\n";
-        let mut r = CsvReader::with_limits(&input[..], b',', true, 64, 1024);
-        r.next_record().unwrap();
-        let digest = r.finish_sha256().unwrap().unwrap();
-        assert_eq!(digest, <[u8; 32]>::from(Sha256::digest(input)));
+    fn eight_bytes_at_a_time_finds_exactly_the_matching_bytes() {
+        for b in [b',', b';', b'"', 0u8, 0x80, 0xff] {
+            for pattern in 0u32..256 {
+                let bytes: [u8; 8] =
+                    std::array::from_fn(|i| if pattern >> i & 1 == 1 { b } else { b ^ 1 });
+                let m = eq_bytes(u64::from_le_bytes(bytes), b);
+                let expected: u64 = (0..8)
+                    .filter(|i| pattern >> i & 1 == 1)
+                    .map(|i| 0x80 << (8 * i))
+                    .sum();
+                assert_eq!(m, expected, "{b} {pattern:08b}");
+            }
+        }
+    }
+
+    #[test]
+    fn long_and_short_lines_split_alike() {
+        let line = "a,bb,,ccc,dddd,eeeee,ffffff,ggggggg,hhhhhhhh,i,,\n";
+        let mut r = CsvReader::new(line.as_bytes(), b',');
+        let rec = r.next_record().unwrap().unwrap();
+        let fields: Vec<&[u8]> = rec.fields().collect();
+        let expected: Vec<&[u8]> = line.trim_end().split(',').map(str::as_bytes).collect();
+        assert_eq!(fields, expected);
     }
 
     #[test]
@@ -508,7 +601,7 @@ mod tests {
             let mut line = b"x,".to_vec();
             write_field(&mut line, field.as_bytes(), b',');
             line.push(b'\n');
-            let mut r = CsvReader::new(&line[..], b',', false);
+            let mut r = CsvReader::new(&line[..], b',');
             let rec = r.next_record().unwrap().unwrap();
             assert_eq!(rec.raw(1), field.as_bytes(), "{field:?}");
         }

@@ -131,10 +131,15 @@ fn digits(s: &[u8]) -> Option<u32> {
 /// (the last two for generalising only, with day 1 / month 1). Day-first, never
 /// month-first: the data this targets is European. Returns (year, month, day).
 pub fn parse_date(s: &str) -> Option<(i32, u32, u32)> {
-    let b = s.trim().as_bytes();
-    let b = match b.iter().position(|&c| c == b'T' || c == b' ') {
-        Some(10) => &b[..10],
-        _ => b,
+    parse_date_bytes(s.trim().as_bytes())
+}
+
+/// [`parse_date`] on trimmed bytes.
+pub fn parse_date_bytes(b: &[u8]) -> Option<(i32, u32, u32)> {
+    let b = if b.len() > 10 && (b[10] == b'T' || b[10] == b' ') {
+        &b[..10]
+    } else {
+        b
     };
     let (y, m, d) = match b.len() {
         4 => (digits(b)?, 1, 1),
@@ -156,8 +161,12 @@ pub fn parse_date(s: &str) -> Option<(i32, u32, u32)> {
 
 /// Whether a value is a full date (day included), not a bare year or month.
 pub fn is_full_date(s: &str) -> bool {
-    let t = s.trim();
-    t.len() >= 10 && parse_date(t).is_some()
+    is_full_date_bytes(s.trim().as_bytes())
+}
+
+/// [`is_full_date`] on trimmed bytes.
+pub fn is_full_date_bytes(b: &[u8]) -> bool {
+    b.len() >= 10 && parse_date_bytes(b).is_some()
 }
 
 #[cfg(test)]

@@ -1,23 +1,27 @@
 //! Sets of ids and feature rows in bounded memory: 128-bit hashes, sorted by external merge.
 //!
 //! Owns duplicate counting and set comparison (missing, extra, overlap) over files of any
-//! size. A value is represented by two independent 64-bit hashes (the split's stable
-//! `hash_id` under two fixed seeds); two distinct ids collide with probability 2^-128, so
-//! for ten billion ids the chance that any count is off by one is below 10^-18 — exact for
-//! every practical purpose, with no id kept in memory. Hashes are collected in a buffer of
-//! [`BUILD_ENTRIES`] (16 MiB); a full buffer is sorted and written as a run to an anonymous
-//! temporary file (unlinked on creation); reading merges the runs. Memory is one buffer
+//! size. A value is represented by its 128-bit hash ([`hash128`]); two distinct ids collide
+//! with probability 2^-128, so for ten billion ids the chance that any count is off by one
+//! is below 10^-18 — exact for every practical purpose, with no id kept in memory. Hashes
+//! are collected in a buffer of [`BUILD_ENTRIES`] (16 MiB); a full buffer is sorted and
+//! written as a run to an anonymous temporary file (unlinked on creation). All the sets of
+//! a check are then compared in one k-way merge ([`Membership`]), which counts, for each
+//! pattern of membership, the distinct values and rows that have it. Memory is one buffer
 //! while building and 64 KiB per run while merging, whatever the file size.
 //!
 //! It must never write an id, only hashes, and never keep a run file once dropped.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::collections::binary_heap::PeekMut;
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 
-use crate::scoring::split::hash_id;
+use hashbrown::{HashMap, HashSet};
+
+use crate::scoring::split::mix64;
 
 /// Hashes held in memory while building, before a sorted run is written (16 MiB).
 pub const BUILD_ENTRIES: usize = 1 << 20;
@@ -28,12 +32,81 @@ const KEEP_IN_MEMORY: usize = 1 << 16;
 /// Bytes read at a time from one run while merging.
 const RUN_READ_BYTES: usize = 64 << 10;
 
+/// Seeds of the two lanes.
 const SEED_HI: u64 = 0x686f_6c64_6f75_7431;
 const SEED_LO: u64 = 0x7072_6570_6172_6532;
+/// The SplitMix64 increment (as in `scoring::split`).
+const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
 
-/// The 128-bit hash of a value (an id, or an encoded feature row).
+/// The low lane of [`hash128`] alone: enough to probe a small set in memory, where a false
+/// match needs a 64-bit collision with one of at most a few million values (odds below
+/// 10^-12 per row).
+pub fn hash64(bytes: &[u8]) -> u64 {
+    crate::scoring::split::hash_id(bytes, SEED_LO)
+}
+
+/// The 128-bit hash of a value (an id, or an encoded feature row): two lanes of the split's
+/// SplitMix64 construction (`scoring::split::hash_id`) under two seeds, run in one loop so
+/// the CPU overlaps them. Equal to `(hash_id(b, SEED_HI) << 64) | hash_id(b, SEED_LO)`.
 pub fn hash128(bytes: &[u8]) -> u128 {
-    (u128::from(hash_id(bytes, SEED_HI)) << 64) | u128::from(hash_id(bytes, SEED_LO))
+    let (mut hi, mut lo) = (SEED_HI, SEED_LO);
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let w = u64::from_le_bytes(c.try_into().expect("chunks_exact yields 8 bytes"));
+        hi = mix64(hi.wrapping_add(GAMMA) ^ w);
+        lo = mix64(lo.wrapping_add(GAMMA) ^ w);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut padded = [0u8; 8];
+        padded[..rest.len()].copy_from_slice(rest);
+        let w = u64::from_le_bytes(padded);
+        hi = mix64(hi.wrapping_add(GAMMA) ^ w);
+        lo = mix64(lo.wrapping_add(GAMMA) ^ w);
+    }
+    let n = bytes.len() as u64;
+    (u128::from(mix64(hi.wrapping_add(GAMMA) ^ n)) << 64)
+        | u128::from(mix64(lo.wrapping_add(GAMMA) ^ n))
+}
+
+/// Sorts uniformly distributed hashes: one in-place pass by their top byte (American flag
+/// sort), then each of the 256 buckets, which fits in cache, on its own.
+fn sort_hashes(v: &mut [u128]) {
+    if v.len() < 1 << 12 {
+        v.sort_unstable();
+        return;
+    }
+    let digit = |h: u128| (h >> 120) as usize;
+    let mut counts = [0usize; 256];
+    for &h in v.iter() {
+        counts[digit(h)] += 1;
+    }
+    let (mut starts, mut ends) = ([0usize; 256], [0usize; 256]);
+    let mut sum = 0;
+    for b in 0..256 {
+        starts[b] = sum;
+        sum += counts[b];
+        ends[b] = sum;
+    }
+    let mut next = starts;
+    for b in 0..256 {
+        while next[b] < ends[b] {
+            let mut h = v[next[b]];
+            loop {
+                let d = digit(h);
+                if d == b {
+                    break;
+                }
+                std::mem::swap(&mut h, &mut v[next[d]]);
+                next[d] += 1;
+            }
+            v[next[b]] = h;
+            next[b] += 1;
+        }
+    }
+    for b in 0..256 {
+        v[starts[b]..ends[b]].sort_unstable();
+    }
 }
 
 /// Collects hashes; [`Self::finish`] sorts them into a [`Sorted`] set.
@@ -82,14 +155,16 @@ impl Builder {
         if self.buf.is_empty() {
             return Ok(());
         }
-        self.buf.sort_unstable();
-        let file = tempfile::tempfile()?;
-        let mut w = BufWriter::with_capacity(RUN_READ_BYTES, &file);
-        for h in &self.buf {
-            w.write_all(&h.to_le_bytes())?;
+        sort_hashes(&mut self.buf);
+        let mut file = tempfile::tempfile()?;
+        let mut bytes = Vec::with_capacity(RUN_READ_BYTES);
+        for block in self.buf.chunks(RUN_READ_BYTES / 16) {
+            bytes.clear();
+            for h in block {
+                bytes.extend_from_slice(&h.to_le_bytes());
+            }
+            file.write_all(&bytes)?;
         }
-        w.flush()?;
-        drop(w);
         self.runs.push(Run {
             file,
             len: self.buf.len() as u64,
@@ -101,7 +176,7 @@ impl Builder {
     /// Sorts what is left; keeps a small set in memory, writes a large one out.
     pub fn finish(mut self) -> io::Result<Sorted> {
         if self.runs.is_empty() && self.buf.len() <= KEEP_IN_MEMORY {
-            self.buf.sort_unstable();
+            sort_hashes(&mut self.buf);
             self.buf.shrink_to_fit();
             return Ok(Sorted {
                 mem: self.buf,
@@ -130,18 +205,31 @@ impl Sorted {
         self.len == 0
     }
 
-    /// Number of distinct hashes.
-    pub fn distinct(&self) -> io::Result<u64> {
-        let mut m = Merge::new(&[self]);
-        let mut n = 0;
-        let mut last = None;
-        while let Some(h) = m.next()? {
-            if last != Some(h) {
-                n += 1;
-                last = Some(h);
-            }
+    /// The distinct hashes in memory, when there are at most `max` hashes: a small set is
+    /// probed row by row instead of merged.
+    pub fn load(&self, max: u64) -> io::Result<Option<HashSet<u128>>> {
+        if self.len > max {
+            return Ok(None);
         }
-        Ok(n)
+        let mut out = HashSet::with_capacity(self.len as usize);
+        let mut m = Merge::new(&[&[self]])?;
+        while let Some((h, _)) = m.next()? {
+            out.insert(h);
+        }
+        Ok(Some(out))
+    }
+
+    /// Each distinct hash with its number of repeats, when there are at most `max` hashes.
+    pub fn load_counts(&self, max: u64) -> io::Result<Option<HashMap<u128, u64>>> {
+        if self.len > max {
+            return Ok(None);
+        }
+        let mut out = HashMap::with_capacity(self.len as usize);
+        let mut m = Merge::new(&[&[self]])?;
+        while let Some((h, _)) = m.next()? {
+            *out.entry(h).or_insert(0) += 1;
+        }
+        Ok(Some(out))
     }
 }
 
@@ -201,133 +289,147 @@ impl Source<'_> {
     }
 }
 
-/// The sorted union (with repeats) of several sets.
-pub struct Merge<'a> {
+/// A k-way merge of several sets' sorted hashes, each source tagged with its group.
+struct Merge<'a> {
     /// Every source, memory and runs.
     sources: Vec<Source<'a>>,
+    /// The group of each source.
+    group_of: Vec<usize>,
     /// The head of each non-empty source.
     heap: BinaryHeap<Reverse<(u128, usize)>>,
-    /// Whether the heap has been filled.
-    started: bool,
 }
 
 impl<'a> Merge<'a> {
-    /// Merges `sets`.
-    pub fn new(sets: &[&'a Sorted]) -> Self {
+    fn new(groups: &[&[&'a Sorted]]) -> io::Result<Self> {
         let mut sources = Vec::new();
-        for s in sets {
-            if !s.mem.is_empty() {
-                sources.push(Source::Mem(&s.mem, 0));
-            }
-            for run in &s.runs {
-                sources.push(Source::Disk {
-                    run,
-                    taken: 0,
-                    block: Vec::new(),
-                    pos: 0,
-                });
-            }
-        }
-        Self {
-            sources,
-            heap: BinaryHeap::new(),
-            started: false,
-        }
-    }
-
-    /// The next smallest hash.
-    pub fn next(&mut self) -> io::Result<Option<u128>> {
-        if self.sources.len() == 1 {
-            return self.sources[0].next();
-        }
-        if !self.started {
-            self.started = true;
-            for i in 0..self.sources.len() {
-                if let Some(h) = self.sources[i].next()? {
-                    self.heap.push(Reverse((h, i)));
+        let mut group_of = Vec::new();
+        for (g, sets) in groups.iter().enumerate() {
+            for s in sets.iter() {
+                if !s.mem.is_empty() {
+                    sources.push(Source::Mem(&s.mem, 0));
+                    group_of.push(g);
+                }
+                for run in &s.runs {
+                    sources.push(Source::Disk {
+                        run,
+                        taken: 0,
+                        block: Vec::new(),
+                        pos: 0,
+                    });
+                    group_of.push(g);
                 }
             }
         }
-        let Some(Reverse((h, i))) = self.heap.pop() else {
+        let mut heap = BinaryHeap::with_capacity(sources.len());
+        for (i, src) in sources.iter_mut().enumerate() {
+            if let Some(h) = src.next()? {
+                heap.push(Reverse((h, i)));
+            }
+        }
+        Ok(Self {
+            sources,
+            group_of,
+            heap,
+        })
+    }
+
+    /// The next hash and the group it came from.
+    fn next(&mut self) -> io::Result<Option<(u128, usize)>> {
+        let Some(mut top) = self.heap.peek_mut() else {
             return Ok(None);
         };
-        if let Some(next) = self.sources[i].next()? {
-            self.heap.push(Reverse((next, i)));
+        let Reverse((h, i)) = *top;
+        match self.sources[i].next()? {
+            // Replacing the top in place is one sift instead of a pop and a push.
+            Some(next) => *top = Reverse((next, i)),
+            None => {
+                PeekMut::pop(top);
+            }
         }
-        Ok(Some(h))
+        Ok(Some((h, self.group_of[i])))
     }
+}
 
-    /// The next distinct hash and how many times it occurs.
-    pub fn next_distinct(&mut self, pending: &mut Option<u128>) -> io::Result<Option<(u128, u64)>> {
-        let first = match pending.take() {
-            Some(h) => h,
-            None => match self.next()? {
-                Some(h) => h,
-                None => return Ok(None),
-            },
+/// Most logical sets one [`Membership`] pass can tell apart.
+pub const MAX_GROUPS: usize = 128;
+
+/// How the distinct values of several logical sets (each the union of some [`Sorted`]s)
+/// overlap, from one merge over all of them: for every pattern of membership, how many
+/// distinct values have it and how many rows each set holds of them.
+#[derive(Debug, Default)]
+pub struct Membership {
+    /// Membership bit mask → (distinct values, rows per set).
+    patterns: HashMap<u128, (u64, Vec<u64>)>,
+}
+
+impl Membership {
+    /// One merge over `groups` (at most [`MAX_GROUPS`]).
+    pub fn of(groups: &[&[&Sorted]]) -> io::Result<Membership> {
+        if groups.len() > MAX_GROUPS {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "too many sets in one membership pass",
+            ));
+        }
+        let mut m = Merge::new(groups)?;
+        let mut patterns: HashMap<u128, (u64, Vec<u64>)> = HashMap::new();
+        let mut counts = vec![0u64; groups.len()];
+        let mut touched: Vec<usize> = Vec::new();
+        let mut current: Option<u128> = None;
+        let mut mask = 0u128;
+        let mut flush = |mask: &mut u128, touched: &mut Vec<usize>, counts: &mut Vec<u64>| {
+            if *mask == 0 {
+                return;
+            }
+            let e = patterns
+                .entry(*mask)
+                .or_insert_with(|| (0, vec![0; counts.len()]));
+            e.0 += 1;
+            for &g in touched.iter() {
+                e.1[g] += counts[g];
+                counts[g] = 0;
+            }
+            touched.clear();
+            *mask = 0;
         };
-        let mut n = 1;
-        loop {
-            match self.next()? {
-                Some(h) if h == first => n += 1,
-                Some(h) => {
-                    *pending = Some(h);
-                    break;
-                }
-                None => break,
+        while let Some((h, g)) = m.next()? {
+            if current != Some(h) {
+                flush(&mut mask, &mut touched, &mut counts);
+                current = Some(h);
             }
+            if counts[g] == 0 {
+                touched.push(g);
+            }
+            counts[g] += 1;
+            mask |= 1 << g;
         }
-        Ok(Some((first, n)))
+        flush(&mut mask, &mut touched, &mut counts);
+        Ok(Membership { patterns })
     }
-}
 
-/// How two sets of distinct values compare.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Overlap {
-    /// Distinct values only in the first.
-    pub only_left: u64,
-    /// Distinct values only in the second.
-    pub only_right: u64,
-    /// Distinct values in both.
-    pub both: u64,
-    /// Rows of the second whose value is also in the first (repeats counted).
-    pub right_rows_in_left: u64,
-}
+    fn sum(&self, keep: impl Fn(u128) -> bool, set: Option<usize>) -> u64 {
+        self.patterns
+            .iter()
+            .filter(|(m, _)| keep(**m))
+            .map(|(_, (n, rows))| set.map_or(*n, |s| rows[s]))
+            .sum()
+    }
 
-/// Compares the distinct values of the union of `left` with those of the union of `right`.
-pub fn compare(left: &[&Sorted], right: &[&Sorted]) -> io::Result<Overlap> {
-    let mut a = Merge::new(left);
-    let mut b = Merge::new(right);
-    let (mut pa, mut pb) = (None, None);
-    let mut x = a.next_distinct(&mut pa)?;
-    let mut y = b.next_distinct(&mut pb)?;
-    let mut o = Overlap::default();
-    loop {
-        match (x, y) {
-            (None, None) => return Ok(o),
-            (Some(_), None) => {
-                o.only_left += 1;
-                x = a.next_distinct(&mut pa)?;
-            }
-            (None, Some(_)) => {
-                o.only_right += 1;
-                y = b.next_distinct(&mut pb)?;
-            }
-            (Some((ha, _)), Some((hb, nb))) => {
-                if ha < hb {
-                    o.only_left += 1;
-                    x = a.next_distinct(&mut pa)?;
-                } else if hb < ha {
-                    o.only_right += 1;
-                    y = b.next_distinct(&mut pb)?;
-                } else {
-                    o.both += 1;
-                    o.right_rows_in_left += nb;
-                    x = a.next_distinct(&mut pa)?;
-                    y = b.next_distinct(&mut pb)?;
-                }
-            }
-        }
+    /// Distinct values of set `i`.
+    pub fn distinct(&self, i: usize) -> u64 {
+        self.sum(|m| m & (1 << i) != 0, None)
+    }
+
+    /// Distinct values of set `i` also in at least one of `others`.
+    pub fn distinct_in(&self, i: usize, others: &[usize]) -> u64 {
+        let o = others.iter().fold(0u128, |a, &j| a | 1 << j);
+        self.sum(|m| m & (1 << i) != 0 && m & o != 0, None)
+    }
+
+    /// Rows of set `i` whose value is also in at least one of `others`.
+    pub fn rows_in(&self, i: usize, others: &[usize]) -> u64 {
+        let o = others.iter().fold(0u128, |a, &j| a | 1 << j);
+        self.sum(|m| m & (1 << i) != 0 && m & o != 0, Some(i))
     }
 }
 
@@ -350,32 +452,63 @@ mod tests {
     }
 
     #[test]
+    fn hashes_sort_like_the_standard_sort() {
+        let mut v: Vec<u128> = (0..100_000u64)
+            .map(|i| hash128(&i.to_le_bytes()) >> (i % 3))
+            .collect();
+        let mut expected = v.clone();
+        expected.sort_unstable();
+        sort_hashes(&mut v);
+        assert_eq!(v, expected);
+    }
+
+    #[test]
+    fn the_two_lane_hash_equals_the_split_hash_under_both_seeds() {
+        use crate::scoring::split::hash_id;
+        for v in [
+            "",
+            "a",
+            "12345678",
+            "123456789",
+            "a much longer identifier, 40 bytes",
+        ] {
+            let b = v.as_bytes();
+            let expected =
+                (u128::from(hash_id(b, SEED_HI)) << 64) | u128::from(hash_id(b, SEED_LO));
+            assert_eq!(hash128(b), expected, "{v}");
+            assert_eq!(hash128(b) as u64, hash64(b));
+        }
+    }
+
+    #[test]
     fn duplicates_and_overlaps_are_counted_exactly_in_memory_and_on_disk() {
         for disk in [false, true] {
             let labels = set((0..5000).chain(10..20), disk);
             assert_eq!(labels.len(), 5010);
-            assert_eq!(labels.distinct().unwrap(), 5000);
             let inputs = set((100..5100).chain([150, 150]), disk);
-            let o = compare(&[&labels], &[&inputs]).unwrap();
+            let m = Membership::of(&[&[&labels], &[&inputs]]).unwrap();
+            assert_eq!(m.distinct(0), 5000, "disk {disk}");
+            assert_eq!(m.distinct(1), 5000);
+            assert_eq!(m.distinct_in(0, &[1]), 4900);
+            assert_eq!(m.distinct_in(1, &[0]), 4900);
+            assert_eq!(m.rows_in(1, &[0]), 4902);
             assert_eq!(
-                o,
-                Overlap {
-                    only_left: 100,
-                    only_right: 100,
-                    both: 4900,
-                    right_rows_in_left: 4902,
-                },
-                "disk {disk}"
+                m.rows_in(0, &[1]),
+                4900,
+                "the repeats 10..20 are not in the inputs"
             );
         }
     }
 
     #[test]
-    fn a_union_of_sets_compares_as_one() {
+    fn a_union_of_sets_counts_as_one_set() {
         let labels = set(0..100, false);
         let a = set(0..50, true);
         let b = set(40..90, false);
-        let o = compare(&[&labels], &[&a, &b]).unwrap();
-        assert_eq!((o.only_left, o.only_right, o.both), (10, 0, 90));
+        let m = Membership::of(&[&[&labels], &[&a, &b]]).unwrap();
+        assert_eq!(
+            (m.distinct(0), m.distinct(1), m.distinct_in(0, &[1])),
+            (100, 90, 90)
+        );
     }
 }

@@ -16,7 +16,7 @@
 //! on the organiser's own terminal when asked (`--show-groups`) and which is never
 //! serialised, logged or stored.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::fmt;
 
 use super::csv_stream::Record;
@@ -123,11 +123,7 @@ impl KanonAcc {
         }
         let key = encode(&self.parts, None);
         if !self.groups.contains_key(&key) && self.groups.len() >= MAX_GROUPS {
-            self.overflow = true;
-            self.groups = HashMap::new();
-            self.generalised = None;
-            self.without.iter_mut().for_each(|m| *m = HashMap::new());
-            self.keys = None;
+            self.overflow_now();
             return;
         }
         let g = self.groups.entry(key).or_default();
@@ -155,6 +151,56 @@ impl KanonAcc {
                 .collect();
             *gen_groups.entry(encode(&general, None)).or_default() += 1;
         }
+    }
+
+    /// An empty accumulator over the same columns.
+    pub fn empty_like(&self) -> Self {
+        Self::new(self.cols.clone(), self.keys.is_some())
+    }
+
+    /// Adds the groups another accumulator counted over other rows of the same file.
+    pub fn merge(&mut self, other: KanonAcc) {
+        self.rows += other.rows;
+        if self.overflow || other.overflow {
+            self.overflow_now();
+            return;
+        }
+        for (k, g) in other.groups {
+            let mine = self.groups.entry(k).or_default();
+            mine.rows += g.rows;
+            for t in g.targets {
+                if mine.targets.len() < MAX_L && !mine.targets.contains(&t) {
+                    mine.targets.push(t);
+                }
+            }
+        }
+        if self.groups.len() > MAX_GROUPS {
+            self.overflow_now();
+            return;
+        }
+        for (mine, theirs) in self.without.iter_mut().zip(other.without) {
+            for (k, n) in theirs {
+                *mine.entry(k).or_default() += n;
+            }
+        }
+        if let (Some(mine), Some(theirs)) = (&mut self.generalised, other.generalised) {
+            for (k, n) in theirs {
+                *mine.entry(k).or_default() += n;
+            }
+        }
+        if let (Some(mine), Some(theirs)) = (&mut self.keys, other.keys) {
+            for (k, v) in theirs {
+                mine.entry(k).or_insert(v);
+            }
+        }
+    }
+
+    fn overflow_now(&mut self) {
+        self.overflow = true;
+        self.groups = HashMap::new();
+        self.generalised = None;
+        self.without.iter_mut().for_each(|m| *m = HashMap::new());
+        self.keys = None;
     }
 
     /// The summary, findings (errors for a public file) and, for a public file, the keys of

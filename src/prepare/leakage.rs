@@ -1,8 +1,9 @@
 //! Leakage of the target through the data: a column that predicts the label almost
 //! perfectly, an exact value → label dependency, and row or id order that follows the label.
 //!
-//! Works on a uniform sample of a file's labelled rows (reservoir sampling with a fixed
-//! seed, so a check is reproducible): at most [`SAMPLE_ROWS`] rows, fewer for wide files
+//! Works on a uniform sample of a file's labelled rows (the rows with the smallest
+//! pseudo-random priorities, a fixed function of their position, so a check is reproducible
+//! however the rows were spread over threads): at most [`SAMPLE_ROWS`] rows, fewer for wide files
 //! ([`SAMPLE_CELLS`] cells in all), 16 bytes a cell. Value → label dependencies track at
 //! most [`MAX_DISTINCT`] distinct values per column; a column with more is treated as
 //! continuous (ordering measures only). On 100,000 rows an AUC is known to about ±0.002,
@@ -21,9 +22,10 @@
 //!
 //! It must never report a value: findings carry a column name, a measure and a row count.
 
-use std::collections::HashMap;
+use std::collections::BinaryHeap;
 
 use super::csv_stream::Record;
+use super::measures::{class_purity, eta_squared, ordering_measure, value_groups};
 use super::report::{Code, Finding, Severity};
 use crate::scoring::split::mix64;
 
@@ -58,7 +60,10 @@ struct Cell {
     hash: u64,
 }
 
-/// A reservoir of labelled rows of one file.
+/// A uniform sample of the labelled rows of one file: the rows with the smallest
+/// pseudo-random priorities (a fixed function of the row's position), so the sample does not
+/// depend on how rows were spread over threads, and two samples merge into the sample of
+/// their union.
 #[derive(Debug)]
 pub struct LeakSample {
     /// Candidate columns (index in the file, name as shown).
@@ -67,16 +72,16 @@ pub struct LeakSample {
     cells: Vec<Cell>,
     /// Label of each kept row (a class code or a value).
     labels: Vec<f64>,
-    /// Row number of each kept row in the file.
-    pos: Vec<f64>,
+    /// Where each kept row is: (chunk of the file, row within the chunk).
+    pos: Vec<(u32, u64)>,
     /// The id as a number, NaN when it is not one.
     ids: Vec<f64>,
+    /// Priority of each kept row.
+    priority: Vec<u64>,
+    /// (priority, slot) of the kept rows, largest priority on top.
+    heap: BinaryHeap<(u64, usize)>,
     /// Rows kept at most.
     cap: usize,
-    /// Labelled rows offered.
-    seen: u64,
-    /// The reservoir's random state (fixed seed).
-    rng: u64,
 }
 
 fn parse_num(b: &[u8]) -> f64 {
@@ -96,7 +101,7 @@ fn cell_hash(b: &[u8]) -> u64 {
 }
 
 impl LeakSample {
-    /// A reservoir over `cols` (index, display name).
+    /// A sample over `cols` (index, display name).
     pub fn new(cols: Vec<(usize, String)>) -> Self {
         let cap = SAMPLE_ROWS
             .min(SAMPLE_CELLS / cols.len().max(1))
@@ -107,26 +112,65 @@ impl LeakSample {
             labels: Vec::new(),
             pos: Vec::new(),
             ids: Vec::new(),
+            priority: Vec::new(),
+            heap: BinaryHeap::new(),
             cap,
-            seen: 0,
-            rng: 0x5eed,
         }
     }
 
-    /// Offers data row `row` (0-based) with its id and label.
-    pub fn offer(&mut self, rec: &Record<'_>, row: u64, id: &[u8], label: f64) {
-        self.seen += 1;
-        let slot = if self.labels.len() < self.cap {
-            None
-        } else {
-            self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let j = mix64(self.rng) % self.seen;
-            if j >= self.cap as u64 {
-                return;
-            }
-            Some(j as usize)
-        };
+    /// An empty sample over the same columns.
+    pub fn empty_like(&self) -> Self {
+        Self::new(self.cols.clone())
+    }
+
+    /// The slot a row of this priority goes to, if it is kept.
+    fn slot_for(&mut self, priority: u64) -> Option<usize> {
+        if self.labels.len() < self.cap {
+            self.heap.push((priority, self.labels.len()));
+            return Some(self.labels.len());
+        }
+        let &(top, slot) = self.heap.peek()?;
+        if priority >= top {
+            return None;
+        }
+        self.heap.pop();
+        self.heap.push((priority, slot));
+        Some(slot)
+    }
+
+    fn put(
+        &mut self,
+        slot: usize,
+        cells: impl Iterator<Item = Cell>,
+        label: f64,
+        pos: (u32, u64),
+        id: f64,
+        priority: u64,
+    ) {
         let width = self.cols.len();
+        if slot == self.labels.len() {
+            self.cells.extend(cells);
+            self.labels.push(label);
+            self.pos.push(pos);
+            self.ids.push(id);
+            self.priority.push(priority);
+        } else {
+            for (k, cell) in cells.enumerate() {
+                self.cells[slot * width + k] = cell;
+            }
+            self.labels[slot] = label;
+            self.pos[slot] = pos;
+            self.ids[slot] = id;
+            self.priority[slot] = priority;
+        }
+    }
+
+    /// Offers row `row` of chunk `chunk` of the file, with its id and label.
+    pub fn offer(&mut self, rec: &Record<'_>, chunk: u32, row: u64, id: &[u8], label: f64) {
+        let priority = mix64((u64::from(chunk) << 40) ^ row ^ 0x5eed_1eaf);
+        let Some(slot) = self.slot_for(priority) else {
+            return;
+        };
         let cells = self.cols.iter().map(|&(c, _)| {
             let b = rec.get(c);
             Cell {
@@ -134,20 +178,31 @@ impl LeakSample {
                 hash: cell_hash(b),
             }
         });
-        match slot {
-            None => {
-                self.cells.extend(cells);
-                self.labels.push(label);
-                self.pos.push(row as f64);
-                self.ids.push(parse_num(id));
-            }
-            Some(j) => {
-                for (k, cell) in cells.enumerate() {
-                    self.cells[j * width + k] = cell;
-                }
-                self.labels[j] = label;
-                self.pos[j] = row as f64;
-                self.ids[j] = parse_num(id);
+        let cells: Vec<Cell> = cells.collect();
+        self.put(
+            slot,
+            cells.into_iter(),
+            label,
+            (chunk, row),
+            parse_num(id),
+            priority,
+        );
+    }
+
+    /// Adds the rows of another sample of the same file.
+    pub fn merge(&mut self, other: LeakSample) {
+        let width = other.cols.len();
+        for i in 0..other.labels.len() {
+            if let Some(slot) = self.slot_for(other.priority[i]) {
+                let cells: Vec<Cell> = other.cells[i * width..(i + 1) * width].to_vec();
+                self.put(
+                    slot,
+                    cells.into_iter(),
+                    other.labels[i],
+                    other.pos[i],
+                    other.ids[i],
+                    other.priority[i],
+                );
             }
         }
     }
@@ -159,7 +214,14 @@ impl LeakSample {
 
     /// The leakage findings of this file. `order` adds the row- and id-order checks (for
     /// test files, whose order participants see).
-    pub fn findings(&self, kind: TargetKind, file: &str, order: bool) -> Vec<Finding> {
+    /// `offsets` gives the first row number of each chunk of the file.
+    pub fn findings(
+        &self,
+        kind: TargetKind,
+        file: &str,
+        order: bool,
+        offsets: &[u64],
+    ) -> Vec<Finding> {
         let n = self.rows();
         let mut out = Vec::new();
         if n < MIN_ROWS {
@@ -173,8 +235,13 @@ impl LeakSample {
             }
         }
         if order {
+            let rows: Vec<f64> = self
+                .pos
+                .iter()
+                .map(|&(c, r)| (offsets.get(c as usize).copied().unwrap_or(0) + r) as f64)
+                .collect();
             let checks = [
-                (&self.pos, Code::LeakRowOrder, "row order"),
+                (&rows, Code::LeakRowOrder, "row order"),
                 (&self.ids, Code::LeakIdOrder, "id order"),
             ];
             for (xs, code, what) in checks {
@@ -280,193 +347,4 @@ fn predictive(measure: &str, v: f64, n: usize) -> Finding {
         format!("this column alone predicts the label ({measure} {v:.3} on {n} sampled rows)"),
     )
     .measure(measure, round3(v))
-}
-
-/// Rows per (value, label), or None past [`MAX_DISTINCT`] values.
-fn value_groups(hashes: &[u64], ys: &[f64]) -> Option<HashMap<u64, Vec<(u64, u64)>>> {
-    let mut g: HashMap<u64, Vec<(u64, u64)>> = HashMap::new();
-    for (&h, &y) in hashes.iter().zip(ys) {
-        if !g.contains_key(&h) && g.len() >= MAX_DISTINCT {
-            return None;
-        }
-        let labels = g.entry(h).or_default();
-        match labels.iter_mut().find(|(l, _)| *l == y.to_bits()) {
-            Some((_, c)) => *c += 1,
-            None => labels.push((y.to_bits(), 1)),
-        }
-    }
-    Some(g)
-}
-
-/// (distinct values, accuracy of each value's majority class, majority class share).
-fn class_purity(g: &HashMap<u64, Vec<(u64, u64)>>, n: usize) -> (usize, f64, f64) {
-    let hits: u64 = g
-        .values()
-        .map(|ls| ls.iter().map(|l| l.1).max().unwrap_or(0))
-        .sum();
-    let mut per_class: HashMap<u64, u64> = HashMap::new();
-    for ls in g.values() {
-        for &(l, c) in ls {
-            *per_class.entry(l).or_default() += c;
-        }
-    }
-    let base = per_class.values().copied().max().unwrap_or(0) as f64 / n as f64;
-    (g.len(), hits as f64 / n as f64, base)
-}
-
-fn eta_squared(g: &HashMap<u64, Vec<(u64, u64)>>, ys: &[f64]) -> f64 {
-    let n = ys.len() as f64;
-    let mean = ys.iter().sum::<f64>() / n;
-    let total: f64 = ys.iter().map(|y| (y - mean).powi(2)).sum();
-    if total == 0.0 {
-        return 0.0;
-    }
-    let between: f64 = g
-        .values()
-        .map(|ls| {
-            let c: u64 = ls.iter().map(|l| l.1).sum();
-            let s: f64 = ls.iter().map(|&(l, k)| f64::from_bits(l) * k as f64).sum();
-            let m = s / c as f64;
-            c as f64 * (m - mean).powi(2)
-        })
-        .sum();
-    between / total
-}
-
-/// The ordering measure that fits the target: AUC, ordering agreement or Spearman.
-pub fn ordering_measure(x: &[f64], y: &[f64], kind: TargetKind) -> Option<(&'static str, f64)> {
-    match kind {
-        TargetKind::Values => spearman(x, y).map(|r| ("spearman", r.abs())),
-        TargetKind::Classes => {
-            let mut classes: Vec<u64> = y.iter().map(|v| v.to_bits()).collect();
-            classes.sort_unstable();
-            classes.dedup();
-            match classes.len() {
-                0 | 1 => None,
-                2 => auc(x, y, f64::from_bits(classes[1])).map(|a| ("auc", a.max(1.0 - a))),
-                _ => ordering_agreement(x, y).map(|k| ("ordering_agreement", k)),
-            }
-        }
-    }
-}
-
-fn order_by(x: &[f64]) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..x.len()).collect();
-    idx.sort_by(|&a, &b| {
-        x[a].total_cmp(&x[b])
-            .then(mix64(a as u64).cmp(&mix64(b as u64)))
-    });
-    idx
-}
-
-/// The Mann-Whitney AUC of `x` as a score for `y == positive`, ties counting half.
-pub fn auc(x: &[f64], y: &[f64], positive: f64) -> Option<f64> {
-    let idx = order_by(x);
-    let (mut u, mut neg_below, mut pos_total) = (0.0, 0.0, 0.0);
-    let mut i = 0;
-    while i < idx.len() {
-        let mut j = i;
-        let (mut p, mut q) = (0.0, 0.0);
-        while j < idx.len() && x[idx[j]] == x[idx[i]] {
-            if y[idx[j]] == positive {
-                p += 1.0;
-            } else {
-                q += 1.0;
-            }
-            j += 1;
-        }
-        u += p * neg_below + 0.5 * p * q;
-        neg_below += q;
-        pos_total += p;
-        i = j;
-    }
-    let pairs = pos_total * neg_below;
-    (pairs > 0.0).then(|| u / pairs)
-}
-
-/// How much fewer class changes than chance there are between neighbours in `x`'s order,
-/// as a kappa in [0, 1] (1: the order separates the classes into runs, one per class).
-pub fn ordering_agreement(x: &[f64], y: &[f64]) -> Option<f64> {
-    let n = y.len();
-    let idx = order_by(x);
-    let changes = idx.windows(2).filter(|w| y[w[0]] != y[w[1]]).count() as f64;
-    let mut counts: HashMap<u64, usize> = HashMap::new();
-    for v in y {
-        *counts.entry(v.to_bits()).or_default() += 1;
-    }
-    let k = counts.len() as f64;
-    let n_f = n as f64;
-    if n_f <= k + 1.0 {
-        return None;
-    }
-    let sum_p2: f64 = counts.values().map(|&c| (c as f64 / n_f).powi(2)).sum();
-    let expected = (n_f - 1.0) * (1.0 - sum_p2);
-    let agree = |c: f64| (1.0 - (c - (k - 1.0)) / (n_f - k)).clamp(0.0, 1.0);
-    let (a, chance) = (agree(changes), agree(expected));
-    (chance < 1.0).then(|| ((a - chance) / (1.0 - chance)).max(0.0))
-}
-
-fn ranks(v: &[f64]) -> Vec<f64> {
-    let mut idx: Vec<usize> = (0..v.len()).collect();
-    idx.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
-    let mut r = vec![0.0; v.len()];
-    let mut i = 0;
-    while i < idx.len() {
-        let mut j = i;
-        while j < idx.len() && v[idx[j]] == v[idx[i]] {
-            j += 1;
-        }
-        let avg = (i + j - 1) as f64 / 2.0 + 1.0;
-        for &k in &idx[i..j] {
-            r[k] = avg;
-        }
-        i = j;
-    }
-    r
-}
-
-/// Spearman's rank correlation (average ranks for ties); None when one side is constant.
-pub fn spearman(x: &[f64], y: &[f64]) -> Option<f64> {
-    let (rx, ry) = (ranks(x), ranks(y));
-    let n = rx.len() as f64;
-    let (mx, my) = (rx.iter().sum::<f64>() / n, ry.iter().sum::<f64>() / n);
-    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
-    for (a, b) in rx.iter().zip(&ry) {
-        sxy += (a - mx) * (b - my);
-        sxx += (a - mx).powi(2);
-        syy += (b - my).powi(2);
-    }
-    (sxx > 0.0 && syy > 0.0).then(|| sxy / (sxx * syy).sqrt())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn auc_matches_hand_counts_with_ties_at_half() {
-        let x = [0.1, 0.4, 0.35, 0.8];
-        let y = [0.0, 0.0, 1.0, 1.0];
-        assert_eq!(auc(&x, &y, 1.0), Some(0.75));
-        assert_eq!(auc(&[1.0, 1.0], &[0.0, 1.0], 1.0), Some(0.5));
-    }
-
-    #[test]
-    fn an_order_that_separates_classes_agrees_fully_and_a_random_one_does_not() {
-        let n = 3000;
-        let y: Vec<f64> = (0..n).map(|i| (i % 3) as f64).collect();
-        let sorted: Vec<f64> = y.iter().map(|c| c * 10.0 + 0.5).collect();
-        assert!(ordering_agreement(&sorted, &y).unwrap() > 0.99);
-        let random: Vec<f64> = (0..n).map(|i| (mix64(i as u64) % 1000) as f64).collect();
-        assert!(ordering_agreement(&random, &y).unwrap() < 0.1);
-    }
-
-    #[test]
-    fn spearman_sees_monotone_relations_and_ignores_noise() {
-        let x: Vec<f64> = (0..200).map(f64::from).collect();
-        let y: Vec<f64> = x.iter().map(|v| v.powi(3)).collect();
-        assert!((spearman(&x, &y).unwrap() - 1.0).abs() < 1e-12);
-        let noise: Vec<f64> = (0..200).map(|i| (mix64(i) % 97) as f64).collect();
-        assert!(spearman(&x, &noise).unwrap().abs() < 0.3);
-    }
 }

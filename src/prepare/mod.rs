@@ -6,19 +6,19 @@
 //! [`Code`], a [`Severity`], the file, the column and a count:
 //!
 //! ```text
-//!  data dir ─► layout (roles, sandbox permissions)
-//!            ─► scan, one pass per CSV ─┬─ integrity: ids, targets, classes, split
-//!                                       ├─ idset: exact id / row set arithmetic (external sort)
-//!                                       ├─ leakage: predictive columns, row/id order, duplicates
-//!                                       ├─ pii: validated personal-data detectors
-//!                                       └─ kanon: k-anonymity and ℓ-diversity
+//!  data dir ─► layout (roles, sandbox permissions) ─► head (separators, column names)
+//!            ─► scan, one pass per CSV, read and hashed on a second thread (prefetch)
+//!                 ├─ targets: classes, split parts, label map  ─► integrity, split_check
+//!                 ├─ idset: id and row hashes, external sort   ─► relate (one merge)
+//!                 ├─ leakage: predictive columns, row/id order
+//!                 ├─ pii, pii_numbers: validated detectors      ─► findings
+//!                 └─ kanon: k-anonymity and ℓ-diversity
 //!            ─► Report ─► card (Markdown + JSON, full and public)
 //! ```
 //!
-//! - [`csv_stream`]: the streaming CSV reader (quotes, line breaks in quotes, SHA-256).
-//! - `layout`, `scan`, `integrity`, `idset`, `leakage`, [`pii`], `kanon`: the checks.
+//! - [`csv_stream`]: the streaming CSV reader (quotes, line breaks in quotes).
+//! - `pipeline`: the order of the passes and what each file gets.
 //! - [`pseudonymise`]: keyed HMAC-SHA-256 tokens and generalisation of a CSV tree.
-//! - `card`: the data card.
 //!
 //! This module never talks to the server, the store or the network, and never puts a value
 //! read from a data file into a report, a card, an error or a log: only counts, shares,
@@ -27,18 +27,29 @@
 //! The check is blocking file I/O: a server runs it on a blocking thread.
 
 mod card;
+mod columns;
 pub mod csv_stream;
+mod findings;
 mod generalise;
+mod head;
 mod idset;
 mod integrity;
 mod kanon;
 mod layout;
 mod leakage;
+mod measures;
+mod parallel;
 pub mod pii;
+mod pii_numbers;
 mod pipeline;
+mod prefetch;
 pub mod pseudonymise;
+mod relate;
 mod report;
 mod scan;
+mod split_check;
+mod targets;
+mod worker;
 
 #[cfg(test)]
 mod tests;

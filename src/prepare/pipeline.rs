@@ -1,51 +1,39 @@
 //! The order of a check: the layout, every header, the two labels files, then each inputs
-//! file in one pass, then the checks that relate files to each other.
+//! file in one pass — training files first, then the sample, then test files, so a test
+//! file's rows can be probed against the smaller sides — then the checks that relate files.
 //!
 //! Owns which analysis each file gets (by its role and header) and what is kept between
 //! passes: only id and feature-row sets (bounded, see `idset`), the bounded label maps, and
-//! findings. Each file's leakage sample and k-anonymity groups are turned into findings
-//! right after its pass and dropped.
+//! findings. Each file's leakage sample and k-anonymity groups become findings right after
+//! its pass and are dropped.
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use chrono::Datelike;
 
-use super::idset::{Sorted, compare};
-use super::integrity::{Classes, LabelsAcc, LabelsOutcome, labels_findings, split_findings};
+use super::findings::{file_findings, pii_findings};
+use super::head::{Head, read_head};
+use super::integrity::{class_names, labels_findings};
 use super::kanon::{KanonAcc, LocalGroups};
 use super::layout::{self, LayoutFile};
 use super::leakage::{LeakSample, TargetKind};
+use super::relate::{self, IdSet, TestRows};
 use super::report::{
     Code, FileSummary, Finding, KanonSummary, REPORT_FORMAT, Report, Role, Severity,
 };
-use super::scan::{self, Head, Labeller, Pass, Scanned};
+use super::scan::{self, Labeller, Pass, RowSet, Scanned};
+use super::split_check::split_findings;
+use super::targets::{LabelsAcc, LabelsOutcome};
 use super::{CheckError, CheckSpec, Progress};
 
 /// A labels file after its pass.
 struct LabelsRun {
-    rel: String,
-    rows: u64,
-    ids: Option<Sorted>,
-    empty_ids: u64,
+    ids: IdSet,
     outcome: LabelsOutcome,
     /// Both the id and the target column were found.
     complete: bool,
-}
-
-/// A test inputs file (id column, no target) and the feature-row sets compared with it.
-struct TestSet {
-    rel: String,
-    /// Its feature columns (every column but the id).
-    names: Vec<String>,
-    /// Whether its ids turned out to be label ids.
-    is_test: bool,
-    rows: u64,
-    hashes: Option<Sorted>,
-    /// The same features in training files.
-    train: Vec<Sorted>,
-    /// The same features in sample files, with their row counts.
-    sample: Vec<(Sorted, u64)>,
+    has_id: bool,
 }
 
 /// Whose row set a hashed column set is.
@@ -65,6 +53,8 @@ struct Run<'a> {
     kanon: Vec<KanonSummary>,
     local: LocalGroups,
     found_qis: Vec<String>,
+    id_sets: Vec<IdSet>,
+    tests: Vec<TestRows>,
 }
 
 fn io_err(what: &'static str) -> impl FnOnce(std::io::Error) -> CheckError {
@@ -76,9 +66,10 @@ pub(super) fn run(
     spec: &CheckSpec,
     progress: &mut dyn Progress,
 ) -> Result<Report, CheckError> {
+    let regression = spec.metric.is_some_and(|m| m.is_regression());
     let mut run = Run {
         spec,
-        kind: if spec.metric.is_some_and(|m| m.is_regression()) {
+        kind: if regression {
             TargetKind::Values
         } else {
             TargetKind::Classes
@@ -89,159 +80,55 @@ pub(super) fn run(
         kanon: Vec::new(),
         local: LocalGroups::default(),
         found_qis: Vec::new(),
+        id_sets: Vec::new(),
+        tests: Vec::new(),
     };
     let files = layout::discover(dir, &mut run.findings).map_err(io_err("walk the data folder"))?;
-    let mut heads: HashMap<String, Head> = HashMap::new();
-    for f in &files {
-        let head = if f.csv {
-            let forced = match f.role {
-                Role::Labels | Role::SampleLabels => Some(b','),
-                _ if f.rel.to_ascii_lowercase().ends_with(".tsv") => Some(b'\t'),
-                _ => None,
-            };
-            match scan::read_head(&f.path, forced) {
-                Ok(h) => Some(h),
-                Err(e) => {
-                    let s = Scanned::failed(e);
-                    run.findings
-                        .extend(scan::file_findings(&f.rel, &Head::default(), &s, false));
-                    None
-                }
-            }
-        } else {
-            None
+    let heads = run.heads(&files, progress);
+    let labels = run.labels_pass(&files, &heads, Role::Labels, progress)?;
+    let sample_labels = run.labels_pass(&files, &heads, Role::SampleLabels, progress)?;
+
+    let has_target = |h: &Head| {
+        spec.target_column
+            .as_ref()
+            .is_some_and(|t| h.find(t).is_some())
+    };
+    for f in files.iter().filter(|f| f.role == Role::Inputs) {
+        let Some(h) = heads.get(&f.rel) else { continue };
+        let Some(id) = h.find(&spec.id_column) else {
+            continue;
         };
-        match head {
-            Some(h) => {
-                heads.insert(f.rel.clone(), h);
-            }
-            None => {
-                progress.start(&f.rel, f.bytes);
-                let sha = scan::sha256_file(&f.path, progress).unwrap_or_default();
-                progress.finish();
-                run.summaries.push(FileSummary {
-                    path: f.rel.clone(),
-                    role: f.role,
-                    bytes: f.bytes,
-                    sha256: sha,
-                    rows: None,
-                    columns: Vec::new(),
-                });
-            }
-        }
-    }
-
-    let mut classes = Classes::default();
-    let labels = run.labels_pass(&files, &heads, Role::Labels, &mut classes, progress)?;
-    let sample_labels =
-        run.labels_pass(&files, &heads, Role::SampleLabels, &mut classes, progress)?;
-    let in_sample = sample_labels
-        .as_ref()
-        .map(|s| s.outcome.counts.clone())
-        .unwrap_or_default();
-    let names = classes.shown(&in_sample);
-    let mut summaries = (None, None, None);
-    if let Some(l) = &labels {
-        let (sum, f) = labels_findings(
-            &l.rel,
-            l.rows,
-            l.ids.as_ref(),
-            l.empty_ids,
-            &l.outcome,
-            spec.metric,
-            run.kind,
-            classes.overflow,
-            &names,
-        )
-        .map_err(io_err("read temporary files"))?;
-        run.findings.extend(f);
-        summaries.0 = Some(sum);
-        if l.complete {
-            let (split, f) = split_findings(
-                &l.outcome,
-                spec.metric,
-                spec.preparation.max_half_width,
-                &names,
-            );
-            run.findings.extend(f);
-            summaries.2 = Some(split);
-        }
-    }
-    if let Some(s) = &sample_labels {
-        let (sum, f) = labels_findings(
-            &s.rel,
-            s.rows,
-            s.ids.as_ref(),
-            s.empty_ids,
-            &s.outcome,
-            spec.metric,
-            run.kind,
-            classes.overflow,
-            &names,
-        )
-        .map_err(io_err("read temporary files"))?;
-        run.findings
-            .extend(f.into_iter().filter(|f| f.code != Code::LabelsClassBalance));
-        summaries.1 = Some(sum);
-        if let Some(l) = &labels {
-            let missing = l
-                .outcome
-                .counts
-                .iter()
-                .enumerate()
-                .filter(|&(c, &n)| n > 0 && in_sample.get(c).copied().unwrap_or(0) == 0)
-                .count();
-            if missing > 0 && run.kind == TargetKind::Classes {
-                run.findings.push(
-                    Finding::new(
-                        Code::SampleMissingClasses,
-                        Severity::Info,
-                        missing as u64,
-                        format!(
-                            "{missing} classes of the labels have no row in the sample's labels"
-                        ),
-                    )
-                    .file(&s.rel),
-                );
-            }
-        }
-    }
-
-    let mut tests: Vec<TestSet> = files
-        .iter()
-        .filter(|f| f.role == Role::Inputs)
-        .filter_map(|f| {
-            let h = heads.get(&f.rel)?;
-            let has_target = spec
-                .target_column
-                .as_ref()
-                .is_some_and(|t| h.find(t).is_some());
-            let id = h.find(&spec.id_column)?;
-            let names: Vec<String> = h
-                .names
-                .iter()
-                .enumerate()
-                .filter(|&(i, _)| i != id)
-                .map(|(_, n)| n.clone())
-                .collect();
-            (!has_target && !names.is_empty()).then(|| TestSet {
+        let names: Vec<String> = h
+            .names
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| i != id)
+            .map(|(_, n)| n.clone())
+            .collect();
+        if !has_target(h) && !names.is_empty() {
+            run.tests.push(TestRows {
                 rel: f.rel.clone(),
                 names,
-                is_test: false,
-                rows: 0,
-                hashes: None,
                 train: Vec::new(),
                 sample: Vec::new(),
-            })
-        })
-        .collect();
-    let mut test_ids: Vec<(String, Sorted)> = Vec::new();
-    let mut sample_test_ids: Vec<(String, Sorted)> = Vec::new();
-    let mut sample_ids: Vec<Sorted> = Vec::new();
-    for f in files
+                done: None,
+                rows: 0,
+            });
+        }
+    }
+    // Training files, then the sample, then the rest: the test files' rows are probed
+    // against what the first two collected.
+    let rank = |f: &LayoutFile| match (f.role, heads.get(&f.rel).is_some_and(has_target)) {
+        (Role::Inputs, true) => 0,
+        (Role::SampleInputs, _) => 1,
+        _ => 2,
+    };
+    let mut order: Vec<&LayoutFile> = files
         .iter()
         .filter(|f| matches!(f.role, Role::Inputs | Role::SampleInputs))
-    {
+        .collect();
+    order.sort_by_key(|f| rank(f));
+    for f in order {
         let Some(head) = heads.get(&f.rel) else {
             continue;
         };
@@ -250,137 +137,102 @@ pub(super) fn run(
         } else {
             sample_labels.as_ref()
         };
-        let (s, is_test) = run.inputs_pass(f, head, reference, &mut tests, progress)?;
-        if let Some(ids) = s.ids {
-            match (f.role, is_test) {
-                (Role::Inputs, true) => test_ids.push((f.rel.clone(), ids)),
-                (Role::SampleInputs, true) => sample_test_ids.push((f.rel.clone(), ids)),
-                (Role::SampleInputs, false) => sample_ids.push(ids),
-                _ => {}
-            }
-        }
+        run.inputs_pass(
+            f,
+            head,
+            reference.filter(|r| r.has_id).map(|r| &r.outcome),
+            progress,
+        )?;
     }
 
-    for (reference, tested, folder) in [
-        (&labels, &test_ids, "inputs/"),
-        (&sample_labels, &sample_test_ids, "sample/inputs/"),
-    ] {
-        let Some(l) = reference else { continue };
-        let Some(lids) = l.ids.as_ref().filter(|i| !i.is_empty()) else {
-            continue;
+    let relations = relate::ids(
+        labels.as_ref().filter(|l| l.has_id).map(|l| &l.ids),
+        sample_labels.as_ref().filter(|l| l.has_id).map(|l| &l.ids),
+        &run.id_sets,
+    )
+    .map_err(io_err("read temporary files"))?;
+    run.findings.extend(relations.findings);
+    let sample_outcome = sample_labels.as_ref().map(|s| &s.outcome);
+    let mut summaries = (None, None, None);
+    for (k, l) in [&labels, &sample_labels].into_iter().enumerate() {
+        let Some(l) = l else { continue };
+        let names = class_names(&l.outcome.classes, sample_outcome);
+        let ids =
+            relations.labels_distinct[k].map(|d| (l.ids.ids.iter().map(|s| s.len()).sum(), d));
+        let (sum, f) = labels_findings(
+            &l.ids.rel,
+            l.ids.rows,
+            ids,
+            l.ids.empty_ids,
+            &l.outcome,
+            spec.metric,
+            run.kind,
+            &names,
+        );
+        if k == 0 {
+            run.findings.extend(f);
+            summaries.0 = Some(sum);
+            if l.complete {
+                let (split, f) = split_findings(
+                    &l.outcome,
+                    spec.metric,
+                    spec.preparation.max_half_width,
+                    &names,
+                );
+                run.findings.extend(f);
+                summaries.2 = Some(split);
+            }
+        } else {
+            run.findings
+                .extend(f.into_iter().filter(|f| f.code != Code::LabelsClassBalance));
+            summaries.1 = Some(sum);
+        }
+    }
+    if let (Some(l), Some(s)) = (&labels, &sample_labels) {
+        let in_sample = |v: &Vec<u8>| {
+            s.outcome
+                .classes
+                .find(v)
+                .is_some_and(|c| s.outcome.counts.get(c).is_some_and(|&n| n > 0))
         };
-        if tested.is_empty() {
+        let missing = l
+            .outcome
+            .classes
+            .values()
+            .iter()
+            .zip(&l.outcome.counts)
+            .filter(|&(v, &n)| n > 0 && !in_sample(v))
+            .count();
+        if missing > 0 && run.kind == TargetKind::Classes {
             run.findings.push(
                 Finding::new(
-                    Code::InputsNoTestRows,
-                    Severity::Error,
-                    0,
-                    format!("no file under {folder} has the id column with ids of {}: participants cannot predict its rows", l.rel),
+                    Code::SampleMissingClasses,
+                    Severity::Info,
+                    missing as u64,
+                    format!("{missing} classes of the labels have no row in the sample's labels"),
                 )
-                .file(folder),
-            );
-            continue;
-        }
-        let sets: Vec<&Sorted> = tested.iter().map(|t| &t.1).collect();
-        let o = compare(&[lids], &sets).map_err(io_err("read temporary files"))?;
-        if o.only_left > 0 {
-            let file = if tested.len() == 1 {
-                tested[0].0.as_str()
-            } else {
-                folder
-            };
-            run.findings.push(
-                Finding::new(
-                    Code::InputsLabelsWithoutRow,
-                    Severity::Error,
-                    o.only_left,
-                    format!("{} ids of {} have no row in the test inputs: no submission can predict them", o.only_left, l.rel),
-                )
-                .file(file)
-                .total(o.only_left + o.both),
+                .file(&s.ids.rel),
             );
         }
     }
-
-    if let Some(lids) = labels.as_ref().and_then(|l| l.ids.as_ref()) {
-        let mut public: Vec<&Sorted> = sample_ids.iter().collect();
-        public.extend(sample_test_ids.iter().map(|t| &t.1));
-        if let Some(s) = sample_labels.as_ref().and_then(|s| s.ids.as_ref()) {
-            public.push(s);
-        }
-        if !public.is_empty() {
-            let o = compare(&[lids], &public).map_err(io_err("read temporary files"))?;
-            if o.both > 0 {
-                run.findings.push(
-                    Finding::new(
-                        Code::SampleOverlapsPrivate,
-                        Severity::Error,
-                        o.both,
-                        format!("{} ids of the public sample are private label ids: their labels would be handed out", o.both),
-                    )
-                    .file("sample/")
-                    .total(o.both + o.only_right),
-                );
-            }
-        }
-    }
-
-    for t in tests.iter().filter(|t| t.is_test) {
-        let Some(h) = &t.hashes else { continue };
-        if !t.train.is_empty() {
-            let train: Vec<&Sorted> = t.train.iter().collect();
-            let o = compare(&train, &[h]).map_err(io_err("read temporary files"))?;
-            if o.right_rows_in_left > 0 {
-                run.findings.push(
-                    Finding::new(
-                        Code::LeakTrainTestDuplicates,
-                        Severity::Warning,
-                        o.right_rows_in_left,
-                        format!(
-                            "{} test rows have exactly the features of a training row",
-                            o.right_rows_in_left
-                        ),
-                    )
-                    .file(&t.rel)
-                    .total(t.rows),
-                );
-            }
-        }
-        for (sample, rows) in &t.sample {
-            let o = compare(&[h], &[sample]).map_err(io_err("read temporary files"))?;
-            if o.right_rows_in_left > 0 {
-                run.findings.push(
-                    Finding::new(
-                        Code::SampleDuplicatesPrivateRows,
-                        Severity::Warning,
-                        o.right_rows_in_left,
-                        format!(
-                            "{} sample rows have exactly the features of a row of {}",
-                            o.right_rows_in_left, t.rel
-                        ),
-                    )
-                    .file("sample/inputs/")
-                    .total(*rows),
-                );
-            }
-        }
-    }
-
-    let missing: Vec<&String> = spec
+    let dups = relate::rows(&run.tests, |rel| relations.tests.iter().any(|t| t == rel))
+        .map_err(io_err("read temporary files"))?;
+    run.findings.extend(dups);
+    let missing: Vec<&str> = spec
         .preparation
         .quasi_identifiers
         .iter()
         .filter(|q| !run.found_qis.contains(q))
+        .map(String::as_str)
         .collect();
     if !missing.is_empty() {
-        let list: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
         run.findings.push(Finding::new(
             Code::KanonMissingColumns,
             Severity::Warning,
             missing.len() as u64,
             format!(
                 "declared quasi-identifiers found in no checked file: {}",
-                list.join(", ")
+                missing.join(", ")
             ),
         ));
     }
@@ -403,12 +255,54 @@ pub(super) fn run(
 }
 
 impl Run<'_> {
+    /// Reads every CSV header; other files (and CSVs whose header cannot be read) are only
+    /// hashed.
+    fn heads(
+        &mut self,
+        files: &[LayoutFile],
+        progress: &mut dyn Progress,
+    ) -> HashMap<String, Head> {
+        let mut heads = HashMap::new();
+        for f in files {
+            if f.csv {
+                let forced = match f.role {
+                    Role::Labels | Role::SampleLabels => Some(b','),
+                    _ if f.rel.to_ascii_lowercase().ends_with(".tsv") => Some(b'\t'),
+                    _ => None,
+                };
+                match read_head(&f.path, forced) {
+                    Ok(h) => {
+                        heads.insert(f.rel.clone(), h);
+                        continue;
+                    }
+                    Err(e) => self.findings.extend(file_findings(
+                        &f.rel,
+                        &Head::default(),
+                        &Scanned::failed(e),
+                        false,
+                    )),
+                }
+            }
+            progress.start(&f.rel, f.bytes);
+            let sha = scan::sha256_file(&f.path, progress).unwrap_or_default();
+            progress.finish();
+            self.summaries.push(FileSummary {
+                path: f.rel.clone(),
+                role: f.role,
+                bytes: f.bytes,
+                sha256: sha,
+                rows: None,
+                columns: Vec::new(),
+            });
+        }
+        heads
+    }
+
     fn labels_pass(
         &mut self,
         files: &[LayoutFile],
         heads: &HashMap<String, Head>,
         role: Role,
-        classes: &mut Classes,
         progress: &mut dyn Progress,
     ) -> Result<Option<LabelsRun>, CheckError> {
         let Some(f) = files.iter().find(|f| f.role == role) else {
@@ -442,41 +336,48 @@ impl Run<'_> {
             );
         }
         let split = (role == Role::Labels).then(|| self.spec.split());
-        let mut hook = LabelsAcc::new(target, self.kind, classes, split);
-        let public = role.is_public();
         let pass = Pass {
             id,
             want_ids: true,
-            hook: Some(&mut hook),
+            labels: Some(LabelsAcc::new(target, self.kind, split)),
             labeller: Labeller::None,
             row_sets: Vec::new(),
-            pii: public,
+            pii: role.is_public(),
             max_birth_year: self.max_birth_year,
             kanon: None,
             leak: None,
         };
         progress.start(&f.rel, f.bytes);
-        let s = scan::scan(f, head, pass, progress).map_err(io_err("write temporary files"))?;
+        let mut s = scan::scan(f, head, pass, progress).map_err(io_err("write temporary files"))?;
         progress.finish();
-        let outcome = hook.finish();
+        let outcome = s
+            .labels
+            .take()
+            .expect("a labels pass returns its targets")
+            .finish();
         self.file_done(f, head, &s, true);
         Ok(Some(LabelsRun {
-            rel: f.rel.clone(),
-            rows: s.rows,
-            ids: s.ids,
-            empty_ids: s.empty_ids,
+            ids: IdSet {
+                rel: f.rel.clone(),
+                role,
+                target: None,
+                ids: std::mem::take(&mut s.ids),
+                rows: s.rows,
+                empty_ids: s.empty_ids,
+            },
             outcome,
             complete: id.is_some() && target.is_some(),
+            has_id: id.is_some(),
         }))
     }
 
     /// Records a file's summary and its own findings.
     fn file_done(&mut self, f: &LayoutFile, head: &Head, s: &Scanned, labels_file: bool) {
         self.findings
-            .extend(scan::file_findings(&f.rel, head, s, labels_file));
+            .extend(file_findings(&f.rel, head, s, labels_file));
         if s.pii.len() == head.names.len() && !head.names.is_empty() {
             self.findings
-                .extend(scan::pii_findings(&f.rel, f.role.is_public(), head, s));
+                .extend(pii_findings(&f.rel, f.role.is_public(), head, s));
         }
         self.summaries.push(FileSummary {
             path: f.rel.clone(),
@@ -488,23 +389,74 @@ impl Run<'_> {
         });
     }
 
-    /// One inputs or sample inputs file; returns its pass and whether it is a test file.
+    /// The feature-row sets a file feeds, and whose they are.
+    fn row_sets(
+        &self,
+        f: &LayoutFile,
+        head: &Head,
+        has_target: bool,
+    ) -> Result<(Vec<RowSet>, Vec<Owner>), CheckError> {
+        let (mut sets, mut owners) = (Vec::new(), Vec::new());
+        for (t, test) in self.tests.iter().enumerate() {
+            let Some(cols) = test
+                .names
+                .iter()
+                .map(|n| head.find(n))
+                .collect::<Option<Vec<usize>>>()
+            else {
+                continue;
+            };
+            let (set, owner) = if test.rel == f.rel {
+                if test.train.is_empty() && test.sample.is_empty() {
+                    continue;
+                }
+                (
+                    test.row_set(cols).map_err(io_err("read temporary files"))?,
+                    Owner::Own(t),
+                )
+            } else if f.role == Role::SampleInputs {
+                (
+                    RowSet {
+                        cols,
+                        collect: true,
+                        ..RowSet::default()
+                    },
+                    Owner::Sample(t),
+                )
+            } else if has_target {
+                (
+                    RowSet {
+                        cols,
+                        collect: true,
+                        ..RowSet::default()
+                    },
+                    Owner::Train(t),
+                )
+            } else {
+                continue;
+            };
+            sets.push(set);
+            owners.push(owner);
+        }
+        Ok((sets, owners))
+    }
+
+    /// One inputs or sample inputs file; `labels` is the outcome of the labels file its ids
+    /// refer to.
     fn inputs_pass(
         &mut self,
         f: &LayoutFile,
         head: &Head,
-        reference: Option<&LabelsRun>,
-        tests: &mut [TestSet],
+        labels: Option<&LabelsOutcome>,
         progress: &mut dyn Progress,
-    ) -> Result<(Scanned, bool), CheckError> {
+    ) -> Result<(), CheckError> {
         let spec = self.spec;
         let public = f.role == Role::SampleInputs;
         let id = head.find(&spec.id_column);
         let target = spec.target_column.as_ref().and_then(|t| head.find(t));
-        let labeller = match (spec.target_column.is_some(), target, id, reference) {
-            (false, ..) => Labeller::None,
+        let labeller = match (spec.target_column.is_some(), target, id, labels) {
             (true, Some(c), ..) => Labeller::Own(c, self.kind),
-            (true, None, Some(_), Some(r)) => Labeller::Join(&r.outcome.map),
+            (true, None, Some(_), Some(l)) => Labeller::Join(&l.map),
             _ => Labeller::None,
         };
         let with_targets = match &labeller {
@@ -520,31 +472,15 @@ impl Run<'_> {
                     .collect(),
             )
         });
-        let mut row_sets = Vec::new();
-        let mut owners = Vec::new();
-        for (t, ts) in tests.iter().enumerate() {
-            let cols: Option<Vec<usize>> = ts.names.iter().map(|n| head.find(n)).collect();
-            let Some(cols) = cols else { continue };
-            let owner = if ts.rel == f.rel {
-                Owner::Own(t)
-            } else if public {
-                Owner::Sample(t)
-            } else if target.is_some() {
-                Owner::Train(t)
-            } else {
-                continue;
-            };
-            row_sets.push(cols);
-            owners.push(owner);
-        }
+        let (row_sets, owners) = self.row_sets(f, head, target.is_some())?;
         let scope = public || spec.preparation.scan_inputs;
-        let qis: Vec<_> = spec
-            .preparation
+        let p = &spec.preparation;
+        let qis: Vec<_> = p
             .quasi_identifiers
             .iter()
             .filter_map(|q| {
                 head.find(q)
-                    .map(|c| (c, q.clone(), spec.preparation.generalise.get(q).copied()))
+                    .map(|c| (c, q.clone(), p.generalise.get(q).copied()))
             })
             .collect();
         if scope {
@@ -554,7 +490,7 @@ impl Run<'_> {
         let pass = Pass {
             id,
             want_ids: id.is_some(),
-            hook: None,
+            labels: None,
             labeller,
             row_sets,
             pii: scope,
@@ -567,64 +503,7 @@ impl Run<'_> {
         progress.finish();
         self.file_done(f, head, &s, false);
 
-        let mut is_test = false;
-        let lids = reference.and_then(|r| r.ids.as_ref());
-        if let (Some(ids), Some(lids)) = (&s.ids, lids) {
-            let o = compare(&[lids], &[ids]).map_err(io_err("read temporary files"))?;
-            if target.is_some() && o.both > 0 && !public {
-                self.findings.push(
-                    Finding::new(
-                        Code::LeakTargetInInputs,
-                        Severity::Error,
-                        o.both,
-                        format!("{} rows carry a private test id and the target column: their labels are given away", o.both),
-                    )
-                    .file(&f.rel)
-                    .column(&head.shown[target.unwrap_or_default()])
-                    .total(s.rows),
-                );
-            } else if target.is_none() && o.both > 0 {
-                is_test = true;
-                if o.only_right > 0 {
-                    self.findings.push(
-                        Finding::new(
-                            Code::InputsRowsWithoutLabel,
-                            Severity::Error,
-                            o.only_right,
-                            format!("{} ids of this test file have no label: predictions for them cannot be scored", o.only_right),
-                        )
-                        .file(&f.rel)
-                        .total(o.only_right + o.both),
-                    );
-                }
-                let dup = ids.len() - o.only_right - o.both;
-                if dup > 0 {
-                    self.findings.push(
-                        Finding::new(
-                            Code::InputsDuplicateId,
-                            Severity::Error,
-                            dup,
-                            format!("{dup} rows repeat an id of an earlier row"),
-                        )
-                        .file(&f.rel)
-                        .total(s.rows),
-                    );
-                }
-                if s.empty_ids > 0 {
-                    let n = s.empty_ids;
-                    self.findings.push(
-                        Finding::new(
-                            Code::InputsEmptyId,
-                            Severity::Error,
-                            n,
-                            format!("{n} rows have an empty id"),
-                        )
-                        .file(&f.rel)
-                        .total(s.rows),
-                    );
-                }
-            }
-        } else if let (Some(t), None, false) = (target, id, public) {
+        if let (Some(t), None, false) = (target, id, public) {
             self.findings.push(
                 Finding::new(
                     Code::LeakTargetInInputs,
@@ -637,30 +516,39 @@ impl Run<'_> {
             );
         }
         if let Some(leak) = s.leak.take() {
-            self.findings.extend(leak.findings(
-                self.kind,
-                &f.rel,
-                f.role == Role::Inputs && is_test,
-            ));
+            let order = f.role == Role::Inputs && target.is_none() && s.labelled > 0;
+            self.findings
+                .extend(leak.findings(self.kind, &f.rel, order, &s.chunk_offsets));
         }
         if let Some(k) = s.kanon.take() {
-            let p = &spec.preparation;
             let (summary, found, local) = k.finish(&f.rel, public, p.min_k, p.min_l, with_targets);
             self.kanon.push(summary);
             self.findings.extend(found);
             self.local.groups.extend(local.groups);
         }
-        for (sorted, owner) in std::mem::take(&mut s.row_sets).into_iter().zip(owners) {
+        for (mut set, owner) in std::mem::take(&mut s.row_sets).into_iter().zip(owners) {
             match owner {
                 Owner::Own(t) => {
-                    tests[t].hashes = Some(sorted);
-                    tests[t].rows = s.rows;
-                    tests[t].is_test = is_test;
+                    self.tests[t].rows = s.rows;
+                    self.tests[t].done = Some(set);
                 }
-                Owner::Train(t) => tests[t].train.push(sorted),
-                Owner::Sample(t) => tests[t].sample.push((sorted, s.rows)),
+                Owner::Train(t) => self.tests[t].train.append(&mut set.collected),
+                Owner::Sample(t) => self.tests[t]
+                    .sample
+                    .push((std::mem::take(&mut set.collected), s.rows)),
             }
         }
-        Ok((s, is_test))
+        if id.is_some() {
+            let ids = std::mem::take(&mut s.ids);
+            self.id_sets.push(IdSet {
+                rel: f.rel.clone(),
+                role: f.role,
+                target: target.map(|t| head.shown[t].clone()),
+                ids,
+                rows: s.rows,
+                empty_ids: s.empty_ids,
+            });
+        }
+        Ok(())
     }
 }

@@ -322,7 +322,7 @@ fn rewrite(
     } else {
         sniff_delimiter(first.split(|&b| b == b'\n').next().unwrap_or(&[]))
     };
-    let mut r = CsvReader::new(fs::File::open(src).map_err(io_at(src))?, delimiter, false);
+    let mut r = CsvReader::new(fs::File::open(src).map_err(io_at(src))?, delimiter);
     let mut w = BufWriter::new(fs::File::create(dst).map_err(io_at(dst))?);
     let mut line = Vec::new();
     let mut actions = Vec::new();

@@ -67,6 +67,8 @@ codes! {
     LayoutNoSample = "layout.no_sample",
     /// A file outside the layout, not checked.
     LayoutUnexpectedFile = "layout.unexpected_file",
+    /// More files carry the id column than one comparison pass handles.
+    LayoutTooManyFiles = "layout.too_many_files",
     /// A symbolic link where the sandbox will mount files.
     LayoutSymlink = "layout.symlink",
     /// A file or folder the sandbox user (uid 65534) cannot read.

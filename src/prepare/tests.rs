@@ -332,6 +332,26 @@ fn no_planted_value_appears_in_any_report_or_card() {
 }
 
 #[test]
+fn files_read_in_chunks_by_several_workers_give_the_report_of_one_read_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    plant(dir.path(), true);
+    let chunked = check(dir.path(), &spec(), &mut NoProgress).unwrap();
+    super::scan::SEQUENTIAL.with(|s| s.set(true));
+    let in_order = check(dir.path(), &spec(), &mut NoProgress).unwrap();
+    super::scan::SEQUENTIAL.with(|s| s.set(false));
+    assert!(
+        fs::metadata(dir.path().join("inputs/test.csv"))
+            .unwrap()
+            .len()
+            > 2 * super::parallel::CHUNK_BYTES as u64
+    );
+    assert_eq!(chunked.findings, in_order.findings);
+    assert_eq!(chunked.files, in_order.files);
+    assert_eq!(chunked.kanon, in_order.kanon);
+    assert_eq!(chunked.local, in_order.local);
+}
+
+#[test]
 fn the_fixed_challenge_passes_with_no_error() {
     let r = run(false);
     let errors: Vec<String> = r
