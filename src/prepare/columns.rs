@@ -80,8 +80,9 @@ const MISSING_MARKERS: &[&[u8]] = &[b"na", b"n/a", b"nan", b"null", b"none", b"#
 /// Byte classes for typing a cell: OR-ing them over its bytes rules most cells in or out
 /// in one branch-free loop.
 const DIGIT: u8 = 1;
-const NUMERIC_OTHER: u8 = 2;
-const OTHER: u8 = 4;
+const DOT: u8 = 2;
+const NUMERIC_OTHER: u8 = 4;
+const OTHER: u8 = 8;
 
 const CLASSES: [u8; 256] = {
     let mut t = [OTHER; 256];
@@ -90,7 +91,7 @@ const CLASSES: [u8; 256] = {
         t[b as usize] = DIGIT;
         b += 1;
     }
-    t[b'.' as usize] = NUMERIC_OTHER;
+    t[b'.' as usize] = DOT;
     t[b'-' as usize] = NUMERIC_OTHER;
     t[b'+' as usize] = NUMERIC_OTHER;
     t[b'e' as usize] = NUMERIC_OTHER;
@@ -122,13 +123,20 @@ impl ColumnAcc {
             }
             return;
         }
-        let class = v.iter().fold(0u8, |m, &b| m | CLASSES[b as usize]);
+        let (class, dots) = v.iter().fold((0u8, 0u32), |(m, d), &b| {
+            (m | CLASSES[b as usize], d + u32::from(b == b'.'))
+        });
         if class == DIGIT {
             self.integer += 1;
             return;
         }
         if class & OTHER != 0 {
             self.not_a_number(v, first);
+            return;
+        }
+        if class == DIGIT | DOT && dots == 1 {
+            // A plain decimal like 12.5 or .5: digits around one dot.
+            self.number += 1;
             return;
         }
         let mut i = usize::from(first == b'-' || first == b'+');

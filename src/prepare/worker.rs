@@ -8,7 +8,7 @@ use hashbrown::HashSet;
 
 use super::columns::{ColumnAcc, ColumnPii};
 use super::csv_stream::{CsvError, CsvReader, Record};
-use super::idset::{Builder, Sorted, hash64, hash128};
+use super::idset::{Builder, RowHasher, Sorted, hash128};
 use super::kanon::KanonAcc;
 use super::leakage::{LeakSample, TargetKind};
 use super::scan::{Labeller, RowSet, id_key};
@@ -79,8 +79,6 @@ pub struct Worker {
     pub(super) kanon: Option<KanonAcc>,
     /// The targets of a labels file.
     pub(super) labels: Option<LabelsAcc>,
-    /// Scratch for encoding a feature row.
-    pub(super) rowbuf: Vec<u8>,
 }
 
 impl Worker {
@@ -117,7 +115,6 @@ impl Worker {
             leak,
             kanon,
             labels,
-            rowbuf: Vec::new(),
         }
     }
 
@@ -181,20 +178,17 @@ impl Worker {
             k.add(rec, label);
         }
         for (set, mine) in sh.sets.iter().zip(&mut self.sets) {
-            self.rowbuf.clear();
+            let mut rh = RowHasher::new(mine.collect.is_some());
             for &c in &set.cols {
-                let v = rec.get(c);
-                self.rowbuf
-                    .extend_from_slice(&(v.len() as u32).to_le_bytes());
-                self.rowbuf.extend_from_slice(v);
+                rh.field(rec.get(c));
             }
             let h = match mine.collect.as_mut() {
                 Some(b) => {
-                    let h = hash128(&self.rowbuf);
+                    let h = rh.finish128();
                     b.push(h)?;
                     h as u64
                 }
-                None => hash64(&self.rowbuf),
+                None => rh.finish64(),
             };
             if set.train.as_ref().is_some_and(|t| t.contains(&h)) {
                 mine.train_hits += 1;
