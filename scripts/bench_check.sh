@@ -97,7 +97,7 @@ target_column = "label"
 scan_inputs = $([ "$SCAN_INPUTS" = 1 ] && echo true || echo false)
 EOF
 
-measure() { # name, command...; prints "seconds kilobytes"
+measure() { # name, command...; prints "wall-seconds kilobytes cpu-seconds"
   local name=$1; shift
   local log="$BENCH_DIR/$name.time"
   /usr/bin/time -v "$@" > "$BENCH_DIR/$name.out" 2> "$log" || [ "$name" = holdout ] || { cat "$log" >&2; exit 1; }
@@ -105,7 +105,8 @@ measure() { # name, command...; prints "seconds kilobytes"
   local wall rss
   wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; print s}' "$log")
   rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$log")
-  echo "$wall $rss"
+  cpu=$(awk -F': ' '/User time|System time/ {s += $2} END {print s}' "$log")
+  echo "$wall $rss $cpu"
 }
 run_holdout() { measure holdout "$HOLDOUT" challenge check "$DATA" --challenge "$BENCH_DIR/challenge.toml"; }
 run_pandas() {
@@ -113,22 +114,23 @@ run_pandas() {
 }
 median() { sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 
-h_walls=(); h_rsss=(); p_walls=(); p_rsss=()
+h_walls=(); h_rsss=(); h_cpus=(); p_walls=(); p_rsss=(); p_cpus=()
 for ((run = 1; run <= RUNS; run++)); do
-  read -r w r < <(run_holdout); h_walls+=("$w"); h_rsss+=("$r")
-  read -r w r < <(run_pandas); p_walls+=("$w"); p_rsss+=("$r")
-  echo "run $run: holdout ${h_walls[-1]} s ${h_rsss[-1]} KB, pandas ${p_walls[-1]} s ${p_rsss[-1]} KB, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+  read -r w r c < <(run_holdout); h_walls+=("$w"); h_rsss+=("$r"); h_cpus+=("$c")
+  read -r w r c < <(run_pandas); p_walls+=("$w"); p_rsss+=("$r"); p_cpus+=("$c")
+  echo "run $run: holdout ${h_walls[-1]} s ${h_rsss[-1]} KB ${h_cpus[-1]} cpu-s, pandas ${p_walls[-1]} s ${p_rsss[-1]} KB ${p_cpus[-1]} cpu-s, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 done
 h_wall=$(printf '%s\n' "${h_walls[@]}" | median); h_rss=$(printf '%s\n' "${h_rsss[@]}" | median)
 p_wall=$(printf '%s\n' "${p_walls[@]}" | median); p_rss=$(printf '%s\n' "${p_rsss[@]}" | median)
+h_cpu=$(printf '%s\n' "${h_cpus[@]}" | median); p_cpu=$(printf '%s\n' "${p_cpus[@]}" | median)
 
 echo "holdout check: $(tail -n 1 "$BENCH_DIR/holdout.out")"
 echo "pandas:        $(cat "$BENCH_DIR/pandas.out")"
-awk -v RUNS="$RUNS" -v hw="$h_wall" -v hr="$h_rss" -v pw="$p_wall" -v pr="$p_rss" \
-    -v bytes="$(stat -c %s "$TEST")" 'BEGIN {
+awk -v RUNS="$RUNS" -v hw="$h_wall" -v hr="$h_rss" -v hc="$h_cpu" -v pw="$p_wall" -v pr="$p_rss" \
+    -v pc="$p_cpu" -v bytes="$(stat -c %s "$TEST")" 'BEGIN {
   printf "test.csv: %.2f GB\n", bytes / 1e9
-  printf "%-22s %10s %14s\n", "median of " RUNS, "wall (s)", "peak RSS (MB)"
-  printf "%-22s %10.2f %14.1f\n", "holdout challenge check", hw, hr / 1024
-  printf "%-22s %10.2f %14.1f\n", "pandas.read_csv", pw, pr / 1024
+  printf "%-24s %10s %14s %14s\n", "median of " RUNS, "wall (s)", "peak RSS (MB)", "CPU (s)"
+  printf "%-24s %10.2f %14.1f %14.2f\n", "holdout challenge check", hw, hr / 1024, hc
+  printf "%-24s %10.2f %14.1f %14.2f\n", "pandas.read_csv", pw, pr / 1024, pc
   printf "faster: %.1fx   memory: %.1fx less\n", pw / hw, pr / hr
 }'

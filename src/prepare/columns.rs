@@ -109,6 +109,7 @@ impl ColumnAcc {
         self.text += o.text;
     }
 
+    #[inline]
     pub fn add(&mut self, v: &[u8]) {
         let Some(&first) = v.first() else {
             self.missing += 1;
