@@ -38,6 +38,15 @@ const SEED_LO: u64 = 0x7072_6570_6172_6532;
 /// The SplitMix64 increment (as in `scoring::split`).
 const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
 
+/// Up to seven trailing bytes as a little-endian word, zero-padded (a loop: a copy of a
+/// variable length would be a library call per field).
+#[inline]
+fn tail_word(rest: &[u8]) -> u64 {
+    rest.iter()
+        .enumerate()
+        .fold(0, |w, (i, &b)| w | u64::from(b) << (8 * i))
+}
+
 /// Hashes a feature row field by field, without copying it: each field's words feed one of
 /// four independent chains in turn (so the CPU runs them side by side), its length is
 /// folded in after them, and the chains are mixed together at the end. Two lanes of chains
@@ -90,9 +99,7 @@ impl RowHasher {
                 u64::from_le_bytes(w.try_into().expect("chunks_exact yields 8 bytes")),
             );
         }
-        let mut padded = [0u8; 8];
-        padded[..words.remainder().len()].copy_from_slice(words.remainder());
-        self.word(c, u64::from_le_bytes(padded));
+        self.word(c, tail_word(words.remainder()));
         let n = v.len() as u64;
         self.lo[c] ^= n;
         self.hi[c] ^= n;
@@ -130,9 +137,7 @@ pub fn hash128(bytes: &[u8]) -> u128 {
     }
     let rest = chunks.remainder();
     if !rest.is_empty() {
-        let mut padded = [0u8; 8];
-        padded[..rest.len()].copy_from_slice(rest);
-        let w = u64::from_le_bytes(padded);
+        let w = tail_word(rest);
         hi = mix64(hi.wrapping_add(GAMMA) ^ w);
         lo = mix64(lo.wrapping_add(GAMMA) ^ w);
     }

@@ -113,6 +113,7 @@ pub(super) fn run(
                 sample: Vec::new(),
                 done: None,
                 rows: 0,
+                prefixes: Some(Vec::new()),
             });
         }
     }
@@ -532,10 +533,16 @@ impl Run<'_> {
                     self.tests[t].rows = s.rows;
                     self.tests[t].done = Some(set);
                 }
-                Owner::Train(t) => self.tests[t].train.append(&mut set.collected),
-                Owner::Sample(t) => self.tests[t]
-                    .sample
-                    .push((std::mem::take(&mut set.collected), s.rows)),
+                Owner::Train(t) => {
+                    self.tests[t].add_prefixes(&set.prefixes);
+                    self.tests[t].train.append(&mut set.collected);
+                }
+                Owner::Sample(t) => {
+                    self.tests[t].add_prefixes(&set.prefixes);
+                    self.tests[t]
+                        .sample
+                        .push((std::mem::take(&mut set.collected), s.rows));
+                }
             }
         }
         if id.is_some() {

@@ -219,12 +219,25 @@ pub struct TestRows {
     pub done: Option<RowSet>,
     /// The test file's rows.
     pub rows: u64,
+    /// The prefixes of every training and sample row, as bits; `None` once a side came
+    /// without them (then no prefilter).
+    pub prefixes: Option<Vec<u64>>,
 }
 
 /// Most hashes probed in memory (training and sample sides together): 32 MiB of hashes.
 pub const PROBE_MAX: u64 = 1 << 21;
 
 impl TestRows {
+    /// Adds a training or sample file's row prefixes.
+    pub fn add_prefixes(&mut self, bits: &[u64]) {
+        match (&mut self.prefixes, bits.is_empty()) {
+            (_, true) => self.prefixes = None,
+            (Some(mine), false) if mine.is_empty() => *mine = bits.to_vec(),
+            (Some(mine), false) => mine.iter_mut().zip(bits).for_each(|(a, b)| *a |= b),
+            (None, false) => {}
+        }
+    }
+
     /// The row set to feed during the test file's pass over columns `cols`: probes in memory
     /// when the other sides are small, else collects every row for a merge.
     pub fn row_set(&self, cols: Vec<usize>) -> io::Result<RowSet> {
@@ -262,6 +275,10 @@ impl TestRows {
                 }
             }
             set.samples.push(counts);
+        }
+        set.build_filter();
+        if let Some(p) = self.prefixes.as_ref().filter(|p| !p.is_empty()) {
+            set.prefixes = p.clone();
         }
         Ok(set)
     }

@@ -71,6 +71,49 @@ pub struct RowSet {
     pub train_hits: u64,
     /// Sample files' hashes (low 64 bits) → (rows, seen in this file).
     pub samples: Vec<HashMap<u64, (u64, bool)>>,
+    /// The prefixes (hash of the first `worker::PREFIX_FIELDS` fields) of every row in
+    /// `train` and `samples`, as bits: a row whose prefix is not there cannot match, and is
+    /// not hashed further. Empty: no prefilter. After the pass of a collected set: the
+    /// prefixes of its own rows.
+    pub prefixes: Vec<u64>,
+    /// A bit per hash bucket of every hash in `train` and `samples` (a Bloom filter with
+    /// one function): most rows match nothing, and this small array says so from cache
+    /// before the larger sets are probed. Empty: probe them every time.
+    pub filter: Vec<u64>,
+}
+
+impl RowSet {
+    /// Builds [`Self::filter`] from `train` and `samples`.
+    pub fn build_filter(&mut self) {
+        let n = self.train.as_ref().map_or(0, |t| t.len())
+            + self.samples.iter().map(|s| s.len()).sum::<usize>();
+        let bits = (n * 16).next_power_of_two().max(1 << 12);
+        self.filter = vec![0; bits / 64];
+        let keys = self
+            .train
+            .iter()
+            .flatten()
+            .chain(self.samples.iter().flat_map(|s| s.keys()));
+        for &h in keys {
+            let b = Self::bit(h, bits);
+            self.filter[b >> 6] |= 1 << (b & 63);
+        }
+    }
+
+    #[inline]
+    fn bit(h: u64, bits: usize) -> usize {
+        (h >> 32) as usize & (bits - 1)
+    }
+
+    /// Whether `h` may be in `train` or `samples`.
+    #[inline]
+    pub fn may_hold(&self, h: u64) -> bool {
+        if self.filter.is_empty() {
+            return true;
+        }
+        let b = Self::bit(h, self.filter.len() * 64);
+        self.filter[b >> 6] >> (b & 63) & 1 == 1
+    }
 }
 
 /// What to do during the pass.
@@ -231,6 +274,9 @@ pub fn scan(
         collected.extend(mine.collect.map(Builder::finish).transpose()?);
         set.collected = collected;
         set.train_hits = mine.train_hits;
+        if let Some(p) = mine.prefixes {
+            set.prefixes = p;
+        }
         for (map, seen) in set.samples.iter_mut().zip(mine.seen) {
             for h in seen {
                 if let Some(e) = map.get_mut(&h) {

@@ -15,6 +15,30 @@ use super::scan::{Labeller, RowSet, id_key};
 use super::targets::LabelsAcc;
 use crate::scoring::split::hash_id;
 
+/// Leading fields of a feature row whose hash prefilters the row (see [`RowSet::prefixes`]).
+pub const PREFIX_FIELDS: usize = 2;
+/// Bits of a prefix filter: 512 KiB, a few percent of false hits for a million prefixes.
+pub const PREFIX_BITS: usize = 1 << 22;
+
+#[inline]
+fn prefix_bit(h: u64) -> usize {
+    (h >> 40) as usize & (PREFIX_BITS - 1)
+}
+
+/// Marks a prefix hash.
+#[inline]
+pub fn set_bit(bits: &mut [u64], h: u64) {
+    let b = prefix_bit(h);
+    bits[b >> 6] |= 1 << (b & 63);
+}
+
+/// Whether a prefix hash may have been marked.
+#[inline]
+pub fn has_bit(bits: &[u64], h: u64) -> bool {
+    let b = prefix_bit(h);
+    bits[b >> 6] >> (b & 63) & 1 == 1
+}
+
 /// What every worker of a pass reads and none changes.
 pub struct Shared<'a> {
     /// Columns in the header.
@@ -49,6 +73,8 @@ pub(super) struct WorkerSet {
     pub(super) train_hits: u64,
     /// Keys of each sample map this worker's rows matched.
     pub(super) seen: Vec<HashSet<u64>>,
+    /// The prefixes of collected rows (see [`PREFIX_FIELDS`]), as bits.
+    pub(super) prefixes: Option<Vec<u64>>,
 }
 
 /// The per-row work of a pass, with accumulators that merge across workers.
@@ -110,6 +136,8 @@ impl Worker {
                     collect: s.collect.then(Builder::default),
                     train_hits: 0,
                     seen: vec![HashSet::new(); s.samples.len()],
+                    prefixes: (s.collect && s.cols.len() > PREFIX_FIELDS)
+                        .then(|| vec![0; PREFIX_BITS / 64]),
                 })
                 .collect(),
             leak,
@@ -177,9 +205,19 @@ impl Worker {
         if let Some(k) = self.kanon.as_mut() {
             k.add(rec, label);
         }
-        for (set, mine) in sh.sets.iter().zip(&mut self.sets) {
+        'sets: for (set, mine) in sh.sets.iter().zip(&mut self.sets) {
             let mut rh = RowHasher::new(mine.collect.is_some());
-            for &c in &set.cols {
+            for (i, &c) in set.cols.iter().enumerate() {
+                if i == PREFIX_FIELDS {
+                    // The first fields alone rule most rows out before the rest is hashed.
+                    let p = rh.finish64();
+                    if let Some(bits) = mine.prefixes.as_mut() {
+                        set_bit(bits, p);
+                    }
+                    if !set.prefixes.is_empty() && !has_bit(&set.prefixes, p) {
+                        continue 'sets;
+                    }
+                }
                 rh.field(rec.get(c));
             }
             let h = match mine.collect.as_mut() {
@@ -190,6 +228,9 @@ impl Worker {
                 }
                 None => rh.finish64(),
             };
+            if !set.may_hold(h) {
+                continue;
+            }
             if set.train.as_ref().is_some_and(|t| t.contains(&h)) {
                 mine.train_hits += 1;
             }
@@ -245,6 +286,9 @@ impl Worker {
             mine.train_hits += theirs.train_hits;
             for (a, b) in mine.seen.iter_mut().zip(theirs.seen) {
                 a.extend(b);
+            }
+            if let (Some(a), Some(b)) = (mine.prefixes.as_mut(), theirs.prefixes) {
+                a.iter_mut().zip(b).for_each(|(x, y)| *x |= y);
             }
             out.extend(theirs.collect.map(Builder::finish).transpose()?);
         }
