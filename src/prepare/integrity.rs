@@ -128,6 +128,12 @@ pub fn labels_findings(
         );
     }
     let classes = class_counts(&out.counts, names);
+    // The sample's labels only score SMOKE runs: a sample short of classes is a warning.
+    let class_severity = if rel.starts_with("sample/") {
+        Severity::Warning
+    } else {
+        Severity::Error
+    };
     if kind == TargetKind::Classes && rows > 0 {
         if out.classes.overflow {
             f.push(
@@ -148,7 +154,7 @@ pub fn labels_findings(
             f.push(
                 Finding::new(
                     Code::LabelsSingleClass,
-                    Severity::Error,
+                    class_severity,
                     n,
                     "fewer than two classes: every submission would score the same",
                 )
@@ -161,7 +167,7 @@ pub fn labels_findings(
             f.push(
                 Finding::new(
                     Code::LabelsNotBinary,
-                    Severity::Error,
+                    class_severity,
                     n,
                     format!("{m} needs exactly two classes, found {n}"),
                 )
