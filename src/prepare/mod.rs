@@ -46,6 +46,7 @@ mod prefetch;
 pub mod pseudonymise;
 mod relate;
 mod report;
+mod rowhash;
 mod scan;
 mod split_check;
 mod targets;
