@@ -52,6 +52,7 @@
 //! - [`units`]: byte sizes and durations in config and challenge files.
 //! - [`cli`]: the `holdout` command line.
 //! - [`testing`]: throw-away PostgreSQL clusters for tests (not used by the service).
+//! - [`prepare`]: the preparation check of a challenge's data, pseudonymisation, data cards.
 
 pub mod api;
 pub mod app;
@@ -71,6 +72,7 @@ pub mod leakage;
 pub mod losses;
 pub mod paging;
 pub mod paths;
+pub mod prepare;
 pub mod queue;
 pub mod release;
 pub mod run;

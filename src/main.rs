@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use holdout::cli::{ClientArgs, ClientCommand};
+use holdout::cli::{ChallengeCommand, ClientArgs, ClientCommand};
 use holdout::config::{Config, Overrides, Role};
 
 /// Holdout: run data challenges on private data; participants submit code, only scores leave.
@@ -79,6 +79,9 @@ enum Command {
     /// Runtime images (admin, on the server's host).
     #[command(subcommand)]
     Image(holdout::cli::image::ImageCommand),
+    /// Prepare a challenge's data locally: pseudonymise files, make a key.
+    #[command(subcommand)]
+    Prepare(holdout::cli::prepare::PrepareCommand),
     #[command(flatten)]
     Client(ClientCommand),
 }
@@ -288,6 +291,13 @@ fn main() -> ExitCode {
                     }
                 }
             })
+        }
+        Command::Prepare(command) => ExitCode::from(holdout::cli::prepare::run_prepare(
+            &command,
+            cli.client.json,
+        )),
+        Command::Client(ClientCommand::Challenge(ChallengeCommand::Check(args))) => {
+            ExitCode::from(holdout::cli::prepare::run_check(&args, cli.client.json))
         }
         Command::Client(command) => {
             let args = cli.client;

@@ -7,6 +7,7 @@
 pub mod demo;
 pub mod image;
 mod output;
+pub mod prepare;
 pub mod run_local;
 
 use std::path::{Path, PathBuf};
@@ -71,6 +72,9 @@ pub enum ChallengeCommand {
         /// Challenge id.
         id: String,
     },
+    /// Check a challenge's data folder before it opens (local, no server): integrity,
+    /// leakage of the target, personal data, k-anonymity; writes the data cards.
+    Check(prepare::CheckArgs),
 }
 
 /// Client subcommands.
@@ -338,6 +342,9 @@ pub async fn run(args: &ClientArgs, cmd: ClientCommand) -> Result<()> {
                     .map_err(server_error)?
                     .into_inner();
                 out.challenge(&c);
+            }
+            ChallengeCommand::Check(_) => {
+                bail!("`holdout challenge check` runs locally, not through a server")
             }
         },
         ClientCommand::Submit {
