@@ -217,7 +217,16 @@ impl Runner {
         t: Transition,
         bits: Option<f64>,
     ) -> Result<Option<Submission>, StoreError> {
+        let to = t.next().state;
         let committed = self.store.commit(t).await?;
+        if committed.is_none() {
+            // Cancelled meanwhile, or (an execution worker) the lease on the run was lost
+            // and another worker may have it: this attempt's write must not count.
+            warn!(
+                to = to.as_str(),
+                "write refused: the run moved on (cancelled, or this worker's lease on it expired)"
+            );
+        }
         if let Some(s) = &committed
             && s.state.is_terminal()
         {
@@ -284,9 +293,20 @@ impl Runner {
         info!(attempt = s.attempts, kind = s.kind.as_str(), "run started");
 
         let plan = RunPlan::new(&challenge, &s, &self.host)?;
+        // Local with SQLite; fetched (once per host, checked against its hash) when the
+        // archives live in PostgreSQL. A database that does not answer is transient; an
+        // archive that is gone or corrupt is not.
+        let archive = match self.store.archive_file(&s.archive_sha256).await {
+            Ok(path) => path,
+            Err(e @ StoreError::Corrupt(_)) => return Err(e.into()),
+            Err(e) => {
+                let why = format!("cannot fetch the archive: {}", error_chain(&e));
+                return self.requeue(&s, Interruption::Service(why)).await;
+            }
+        };
         let work = WorkDir::prepare(
             self.paths.work(id),
-            self.paths.archive(&s.archive_sha256),
+            archive,
             plan.archive_limits.clone(),
             self.host.output,
             plan.run_limits.output_bytes,

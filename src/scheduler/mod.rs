@@ -68,6 +68,17 @@ pub struct Pacing {
     pub slice: Duration,
 }
 
+/// Runs `step`, within `budget` when there is one.
+async fn bounded<T>(
+    budget: Option<Duration>,
+    step: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    match budget {
+        Some(b) => tokio::time::timeout(b, step).await.ok(),
+        None => Some(step.await),
+    }
+}
+
 /// A worker's standing on a shared store.
 struct Worker {
     sharing: Sharing,
@@ -91,6 +102,8 @@ pub struct Scheduler {
     worker: Option<Worker>,
     /// This process's slots.
     slots: u32,
+    /// Digests of this host's copies of challenge data being computed (a worker).
+    digests: JoinSet<(ChallengeId, String, Option<String>)>,
 }
 
 impl Scheduler {
@@ -124,6 +137,7 @@ impl Scheduler {
                 draining: false,
             }),
             slots,
+            digests: JoinSet::new(),
         }
     }
 
@@ -176,8 +190,12 @@ impl Scheduler {
             if self.queue.release_due(now_millis()) > 0 {
                 self.gauge_live();
             }
-            if let Err(e) = self.start_what_fits().await {
-                error!(error = %error_chain(&e), "scheduler cannot read the queue");
+            let budget = self.step_budget();
+            let step = self.start_what_fits();
+            match bounded(budget, step).await {
+                Some(Err(e)) => error!(error = %error_chain(&e), "scheduler cannot read the queue"),
+                None => warn!("the store did not answer in time; looking again"),
+                Some(Ok(())) => {}
             }
             // Wake when the next held slot frees (constant-time release).
             let next_release = self.queue.next_release().map(|t| {
@@ -199,6 +217,9 @@ impl Scheduler {
                     }
                 }
                 _ = leases.tick(), if self.worker.is_some() => self.keep_leases().await,
+                Some(Ok((id, recorded, local))) = self.digests.join_next(), if !self.digests.is_empty() => {
+                    self.data_checked(id, recorded, local).await;
+                }
                 // A periodic look covers wake-ups lost to races and errors that cleared.
                 _ = tokio::time::sleep(Duration::from_secs(2)) => {}
             }
@@ -329,7 +350,7 @@ impl Scheduler {
                 host_id: w.sharing.host_id.clone(),
                 global_concurrency: w.sharing.global_concurrency,
                 per_challenge: per_challenge.clone(),
-                refused: w.data.refused(),
+                refused: w.data.excluded(),
                 partition: (self.pacing.time_partition, self.pacing.slice),
             };
             let req = ClaimRequest {
@@ -361,8 +382,9 @@ impl Scheduler {
         Ok(())
     }
 
-    /// As a worker: whether this host's copy of the challenge's data digests as the
-    /// challenge recorded; a refusal is logged, counted and shown in the registry.
+    /// As a worker: whether this host's copy of the challenge's data is known to digest as
+    /// the challenge recorded. Unknown, the digest is computed in the background (a large
+    /// folder takes a while, and the loop must keep turning) and the challenge waits.
     async fn data_matches(&mut self, id: &ChallengeId) -> bool {
         let Ok(Some(c)) = self.runner.store.get_challenge(id).await else {
             return true; // the run itself reports a vanished challenge
@@ -371,19 +393,32 @@ impl Scheduler {
         if recorded.is_empty() {
             return true; // stored before digests were kept
         }
-        let Some(w) = &self.worker else { return true };
+        let Some(w) = &mut self.worker else {
+            return true;
+        };
         if let Some(ok) = w.data.known(id, &recorded) {
             return ok;
         }
-        let root = crate::run::plan::DataLayout::of(&self.runner.host.data_root, &c)
-            .root()
-            .to_owned();
-        let local = tokio::task::spawn_blocking(move || crate::datadir::digest(&root))
-            .await
-            .ok()
-            .and_then(Result::ok);
+        if w.data.start_check(id.clone()) {
+            let root = crate::run::plan::DataLayout::of(&self.runner.host.data_root, &c)
+                .root()
+                .to_owned();
+            let id = id.clone();
+            self.digests.spawn_blocking(move || {
+                let local = crate::datadir::digest(&root).ok();
+                (id, recorded, local)
+            });
+        }
+        false
+    }
+
+    /// Records a finished digest of this host's copy of a challenge's data; a mismatch is
+    /// logged, counted and shown in the registry.
+    async fn data_checked(&mut self, id: ChallengeId, recorded: String, local: Option<String>) {
         let ok = local.as_deref() == Some(recorded.as_str());
-        if !ok {
+        if ok {
+            info!(challenge_id = %id, "this host's copy of the challenge data matches");
+        } else {
             error!(
                 challenge_id = %id,
                 recorded = %recorded,
@@ -393,12 +428,22 @@ impl Scheduler {
             self.runner.telemetry.data_refused();
         }
         if let Some(w) = &mut self.worker {
-            w.data.record(id.clone(), recorded, ok);
+            w.data.record(id, recorded, ok);
         }
         if !ok {
             self.heartbeat().await;
         }
-        ok
+    }
+
+    /// Runs a step that talks to the store, bounded for a worker by half a lease: a worker
+    /// whose network to the database went silent (no error, no answer) must keep its loop
+    /// turning, to stop its runs before their leases expire. Alone, nothing is bounded.
+    async fn bounded<T>(&self, step: impl std::future::Future<Output = T>) -> Option<T> {
+        bounded(self.step_budget(), step).await
+    }
+
+    fn step_budget(&self) -> Option<Duration> {
+        self.worker.as_ref().map(|w| w.sharing.lease_ttl / 2)
     }
 
     fn lease_interval(&self) -> tokio::time::Interval {
@@ -420,12 +465,17 @@ impl Scheduler {
         let Some(w) = &self.worker else { return };
         let (worker_id, ttl) = (w.sharing.worker_id.clone(), w.sharing.lease_ttl);
         let running = self.queue.running();
-        match self
-            .runner
-            .store
-            .renew_leases(worker_id, running.clone(), shared::millis(ttl))
+        let renewed = self
+            .bounded(self.runner.store.renew_leases(
+                worker_id,
+                running.clone(),
+                shared::millis(ttl),
+            ))
             .await
-        {
+            .unwrap_or(Err(StoreError::Pool(
+                "no answer within half a lease".into(),
+            )));
+        match renewed {
             Ok(renewal) => {
                 if let Some(w) = &mut self.worker {
                     w.renewed = Instant::now();
@@ -457,8 +507,10 @@ impl Scheduler {
             }
         }
         self.heartbeat().await;
-        if let Err(e) = self.sweep_expired_leases().await {
-            warn!(error = %error_chain(&e), "cannot sweep expired leases");
+        match self.bounded(self.sweep_expired_leases()).await {
+            Some(Err(e)) => warn!(error = %error_chain(&e), "cannot sweep expired leases"),
+            None => warn!("cannot sweep expired leases: no answer within half a lease"),
+            Some(Ok(())) => {}
         }
     }
 
@@ -517,7 +569,7 @@ impl Scheduler {
             version: env!("CARGO_PKG_VERSION").into(),
             leases: 0,
         };
-        if let Err(e) = self.runner.store.heartbeat(info).await {
+        if let Some(Err(e)) = self.bounded(self.runner.store.heartbeat(info)).await {
             debug!(error = %error_chain(&e), "cannot record the heartbeat");
         }
     }

@@ -108,6 +108,8 @@ pub fn decide(view: &ClaimView, policy: &Policy) -> ClaimDecision {
 pub struct DataChecks {
     /// Challenge → (recorded digest, whether the local copy matched, when checked).
     checked: HashMap<ChallengeId, (String, bool, Instant)>,
+    /// Challenges whose local copy is being digested.
+    pending: HashSet<ChallengeId>,
 }
 
 impl DataChecks {
@@ -120,8 +122,14 @@ impl DataChecks {
         Some(*ok)
     }
 
+    /// Marks a look as started; false when one is already under way.
+    pub fn start_check(&mut self, id: ChallengeId) -> bool {
+        self.pending.insert(id)
+    }
+
     /// Records a look.
     pub fn record(&mut self, id: ChallengeId, recorded: String, ok: bool) {
+        self.pending.remove(&id);
         self.checked.insert(id, (recorded, ok, Instant::now()));
     }
 
@@ -132,6 +140,13 @@ impl DataChecks {
             .filter(|(_, (_, ok, at))| !ok && at.elapsed() < REFUSAL_RECHECK)
             .map(|(id, _)| id.clone())
             .collect()
+    }
+
+    /// Challenges not to claim now: refused, or still being looked at.
+    pub fn excluded(&self) -> HashSet<ChallengeId> {
+        let mut out = self.refused();
+        out.extend(self.pending.iter().cloned());
+        out
     }
 }
 

@@ -74,6 +74,17 @@ fn tokens() -> (String, String, String, Vec<TokenConfig>) {
     (admin, submitter, other, cfg)
 }
 
+/// The database every server of the suite uses: SQLite by default;
+/// `HOLDOUT_TEST_DATABASE=postgres` runs every one on PostgreSQL instead (a fresh database
+/// each, on a throw-away cluster the test binary starts once).
+pub fn test_database_url() -> String {
+    match std::env::var("HOLDOUT_TEST_DATABASE").as_deref() {
+        Ok("postgres") => holdout::testing::PgCluster::shared_database()
+            .expect("HOLDOUT_TEST_DATABASE=postgres needs PostgreSQL's server binaries"),
+        _ => String::new(),
+    }
+}
+
 /// Starts a server with default settings.
 pub async fn spawn_app() -> TestServer {
     spawn_app_with(|_| {}).await
@@ -106,6 +117,7 @@ async fn spawn_app_inner(
         data_root: data.path().to_owned(),
         tokens: token_cfg,
         shutdown_grace: holdout::units::HumanDuration(Duration::from_secs(5)),
+        database_url: test_database_url(),
         ..Config::default()
     };
     adjust(&mut config);

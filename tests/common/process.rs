@@ -32,11 +32,17 @@ pub fn write_config(dir: &Path, data_root: &Path, extra: &str) -> PathBuf {
     } else {
         "shutdown_grace = \"5s\""
     };
+    let database = if extra.contains("database_url") {
+        String::new()
+    } else {
+        format!("database_url = {:?}", super::test_database_url())
+    };
     let text = format!(
         r#"listen = "127.0.0.1:0"
 data_root = "{}"
 state_dir = "{}"
 {grace}
+{database}
 {extra}
 
 [[tokens]]
@@ -176,4 +182,114 @@ impl ServerProcess {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
     }
+}
+
+/// A real `holdout worker` process; its log lines are kept for the test to read.
+pub struct WorkerProcess {
+    /// The process.
+    pub child: Child,
+    /// Every log line so far (JSON).
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    config: PathBuf,
+}
+
+impl WorkerProcess {
+    /// Starts `holdout worker --config <config>` and waits until it runs.
+    pub async fn start(config: &Path) -> WorkerProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_holdout"))
+            .arg("worker")
+            .arg("--config")
+            .arg(config)
+            .arg("--log-format")
+            .arg("json")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (ready_tx, ready) = tokio::sync::oneshot::channel();
+        let keep = log.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            let mut ready_tx = Some(ready_tx);
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.contains("holdout worker running")
+                    && let Some(tx) = ready_tx.take()
+                {
+                    let _ = tx.send(());
+                }
+                keep.lock().unwrap().push(line);
+            }
+        });
+        let started = tokio::time::timeout(Duration::from_secs(30), ready).await;
+        if !matches!(started, Ok(Ok(()))) {
+            panic!("worker did not start:\n{}", log.lock().unwrap().join("\n"));
+        }
+        WorkerProcess {
+            child,
+            log,
+            config: config.to_owned(),
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> i32 {
+        self.child.id().unwrap() as i32
+    }
+
+    /// Sends a signal.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.pid(), sig) };
+    }
+
+    /// kill -9, and waits for the process to be gone.
+    pub async fn kill9(&mut self) {
+        self.signal(libc::SIGKILL);
+        let _ = self.child.wait().await;
+    }
+
+    /// Starts again on the same config.
+    pub async fn restart(&mut self) {
+        let _ = self.child.kill().await;
+        *self = WorkerProcess::start(&self.config).await;
+    }
+
+    /// Whether a log line so far contains `text`.
+    pub fn logged(&self, text: &str) -> bool {
+        self.log.lock().unwrap().iter().any(|l| l.contains(text))
+    }
+
+    /// The instance label of this worker's containers (derived from its state folder).
+    pub fn instance(&self) -> String {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let state = text
+            .lines()
+            .find_map(|l| l.strip_prefix("state_dir = "))
+            .unwrap()
+            .trim_matches('"')
+            .to_owned();
+        let dir = std::fs::canonicalize(state).unwrap();
+        auth::digest(&dir.to_string_lossy())[..16].to_owned()
+    }
+}
+
+/// Containers on the engine labelled with `instance`.
+pub async fn containers_of(instance: &str) -> Vec<String> {
+    let out = Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=io.holdout.instance={instance}"),
+        ])
+        .output()
+        .await
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
 }
