@@ -399,6 +399,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_example_config_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("holdout.example.toml");
+        let c = Config::load(Some(&path), &HashMap::new(), &Overrides::default()).unwrap();
+        assert_eq!(c.database().unwrap(), DatabaseUrl::Sqlite);
+        assert_eq!(c.execution, Execution::Local);
+    }
+
+    #[test]
     fn workers_need_postgres_and_a_database_url_is_checked() {
         let err = load_str("execution = \"workers\"\n", &[])
             .unwrap_err()

@@ -536,7 +536,7 @@ async fn six_hundred_stalled_uploads_hold_up_no_one_else() {
         let uploads = std::fs::read_dir(dir.path().join("state/uploads")).unwrap().count();
         eprintln!("open files: {fds_before} before, {fds} with 600 stalled uploads; {uploads} upload files");
         // With PostgreSQL, the connection pool (16) may fill up under the load too.
-        let pool = if std::env::var("HOLDOUT_TEST_DATABASE").as_deref() == Ok("postgres") { 16 } else { 0 };
+        let pool = if common::on_postgres() { 16 } else { 0 };
         assert!(fds < fds_before + 40 + pool, "{fds_before} -> {fds}");
         assert!(uploads <= SLOTS, "{uploads} upload files");
         stalls.abort_all();

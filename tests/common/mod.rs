@@ -85,6 +85,11 @@ pub fn test_database_url() -> String {
     }
 }
 
+/// Whether the suite runs on PostgreSQL (`HOLDOUT_TEST_DATABASE=postgres`).
+pub fn on_postgres() -> bool {
+    std::env::var("HOLDOUT_TEST_DATABASE").as_deref() == Ok("postgres")
+}
+
 /// Starts a server with default settings.
 pub async fn spawn_app() -> TestServer {
     spawn_app_with(|_| {}).await

@@ -16,7 +16,9 @@
 //! losses are rows too, so any replica serves them.
 
 mod admission;
+mod audit;
 mod coordination;
+mod files;
 mod listen;
 mod schema;
 
@@ -24,8 +26,6 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
-use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
 use tokio::sync::broadcast;
 use tokio_postgres::{NoTls, Row};
 
@@ -146,60 +146,6 @@ fn submissions(rows: &[Row], o: usize) -> Result<Vec<Submission>, StoreError> {
 fn one(row: Option<Row>) -> Result<Option<Submission>, StoreError> {
     row.map(|r| raw_at(&r, 0).map_err(StoreError::from)?.decode())
         .transpose()
-}
-
-/// Reads the bytes of a stored archive into `dest` (through a temporary file beside it,
-/// checked against `sha256` before it is renamed into place).
-async fn fetch_archive(
-    client: &Object,
-    sha256: &str,
-    dest: &std::path::Path,
-) -> Result<(), StoreError> {
-    let dir = dest.parent().unwrap_or(std::path::Path::new("."));
-    tokio::fs::create_dir_all(dir)
-        .await
-        .map_err(StoreError::Io)?;
-    let count: Option<i64> = client
-        .query_opt(
-            "SELECT (SELECT count(*) FROM archive_chunks WHERE sha256 = $1) FROM archives WHERE sha256 = $1",
-            &[&sha256],
-        )
-        .await?
-        .map(|r| r.get(0));
-    let Some(count) = count else {
-        return Err(StoreError::Corrupt(format!(
-            "archive {sha256} is not stored"
-        )));
-    };
-    let temp = tempfile::Builder::new()
-        .prefix(".fetch-")
-        .tempfile_in(dir)
-        .map_err(StoreError::Io)?
-        .into_temp_path();
-    let mut file = tokio::fs::File::create(&temp)
-        .await
-        .map_err(StoreError::Io)?;
-    let mut hash = Sha256::new();
-    // One chunk in memory at a time.
-    for n in 0..count as i32 {
-        let row = client
-            .query_one(
-                "SELECT data FROM archive_chunks WHERE sha256 = $1 AND n = $2",
-                &[&sha256, &n],
-            )
-            .await?;
-        let data: &[u8] = row.get(0);
-        hash.update(data);
-        file.write_all(data).await.map_err(StoreError::Io)?;
-    }
-    file.sync_all().await.map_err(StoreError::Io)?;
-    drop(file);
-    if hex::encode(hash.finalize()) != sha256 {
-        return Err(StoreError::Corrupt(format!(
-            "archive {sha256}: the stored bytes do not hash to it"
-        )));
-    }
-    temp.persist(dest).map_err(|e| StoreError::Io(e.error))
 }
 
 #[async_trait::async_trait]
@@ -424,68 +370,11 @@ impl Engine for PgEngine {
         cutoff: UnixMillis,
         now: UnixMillis,
     ) -> Result<Vec<SubmissionId>, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        // Under the admission lock: no upload of the same archive races its deletion.
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&ADMISSION_LOCK])
-            .await?;
-        let due = tx
-            .query(
-                "UPDATE submissions SET expired_at = $2
-                 WHERE expired_at IS NULL AND finished_at IS NOT NULL AND finished_at < $1
-                   AND state IN ('succeeded', 'failed', 'cancelled')
-                 RETURNING id, archive_sha256",
-                &[&cutoff, &now],
-            )
-            .await?;
-        let mut shas: Vec<String> = due.iter().map(|r| r.get::<_, String>(1)).collect();
-        shas.sort();
-        shas.dedup();
-        let mut gone = Vec::new();
-        for sha in &shas {
-            let n = tx
-                .execute(
-                    "DELETE FROM archives WHERE sha256 = $1
-                       AND NOT EXISTS (SELECT 1 FROM submissions WHERE archive_sha256 = $1 AND expired_at IS NULL)",
-                    &[sha],
-                )
-                .await?;
-            if n == 1 {
-                gone.push(sha.clone());
-            }
-        }
-        tx.commit().await?;
-        for sha in gone {
-            // This host's cached copy; other hosts' caches are pruned by their own janitor.
-            if let Err(e) = tokio::fs::remove_file(self.paths.archive(&sha)).await
-                && e.kind() != std::io::ErrorKind::NotFound
-            {
-                return Err(StoreError::Io(e));
-            }
-        }
-        Ok(readable(
-            due.iter().map(|r| codec::submission_id(r.get(0))).collect(),
-        ))
+        files::expire_before(&mut self.client().await?, &self.paths, cutoff, now).await
     }
 
     async fn record_release(&self, r: ReleaseRecord) -> Result<(), StoreError> {
-        let vals = codec::encode_values(&r.values)?;
-        self.client()
-            .await?
-            .execute(
-                "INSERT INTO releases (at, token_name, challenge_id, submission_id, what, vals)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-                &[
-                    &r.at,
-                    &r.token_name,
-                    &r.challenge_id,
-                    &r.submission_id,
-                    &r.what,
-                    &vals,
-                ],
-            )
-            .await?;
-        Ok(())
+        audit::record_release(&self.client().await?, r).await
     }
 
     async fn list_releases(
@@ -495,32 +384,7 @@ impl Engine for PgEngine {
         before: i64,
         limit: usize,
     ) -> Result<Vec<(i64, ReleaseRecord)>, StoreError> {
-        let rows = self
-            .client()
-            .await?
-            .query(
-                "SELECT seq, at, token_name, challenge_id, submission_id, what, vals FROM releases
-                 WHERE ($1::text IS NULL OR challenge_id = $1) AND ($2::text IS NULL OR token_name = $2)
-                   AND ($3::bigint = 0 OR seq < $3)
-                 ORDER BY seq DESC LIMIT $4",
-                &[&challenge, &token, &before, &(limit as i64)],
-            )
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get(0)?,
-                    ReleaseRecord {
-                        at: r.try_get(1)?,
-                        token_name: r.try_get(2)?,
-                        challenge_id: r.try_get(3)?,
-                        submission_id: r.try_get(4)?,
-                        what: r.try_get(5)?,
-                        values: codec::decode_values(r.try_get(6)?)?,
-                    },
-                ))
-            })
-            .collect()
+        audit::list_releases(&self.client().await?, challenge, token, before, limit).await
     }
 
     async fn record_leakage(
@@ -529,47 +393,14 @@ impl Engine for PgEngine {
         bits: f64,
         at: UnixMillis,
     ) -> Result<(), StoreError> {
-        self.client()
-            .await?
-            .execute(
-                "INSERT INTO leakage (submission_id, challenge_id, owner, participant_id, bits, at)
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (submission_id) DO NOTHING",
-                &[
-                    &s.id.as_str(),
-                    &s.challenge_id.as_str(),
-                    &s.owner,
-                    &s.participant_id.as_str(),
-                    &bits,
-                    &at,
-                ],
-            )
-            .await?;
-        Ok(())
+        audit::record_leakage(&self.client().await?, s, bits, at).await
     }
 
     async fn leakage_totals(
         &self,
         challenge: ChallengeId,
     ) -> Result<Vec<LeakageTotal>, StoreError> {
-        let rows = self
-            .client()
-            .await?
-            .query(
-                "SELECT owner, participant_id, COUNT(*), SUM(bits) FROM leakage WHERE challenge_id = $1
-                 GROUP BY owner, participant_id ORDER BY SUM(bits) DESC, owner, participant_id",
-                &[&challenge.as_str()],
-            )
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(LeakageTotal {
-                    owner: r.try_get(0)?,
-                    participant_id: r.try_get(1)?,
-                    results: r.try_get::<_, i64>(2)? as u32,
-                    bits: r.try_get(3)?,
-                })
-            })
-            .collect()
+        audit::leakage_totals(&self.client().await?, challenge).await
     }
 
     async fn put_blob(
@@ -578,38 +409,15 @@ impl Engine for PgEngine {
         name: String,
         data: Vec<u8>,
     ) -> Result<(), StoreError> {
-        self.client()
-            .await?
-            .execute(
-                "INSERT INTO blobs (kind, name, data) VALUES ($1, $2, $3)
-                 ON CONFLICT (kind, name) DO UPDATE SET data = EXCLUDED.data",
-                &[&kind.as_str(), &name, &data],
-            )
-            .await?;
-        Ok(())
+        files::put_blob(&self.client().await?, kind, name, data).await
     }
 
     async fn get_blob(&self, kind: BlobKind, name: String) -> Result<Option<Vec<u8>>, StoreError> {
-        let row = self
-            .client()
-            .await?
-            .query_opt(
-                "SELECT data FROM blobs WHERE kind = $1 AND name = $2",
-                &[&kind.as_str(), &name],
-            )
-            .await?;
-        Ok(row.map(|r| r.get(0)))
+        files::get_blob(&self.client().await?, kind, name).await
     }
 
     async fn delete_blobs(&self, kind: BlobKind, prefix: String) -> Result<(), StoreError> {
-        self.client()
-            .await?
-            .execute(
-                "DELETE FROM blobs WHERE kind = $1 AND starts_with(name, $2)",
-                &[&kind.as_str(), &prefix],
-            )
-            .await?;
-        Ok(())
+        files::delete_blobs(&self.client().await?, kind, prefix).await
     }
 
     async fn archive_file(&self, sha256: String) -> Result<PathBuf, StoreError> {
@@ -617,7 +425,7 @@ impl Engine for PgEngine {
         if tokio::fs::try_exists(&dest).await.unwrap_or(false) {
             return Ok(dest);
         }
-        fetch_archive(&self.client().await?, &sha256, &dest).await?;
+        files::fetch_archive(&self.client().await?, &sha256, &dest).await?;
         Ok(dest)
     }
 

@@ -9,12 +9,18 @@
 //! Shutdown order: stop accepting calls and end watch streams, let live runs finish within
 //! the grace period, hand the rest back to the queue (their containers removed), then return.
 
+mod core;
+mod worker;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
+
+use self::core::{Core, bind_metrics};
+pub use worker::WorkerProcess;
 
 use crate::api::{self, AuditApi, ChallengesApi, LeaderboardsApi, SubmissionsApi};
 use crate::audit::Audit;
@@ -23,18 +29,9 @@ use crate::challenges::Challenges;
 use crate::config::{Config, Execution};
 use crate::janitor::Janitor;
 use crate::leaderboard::Leaderboards;
-use crate::losses::LossStore;
-use crate::paths::Paths;
 use crate::pb;
-use crate::queue::Queue;
-use crate::run::Runner;
-use crate::run::logs::LogStore;
-use crate::run::plan::HostSettings;
 use crate::sandbox::Backend;
-use crate::sandbox::output_fs::{OutputArea, OutputMode};
-use crate::scheduler::{Pacing, Scheduler, Sharing};
-use crate::scoring::LabelsCache;
-use crate::store::Store;
+use crate::scheduler::Scheduler;
 use crate::submissions::{Submissions, SubmissionsParts};
 use crate::telemetry::Telemetry;
 
@@ -301,256 +298,6 @@ impl Application {
         info!("holdout stopped");
         served.map_err(AppError::from)
     }
-}
-
-/// What both processes build: the state folder, the store, the engine, the run's parts.
-struct Core {
-    paths: Paths,
-    store: Store,
-    backend: Arc<dyn Backend>,
-    host: HostSettings,
-    telemetry: Arc<Telemetry>,
-    losses: Arc<LossStore>,
-    logs: LogStore,
-    queue: Arc<Queue>,
-}
-
-impl Core {
-    async fn build(config: &Config, backend: Arc<dyn Backend>) -> Result<Core, AppError> {
-        let paths = Paths::new(&config.state_dir);
-        paths.create().map_err(|source| AppError::StateDir {
-            path: config.state_dir.clone(),
-            source,
-        })?;
-        let database = config.database().map_err(AppError::Config)?;
-        let store = Store::connect(&database, &paths).await?;
-        backend.ping().await?;
-        let host = HostSettings {
-            data_root: config.data_root.clone(),
-            defaults: config.defaults,
-            caps: config.caps,
-            default_isolation: config.default_isolation,
-            instance: paths.instance(),
-            output: config.output_filesystem,
-        };
-        if config.output_filesystem == OutputMode::Loop {
-            check_output_filesystems(&paths).await?;
-        }
-        Ok(Core {
-            telemetry: Arc::new(Telemetry::default()),
-            losses: Arc::new(LossStore::new(store.clone())),
-            logs: LogStore::new(store.clone()),
-            queue: Arc::new(Queue::new(config.concurrency as usize)),
-            paths,
-            store,
-            backend,
-            host,
-        })
-    }
-
-    /// The scheduler of this process's runs, recovered: alone on SQLite, one worker among
-    /// others on PostgreSQL (its writes to a run then need its lease).
-    async fn scheduler(&self, config: &Config) -> Result<Scheduler, AppError> {
-        let sharing = if self.store.is_shared() {
-            let worker_id = if config.worker_name.is_empty() {
-                self.host.instance.clone()
-            } else {
-                config.worker_name.clone()
-            };
-            let host_id = if config.host_id.is_empty() {
-                self.backend.engine_id().await?
-            } else {
-                config.host_id.clone()
-            };
-            info!(worker = %worker_id, host = %host_id, "running submissions as an execution worker");
-            Some(Sharing {
-                worker_id,
-                host_id,
-                lease_ttl: config.lease_ttl.0,
-                global_concurrency: config.global_concurrency,
-            })
-        } else {
-            None
-        };
-        let store = match &sharing {
-            Some(s) => self.store.for_worker(&s.worker_id),
-            None => self.store.clone(),
-        };
-        let runner = Arc::new(Runner {
-            store,
-            engine: self.backend.clone(),
-            paths: self.paths.clone(),
-            labels: Arc::new(LabelsCache::new(8)),
-            losses: self.losses.clone(),
-            logs: self.logs.clone(),
-            host: self.host.clone(),
-            max_attempts: config.max_attempts,
-            telemetry: self.telemetry.clone(),
-        });
-        let pacing = Pacing {
-            grace: config.shutdown_grace.0,
-            time_partition: config.time_partition,
-            slice: config.partition_slice.0,
-        };
-        let mut scheduler = Scheduler::new(
-            runner,
-            self.queue.clone(),
-            pacing,
-            config.concurrency,
-            sharing,
-        );
-        scheduler.recover().await?;
-        Ok(scheduler)
-    }
-
-    /// Deletes stray uploads and work folders a previous process left (after recovery
-    /// removed its containers).
-    async fn clean_scratch(&self) {
-        for dir in [self.paths.uploads(), self.paths.work_dir()] {
-            let _ = tokio::task::spawn_blocking(move || {
-                // Output filesystems a crash left mounted go first: then no tree a run
-                // built is ever walked.
-                crate::sandbox::output_fs::unmount_all_under(&dir);
-                let _ = std::fs::remove_dir_all(&dir);
-                std::fs::create_dir_all(&dir)
-            })
-            .await;
-        }
-    }
-}
-
-/// Binds the metrics address, when one is configured.
-async fn bind_metrics(
-    config: &Config,
-) -> Result<(Option<TcpListener>, Option<SocketAddr>), AppError> {
-    let listener = match config.metrics_listen.parse::<SocketAddr>() {
-        Ok(addr) => Some(
-            crate::telemetry::bind(addr)
-                .await
-                .map_err(|source| AppError::Bind { addr, source })?,
-        ),
-        Err(_) => None,
-    };
-    let addr = listener.as_ref().and_then(|l| l.local_addr().ok());
-    Ok((listener, addr))
-}
-
-/// `holdout worker`: runs submissions claimed from a shared PostgreSQL store on this host's
-/// Docker Engine, and serves nothing but its metrics.
-pub struct WorkerProcess {
-    scheduler: Scheduler,
-    janitor: Janitor,
-    telemetry: Arc<Telemetry>,
-    metrics_listener: Option<TcpListener>,
-    metrics_addr: Option<SocketAddr>,
-    instance: String,
-    shutdown: CancellationToken,
-}
-
-impl WorkerProcess {
-    /// Connects to the Docker engine named in the config and builds the worker.
-    pub async fn build(config: Config) -> Result<WorkerProcess, AppError> {
-        let backend = crate::sandbox::docker::DockerBackend::connect(&config.docker_host).await?;
-        Self::build_with_backend(config, Arc::new(backend)).await
-    }
-
-    /// Builds the worker on a given backend: connects, recovers its own leftovers.
-    pub async fn build_with_backend(
-        config: Config,
-        backend: Arc<dyn Backend>,
-    ) -> Result<WorkerProcess, AppError> {
-        if config.database().map_err(AppError::Config)? == crate::store::DatabaseUrl::Sqlite {
-            return Err(AppError::Config(
-                "holdout worker needs a shared database: set database_url = \"postgres://...\" (a single server on SQLite runs its submissions itself)".into(),
-            ));
-        }
-        let core = Core::build(&config, backend).await?;
-        let (metrics_listener, metrics_addr) = bind_metrics(&config).await?;
-        let scheduler = core.scheduler(&config).await?;
-        core.clean_scratch().await;
-        let janitor = Janitor::new(
-            core.store.clone(),
-            core.paths.clone(),
-            core.logs.clone(),
-            config.retention.0,
-            core.telemetry.clone(),
-        );
-        Ok(WorkerProcess {
-            scheduler,
-            janitor,
-            telemetry: core.telemetry,
-            metrics_listener,
-            metrics_addr,
-            instance: core.host.instance,
-            shutdown: CancellationToken::new(),
-        })
-    }
-
-    /// The bound metrics address, when metrics are on.
-    pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics_addr
-    }
-
-    /// The label of this worker's containers on the engine.
-    pub fn instance(&self) -> &str {
-        &self.instance
-    }
-
-    /// A token that stops the worker when cancelled.
-    pub fn shutdown_token(&self) -> CancellationToken {
-        self.shutdown.clone()
-    }
-
-    /// Runs submissions until `signal` completes or the shutdown token fires; then lets
-    /// live runs finish for the grace period and hands the rest back.
-    pub async fn run_until(self, signal: impl std::future::Future<Output = ()> + Send + 'static) {
-        let WorkerProcess {
-            scheduler,
-            janitor,
-            telemetry,
-            metrics_listener,
-            shutdown,
-            ..
-        } = self;
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = signal => stop.cancel(),
-                _ = stop.cancelled() => {}
-            }
-        });
-        let janitor = tokio::spawn(janitor.run(shutdown.clone()));
-        let metrics = metrics_listener
-            .map(|l| tokio::spawn(crate::telemetry::serve(l, telemetry, shutdown.clone())));
-        info!("holdout worker running");
-        scheduler.run(shutdown.clone()).await;
-        shutdown.cancel();
-        let _ = janitor.await;
-        if let Some(m) = metrics {
-            let _ = m.await;
-        }
-        info!("holdout worker stopped");
-    }
-}
-
-/// Makes, writes to and removes one small output filesystem, so a host that cannot (no
-/// root, no loop devices) is told at start, not at its first run.
-async fn check_output_filesystems(paths: &Paths) -> Result<(), AppError> {
-    let dir = paths.work_dir().join("output-check");
-    tokio::task::spawn_blocking(move || {
-        crate::sandbox::output_fs::unmount(&dir);
-        let _ = std::fs::remove_dir_all(&dir);
-        let made = OutputArea::create(OutputMode::Loop, &dir, 1 << 20)
-            .map_err(|e| crate::domain::error_chain(&e))
-            .and_then(|area| {
-                std::fs::write(area.path().join("probe"), b"ok").map_err(|e| e.to_string())
-            });
-        let _ = std::fs::remove_dir_all(&dir);
-        made
-    })
-    .await
-    .map_err(|e| AppError::OutputFilesystem(e.to_string()))?
-    .map_err(AppError::OutputFilesystem)
 }
 
 /// Completes on SIGTERM or SIGINT.

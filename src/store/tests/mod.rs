@@ -630,65 +630,6 @@ async fn small_files_round_trip_and_are_deleted_by_prefix(f: Fixture) {
     );
 }
 
-#[tokio::test]
-async fn an_archive_stored_in_postgres_is_fetched_by_another_host_and_checked() {
-    tokio::time::timeout(std::time::Duration::from_secs(60), async {
-        let f = Fixture::new(Kind::Postgres).await;
-        f.store.insert_challenge(challenge("c")).await.unwrap();
-        // 20 MiB of incompressible bytes: three chunks.
-        let bytes: Vec<u8> = (0..20u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
-        let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
-        let mut s = submission("p", "a", None);
-        s = Submission::from_record(SubmissionRecord {
-            archive_sha256: sha.clone(),
-            ..(*s).clone()
-        });
-        let temp = tempfile::NamedTempFile::new_in(f.paths.uploads())
-            .unwrap()
-            .into_temp_path();
-        std::fs::write(&temp, &bytes).unwrap();
-        let pending = PendingArchive {
-            temp,
-            dest: f.paths.archive(&sha),
-        };
-        f.store.insert_submission(s, OPEN, Some(pending)).await.unwrap();
-        // Another host: its own state folder, the same database.
-        let other = tempfile::tempdir().unwrap();
-        let other_paths = crate::paths::Paths::new(other.path());
-        other_paths.create().unwrap();
-        let there = Store::connect(&f.url, &other_paths).await.unwrap();
-        let file = there.archive_file(&sha).await.unwrap();
-        assert_eq!(file, other_paths.archive(&sha));
-        assert_eq!(std::fs::read(&file).unwrap(), bytes);
-        // A stored archive whose bytes do not hash to its name is refused, not used.
-        let bad = "cd".repeat(32);
-        let client = tokio_postgres::connect(
-            match &f.url {
-                DatabaseUrl::Postgres(u) => u,
-                DatabaseUrl::Sqlite => unreachable!(),
-            },
-            tokio_postgres::NoTls,
-        )
-        .await
-        .unwrap();
-        tokio::spawn(client.1);
-        client
-            .0
-            .batch_execute(&format!(
-                "INSERT INTO archives VALUES ('{bad}', 3, 0); INSERT INTO archive_chunks VALUES ('{bad}', 0, 'abc')"
-            ))
-            .await
-            .unwrap();
-        assert!(matches!(
-            there.archive_file(&bad).await,
-            Err(StoreError::Corrupt(_))
-        ));
-        assert!(!other_paths.archive(&bad).exists());
-    })
-    .await
-    .expect("test timed out");
-}
-
 async fn listings_filter_and_page_newest_first(f: Fixture) {
     let store = f.store.clone();
     store.insert_challenge(challenge("c")).await.unwrap();
@@ -750,3 +691,5 @@ async fn listings_filter_and_page_newest_first(f: Fixture) {
         .unwrap();
     assert_eq!(store.scored_full(c).await.unwrap(), [done]);
 }
+
+mod postgres_only;
