@@ -388,6 +388,63 @@ async fn a_killed_workers_runs_finish_elsewhere_once_and_its_restart_leaves_no_c
     .await;
 }
 
+/// The Prometheus text a process serves on `port`.
+async fn scrape(port: u16) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_stopped_with_sigterm_finishes_its_run_or_hands_it_back_and_says_stopped() {
+    within(180, async {
+        let d = Deployment::new();
+        let api = d.replica("api").await;
+        // A grace shorter than the run: the run is handed back, not lost, not charged twice.
+        let mut w1 = d
+            .worker("worker-1", "concurrency = 1\nlease_ttl = \"2s\"\nshutdown_grace = \"1s\"")
+            .await;
+        create_parity(&api.addr, 2).await;
+        let c = client(&api.addr, SUBMITTER).await;
+        let id = c.submit(full("parity", "a"), sleepy(5.0)).await.unwrap().id;
+        wait_state(&c, &id, pb::SubmissionState::Running, 60).await;
+        w1.signal(libc::SIGTERM);
+        let status = within(30, w1.child.wait()).await.unwrap();
+        assert!(status.success(), "{status:?}");
+        assert!(w1.logged("holdout worker stopped"));
+        let admin = client(&api.addr, ADMIN).await;
+        let s = state_of(&admin, &id).await;
+        assert_eq!(s.state, pb::SubmissionState::Queued as i32, "handed back");
+        let listed = admin
+            .audit()
+            .list_workers(admin.request(pb::ListWorkersRequest {}))
+            .await
+            .unwrap()
+            .into_inner()
+            .workers;
+        assert_eq!((listed[0].state.as_str(), listed[0].alive), ("stopped", false));
+        assert!(containers_of(&w1.instance()).await.is_empty());
+        // Another worker runs it; a shutdown is not an attempt of the code.
+        let _w2 = d.worker("worker-2", "concurrency = 1\nlease_ttl = \"2s\"").await;
+        let s = wait_state(&admin, &id, pb::SubmissionState::Succeeded, 60).await;
+        assert_eq!(s.public_scores_exact["accuracy"], 1.0);
+        let attempts: i64 = d
+            .sql()
+            .await
+            .query_one("SELECT attempts FROM submissions WHERE id = $1", &[&id])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(attempts, 1);
+    })
+    .await;
+}
+
 /// A TCP proxy whose forwarding can be paused (a network gone silent: no error, no answer)
 /// and resumed.
 struct Proxy {
@@ -537,8 +594,19 @@ async fn a_worker_with_another_copy_of_the_data_refuses_the_challenge_and_anothe
         let text = std::fs::read_to_string(&labels).unwrap();
         let flipped = text.replacen(",even\n", ",odd\n", 1);
         std::fs::write(&labels, flipped).unwrap();
+        let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let stale = d
-            .worker_on("stale", &other_root, "concurrency = 1\nlease_ttl = \"2s\"")
+            .worker_on(
+                "stale",
+                &other_root,
+                &format!(
+                    "concurrency = 1\nlease_ttl = \"2s\"\nmetrics_listen = \"127.0.0.1:{metrics_port}\""
+                ),
+            )
             .await;
         let c = client(&api.addr, SUBMITTER).await;
         let id = c
@@ -567,6 +635,13 @@ async fn a_worker_with_another_copy_of_the_data_refuses_the_challenge_and_anothe
             .into_inner()
             .workers;
         assert_eq!(listed[0].refused_challenges, ["parity"]);
+        // Its own metrics say so, under its name.
+        let metrics = scrape(metrics_port).await;
+        assert!(metrics.contains("holdout_data_refusals_total 1"), "{metrics}");
+        assert!(
+            metrics.contains(&format!("holdout_worker_info{{worker=\"{}\"", stale.instance())),
+            "{metrics}"
+        );
         let good = d
             .worker("good", "concurrency = 1\nlease_ttl = \"2s\"")
             .await;
