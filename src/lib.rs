@@ -14,14 +14,15 @@
 //!  scheduler ─▶ queue (fairness, live runs)            │
 //!      │                                              │
 //!      ▼                                              │
-//!  run ─▶ plan · workdir · builtin | custom · logs ─▶ store (SQLite; the change feed)
+//!  run ─▶ plan · workdir · builtin | custom · logs ─▶ store (SQLite | PostgreSQL; the feed)
 //!      │
 //!      └─▶ sandbox (Docker via bollard) · verdict · scoring · archive
 //!  domain (challenges, submissions as a state machine, limits, ids) underlies all of them
 //! ```
 //!
 //! - [`config`]: typed, validated server config (file + env), defaults and caps.
-//! - [`app`]: wires the parts, binds, recovers, serves, shuts down gracefully.
+//! - [`app`]: wires the parts, binds, recovers, serves, shuts down gracefully; the
+//!   execution worker process (`holdout worker`).
 //! - [`api`]: tonic services (thin), auth interceptor, every wire conversion, errors → status.
 //! - [`auth`]: bearer tokens and roles.
 //! - [`domain`]: challenges, limits, ids as newtypes, and the submission's state machine.
@@ -31,7 +32,8 @@
 //! - [`release`]: what a caller may see of a submission, by role (domain views).
 //! - [`audit`]: the record of every value released to a submitter token, and the ledger.
 //! - [`leakage`]: how many bits one FULL submission can release, at most.
-//! - [`scheduler`]: recovery after a start, the loop that starts runs, shutdown hand-back.
+//! - [`scheduler`]: recovery after a start, the loop that starts runs, shutdown hand-back;
+//!   as one worker of a shared store: claims, leases, sweeps, data checks.
 //! - [`queue`]: fairness across participants and the registry of live runs.
 //! - [`run`]: one submission from QUEUED to its verdict: plan, work folder, sandbox,
 //!   built-in or custom scoring, logs; and the same pipeline for a local SMOKE run
@@ -42,7 +44,9 @@
 //! - [`sandbox`]: the container backend and every hardening flag.
 //! - [`scoring`]: predictions parsing, metrics, the public/private split.
 //! - [`archive`]: safe extraction of submitted archives.
-//! - [`store`]: SQLite persistence, migrations, and the feed of committed changes.
+//! - [`store`]: persistence behind one interface, two engines (SQLite, PostgreSQL), their
+//!   migrations, the feed of committed changes, and the coordination of workers.
+//! - [`datadir`]: the digest of a challenge's data folder (the same data on every host).
 //! - [`losses`]: per-row public losses for the parameter-free ladder (never released).
 //! - [`paths`]: every file the service keeps under `state_dir`.
 //! - [`backup`]: online backup of a state folder, and its restore.

@@ -227,7 +227,7 @@ async fn three_workers_and_two_replicas_run_300_submissions_from_30_participants
             d.worker("worker-2", extra).await,
             d.worker("worker-3", extra).await,
         ];
-        create_parity(&a.addr, 6).await;
+        create_parity(&a.addr, 4).await;
         let on = [
             client(&a.addr, SUBMITTER).await,
             client(&b.addr, SUBMITTER).await,
@@ -318,6 +318,16 @@ async fn three_workers_and_two_replicas_run_300_submissions_from_30_participants
             flood_overtaking <= 6,
             "{flood_overtaking} flood runs started between the lone submission and its run"
         );
+        // The challenge's limit (4 at once) held across the workers' six slots.
+        let spans: Vec<(i64, i64)> = sql
+            .query("SELECT started_at, finished_at FROM submissions", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let most = most_at_once(&spans);
+        assert!(most <= 4, "{most} runs of the challenge at once");
         // The registry shows three live workers.
         let admin = client(&b.addr, ADMIN).await;
         let listed = admin
@@ -384,6 +394,77 @@ async fn a_killed_workers_runs_finish_elsewhere_once_and_its_restart_leaves_no_c
                 pb::SubmissionState::Succeeded as i32
             );
         }
+    })
+    .await;
+}
+
+/// The most of `spans` (start, end) that overlap at any moment.
+fn most_at_once(spans: &[(i64, i64)]) -> usize {
+    let mut edges: Vec<(i64, i32)> = spans
+        .iter()
+        .flat_map(|(s, e)| [(*s, 1), (*e, -1)])
+        .collect();
+    // An end before a start at the same millisecond: back-to-back runs do not overlap.
+    edges.sort();
+    let (mut now, mut most) = (0i32, 0i32);
+    for (_, d) in edges {
+        now += d;
+        most = most.max(now);
+    }
+    most as usize
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_time_partition_holds_across_two_workers_on_one_docker_host() {
+    within(240, async {
+        let d = Deployment::new();
+        let api = d.replica("api").await;
+        let extra = "concurrency = 2\nlease_ttl = \"5s\"\npartition_slice = \"2s\"";
+        let _w = [d.worker("worker-1", extra).await, d.worker("worker-2", extra).await];
+        create_parity(&api.addr, 4).await;
+        let c = client(&api.addr, SUBMITTER).await;
+        let mut ids = Vec::new();
+        for i in 0..16 {
+            let p = format!("p{}", i % 4);
+            let meta = if i % 2 == 0 {
+                full("parity", &p)
+            } else {
+                common::smoke("parity", &p)
+            };
+            let sleep = if i % 2 == 0 { 1.0 } else { 0.5 };
+            ids.push(c.submit(meta, sleepy(sleep)).await.unwrap().id);
+        }
+        let admin = client(&api.addr, ADMIN).await;
+        for id in &ids {
+            wait_state(&admin, id, pb::SubmissionState::Succeeded, 200).await;
+        }
+        let sql = d.sql().await;
+        let spans = |kind: &'static str| {
+            let sql = &sql;
+            async move {
+                sql.query(
+                    "SELECT started_at, finished_at, worker_id FROM submissions WHERE kind = $1",
+                    &[&kind],
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1), r.get::<_, String>(2)))
+                .collect::<Vec<_>>()
+            }
+        };
+        let (fulls, smokes) = (spans("full").await, spans("smoke").await);
+        for (fs, fe, fw) in &fulls {
+            for (ss, se, sw) in &smokes {
+                assert!(
+                    fe <= ss || se <= fs,
+                    "a FULL run on {fw} ({fs}..{fe}) overlapped a SMOKE run on {sw} ({ss}..{se})"
+                );
+            }
+        }
+        let workers: std::collections::HashSet<_> =
+            fulls.iter().chain(&smokes).map(|r| r.2.clone()).collect();
+        assert_eq!(workers.len(), 2, "both workers ran some");
     })
     .await;
 }
