@@ -130,6 +130,9 @@ pub struct Config {
     /// With PostgreSQL: runs at once on all workers together (0 = each worker's
     /// `concurrency` is the only limit).
     pub global_concurrency: u32,
+    /// A pause between two items of a maintenance job (a rescoring reads and scores one
+    /// kept prediction per item): throttles a large job on a busy host. 0 = none.
+    pub job_item_pause: HumanDuration,
 }
 
 impl Default for Config {
@@ -160,6 +163,7 @@ impl Default for Config {
             host_id: String::new(),
             lease_ttl: HumanDuration(Duration::from_secs(30)),
             global_concurrency: 0,
+            job_item_pause: HumanDuration(Duration::ZERO),
         }
     }
 }
@@ -254,6 +258,7 @@ const ENV_KEYS: &[&str] = &[
     "host_id",
     "lease_ttl",
     "global_concurrency",
+    "job_item_pause",
 ];
 
 impl Config {

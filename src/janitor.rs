@@ -1,4 +1,5 @@
-//! Retention and disk accounting: deletes the archives and logs of submissions that ended
+//! Retention and disk accounting: deletes the archives, logs and kept predictions of
+//! submissions that ended
 //! longer ago than the configured retention (their rows, with the archive's hash, stay for
 //! admins), and measures what the service keeps on disk, by area, for Prometheus.
 //!
@@ -71,8 +72,10 @@ impl Janitor {
             let now = now_millis();
             let cutoff = now - self.retention.as_millis() as i64;
             let ids = self.store.expire_before(cutoff, now).await?;
+            let kept = crate::predictions::KeptPredictions::new(self.store.clone());
             for id in &ids {
                 self.logs.remove(id).await;
+                kept.remove(id).await;
             }
             expired = ids.len();
             if expired > 0 {
@@ -88,6 +91,7 @@ impl Janitor {
                 (DiskArea::Archives, dir_bytes(&paths.archives())),
                 (DiskArea::Logs, dir_bytes(&paths.logs_dir())),
                 (DiskArea::Losses, dir_bytes(&paths.losses())),
+                (DiskArea::Predictions, dir_bytes(&paths.predictions())),
                 (DiskArea::Uploads, dir_bytes(&paths.uploads())),
             ]
         })

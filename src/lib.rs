@@ -49,7 +49,10 @@
 //! - [`datadir`]: the digest of a challenge's data folder (the same data on every host).
 //! - [`losses`]: per-row public losses for the parameter-free ladder (never released).
 //! - [`paths`]: every file the service keeps under `state_dir`.
+//! - [`predictions`]: the kept predictions of scored FULL runs (never released; rescoring).
 //! - [`backup`]: online backup of a state folder, and its restore.
+//! - [`jobs`]: admins' maintenance jobs over a challenge (rescoring its kept predictions),
+//!   their progress, cancel and audit.
 //! - [`janitor`]: retention of archives and logs, and the disk the service keeps.
 //! - [`telemetry`]: Prometheus counters, gauges and histograms.
 //! - [`paging`]: page sizes and tokens of list RPCs.
@@ -71,11 +74,13 @@ pub mod datadir;
 pub mod domain;
 pub mod images;
 pub mod janitor;
+pub mod jobs;
 pub mod leaderboard;
 pub mod leakage;
 pub mod losses;
 pub mod paging;
 pub mod paths;
+pub mod predictions;
 pub mod prepare;
 pub mod queue;
 pub mod release;

@@ -75,6 +75,11 @@ impl Paths {
         self.root.join("losses")
     }
 
+    /// Kept predictions of FULL runs, gzipped (rescoring; admin-only, never released).
+    pub fn predictions(&self) -> PathBuf {
+        self.root.join("predictions")
+    }
+
     /// Uploads in progress; anything here at start is debris of a crash.
     pub fn uploads(&self) -> PathBuf {
         self.root.join("uploads")

@@ -41,14 +41,17 @@ pub enum DiskArea {
     Losses,
     /// Uploads in progress.
     Uploads,
+    /// Kept predictions of FULL runs (rescoring).
+    Predictions,
 }
 
 impl DiskArea {
-    const ALL: [DiskArea; 4] = [
+    const ALL: [DiskArea; 5] = [
         DiskArea::Archives,
         DiskArea::Logs,
         DiskArea::Losses,
         DiskArea::Uploads,
+        DiskArea::Predictions,
     ];
 
     fn name(self) -> &'static str {
@@ -57,6 +60,7 @@ impl DiskArea {
             DiskArea::Logs => "logs",
             DiskArea::Losses => "losses",
             DiskArea::Uploads => "uploads",
+            DiskArea::Predictions => "predictions",
         }
     }
 }
@@ -123,7 +127,7 @@ pub struct Telemetry {
     engine_errors: AtomicU64,
     scoring_failures: AtomicU64,
     submissions_accepted: AtomicU64,
-    disk_bytes: [AtomicU64; 4],
+    disk_bytes: [AtomicU64; 5],
     /// Execution worker: claim transactions, from the call to the reservation.
     pub claim_seconds: Histogram,
     claims: AtomicU64,

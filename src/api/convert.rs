@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use crate::domain::{
     BuiltinMetric, Challenge, ChallengeId, ChallengeState, CustomScorer, DomainError,
-    FailureDetail, Isolation, LeaderboardMode, Limits, Quota, ReleasePolicy, ResolvedLimits,
-    Runtime, Scoring, SubmissionKind, SubmissionState, UnixMillis, Usage, Verdict,
+    FailureDetail, Isolation, Job, JobKind, JobState, LeaderboardMode, Limits, Quota,
+    ReleasePolicy, ResolvedLimits, Runtime, ScoreChange, Scoring, SubmissionKind,
+    SubmissionState, UnixMillis, Usage, Verdict,
 };
 use crate::leakage::LeakageEstimate;
 use crate::pb;
@@ -379,6 +380,55 @@ pub fn timestamp(ms: UnixMillis) -> prost_types::Timestamp {
         seconds: ms.div_euclid(1000),
         nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
     }
+}
+
+/// A job on the wire.
+pub fn job_to_pb(j: &Job) -> pb::Job {
+    pb::Job {
+        id: j.id.to_string(),
+        challenge_id: j.challenge_id.to_string(),
+        kind: match j.kind {
+            JobKind::Rescore => pb::JobKind::Rescore,
+        } as i32,
+        state: match j.state {
+            JobState::Running => pb::JobState::Running,
+            JobState::Finished => pb::JobState::Finished,
+            JobState::Cancelled => pb::JobState::Cancelled,
+            JobState::Failed => pb::JobState::Failed,
+        } as i32,
+        done: j.done,
+        total: j.total,
+        created_by: j.created_by.clone(),
+        created_at: Some(timestamp(j.created_at)),
+        finished_at: j.finished_at.map(timestamp),
+        message: j.message.clone(),
+    }
+}
+
+/// A job's audit entry on the wire.
+pub fn score_change_to_pb(c: &ScoreChange) -> pb::ScoreChange {
+    let map = |m: &std::collections::BTreeMap<String, f64>| m.clone().into_iter().collect();
+    pb::ScoreChange {
+        submission_id: c.submission_id.clone(),
+        platform: c.owner.clone(),
+        participant_id: c.participant_id.clone(),
+        outcome: c.outcome.clone(),
+        old_public: map(&c.old_public),
+        old_private: map(&c.old_private),
+        new_public: map(&c.new_public),
+        new_private: map(&c.new_private),
+        at: Some(timestamp(c.at)),
+    }
+}
+
+/// A rescoring request's metric: UNSPECIFIED keeps the challenge's.
+pub fn rescore_metric_from_pb(m: i32) -> Result<Option<Metric>, DomainError> {
+    if m == pb::Metric::Unspecified as i32 {
+        return Ok(None);
+    }
+    metric_from_pb(m)
+        .map(Some)
+        .map_err(|_| DomainError::invalid("metric", "must name a built-in metric"))
 }
 
 /// A released view of a submission on the wire: exactly the view's fields.

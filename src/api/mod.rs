@@ -3,6 +3,7 @@
 //! into domain types, calls the domain, and converts back. No decision is made here.
 
 mod convert;
+mod jobs;
 mod status;
 
 use std::pin::Pin;
@@ -20,6 +21,7 @@ use crate::leaderboard::{self, Leaderboards};
 use crate::pb;
 use crate::submissions::Submissions;
 
+pub use jobs::JobsApi;
 pub use convert::{challenge_from_pb, challenge_to_pb, challenge_view_to_pb, submission_to_pb};
 pub use status::to_status;
 

@@ -104,6 +104,7 @@ impl Core {
             paths: self.paths.clone(),
             labels: Arc::new(LabelsCache::new(8)),
             losses: self.losses.clone(),
+            kept: crate::predictions::KeptPredictions::new(self.store.clone()),
             logs: self.logs.clone(),
             host: self.host.clone(),
             max_attempts: config.max_attempts,

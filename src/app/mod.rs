@@ -22,12 +22,13 @@ use tracing::info;
 use self::core::{Core, bind_metrics};
 pub use worker::WorkerProcess;
 
-use crate::api::{self, AuditApi, ChallengesApi, LeaderboardsApi, SubmissionsApi};
+use crate::api::{self, AuditApi, ChallengesApi, JobsApi, LeaderboardsApi, SubmissionsApi};
 use crate::audit::Audit;
 use crate::auth::Tokens;
 use crate::challenges::Challenges;
 use crate::config::{Config, Execution};
 use crate::janitor::Janitor;
+use crate::jobs::Jobs;
 use crate::leaderboard::Leaderboards;
 use crate::pb;
 use crate::sandbox::Backend;
@@ -88,6 +89,7 @@ pub struct Application {
     challenges: Challenges,
     submissions: Submissions,
     leaderboards: Leaderboards,
+    jobs: Jobs,
     /// None when this process serves the API only.
     scheduler: Option<Scheduler>,
     janitor: Janitor,
@@ -158,7 +160,15 @@ impl Application {
             max_uploads_per_token: config.max_uploads_per_token as usize,
             upload_idle_timeout: config.upload_idle_timeout.0,
         });
+        let shutdown = CancellationToken::new();
+        let jobs = Jobs::new(
+            store.clone(),
+            host.clone(),
+            config.job_item_pause.0,
+            shutdown.clone(),
+        );
         Ok(Application {
+            jobs,
             tokens: Tokens::new(&config.tokens),
             instance: host.instance.clone(),
             audit: Audit::new(store.clone(), host.clone(), config.lease_ttl.0),
@@ -172,7 +182,7 @@ impl Application {
             metrics_addr,
             listener,
             local_addr,
-            shutdown: CancellationToken::new(),
+            shutdown,
         })
     }
 
@@ -208,6 +218,7 @@ impl Application {
             challenges,
             submissions,
             leaderboards,
+            jobs,
             scheduler,
             janitor,
             telemetry,
@@ -231,6 +242,9 @@ impl Application {
             .await;
         health_reporter
             .set_serving::<pb::audit_server::AuditServer<AuditApi>>()
+            .await;
+        health_reporter
+            .set_serving::<pb::jobs_server::JobsServer<JobsApi>>()
             .await;
         // Reflection in both versions: grpcurl speaks v1, while Python's grpcio-reflection,
         // grpc_cli and older tools still speak v1alpha.
@@ -279,6 +293,13 @@ impl Application {
             )
             .add_service(pb::audit_server::AuditServer::with_interceptor(
                 AuditApi { audit },
+                auth.clone(),
+            ))
+            .add_service(pb::jobs_server::JobsServer::with_interceptor(
+                JobsApi {
+                    jobs: jobs.clone(),
+                    shutdown: shutdown.clone(),
+                },
                 auth,
             ))
             .serve_with_incoming_shutdown(
@@ -292,6 +313,8 @@ impl Application {
             let _ = s.await;
         }
         let _ = janitor.await;
+        // Running jobs saw the shutdown and end FAILED, having written nothing.
+        jobs.wait().await;
         if let Some(m) = metrics {
             let _ = m.await;
         }

@@ -6,6 +6,7 @@
 
 pub mod demo;
 pub mod image;
+pub mod jobs;
 mod output;
 pub mod prepare;
 pub mod run_local;
@@ -71,6 +72,18 @@ pub enum ChallengeCommand {
     Close {
         /// Challenge id.
         id: String,
+    },
+    /// Rescore every scored FULL submission from its kept predictions, against the labels
+    /// as they are now, or with another built-in metric (admin; starts a job).
+    Rescore {
+        /// Challenge id.
+        id: String,
+        /// A built-in metric to rescore with (it becomes the challenge's metric).
+        #[arg(long)]
+        metric: Option<String>,
+        /// Follow the job with a progress bar until it ends.
+        #[arg(long)]
+        wait: bool,
     },
     /// Check a challenge's data folder before it opens (local, no server): integrity,
     /// leakage of the target, personal data, k-anonymity; writes the data cards.
@@ -145,6 +158,9 @@ pub enum ClientCommand {
     /// The execution workers of a PostgreSQL-backed deployment: health, runs, leases, and
     /// the challenges each refuses (admin).
     Workers,
+    /// Maintenance jobs (admin): get, watch, cancel, changes.
+    #[command(subcommand)]
+    Job(jobs::JobCommand),
     /// Show a leaderboard.
     Leaderboard {
         /// Challenge id.
@@ -343,6 +359,9 @@ pub async fn run(args: &ClientArgs, cmd: ClientCommand) -> Result<()> {
                     .into_inner();
                 out.challenge(&c);
             }
+            ChallengeCommand::Rescore { id, metric, wait } => {
+                jobs::rescore(&client, out.json, id, metric, wait).await?;
+            }
             ChallengeCommand::Check(_) => {
                 bail!("`holdout challenge check` runs locally, not through a server")
             }
@@ -487,6 +506,7 @@ pub async fn run(args: &ClientArgs, cmd: ClientCommand) -> Result<()> {
                 .into_inner();
             out.workers(&r.workers);
         }
+        ClientCommand::Job(cmd) => jobs::run(&client, out.json, cmd).await?,
         ClientCommand::Leaderboard { id, private } => {
             let view = if private {
                 pb::LeaderboardView::Private

@@ -6,12 +6,14 @@
 
 mod challenge;
 mod ids;
+mod job;
 mod limits;
 mod status;
 mod submission;
 
 pub use challenge::*;
 pub use ids::*;
+pub use job::*;
 pub use limits::*;
 pub use status::*;
 pub use submission::*;

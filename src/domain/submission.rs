@@ -172,6 +172,8 @@ pub enum Action {
     FailInternal,
     /// RUNNING | SCORING → QUEUED (or FAILED after too many attempts).
     Requeue,
+    /// SUCCEEDED → SUCCEEDED with scores recomputed from its kept predictions.
+    Rescore,
 }
 
 impl std::fmt::Display for Action {
@@ -185,6 +187,7 @@ impl std::fmt::Display for Action {
             Action::CancelHeld => "be cancelled while its result is held",
             Action::FailInternal => "fail as an internal error",
             Action::Requeue => "be re-queued",
+            Action::Rescore => "be rescored",
         })
     }
 }
@@ -436,6 +439,28 @@ impl Submission {
         next.finished_at = Some(now);
         next.charged = false;
         next
+    }
+
+    /// SUCCEEDED → SUCCEEDED with new exact scores, recomputed by an admin's rescoring job
+    /// from the run's kept predictions (after a labels fix, or under another built-in
+    /// metric). Nothing else changes: not the verdict, the finish time or the charge.
+    pub fn rescore(
+        &self,
+        public: BTreeMap<String, f64>,
+        private: BTreeMap<String, f64>,
+    ) -> Result<Transition, IllegalTransition> {
+        self.require(Action::Rescore, &[SubmissionState::Succeeded])?;
+        if public
+            .values()
+            .chain(private.values())
+            .any(|v| !v.is_finite())
+        {
+            return Err(self.refuse(Action::Rescore, Some("a score is not finite")));
+        }
+        let mut next = self.0.clone();
+        next.public_scores = public;
+        next.private_scores = private;
+        Ok(self.to(next))
     }
 
     /// RUNNING | SCORING → QUEUED, to be run again; or FAILED with INTERNAL_ERROR (never

@@ -75,10 +75,11 @@ fn apply(s: &Submission, action: Action) -> Result<Transition, IllegalTransition
         Action::CancelHeld => s.cancel_held(&held_policy(), &quota(true), WALL, 5_000),
         Action::FailInternal => s.fail_internal("boom".into(), 5_000),
         Action::Requeue => s.requeue(Interruption::Engine("gone".into()), 3, 5_000),
+        Action::Rescore => s.rescore(scores(0.5), scores(0.4)),
     }
 }
 
-const ACTIONS: [Action; 8] = [
+const ACTIONS: [Action; 9] = [
     Action::Start,
     Action::BeginScoring,
     Action::Score,
@@ -87,6 +88,7 @@ const ACTIONS: [Action; 8] = [
     Action::CancelHeld,
     Action::FailInternal,
     Action::Requeue,
+    Action::Rescore,
 ];
 
 const WALL: Duration = Duration::from_secs(10);
@@ -111,6 +113,7 @@ fn legal(action: Action, from: SubmissionState) -> Option<SubmissionState> {
         (Action::CancelHeld, Succeeded | Failed) => Some(Cancelled),
         (Action::FailInternal, Queued | Running | Scoring) => Some(Failed),
         (Action::Requeue, Running | Scoring) => Some(Queued),
+        (Action::Rescore, Succeeded) => Some(Succeeded),
         _ => None,
     }
 }
@@ -139,9 +142,13 @@ fn every_action_from_every_state_is_either_the_documented_transition_or_refused(
 }
 
 #[test]
-fn terminal_states_accept_nothing_but_the_cancel_of_a_held_result() {
+fn terminal_states_accept_nothing_but_the_cancel_of_a_held_result_and_a_rescore() {
     for from in STATES.into_iter().filter(|s| s.is_terminal()) {
-        for action in ACTIONS.into_iter().filter(|a| *a != Action::CancelHeld) {
+        for action in ACTIONS
+            .into_iter()
+            .filter(|a| *a != Action::CancelHeld)
+            .filter(|a| *a != Action::Rescore || from != SubmissionState::Succeeded)
+        {
             assert!(apply(&at(from), action).is_err(), "{action:?} from {from}");
         }
     }
@@ -380,4 +387,18 @@ fn a_refusal_names_the_state_and_the_action() {
         .cancel(None, &quota(true), 1)
         .unwrap_err();
     assert_eq!(e.to_string(), "a SUCCEEDED submission cannot be cancelled");
+}
+
+#[test]
+fn a_rescore_changes_only_the_scores_of_a_succeeded_submission() {
+    let s = at(SubmissionState::Succeeded);
+    let t = s.rescore(scores(0.25), scores(0.75)).unwrap();
+    let n = t.next();
+    assert_eq!(n.public_scores, scores(0.25));
+    assert_eq!(n.private_scores, scores(0.75));
+    assert_eq!(
+        (n.verdict, n.finished_at, n.charged, &n.message),
+        (s.verdict, s.finished_at, s.charged, &s.message)
+    );
+    assert!(s.rescore(scores(f64::NAN), scores(0.1)).is_err());
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use super::ScoringEnd;
 use crate::domain::{Interruption, SubmissionId, SubmissionKind, Verdict, error_chain};
 use crate::losses::LossStore;
+use crate::predictions::KeptPredictions;
 use crate::sandbox::RunLimits;
 use crate::scoring::{self, LabelsCache, PredictionsError, ScoringSpec};
 use crate::verdict;
@@ -39,11 +40,14 @@ pub(super) struct BuiltinJob {
     pub limits: RunLimits,
 }
 
-/// Scores one run's predictions with the challenge's built-in metric.
+/// Scores one run's predictions with the challenge's built-in metric; keeps a scored FULL
+/// run's predictions (see `crate::predictions`) before its scores are committed, so every
+/// scored FULL run a rescoring job finds has them.
 pub(super) async fn score(
     job: BuiltinJob,
     labels_cache: Arc<LabelsCache>,
     losses: Arc<LossStore>,
+    kept: &KeptPredictions,
 ) -> ScoringEnd {
     let BuiltinJob {
         id,
@@ -53,6 +57,8 @@ pub(super) async fn score(
         predictions,
         limits,
     } = job;
+    let predictions_path = predictions.clone();
+    let cap = spec.max_predictions_bytes;
     let found = tokio::task::spawn_blocking(move || -> Found {
         let label_spec = match spec.label_spec() {
             Ok(l) => l,
@@ -81,6 +87,8 @@ pub(super) async fn score(
             if kind == SubmissionKind::Smoke {
                 report.public = std::mem::take(&mut report.all);
                 report.private.clear();
+            } else {
+                kept.keep(&id, predictions_path, cap).await;
             }
             ScoringEnd::Scored {
                 public: report.public,

@@ -167,8 +167,10 @@ impl LocalRun {
                     predictions: work.output().join("predictions.csv"),
                     limits: plan.run_limits.clone(),
                 };
-                let losses = Arc::new(LossStore::new(self.scratch_store().await?));
-                builtin::score(job, Arc::new(LabelsCache::new(1)), losses).await
+                let scratch = self.scratch_store().await?;
+                let losses = Arc::new(LossStore::new(scratch.clone()));
+                let kept = crate::predictions::KeptPredictions::new(scratch);
+                builtin::score(job, Arc::new(LabelsCache::new(1)), losses, &kept).await
             }
             ScoringPlan::Custom(scorer) => {
                 let logs = LogStore::new(self.scratch_store().await?);

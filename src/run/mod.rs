@@ -33,6 +33,7 @@ use crate::domain::{
 };
 use crate::losses::LossStore;
 use crate::paths::Paths;
+use crate::predictions::KeptPredictions;
 use crate::sandbox::Backend;
 use crate::scoring::LabelsCache;
 use crate::store::{Store, StoreError};
@@ -158,6 +159,8 @@ pub struct Runner {
     pub labels: Arc<LabelsCache>,
     /// Per-row public losses (parameter-free ladder).
     pub losses: Arc<LossStore>,
+    /// Kept predictions of scored FULL runs (rescoring).
+    pub kept: KeptPredictions,
     /// Run and scorer output.
     pub logs: LogStore,
     /// What planning needs from the server.
@@ -364,7 +367,7 @@ impl Runner {
                     predictions: work.output().join("predictions.csv"),
                     limits: plan.run_limits.clone(),
                 };
-                builtin::score(job, self.labels.clone(), self.losses.clone()).await
+                builtin::score(job, self.labels.clone(), self.losses.clone(), &self.kept).await
             }
             ScoringPlan::Custom(scorer) => {
                 custom::score(&self.scorer_host(), &plan, scorer, &work, &control.token).await

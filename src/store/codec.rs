@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use crate::domain::{
-    Challenge, ChallengeId, ParticipantId, Submission, SubmissionId, SubmissionKind,
-    SubmissionRecord, SubmissionState, Verdict,
+    Challenge, ChallengeId, Job, JobId, JobKind, JobState, ParticipantId, ScoreChange, Submission,
+    SubmissionId, SubmissionKind, SubmissionRecord, SubmissionState, Verdict,
 };
 use crate::store::{QueuedRow, StoreError};
 
@@ -162,4 +162,96 @@ pub fn encode_values(v: &BTreeMap<String, f64>) -> Result<String, StoreError> {
 /// A release's values from their stored text.
 pub fn decode_values(text: &str) -> Result<BTreeMap<String, f64>, StoreError> {
     serde_json::from_str(text).map_err(|_| corrupt("release values", text))
+}
+
+/// Columns read for a job, in the order of [`RawJob`]'s fields.
+pub const JOB_COLUMNS: &str =
+    "id, challenge_id, kind, state, done, total, created_by, created_at, finished_at, message";
+
+/// A job's columns as stored, before they are checked.
+#[derive(Debug, Clone)]
+pub struct RawJob {
+    pub id: String,
+    pub challenge_id: String,
+    pub kind: String,
+    pub state: String,
+    pub done: i64,
+    pub total: i64,
+    pub created_by: String,
+    pub created_at: i64,
+    pub finished_at: Option<i64>,
+    pub message: String,
+}
+
+impl RawJob {
+    /// The job these columns hold, or why they hold none.
+    pub fn decode(self) -> Result<Job, StoreError> {
+        Ok(Job {
+            id: JobId::parse(&self.id).map_err(|_| corrupt("job id", &self.id))?,
+            challenge_id: ChallengeId::parse(&self.challenge_id)
+                .map_err(|_| corrupt("challenge id", &self.challenge_id))?,
+            kind: JobKind::parse(&self.kind).ok_or_else(|| corrupt("job kind", &self.kind))?,
+            state: JobState::parse(&self.state)
+                .ok_or_else(|| corrupt("job state", &self.state))?,
+            done: self.done.clamp(0, u32::MAX as i64) as u32,
+            total: self.total.clamp(0, u32::MAX as i64) as u32,
+            created_by: self.created_by,
+            created_at: self.created_at,
+            finished_at: self.finished_at,
+            message: self.message,
+        })
+    }
+}
+
+/// Columns read for a rescoring audit entry, in the order of [`RawChange`]'s fields.
+pub const CHANGE_COLUMNS: &str = "job_id, submission_id, owner, participant_id, outcome, \
+     old_public, old_private, new_public, new_private, at";
+
+/// An audit entry's columns as stored.
+#[derive(Debug, Clone)]
+pub struct RawChange {
+    pub job_id: String,
+    pub submission_id: String,
+    pub owner: String,
+    pub participant_id: String,
+    pub outcome: String,
+    pub old_public: String,
+    pub old_private: String,
+    pub new_public: String,
+    pub new_private: String,
+    pub at: i64,
+}
+
+impl RawChange {
+    /// The stored form of `c`.
+    pub fn encode(c: &ScoreChange) -> Result<RawChange, StoreError> {
+        Ok(RawChange {
+            job_id: c.job_id.as_str().to_owned(),
+            submission_id: c.submission_id.clone(),
+            owner: c.owner.clone(),
+            participant_id: c.participant_id.clone(),
+            outcome: c.outcome.clone(),
+            old_public: json(&c.old_public)?,
+            old_private: json(&c.old_private)?,
+            new_public: json(&c.new_public)?,
+            new_private: json(&c.new_private)?,
+            at: c.at,
+        })
+    }
+
+    /// The entry these columns hold.
+    pub fn decode(self) -> Result<ScoreChange, StoreError> {
+        Ok(ScoreChange {
+            job_id: JobId::parse(&self.job_id).map_err(|_| corrupt("job id", &self.job_id))?,
+            submission_id: self.submission_id,
+            owner: self.owner,
+            participant_id: self.participant_id,
+            outcome: self.outcome,
+            old_public: decode_scores(&self.old_public)?,
+            old_private: decode_scores(&self.old_private)?,
+            new_public: decode_scores(&self.new_public)?,
+            new_private: decode_scores(&self.new_private)?,
+            at: self.at,
+        })
+    }
 }

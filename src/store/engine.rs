@@ -8,10 +8,12 @@ use tokio::sync::broadcast;
 
 use super::{
     Admission, BlobKind, Claim, ClaimRequest, Decide, ExpiredRun, InsertOutcome, LeakageTotal,
-    LeaseRenewal, PendingArchive, QueuedRow, ReleaseRecord, StoreError, WorkerInfo,
+    LeaseRenewal, PendingArchive, QueuedRow, ReleaseRecord, RescoreCommit, RescoreOutcome,
+    StoreError, WorkerInfo,
 };
 use crate::domain::{
-    Challenge, ChallengeId, Submission, SubmissionId, SubmissionState, Transition, UnixMillis,
+    Challenge, ChallengeId, Job, JobId, JobState, ScoreChange, Submission, SubmissionId,
+    SubmissionState, Transition, UnixMillis,
 };
 
 /// What an engine does; [`Store`] adds the change feed on top. Every method is one step:
@@ -89,6 +91,28 @@ pub(crate) trait Engine: Send + Sync + 'static {
     async fn get_blob(&self, kind: BlobKind, name: String) -> Result<Option<Vec<u8>>, StoreError>;
     async fn delete_blobs(&self, kind: BlobKind, prefix: String) -> Result<(), StoreError>;
     async fn archive_file(&self, sha256: String) -> Result<PathBuf, StoreError>;
+
+    // ----- maintenance jobs --------------------------------------------------------------
+    /// `Ok(false)` when the challenge already has a RUNNING job.
+    async fn insert_job(&self, job: Job) -> Result<bool, StoreError>;
+    async fn get_job(&self, id: JobId) -> Result<Option<Job>, StoreError>;
+    /// Records progress of a RUNNING job; returns its state (a cancel shows here).
+    async fn job_progress(
+        &self,
+        id: JobId,
+        done: u32,
+        total: u32,
+    ) -> Result<Option<JobState>, StoreError>;
+    /// Ends a RUNNING job in `state`; the job as it is after (unchanged when it had ended).
+    async fn end_job(
+        &self,
+        id: JobId,
+        state: JobState,
+        message: String,
+        at: UnixMillis,
+    ) -> Result<Option<Job>, StoreError>;
+    async fn commit_rescore(&self, c: RescoreCommit) -> Result<RescoreOutcome, StoreError>;
+    async fn job_changes(&self, id: JobId) -> Result<Vec<ScoreChange>, StoreError>;
 
     // ----- coordination of execution workers (PostgreSQL only) ---------------------------
     async fn claim(

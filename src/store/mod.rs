@@ -36,11 +36,12 @@ pub(crate) use engine::Engine;
 pub(crate) use types::readable;
 pub use types::{
     Admission, BlobKind, DatabaseUrl, InsertOutcome, LeakageTotal, PendingArchive, QueuedRow,
-    ReleaseRecord, StoreError,
+    ReleaseRecord, RescoreCommit, RescoreOutcome, StoreError,
 };
 
 use crate::domain::{
-    Challenge, ChallengeId, Submission, SubmissionId, SubmissionState, Transition, UnixMillis,
+    Challenge, ChallengeId, Job, JobId, JobState, ScoreChange, Submission, SubmissionId,
+    SubmissionState, Transition, UnixMillis,
 };
 use crate::paths::Paths;
 
@@ -332,6 +333,59 @@ impl Store {
     /// first when the archives live in the database).
     pub async fn archive_file(&self, sha256: &str) -> Result<PathBuf, StoreError> {
         self.engine.archive_file(sha256.to_owned()).await
+    }
+
+    /// Inserts a RUNNING maintenance job; `Ok(false)` when its challenge already has one
+    /// (a partial unique index: atomic across replicas).
+    pub async fn insert_job(&self, job: Job) -> Result<bool, StoreError> {
+        self.engine.insert_job(job).await
+    }
+
+    /// One job.
+    pub async fn get_job(&self, id: &JobId) -> Result<Option<Job>, StoreError> {
+        self.engine.get_job(id.clone()).await
+    }
+
+    /// Records a RUNNING job's progress and returns its state as stored (a cancel made on
+    /// any replica shows here); `None` when the job is gone.
+    pub async fn job_progress(
+        &self,
+        id: &JobId,
+        done: u32,
+        total: u32,
+    ) -> Result<Option<JobState>, StoreError> {
+        self.engine.job_progress(id.clone(), done, total).await
+    }
+
+    /// Ends a RUNNING job (cancelled, failed, or finished with nothing to write); returns
+    /// the job as stored after, unchanged when it had already ended.
+    pub async fn end_job(
+        &self,
+        id: &JobId,
+        state: JobState,
+        message: String,
+        at: UnixMillis,
+    ) -> Result<Option<Job>, StoreError> {
+        self.engine.end_job(id.clone(), state, message, at).await
+    }
+
+    /// Writes a rescoring job's result in one transaction (see [`RescoreCommit`]), only if
+    /// the job is still RUNNING and every submission is still as the job read it; then
+    /// publishes the changed submissions.
+    pub async fn commit_rescore(&self, c: RescoreCommit) -> Result<RescoreOutcome, StoreError> {
+        let written: Vec<Submission> = c.writes.iter().map(|t| t.next().clone()).collect();
+        let outcome = self.engine.commit_rescore(c).await?;
+        if outcome == RescoreOutcome::Committed {
+            for s in &written {
+                self.publish(s);
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// A job's audit entries, in the order it made them.
+    pub async fn job_changes(&self, id: &JobId) -> Result<Vec<ScoreChange>, StoreError> {
+        self.engine.job_changes(id.clone()).await
     }
 
     /// Execution workers: in one transaction, reads what every worker holds and what is

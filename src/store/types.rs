@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 
 use crate::domain::{
-    ChallengeId, DomainError, ParticipantId, Submission, SubmissionId, SubmissionKind, UnixMillis,
+    Challenge, ChallengeId, DomainError, JobId, ParticipantId, ScoreChange, Submission,
+    SubmissionId, SubmissionKind, Transition, UnixMillis,
 };
 
 /// A storage failure; always the service's fault.
@@ -179,6 +180,9 @@ pub enum BlobKind {
     Log,
     /// A scored FULL run's per-row public losses (`<id>.f32`).
     Losses,
+    /// A FULL run's predictions as it wrote them, gzipped (`<id>.csv.gz`), or the record
+    /// that they were not kept (`<id>.not-kept`); read only by rescoring jobs.
+    Predictions,
 }
 
 impl BlobKind {
@@ -187,8 +191,42 @@ impl BlobKind {
         match self {
             BlobKind::Log => "log",
             BlobKind::Losses => "losses",
+            BlobKind::Predictions => "predictions",
         }
     }
+}
+
+/// Everything a rescoring job writes, in one transaction: its audit, the submissions whose
+/// scores changed, the challenge (when the job changed its metric), a leakage-ledger entry
+/// per changed result (a changed score a submitter may read is another release), and the
+/// job's end.
+#[derive(Debug, Clone)]
+pub struct RescoreCommit {
+    /// The job; nothing is written unless it is still RUNNING.
+    pub job: JobId,
+    /// One audit entry per submission the job looked at.
+    pub changes: Vec<ScoreChange>,
+    /// The changed submissions (SUCCEEDED → SUCCEEDED with new scores).
+    pub writes: Vec<Transition>,
+    /// The challenge with its new scoring, when the job changed it.
+    pub challenge: Option<Challenge>,
+    /// Bits each changed result may carry (the challenge's leakage estimate).
+    pub bits: f64,
+    /// The job's closing summary.
+    pub message: String,
+    /// When.
+    pub at: UnixMillis,
+}
+
+/// How a [`RescoreCommit`] went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RescoreOutcome {
+    /// Everything was written; the job is FINISHED.
+    Committed,
+    /// The job was no longer RUNNING (cancelled): nothing was written.
+    NotRunning,
+    /// A submission had changed under the job: nothing was written.
+    Conflict,
 }
 
 /// Where the database is: `sqlite:` (default, under `state_dir`) or `postgres://...`.

@@ -19,6 +19,7 @@ mod admission;
 mod audit;
 mod coordination;
 mod files;
+mod jobs;
 mod listen;
 mod schema;
 
@@ -32,12 +33,12 @@ use tokio_postgres::{NoTls, Row};
 use super::codec::{self, RawSubmission, SUBMISSION_COLUMNS};
 use super::{
     Admission, BlobKind, Claim, ClaimRequest, Decide, Engine, ExpiredRun, InsertOutcome,
-    LeakageTotal, LeaseRenewal, PendingArchive, QueuedRow, ReleaseRecord, StoreError, WorkerInfo,
-    readable,
+    LeakageTotal, LeaseRenewal, PendingArchive, QueuedRow, ReleaseRecord, RescoreCommit,
+    RescoreOutcome, StoreError, WorkerInfo, readable,
 };
 use crate::domain::{
-    Challenge, ChallengeId, Submission, SubmissionId, SubmissionKind, SubmissionState, Transition,
-    UnixMillis,
+    Challenge, ChallengeId, Job, JobId, JobState, ScoreChange, Submission, SubmissionId,
+    SubmissionKind, SubmissionState, Transition, UnixMillis,
 };
 use crate::paths::Paths;
 
@@ -427,6 +428,41 @@ impl Engine for PgEngine {
         }
         files::fetch_archive(&self.client().await?, &sha256, &dest).await?;
         Ok(dest)
+    }
+
+    async fn insert_job(&self, job: Job) -> Result<bool, StoreError> {
+        jobs::insert(&self.client().await?, &job).await
+    }
+
+    async fn get_job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        jobs::get(&self.client().await?, id.as_str()).await
+    }
+
+    async fn job_progress(
+        &self,
+        id: JobId,
+        done: u32,
+        total: u32,
+    ) -> Result<Option<JobState>, StoreError> {
+        jobs::progress(&self.client().await?, id.as_str(), done, total).await
+    }
+
+    async fn end_job(
+        &self,
+        id: JobId,
+        state: JobState,
+        message: String,
+        at: UnixMillis,
+    ) -> Result<Option<Job>, StoreError> {
+        jobs::end(&self.client().await?, id.as_str(), state, &message, at).await
+    }
+
+    async fn commit_rescore(&self, c: RescoreCommit) -> Result<RescoreOutcome, StoreError> {
+        jobs::commit_rescore(&mut self.client().await?, &c).await
+    }
+
+    async fn job_changes(&self, id: JobId) -> Result<Vec<ScoreChange>, StoreError> {
+        jobs::changes(&self.client().await?, id.as_str()).await
     }
 
     async fn claim(&self, req: ClaimRequest, decide: Decide) -> Result<Option<Claim>, StoreError> {

@@ -143,6 +143,49 @@ const MIGRATIONS: &[&str] = &[
             started_at, finished_at, usage, attempts, charged
         ON submissions FOR EACH ROW EXECUTE FUNCTION holdout_notify_submission();
     "#,
+    // 2: participants' final selections (used by the final-selection feature).
+    r#"
+    CREATE TABLE final_selections (
+        challenge_id TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        participant_id TEXT NOT NULL,
+        submission_id TEXT NOT NULL,
+        at BIGINT NOT NULL,
+        PRIMARY KEY (challenge_id, owner, participant_id, submission_id)
+    );
+    "#,
+    // 3: maintenance jobs (at most one RUNNING per challenge, across replicas) and the
+    // rescoring audit.
+    r#"
+    CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        challenge_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        state TEXT NOT NULL,
+        done BIGINT NOT NULL,
+        total BIGINT NOT NULL,
+        created_by TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        finished_at BIGINT,
+        message TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX jobs_one_running ON jobs(challenge_id) WHERE state = 'running';
+    CREATE TABLE rescores (
+        seq BIGSERIAL PRIMARY KEY,
+        job_id TEXT NOT NULL,
+        challenge_id TEXT NOT NULL,
+        submission_id TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        participant_id TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        old_public TEXT NOT NULL,
+        old_private TEXT NOT NULL,
+        new_public TEXT NOT NULL,
+        new_private TEXT NOT NULL,
+        at BIGINT NOT NULL
+    );
+    CREATE INDEX rescores_by_job ON rescores(job_id, seq);
+    "#,
 ];
 
 /// Brings the schema up to date.

@@ -76,6 +76,44 @@ const MIGRATIONS: &[&str] = &[
     // with the archive's hash, stays).
     "ALTER TABLE submissions ADD COLUMN expired_at INTEGER;
      CREATE INDEX submissions_by_finish ON submissions(finished_at) WHERE expired_at IS NULL;",
+    // 6: participants' final selections (used by the final-selection feature).
+    "CREATE TABLE final_selections (
+        challenge_id TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        participant_id TEXT NOT NULL,
+        submission_id TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        PRIMARY KEY (challenge_id, owner, participant_id, submission_id)
+     );",
+    // 7: maintenance jobs (at most one RUNNING per challenge) and the rescoring audit.
+    "CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        challenge_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        state TEXT NOT NULL,
+        done INTEGER NOT NULL,
+        total INTEGER NOT NULL,
+        created_by TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        finished_at INTEGER,
+        message TEXT NOT NULL
+     );
+     CREATE UNIQUE INDEX jobs_one_running ON jobs(challenge_id) WHERE state = 'running';
+     CREATE TABLE rescores (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        job_id TEXT NOT NULL,
+        challenge_id TEXT NOT NULL,
+        submission_id TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        participant_id TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        old_public TEXT NOT NULL,
+        old_private TEXT NOT NULL,
+        new_public TEXT NOT NULL,
+        new_private TEXT NOT NULL,
+        at INTEGER NOT NULL
+     );
+     CREATE INDEX rescores_by_job ON rescores(job_id, seq);",
 ];
 
 /// Brings the schema up to date.

@@ -9,6 +9,7 @@
 
 mod admission;
 mod audit;
+mod jobs;
 mod migrations;
 mod rows;
 
@@ -20,19 +21,19 @@ use tokio::sync::oneshot;
 
 use super::{
     Admission, BlobKind, Engine, InsertOutcome, LeakageTotal, PendingArchive, QueuedRow,
-    ReleaseRecord, StoreError, readable,
+    ReleaseRecord, RescoreCommit, RescoreOutcome, StoreError, readable,
 };
 use crate::domain::{
-    Challenge, ChallengeId, Submission, SubmissionId, SubmissionKind, SubmissionState, Transition,
-    UnixMillis,
+    Challenge, ChallengeId, Job, JobId, JobState, ScoreChange, Submission, SubmissionId,
+    SubmissionKind, SubmissionState, Transition, UnixMillis,
 };
 use crate::paths::Paths;
 
-type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+type Work = Box<dyn FnOnce(&mut Connection) + Send>;
 
 /// Handle to the database thread.
 pub(crate) struct SqliteEngine {
-    tx: mpsc::Sender<Job>,
+    tx: mpsc::Sender<Work>,
     paths: Paths,
 }
 
@@ -46,7 +47,7 @@ impl SqliteEngine {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrations::apply(&mut conn)?;
-        let (tx, rx) = mpsc::channel::<Job>();
+        let (tx, rx) = mpsc::channel::<Work>();
         std::thread::Builder::new()
             .name("holdout-store".into())
             .spawn(move || {
@@ -77,6 +78,7 @@ impl SqliteEngine {
         match kind {
             BlobKind::Log => self.paths.logs_dir().join(name),
             BlobKind::Losses => self.paths.losses().join(name),
+            BlobKind::Predictions => self.paths.predictions().join(name),
         }
     }
 }
@@ -425,5 +427,43 @@ impl Engine for SqliteEngine {
 
     async fn archive_file(&self, sha256: String) -> Result<PathBuf, StoreError> {
         Ok(self.paths.archive(&sha256))
+    }
+
+    async fn insert_job(&self, job: Job) -> Result<bool, StoreError> {
+        self.call(move |conn| jobs::insert(conn, &job)).await
+    }
+
+    async fn get_job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        self.call(move |conn| jobs::get(conn, id.as_str())).await
+    }
+
+    async fn job_progress(
+        &self,
+        id: JobId,
+        done: u32,
+        total: u32,
+    ) -> Result<Option<JobState>, StoreError> {
+        self.call(move |conn| jobs::progress(conn, id.as_str(), done, total))
+            .await
+    }
+
+    async fn end_job(
+        &self,
+        id: JobId,
+        state: JobState,
+        message: String,
+        at: UnixMillis,
+    ) -> Result<Option<Job>, StoreError> {
+        self.call(move |conn| jobs::end(conn, id.as_str(), state, &message, at))
+            .await
+    }
+
+    async fn commit_rescore(&self, c: RescoreCommit) -> Result<RescoreOutcome, StoreError> {
+        self.call(move |conn| jobs::commit_rescore(conn, &c)).await
+    }
+
+    async fn job_changes(&self, id: JobId) -> Result<Vec<ScoreChange>, StoreError> {
+        self.call(move |conn| jobs::changes(conn, id.as_str()))
+            .await
     }
 }

@@ -693,3 +693,4 @@ async fn listings_filter_and_page_newest_first(f: Fixture) {
 }
 
 mod postgres_only;
+mod jobs;

@@ -1,0 +1,241 @@
+//! Maintenance jobs an admin starts over a whole challenge (rescoring its kept predictions),
+//! and the audit each one leaves: per submission, the old and the new scores.
+//!
+//! A job is a row of the store, not a task of one process, so its progress and its cancel
+//! are seen by every API replica. Its state only moves forward:
+//!
+//! ```text
+//!  RUNNING ─▶ FINISHED    (its changes committed, all in one transaction)
+//!     ├────▶ CANCELLED   (nothing it computed was written)
+//!     └────▶ FAILED      (nothing it computed was written; `message` says why)
+//! ```
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ChallengeId, DomainError, UnixMillis};
+
+/// A job id: `j-` followed by 20 lowercase hex digits, random.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct JobId(String);
+
+impl JobId {
+    /// A fresh random id.
+    pub fn generate() -> Self {
+        let bytes: [u8; 10] = rand::random();
+        Self(format!("j-{}", hex::encode(bytes)))
+    }
+
+    /// Checks the id's form; anything else cannot name a job.
+    pub fn parse(raw: &str) -> Result<Self, DomainError> {
+        let ok = raw.len() == 22
+            && raw.starts_with("j-")
+            && raw[2..]
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(DomainError::NotFound(format!("job {raw:?}")))
+        }
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for JobId {
+    type Error = DomainError;
+    fn try_from(s: String) -> Result<Self, DomainError> {
+        Self::parse(&s)
+    }
+}
+
+impl From<JobId> for String {
+    fn from(id: JobId) -> String {
+        id.0
+    }
+}
+
+impl std::fmt::Display for JobId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a job does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    /// Recomputes every kept FULL prediction's scores.
+    Rescore,
+}
+
+impl JobKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Rescore => "rescore",
+        }
+    }
+
+    /// Reads a stored name.
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "rescore" => Some(JobKind::Rescore),
+            _ => None,
+        }
+    }
+}
+
+/// Where a job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    /// Computing; nothing written yet.
+    Running,
+    /// Its changes are committed.
+    Finished,
+    /// Cancelled before its commit: nothing changed.
+    Cancelled,
+    /// Failed before its commit: nothing changed.
+    Failed,
+}
+
+impl JobState {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Running => "running",
+            JobState::Finished => "finished",
+            JobState::Cancelled => "cancelled",
+            JobState::Failed => "failed",
+        }
+    }
+
+    /// Reads a stored name.
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "running" => Some(JobState::Running),
+            "finished" => Some(JobState::Finished),
+            "cancelled" => Some(JobState::Cancelled),
+            "failed" => Some(JobState::Failed),
+            _ => None,
+        }
+    }
+
+    /// Whether the job has ended.
+    pub fn is_terminal(self) -> bool {
+        self != JobState::Running
+    }
+}
+
+/// A maintenance job over one challenge.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    /// Random id.
+    pub id: JobId,
+    /// The challenge it works on.
+    pub challenge_id: ChallengeId,
+    /// What it does.
+    pub kind: JobKind,
+    /// Where it is.
+    pub state: JobState,
+    /// Items handled so far.
+    pub done: u32,
+    /// Items to handle.
+    pub total: u32,
+    /// The admin token that started it.
+    pub created_by: String,
+    /// When it started.
+    pub created_at: UnixMillis,
+    /// When it ended.
+    pub finished_at: Option<UnixMillis>,
+    /// Why it failed, or a summary once it finished.
+    pub message: String,
+}
+
+impl Job {
+    /// A new RUNNING job with nothing done.
+    pub fn start(
+        challenge_id: ChallengeId,
+        kind: JobKind,
+        created_by: String,
+        now: UnixMillis,
+    ) -> Job {
+        Job {
+            id: JobId::generate(),
+            challenge_id,
+            kind,
+            state: JobState::Running,
+            done: 0,
+            total: 0,
+            created_by,
+            created_at: now,
+            finished_at: None,
+            message: String::new(),
+        }
+    }
+}
+
+/// What a rescoring job did to one submission: the audit entry, admin-only.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoreChange {
+    /// The job.
+    pub job_id: JobId,
+    /// The submission.
+    pub submission_id: String,
+    /// Its (platform, participant).
+    pub owner: String,
+    /// Its participant.
+    pub participant_id: String,
+    /// "changed", "unchanged", or "skipped: <why>" (its scores were left as they were).
+    pub outcome: String,
+    /// Exact public scores before.
+    pub old_public: BTreeMap<String, f64>,
+    /// Exact private scores before.
+    pub old_private: BTreeMap<String, f64>,
+    /// Exact public scores after (the old ones when skipped).
+    pub new_public: BTreeMap<String, f64>,
+    /// Exact private scores after (the old ones when skipped).
+    pub new_private: BTreeMap<String, f64>,
+    /// When the job computed it.
+    pub at: UnixMillis,
+}
+
+impl ScoreChange {
+    /// Whether the scores it records differ.
+    pub fn changed(&self) -> bool {
+        self.outcome == "changed"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_id_round_trips_and_rejects_other_shapes() {
+        let id = JobId::generate();
+        assert_eq!(JobId::parse(id.as_str()).unwrap(), id);
+        assert!(JobId::parse("s-0123456789abcdef0123").is_err());
+        assert!(JobId::parse("j-xyz").is_err());
+    }
+
+    #[test]
+    fn job_states_and_kinds_round_trip_through_their_names() {
+        for s in [
+            JobState::Running,
+            JobState::Finished,
+            JobState::Cancelled,
+            JobState::Failed,
+        ] {
+            assert_eq!(JobState::parse(s.as_str()), Some(s));
+            assert_eq!(s.is_terminal(), s != JobState::Running);
+        }
+        assert_eq!(JobKind::parse("rescore"), Some(JobKind::Rescore));
+        assert_eq!(JobKind::parse("nope"), None);
+    }
+}

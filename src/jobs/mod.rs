@@ -1,0 +1,238 @@
+//! Maintenance jobs an admin runs over a challenge: today, rescoring every kept FULL
+//! prediction against the challenge's current labels, or under another built-in metric
+//! ([`rescore`]).
+//!
+//! A job is a row of the store (see `crate::domain::Job`): any replica reads its progress
+//! and cancels it; the process that started it does the work, in a task owned by this
+//! service (stopped with the application, through its shutdown token, and waited for). The
+//! work computes everything first and writes nothing; its result is committed in ONE
+//! transaction at the end (the changed scores, their audit, a changed metric, the leakage
+//! ledger), and only if the job is still RUNNING then. So a leaderboard is never
+//! half-updated, and a cancel, a failure or a shutdown before the commit leaves everything as
+//! it was.
+//!
+//! It never runs anyone's code and never charges a quota: it reads kept predictions and
+//! labels on the host.
+
+mod rescore;
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::info;
+
+use crate::auth::Caller;
+use crate::domain::{
+    ChallengeId, DomainError, Job, JobId, JobKind, JobState, LeaderboardMode, ScoreChange,
+    now_millis,
+};
+use crate::predictions::KeptPredictions;
+use crate::run::plan::{HostSettings, scoring_spec};
+use crate::scoring::Metric;
+use crate::store::Store;
+
+/// How often a watcher reads the job's row (it may run on another replica).
+const WATCH_EVERY: Duration = Duration::from_millis(200);
+
+/// The jobs service; cheap to clone.
+#[derive(Clone)]
+pub struct Jobs {
+    store: Store,
+    host: HostSettings,
+    kept: KeptPredictions,
+    /// A pause between two items of a job: throttles a large rescoring on a busy host (and
+    /// lets tests watch a job mid-way). Zero by default.
+    pause: Duration,
+    /// Fired when the application stops: running jobs end FAILED, having written nothing.
+    shutdown: CancellationToken,
+    /// Every job task, so shutdown can wait for them.
+    tasks: TaskTracker,
+}
+
+impl Jobs {
+    /// The service over `store`; jobs stop when `shutdown` fires.
+    pub fn new(
+        store: Store,
+        host: HostSettings,
+        pause: Duration,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            kept: KeptPredictions::new(store.clone()),
+            store,
+            host,
+            pause,
+            shutdown,
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    /// Waits for every job task to end (call after the shutdown token fired).
+    pub async fn wait(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+
+    /// RescoreChallenge (admin): starts a job that recomputes the public and private scores
+    /// of every scored FULL submission of the challenge from its kept predictions, with the
+    /// challenge's current labels and built-in metric, or with `metric` (which then becomes
+    /// the challenge's metric, in the same commit).
+    ///
+    /// Refused (FAILED_PRECONDITION) for a custom scorer: rescoring would run the
+    /// organiser's scorer container once per kept prediction, a re-run in all but name, and
+    /// is left to a re-run of the submissions. Refused too under the parameter-free ladder,
+    /// whose per-row losses would have to be swapped in the same commit.
+    pub async fn rescore(
+        &self,
+        caller: &Caller,
+        challenge_id: &ChallengeId,
+        metric: Option<Metric>,
+    ) -> Result<Job, DomainError> {
+        caller.require_admin("RescoreChallenge")?;
+        let mut challenge = self
+            .store
+            .get_challenge(challenge_id)
+            .await?
+            .ok_or_else(|| DomainError::NotFound(format!("challenge {challenge_id}")))?;
+        let Some(builtin) = challenge.scoring.builtin.as_mut() else {
+            return Err(DomainError::precondition(
+                "scoring",
+                "the challenge uses a custom scorer; rescoring covers built-in metrics only \
+                 (re-run the submissions instead)",
+            ));
+        };
+        if challenge.release.mode == LeaderboardMode::LadderParameterFree {
+            return Err(DomainError::precondition(
+                "release.mode",
+                "rescoring is not available under the parameter-free ladder (its per-row \
+                 losses cannot be swapped with the scores)",
+            ));
+        }
+        let metric_changed = metric.is_some_and(|m| m != builtin.metric);
+        if let Some(m) = metric {
+            builtin.metric = m;
+        }
+        let spec = scoring_spec(
+            &challenge,
+            crate::domain::SubmissionKind::Full,
+            self.host.limits(&challenge).output_bytes.0,
+        )
+        .map_err(|e| {
+            DomainError::invalid("metric", crate::domain::error_chain(&e).to_string())
+        })?;
+        let job = Job::start(
+            challenge_id.clone(),
+            JobKind::Rescore,
+            caller.name.clone(),
+            now_millis(),
+        );
+        if !self.store.insert_job(job.clone()).await? {
+            return Err(DomainError::precondition(
+                "challenge_id",
+                format!("challenge {challenge_id} already has a running job; wait for it or cancel it"),
+            ));
+        }
+        info!(job_id = %job.id, challenge_id = %challenge_id, metric_changed, "rescoring started");
+        let work = rescore::Rescore {
+            store: self.store.clone(),
+            kept: self.kept.clone(),
+            host: self.host.clone(),
+            pause: self.pause,
+            job: job.clone(),
+            challenge,
+            metric_changed,
+            spec,
+        };
+        let shutdown = self.shutdown.clone();
+        self.tasks.spawn(work.run(shutdown));
+        Ok(job)
+    }
+
+    /// GetJob (admin).
+    pub async fn get(&self, caller: &Caller, id: &JobId) -> Result<Job, DomainError> {
+        caller.require_admin("GetJob")?;
+        self.load(id).await
+    }
+
+    async fn load(&self, id: &JobId) -> Result<Job, DomainError> {
+        self.store
+            .get_job(id)
+            .await?
+            .ok_or_else(|| DomainError::NotFound(format!("job {id}")))
+    }
+
+    /// CancelJob (admin): a RUNNING job ends CANCELLED and writes nothing (its task sees the
+    /// state at its next item, or its commit finds it). A job that had ended is returned as
+    /// it is. Works from any replica, and clears a job whose process died.
+    pub async fn cancel(&self, caller: &Caller, id: &JobId) -> Result<Job, DomainError> {
+        caller.require_admin("CancelJob")?;
+        let job = self
+            .store
+            .end_job(
+                id,
+                JobState::Cancelled,
+                format!("cancelled by {}; nothing was changed", caller.name),
+                now_millis(),
+            )
+            .await?
+            .ok_or_else(|| DomainError::NotFound(format!("job {id}")))?;
+        info!(job_id = %id, state = job.state.as_str(), "job cancel asked");
+        Ok(job)
+    }
+
+    /// ListJobChanges (admin): what a job did to each submission, old and new scores.
+    pub async fn changes(
+        &self,
+        caller: &Caller,
+        id: &JobId,
+    ) -> Result<Vec<ScoreChange>, DomainError> {
+        caller.require_admin("ListJobChanges")?;
+        self.load(id).await?;
+        Ok(self.store.job_changes(id).await?)
+    }
+
+    /// WatchJob (admin): the job now, then at every change of its progress or state, ending
+    /// after a terminal state. Reads the row (the job may run on another replica).
+    pub async fn watch(
+        &self,
+        caller: &Caller,
+        id: &JobId,
+        shutdown: CancellationToken,
+    ) -> Result<mpsc::Receiver<Result<Job, DomainError>>, DomainError> {
+        caller.require_admin("WatchJob")?;
+        let first = self.load(id).await?;
+        let (tx, rx) = mpsc::channel(16);
+        let this = self.clone();
+        let id = id.clone();
+        tokio::spawn(async move {
+            let mut current = first;
+            let mut last: Option<Job> = None;
+            loop {
+                if last.as_ref() != Some(&current) {
+                    if tx.send(Ok(current.clone())).await.is_err() {
+                        return;
+                    }
+                    last = Some(current.clone());
+                }
+                if current.state.is_terminal() {
+                    return;
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tx.closed() => return,
+                    _ = tokio::time::sleep(WATCH_EVERY) => {}
+                }
+                match this.load(&id).await {
+                    Ok(j) => current = j,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(rx)
+    }
+}

@@ -1,0 +1,214 @@
+//! Maintenance jobs and the rescoring audit in PostgreSQL. A job is a row every replica
+//! reads (progress, cancel); a rescoring job's result is one transaction that first locks
+//! the job's row, so a cancel made on another replica either lands before it (and nothing
+//! is written) or after it (and finds the job FINISHED).
+
+use deadpool_postgres::Object;
+use tokio_postgres::Row;
+
+use crate::domain::{Job, JobState, ScoreChange};
+use crate::store::codec::{self, CHANGE_COLUMNS, JOB_COLUMNS, RawChange, RawJob, RawSubmission};
+use crate::store::{RescoreCommit, RescoreOutcome, StoreError, readable};
+
+fn raw_job(r: &Row) -> Result<RawJob, tokio_postgres::Error> {
+    Ok(RawJob {
+        id: r.try_get(0)?,
+        challenge_id: r.try_get(1)?,
+        kind: r.try_get(2)?,
+        state: r.try_get(3)?,
+        done: r.try_get(4)?,
+        total: r.try_get(5)?,
+        created_by: r.try_get(6)?,
+        created_at: r.try_get(7)?,
+        finished_at: r.try_get(8)?,
+        message: r.try_get(9)?,
+    })
+}
+
+/// Inserts a RUNNING job; `false` when its challenge has one already.
+pub(super) async fn insert(client: &Object, j: &Job) -> Result<bool, StoreError> {
+    let n = client
+        .execute(
+            "INSERT INTO jobs (id, challenge_id, kind, state, done, total, created_by, created_at, finished_at, message)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
+            &[
+                &j.id.as_str(),
+                &j.challenge_id.as_str(),
+                &j.kind.as_str(),
+                &j.state.as_str(),
+                &i64::from(j.done),
+                &i64::from(j.total),
+                &j.created_by,
+                &j.created_at,
+                &j.finished_at,
+                &j.message,
+            ],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// One job.
+pub(super) async fn get(client: &Object, id: &str) -> Result<Option<Job>, StoreError> {
+    let row = client
+        .query_opt(
+            &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"),
+            &[&id],
+        )
+        .await?;
+    row.map(|r| raw_job(&r).map_err(StoreError::from)?.decode())
+        .transpose()
+}
+
+/// Records progress of a RUNNING job; its state after.
+pub(super) async fn progress(
+    client: &Object,
+    id: &str,
+    done: u32,
+    total: u32,
+) -> Result<Option<JobState>, StoreError> {
+    client
+        .execute(
+            "UPDATE jobs SET done = $2, total = $3 WHERE id = $1 AND state = 'running'",
+            &[&id, &i64::from(done), &i64::from(total)],
+        )
+        .await?;
+    Ok(get(client, id).await?.map(|j| j.state))
+}
+
+/// Ends a RUNNING job; the job after.
+pub(super) async fn end(
+    client: &Object,
+    id: &str,
+    state: JobState,
+    message: &str,
+    at: i64,
+) -> Result<Option<Job>, StoreError> {
+    client
+        .execute(
+            "UPDATE jobs SET state = $2, message = $3, finished_at = $4 WHERE id = $1 AND state = 'running'",
+            &[&id, &state.as_str(), &message, &at],
+        )
+        .await?;
+    get(client, id).await
+}
+
+/// Writes a rescoring job's whole result, or nothing.
+pub(super) async fn commit_rescore(
+    client: &mut Object,
+    c: &RescoreCommit,
+) -> Result<RescoreOutcome, StoreError> {
+    let tx = client.transaction().await?;
+    let job = tx
+        .query_opt(
+            "SELECT state, challenge_id FROM jobs WHERE id = $1 FOR UPDATE",
+            &[&c.job.as_str()],
+        )
+        .await?;
+    let Some(job) = job else {
+        return Ok(RescoreOutcome::NotRunning);
+    };
+    let (state, challenge_id): (String, String) = (job.try_get(0)?, job.try_get(1)?);
+    if state != JobState::Running.as_str() {
+        return Ok(RescoreOutcome::NotRunning);
+    }
+    for t in &c.writes {
+        let r = RawSubmission::encode(t.next())?;
+        let n = tx
+            .execute(
+                "UPDATE submissions SET public_scores = $2, private_scores = $3
+                 WHERE id = $1 AND state = $4 AND attempts = $5",
+                &[
+                    &r.id,
+                    &r.public_scores,
+                    &r.private_scores,
+                    &t.expected_state().as_str(),
+                    &i64::from(t.expected_attempts()),
+                ],
+            )
+            .await?;
+        if n != 1 {
+            // Dropping the transaction rolls back what was written so far.
+            return Ok(RescoreOutcome::Conflict);
+        }
+        let s = t.next();
+        tx.execute(
+            "INSERT INTO leakage (submission_id, challenge_id, owner, participant_id, bits, at)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (submission_id) DO NOTHING",
+            &[
+                &format!("{}@{}", s.id.as_str(), c.job.as_str()),
+                &s.challenge_id.as_str(),
+                &s.owner,
+                &s.participant_id.as_str(),
+                &c.bits,
+                &c.at,
+            ],
+        )
+        .await?;
+    }
+    if let Some(ch) = &c.challenge {
+        tx.execute(
+            "UPDATE challenges SET body = $2 WHERE id = $1",
+            &[&ch.id.as_str(), &codec::encode_challenge(ch)?],
+        )
+        .await?;
+    }
+    for change in &c.changes {
+        let r = RawChange::encode(change)?;
+        tx.execute(
+            &format!(
+                "INSERT INTO rescores (challenge_id, {CHANGE_COLUMNS})
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+            ),
+            &[
+                &challenge_id,
+                &r.job_id,
+                &r.submission_id,
+                &r.owner,
+                &r.participant_id,
+                &r.outcome,
+                &r.old_public,
+                &r.old_private,
+                &r.new_public,
+                &r.new_private,
+                &r.at,
+            ],
+        )
+        .await?;
+    }
+    tx.execute(
+        "UPDATE jobs SET state = 'finished', message = $2, finished_at = $3, done = total WHERE id = $1",
+        &[&c.job.as_str(), &c.message, &c.at],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(RescoreOutcome::Committed)
+}
+
+/// A job's audit entries, in order.
+pub(super) async fn changes(client: &Object, job: &str) -> Result<Vec<ScoreChange>, StoreError> {
+    let rows = client
+        .query(
+            &format!("SELECT {CHANGE_COLUMNS} FROM rescores WHERE job_id = $1 ORDER BY seq"),
+            &[&job],
+        )
+        .await?;
+    let raw = rows
+        .iter()
+        .map(|r| {
+            Ok(RawChange {
+                job_id: r.try_get(0)?,
+                submission_id: r.try_get(1)?,
+                owner: r.try_get(2)?,
+                participant_id: r.try_get(3)?,
+                outcome: r.try_get(4)?,
+                old_public: r.try_get(5)?,
+                old_private: r.try_get(6)?,
+                new_public: r.try_get(7)?,
+                new_private: r.try_get(8)?,
+                at: r.try_get(9)?,
+            })
+        })
+        .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
+    Ok(readable(raw.into_iter().map(RawChange::decode).collect()))
+}
