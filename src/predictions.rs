@@ -119,7 +119,11 @@ impl KeptPredictions {
             Ok(Ok(Err(reason))) => {
                 warn!(submission_id = %id, reason = %reason, "predictions not kept");
                 self.store
-                    .put_blob(BlobKind::Predictions, not_kept_name(id), reason.into_bytes())
+                    .put_blob(
+                        BlobKind::Predictions,
+                        not_kept_name(id),
+                        reason.into_bytes(),
+                    )
                     .await
             }
             Ok(Err(e)) => Err(StoreError::Io(e)),
@@ -154,11 +158,7 @@ impl KeptPredictions {
     /// Deletes what is kept of a run (retention).
     pub async fn remove(&self, id: &SubmissionId) {
         let prefix = format!("{}.", id.as_str());
-        if let Err(e) = self
-            .store
-            .delete_blobs(BlobKind::Predictions, prefix)
-            .await
-        {
+        if let Err(e) = self.store.delete_blobs(BlobKind::Predictions, prefix).await {
             warn!(submission_id = %id, error = %error_chain(&e), "cannot delete kept predictions");
         }
     }

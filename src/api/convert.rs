@@ -6,8 +6,8 @@ use std::time::Duration;
 use crate::domain::{
     BuiltinMetric, Challenge, ChallengeId, ChallengeState, CustomScorer, DomainError,
     FailureDetail, Isolation, Job, JobKind, JobState, LeaderboardMode, Limits, Quota,
-    ReleasePolicy, ResolvedLimits, Runtime, ScoreChange, Scoring, SubmissionKind,
-    SubmissionState, UnixMillis, Usage, Verdict,
+    ReleasePolicy, ResolvedLimits, Runtime, ScoreChange, Scoring, SubmissionKind, SubmissionState,
+    UnixMillis, Usage, Verdict,
 };
 use crate::leakage::LeakageEstimate;
 use crate::pb;

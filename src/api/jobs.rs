@@ -41,10 +41,7 @@ impl pb::jobs_server::Jobs for JobsApi {
         Ok(Response::new(convert::job_to_pb(&job)))
     }
 
-    async fn get_job(
-        &self,
-        req: Request<pb::GetJobRequest>,
-    ) -> Result<Response<pb::Job>, Status> {
+    async fn get_job(&self, req: Request<pb::GetJobRequest>) -> Result<Response<pb::Job>, Status> {
         let caller = caller(&req)?;
         let job = self.jobs.get(&caller, &job_id(&req.get_ref().id)?).await?;
         Ok(Response::new(convert::job_to_pb(&job)))

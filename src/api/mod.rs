@@ -21,8 +21,8 @@ use crate::leaderboard::{self, Leaderboards};
 use crate::pb;
 use crate::submissions::Submissions;
 
-pub use jobs::JobsApi;
 pub use convert::{challenge_from_pb, challenge_to_pb, challenge_view_to_pb, submission_to_pb};
+pub use jobs::JobsApi;
 pub use status::to_status;
 
 /// The interceptor that authenticates every call and records the caller.

@@ -119,9 +119,7 @@ impl Jobs {
             crate::domain::SubmissionKind::Full,
             self.host.limits(&challenge).output_bytes.0,
         )
-        .map_err(|e| {
-            DomainError::invalid("metric", crate::domain::error_chain(&e).to_string())
-        })?;
+        .map_err(|e| DomainError::invalid("metric", crate::domain::error_chain(&e).to_string()))?;
         let job = Job::start(
             challenge_id.clone(),
             JobKind::Rescore,
@@ -131,7 +129,9 @@ impl Jobs {
         if !self.store.insert_job(job.clone()).await? {
             return Err(DomainError::precondition(
                 "challenge_id",
-                format!("challenge {challenge_id} already has a running job; wait for it or cancel it"),
+                format!(
+                    "challenge {challenge_id} already has a running job; wait for it or cancel it"
+                ),
             ));
         }
         info!(job_id = %job.id, challenge_id = %challenge_id, metric_changed, "rescoring started");

@@ -115,7 +115,8 @@ impl Rescore {
     /// The challenge's FULL labels as they are on disk now (read anew, not from the run
     /// cache: a fixed file is the point).
     async fn labels(&self) -> Result<Arc<LabelSet>, Stop> {
-        let path = DataLayout::of(&self.host.data_root, &self.challenge).labels(SubmissionKind::Full);
+        let path =
+            DataLayout::of(&self.host.data_root, &self.challenge).labels(SubmissionKind::Full);
         let spec = self
             .spec
             .label_spec()

@@ -191,8 +191,7 @@ impl RawJob {
             challenge_id: ChallengeId::parse(&self.challenge_id)
                 .map_err(|_| corrupt("challenge id", &self.challenge_id))?,
             kind: JobKind::parse(&self.kind).ok_or_else(|| corrupt("job kind", &self.kind))?,
-            state: JobState::parse(&self.state)
-                .ok_or_else(|| corrupt("job state", &self.state))?,
+            state: JobState::parse(&self.state).ok_or_else(|| corrupt("job state", &self.state))?,
             done: self.done.clamp(0, u32::MAX as i64) as u32,
             total: self.total.clamp(0, u32::MAX as i64) as u32,
             created_by: self.created_by,

@@ -31,7 +31,10 @@ fn job(store_challenge: &str) -> Job {
 /// A SUCCEEDED FULL submission of challenge "c" with public 0.5, private 0.4.
 async fn scored(store: &Store, participant: &str) -> Submission {
     let s = submission("p", participant, None);
-    store.insert_submission(s.clone(), OPEN, None).await.unwrap();
+    store
+        .insert_submission(s.clone(), OPEN, None)
+        .await
+        .unwrap();
     let s = store.commit(s.start(2).unwrap()).await.unwrap().unwrap();
     let s = store
         .commit(s.begin_scoring(Usage::default()).unwrap())
@@ -71,7 +74,10 @@ async fn a_challenge_has_at_most_one_running_job_and_a_job_round_trips(f: Fixtur
         !store.insert_job(job("c")).await.unwrap(),
         "a second running job on the same challenge is refused"
     );
-    assert!(store.insert_job(job("d")).await.unwrap(), "another challenge's is not");
+    assert!(
+        store.insert_job(job("d")).await.unwrap(),
+        "another challenge's is not"
+    );
     let ended = store
         .end_job(&first.id, JobState::Failed, "boom".into(), 9)
         .await
@@ -87,7 +93,10 @@ async fn a_challenge_has_at_most_one_running_job_and_a_job_round_trips(f: Fixtur
         .unwrap()
         .unwrap();
     assert_eq!(again, ended, "an ended job stays as it ended");
-    assert!(store.insert_job(job("c")).await.unwrap(), "the challenge is free again");
+    assert!(
+        store.insert_job(job("c")).await.unwrap(),
+        "the challenge is free again"
+    );
     assert_eq!(store.get_job(&JobId::generate()).await.unwrap(), None);
 }
 
@@ -142,7 +151,10 @@ async fn a_rescore_commits_scores_audit_metric_and_ledger_all_together(f: Fixtur
         .unwrap();
     assert_eq!(outcome, RescoreOutcome::Committed);
     let a2 = store.get_submission(&a.id).await.unwrap().unwrap();
-    assert_eq!((a2.public_scores.clone(), a2.private_scores.clone()), (scores(0.9), scores(0.8)));
+    assert_eq!(
+        (a2.public_scores.clone(), a2.private_scores.clone()),
+        (scores(0.9), scores(0.8))
+    );
     assert_eq!(a2.state, SubmissionState::Succeeded);
     let b2 = store.get_submission(&b.id).await.unwrap().unwrap();
     assert_eq!(b2.public_scores, scores(0.5));
@@ -158,7 +170,10 @@ async fn a_rescore_commits_scores_audit_metric_and_ledger_all_together(f: Fixtur
     .await
     .expect("the changed submission is published");
     assert_eq!(
-        store.get_challenge(&ChallengeId::parse("c").unwrap()).await.unwrap(),
+        store
+            .get_challenge(&ChallengeId::parse("c").unwrap())
+            .await
+            .unwrap(),
         Some(changed_challenge)
     );
     let audit = store.job_changes(&j.id).await.unwrap();
@@ -166,7 +181,10 @@ async fn a_rescore_commits_scores_audit_metric_and_ledger_all_together(f: Fixtur
     assert_eq!(audit[0], change(&j, &a, "changed", 0.9, 0.8));
     assert_eq!(audit[1].outcome, "unchanged");
     let done = store.get_job(&j.id).await.unwrap().unwrap();
-    assert_eq!((done.state, done.message.as_str()), (JobState::Finished, "rescored 2"));
+    assert_eq!(
+        (done.state, done.message.as_str()),
+        (JobState::Finished, "rescored 2")
+    );
     let totals = store
         .leakage_totals(ChallengeId::parse("c").unwrap())
         .await
@@ -205,7 +223,12 @@ async fn a_cancelled_job_commits_nothing(f: Fixture) {
         .unwrap();
     assert_eq!(outcome, RescoreOutcome::NotRunning);
     assert_eq!(
-        store.get_submission(&a.id).await.unwrap().unwrap().public_scores,
+        store
+            .get_submission(&a.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .public_scores,
         scores(0.5)
     );
     assert!(store.job_changes(&j.id).await.unwrap().is_empty());
@@ -248,7 +271,12 @@ async fn a_rescore_that_finds_a_changed_submission_writes_nothing(f: Fixture) {
         .unwrap();
     assert_eq!(outcome, RescoreOutcome::Conflict);
     assert_eq!(
-        store.get_submission(&a.id).await.unwrap().unwrap().public_scores,
+        store
+            .get_submission(&a.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .public_scores,
         scores(0.5),
         "the first write was rolled back with the rest"
     );
@@ -295,7 +323,10 @@ async fn kept_predictions_are_small_files_of_their_own_kind(f: Fixture) {
         None
     );
     assert_eq!(
-        store.get_blob(BlobKind::Log, "s1.csv.gz".into()).await.unwrap(),
+        store
+            .get_blob(BlobKind::Log, "s1.csv.gz".into())
+            .await
+            .unwrap(),
         Some(vec![9]),
         "another kind's file of the same name stays"
     );

@@ -433,7 +433,8 @@ async fn a_score_an_earlier_version_stored_as_null_is_repaired_and_one_bad_row_f
         .unwrap();
         // Back to schema version 3, as that version left it.
         conn.execute_batch(
-            "DROP INDEX submissions_by_finish; ALTER TABLE submissions DROP COLUMN expired_at;",
+            "DROP INDEX submissions_by_finish; ALTER TABLE submissions DROP COLUMN expired_at;
+             DROP TABLE final_selections; DROP TABLE jobs; DROP TABLE rescores;",
         )
         .unwrap();
         conn.pragma_update(None, "user_version", 3).unwrap();
@@ -692,5 +693,5 @@ async fn listings_filter_and_page_newest_first(f: Fixture) {
     assert_eq!(store.scored_full(c).await.unwrap(), [done]);
 }
 
-mod postgres_only;
 mod jobs;
+mod postgres_only;
