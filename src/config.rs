@@ -376,6 +376,13 @@ impl Config {
             if t.name.is_empty() {
                 return Err(invalid(format!("tokens[{i}].name is empty")));
             }
+            if crate::domain::is_rerun_owner(&t.name) {
+                return Err(invalid(format!(
+                    "tokens[{i}].name {:?} must not start with \"{}\" (the owner of re-runs)",
+                    t.name,
+                    crate::domain::RERUN_OWNER_PREFIX
+                )));
+            }
             if !names.insert(&t.name) {
                 return Err(invalid(format!(
                     "tokens[{i}].name {:?} is used twice",

@@ -389,6 +389,7 @@ pub fn job_to_pb(j: &Job) -> pb::Job {
         challenge_id: j.challenge_id.to_string(),
         kind: match j.kind {
             JobKind::Rescore => pb::JobKind::Rescore,
+            JobKind::Rerun => pb::JobKind::Rerun,
         } as i32,
         state: match j.state {
             JobState::Running => pb::JobState::Running,
@@ -429,6 +430,32 @@ pub fn rescore_metric_from_pb(m: i32) -> Result<Option<Metric>, DomainError> {
     metric_from_pb(m)
         .map(Some)
         .map_err(|_| DomainError::invalid("metric", "must name a built-in metric"))
+}
+
+/// A re-run request's filters, checked.
+pub fn rerun_filter_from_pb(
+    participant_ids: Vec<String>,
+    submission_ids: Vec<String>,
+) -> Result<crate::jobs::RerunFilter, DomainError> {
+    let participants = participant_ids
+        .iter()
+        .map(|p| {
+            crate::domain::ParticipantId::parse(p)
+                .map(|p| p.as_str().to_owned())
+                .map_err(|_| DomainError::invalid("participant_ids", format!("{p:?} is not a participant id")))
+        })
+        .collect::<Result<_, _>>()?;
+    let submissions = submission_ids
+        .iter()
+        .map(|s| {
+            crate::domain::SubmissionId::parse(s)
+                .map_err(|_| DomainError::invalid("submission_ids", format!("{s:?} is not a submission id")))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(crate::jobs::RerunFilter {
+        participants,
+        submissions,
+    })
 }
 
 /// A released view of a submission on the wire: exactly the view's fields.

@@ -41,6 +41,20 @@ impl pb::jobs_server::Jobs for JobsApi {
         Ok(Response::new(convert::job_to_pb(&job)))
     }
 
+    async fn rerun_submissions(
+        &self,
+        req: Request<pb::RerunSubmissionsRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
+        let caller = caller(&req)?;
+        let r = req.into_inner();
+        let filter = convert::rerun_filter_from_pb(r.participant_ids, r.submission_ids)?;
+        let job = self
+            .jobs
+            .rerun(&caller, &challenge_id(&r.challenge_id)?, filter)
+            .await?;
+        Ok(Response::new(convert::job_to_pb(&job)))
+    }
+
     async fn get_job(&self, req: Request<pb::GetJobRequest>) -> Result<Response<pb::Job>, Status> {
         let caller = caller(&req)?;
         let job = self.jobs.get(&caller, &job_id(&req.get_ref().id)?).await?;

@@ -163,6 +163,7 @@ impl Application {
         let shutdown = CancellationToken::new();
         let jobs = Jobs::new(
             store.clone(),
+            submissions.clone(),
             host.clone(),
             config.job_item_pause.0,
             shutdown.clone(),

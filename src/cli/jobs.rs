@@ -1,4 +1,4 @@
-//! `holdout challenge rescore` and `holdout job ...`: admins' maintenance jobs, with a
+//! `holdout challenge rescore|rerun` and `holdout job ...`: admins' maintenance jobs, with a
 //! progress bar on a terminal (one line per change otherwise, so logs stay readable).
 
 use std::io::{IsTerminal, Write};
@@ -161,6 +161,27 @@ pub async fn rescore(
             challenge_id,
             metric: metric as i32,
         }))
+        .await
+        .map_err(server_error)?
+        .into_inner();
+    if wait {
+        watch(client, &job.id, json).await
+    } else {
+        print_job(json, &job);
+        Ok(())
+    }
+}
+
+/// `holdout challenge rerun ID [--participant P]... [--submission S]... [--wait]`.
+pub async fn rerun(
+    client: &Client,
+    json: bool,
+    req: pb::RerunSubmissionsRequest,
+    wait: bool,
+) -> Result<()> {
+    let job = client
+        .jobs()
+        .rerun_submissions(client.request(req))
         .await
         .map_err(server_error)?
         .into_inner();

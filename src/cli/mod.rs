@@ -85,6 +85,22 @@ pub enum ChallengeCommand {
         #[arg(long)]
         wait: bool,
     },
+    /// Run stored archives again (all scored or failed FULL submissions, or those of the
+    /// given participants / ids) with the challenge's current data and image, then swap
+    /// their results in all at once (admin; starts a job; never charged).
+    Rerun {
+        /// Challenge id.
+        id: String,
+        /// Only this participant's submissions (repeatable).
+        #[arg(long = "participant")]
+        participants: Vec<String>,
+        /// Only this submission (repeatable).
+        #[arg(long = "submission")]
+        submissions: Vec<String>,
+        /// Follow the job with a progress bar until it ends.
+        #[arg(long)]
+        wait: bool,
+    },
     /// Check a challenge's data folder before it opens (local, no server): integrity,
     /// leakage of the target, personal data, k-anonymity; writes the data cards.
     Check(prepare::CheckArgs),
@@ -361,6 +377,19 @@ pub async fn run(args: &ClientArgs, cmd: ClientCommand) -> Result<()> {
             }
             ChallengeCommand::Rescore { id, metric, wait } => {
                 jobs::rescore(&client, out.json, id, metric, wait).await?;
+            }
+            ChallengeCommand::Rerun {
+                id,
+                participants,
+                submissions,
+                wait,
+            } => {
+                let req = pb::RerunSubmissionsRequest {
+                    challenge_id: id,
+                    participant_ids: participants,
+                    submission_ids: submissions,
+                };
+                jobs::rerun(&client, out.json, req, wait).await?;
             }
             ChallengeCommand::Check(_) => {
                 bail!("`holdout challenge check` runs locally, not through a server")

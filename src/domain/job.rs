@@ -72,6 +72,8 @@ impl std::fmt::Display for JobId {
 pub enum JobKind {
     /// Recomputes every kept FULL prediction's scores.
     Rescore,
+    /// Runs stored archives again and swaps the originals' results for the new ones.
+    Rerun,
 }
 
 impl JobKind {
@@ -79,6 +81,7 @@ impl JobKind {
     pub fn as_str(self) -> &'static str {
         match self {
             JobKind::Rescore => "rescore",
+            JobKind::Rerun => "rerun",
         }
     }
 
@@ -86,9 +89,28 @@ impl JobKind {
     pub fn parse(raw: &str) -> Option<Self> {
         match raw {
             "rescore" => Some(JobKind::Rescore),
+            "rerun" => Some(JobKind::Rerun),
             _ => None,
         }
     }
+}
+
+/// The owner of every re-run a job makes starts with this (no token may be named so).
+///
+/// A re-run is an ordinary submission owned by its job (`rerun:<job id>`), not by the
+/// platform: so it runs through the normal pipeline (scheduler, fairness, sandbox, workers)
+/// while counting against nobody's quota, taking no participant's fair share, showing in
+/// no submitter's listing or reads, and holding no leaderboard entry.
+pub const RERUN_OWNER_PREFIX: &str = "rerun:";
+
+/// The owner of the re-runs of job `id`.
+pub fn rerun_owner(id: &JobId) -> String {
+    format!("{RERUN_OWNER_PREFIX}{id}")
+}
+
+/// Whether `owner` is a job's (the submission is a re-run).
+pub fn is_rerun_owner(owner: &str) -> bool {
+    owner.starts_with(RERUN_OWNER_PREFIX)
 }
 
 /// Where a job is.
@@ -191,7 +213,8 @@ pub struct ScoreChange {
     pub owner: String,
     /// Its participant.
     pub participant_id: String,
-    /// "changed", "unchanged", or "skipped: <why>" (its scores were left as they were).
+    /// "changed", "unchanged", or "skipped: <why>" (its scores were left as they were); a
+    /// re-run's "changed" names the verdicts ("changed: scored -> runtime_error").
     pub outcome: String,
     /// Exact public scores before.
     pub old_public: BTreeMap<String, f64>,
@@ -208,7 +231,7 @@ pub struct ScoreChange {
 impl ScoreChange {
     /// Whether the scores it records differ.
     pub fn changed(&self) -> bool {
-        self.outcome == "changed"
+        self.outcome.starts_with("changed")
     }
 }
 
@@ -236,6 +259,10 @@ mod tests {
             assert_eq!(s.is_terminal(), s != JobState::Running);
         }
         assert_eq!(JobKind::parse("rescore"), Some(JobKind::Rescore));
+        assert_eq!(JobKind::parse("rerun"), Some(JobKind::Rerun));
+        let id = JobId::generate();
+        assert!(is_rerun_owner(&rerun_owner(&id)));
+        assert!(!is_rerun_owner("platform-a"));
         assert_eq!(JobKind::parse("nope"), None);
     }
 }

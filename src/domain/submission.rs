@@ -174,6 +174,8 @@ pub enum Action {
     Requeue,
     /// SUCCEEDED → SUCCEEDED with scores recomputed from its kept predictions.
     Rescore,
+    /// SUCCEEDED | FAILED → the result of a re-run of the same archive.
+    TakeRerun,
 }
 
 impl std::fmt::Display for Action {
@@ -188,6 +190,7 @@ impl std::fmt::Display for Action {
             Action::FailInternal => "fail as an internal error",
             Action::Requeue => "be re-queued",
             Action::Rescore => "be rescored",
+            Action::TakeRerun => "take a re-run's result",
         })
     }
 }
@@ -460,6 +463,37 @@ impl Submission {
         let mut next = self.0.clone();
         next.public_scores = public;
         next.private_scores = private;
+        Ok(self.to(next))
+    }
+
+    /// SUCCEEDED | FAILED → the result of `rerun`, a re-run of the same archive (against
+    /// new data, or in a new image) that ended SUCCEEDED or FAILED by its code: its state,
+    /// verdict, messages, scores and usage replace this one's. Its identity, times, attempts
+    /// and charge stay: a re-run is the service's doing, never charged. An INTERNAL_ERROR
+    /// result, or a re-run of something else, is refused.
+    pub fn take_rerun(&self, rerun: &Submission) -> Result<Transition, IllegalTransition> {
+        self.require(
+            Action::TakeRerun,
+            &[SubmissionState::Succeeded, SubmissionState::Failed],
+        )?;
+        let usable = matches!(
+            rerun.state,
+            SubmissionState::Succeeded | SubmissionState::Failed
+        ) && rerun.verdict != Verdict::InternalError;
+        if !usable {
+            return Err(self.refuse(Action::TakeRerun, Some("the re-run has no usable result")));
+        }
+        if rerun.archive_sha256 != self.archive_sha256 || rerun.kind != self.kind {
+            return Err(self.refuse(Action::TakeRerun, Some("not a re-run of this submission")));
+        }
+        let mut next = self.0.clone();
+        next.state = rerun.state;
+        next.verdict = rerun.verdict;
+        next.message = rerun.message.clone();
+        next.detail = rerun.detail.clone();
+        next.public_scores = rerun.public_scores.clone();
+        next.private_scores = rerun.private_scores.clone();
+        next.usage = rerun.usage.clone();
         Ok(self.to(next))
     }
 

@@ -76,10 +76,11 @@ fn apply(s: &Submission, action: Action) -> Result<Transition, IllegalTransition
         Action::FailInternal => s.fail_internal("boom".into(), 5_000),
         Action::Requeue => s.requeue(Interruption::Engine("gone".into()), 3, 5_000),
         Action::Rescore => s.rescore(scores(0.5), scores(0.4)),
+        Action::TakeRerun => s.take_rerun(&at(SubmissionState::Succeeded)),
     }
 }
 
-const ACTIONS: [Action; 9] = [
+const ACTIONS: [Action; 10] = [
     Action::Start,
     Action::BeginScoring,
     Action::Score,
@@ -89,6 +90,7 @@ const ACTIONS: [Action; 9] = [
     Action::FailInternal,
     Action::Requeue,
     Action::Rescore,
+    Action::TakeRerun,
 ];
 
 const WALL: Duration = Duration::from_secs(10);
@@ -114,6 +116,7 @@ fn legal(action: Action, from: SubmissionState) -> Option<SubmissionState> {
         (Action::FailInternal, Queued | Running | Scoring) => Some(Failed),
         (Action::Requeue, Running | Scoring) => Some(Queued),
         (Action::Rescore, Succeeded) => Some(Succeeded),
+        (Action::TakeRerun, Succeeded | Failed) => Some(Succeeded),
         _ => None,
     }
 }
@@ -148,6 +151,10 @@ fn terminal_states_accept_nothing_but_the_cancel_of_a_held_result_and_a_rescore(
             .into_iter()
             .filter(|a| *a != Action::CancelHeld)
             .filter(|a| *a != Action::Rescore || from != SubmissionState::Succeeded)
+            .filter(|a| {
+                *a != Action::TakeRerun
+                    || !matches!(from, SubmissionState::Succeeded | SubmissionState::Failed)
+            })
         {
             assert!(apply(&at(from), action).is_err(), "{action:?} from {from}");
         }
@@ -401,4 +408,29 @@ fn a_rescore_changes_only_the_scores_of_a_succeeded_submission() {
         (s.verdict, s.finished_at, s.charged, &s.message)
     );
     assert!(s.rescore(scores(f64::NAN), scores(0.1)).is_err());
+}
+
+#[test]
+fn taking_a_rerun_replaces_the_result_but_keeps_identity_times_and_charge() {
+    let original = at(SubmissionState::Succeeded);
+    let mut r = record(SubmissionState::Failed, 1);
+    r.verdict = Verdict::RuntimeError;
+    r.message = "exit 1".into();
+    r.public_scores.clear();
+    r.private_scores.clear();
+    r.charged = false;
+    let rerun = Submission::from_record(r);
+    let n = original.take_rerun(&rerun).unwrap().into_next();
+    assert_eq!((n.state, n.verdict), (SubmissionState::Failed, Verdict::RuntimeError));
+    assert!(n.public_scores.is_empty());
+    assert_eq!(
+        (&n.id, n.created_at, n.finished_at, n.charged),
+        (&original.id, original.created_at, original.finished_at, original.charged)
+    );
+    let mut broken = record(SubmissionState::Failed, 1);
+    broken.verdict = Verdict::InternalError;
+    assert!(original.take_rerun(&Submission::from_record(broken)).is_err());
+    let mut other = record(SubmissionState::Succeeded, 1);
+    other.archive_sha256 = "ff".repeat(32);
+    assert!(original.take_rerun(&Submission::from_record(other)).is_err());
 }

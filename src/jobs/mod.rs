@@ -1,6 +1,6 @@
-//! Maintenance jobs an admin runs over a challenge: today, rescoring every kept FULL
-//! prediction against the challenge's current labels, or under another built-in metric
-//! ([`rescore`]).
+//! Maintenance jobs an admin runs over a challenge: rescoring every kept FULL prediction
+//! against the challenge's current labels, or under another built-in metric ([`rescore`]);
+//! and running stored archives again against new data or in a new image ([`rerun`]).
 //!
 //! A job is a row of the store (see `crate::domain::Job`): any replica reads its progress
 //! and cancels it; the process that started it does the work, in a task owned by this
@@ -11,9 +11,10 @@
 //! half-updated, and a cancel, a failure or a shutdown before the commit leaves everything as
 //! it was.
 //!
-//! It never runs anyone's code and never charges a quota: it reads kept predictions and
-//! labels on the host.
+//! Neither kind charges a quota: a rescoring reads kept predictions and labels on the host;
+//! a re-run's submissions belong to the job, not to a platform.
 
+mod rerun;
 mod rescore;
 
 use std::time::Duration;
@@ -26,12 +27,35 @@ use tracing::info;
 use crate::auth::Caller;
 use crate::domain::{
     ChallengeId, DomainError, Job, JobId, JobKind, JobState, LeaderboardMode, ScoreChange,
-    now_millis,
+    Submission, SubmissionId, SubmissionKind, Verdict, is_rerun_owner, now_millis,
 };
 use crate::predictions::KeptPredictions;
 use crate::run::plan::{HostSettings, scoring_spec};
 use crate::scoring::Metric;
 use crate::store::Store;
+use crate::submissions::Submissions;
+
+/// Which submissions a re-run job runs again: FULL ones that ended SUCCEEDED or FAILED by
+/// their code, of these participants and/or with these ids (both empty = all of them).
+#[derive(Debug, Clone, Default)]
+pub struct RerunFilter {
+    /// Only these participants' submissions.
+    pub participants: Vec<String>,
+    /// Only these submissions.
+    pub submissions: Vec<SubmissionId>,
+}
+
+impl RerunFilter {
+    fn selects(&self, s: &Submission) -> bool {
+        let finished_by_code = s.kind == SubmissionKind::Full
+            && (s.verdict == Verdict::Scored || s.verdict.is_participant_failure())
+            && !is_rerun_owner(&s.owner);
+        finished_by_code
+            && (self.participants.is_empty()
+                || self.participants.iter().any(|p| p == s.participant_id.as_str()))
+            && (self.submissions.is_empty() || self.submissions.contains(&s.id))
+    }
+}
 
 /// How often a watcher reads the job's row (it may run on another replica).
 const WATCH_EVERY: Duration = Duration::from_millis(200);
@@ -40,6 +64,8 @@ const WATCH_EVERY: Duration = Duration::from_millis(200);
 #[derive(Clone)]
 pub struct Jobs {
     store: Store,
+    /// Re-runs are cancelled through the submissions service (here or on a worker).
+    submissions: Submissions,
     host: HostSettings,
     kept: KeptPredictions,
     /// A pause between two items of a job: throttles a large rescoring on a busy host (and
@@ -55,12 +81,14 @@ impl Jobs {
     /// The service over `store`; jobs stop when `shutdown` fires.
     pub fn new(
         store: Store,
+        submissions: Submissions,
         host: HostSettings,
         pause: Duration,
         shutdown: CancellationToken,
     ) -> Self {
         Self {
             kept: KeptPredictions::new(store.clone()),
+            submissions,
             store,
             host,
             pause,
@@ -147,6 +175,59 @@ impl Jobs {
         };
         let shutdown = self.shutdown.clone();
         self.tasks.spawn(work.run(shutdown));
+        Ok(job)
+    }
+
+    /// RerunSubmissions (admin): starts a job that runs the selected submissions' stored
+    /// archives again with the challenge as it is now (its data, its runtime image), then
+    /// swaps their results in, all at once (see [`rerun`]).
+    pub async fn rerun(
+        &self,
+        caller: &Caller,
+        challenge_id: &ChallengeId,
+        filter: RerunFilter,
+    ) -> Result<Job, DomainError> {
+        caller.require_admin("RerunSubmissions")?;
+        let challenge = self
+            .store
+            .get_challenge(challenge_id)
+            .await?
+            .ok_or_else(|| DomainError::NotFound(format!("challenge {challenge_id}")))?;
+        let mut originals = Vec::new();
+        let mut before = 0;
+        loop {
+            let page = self
+                .store
+                .list_submissions(challenge_id.clone(), None, None, before, 500)
+                .await?;
+            let Some((last, _)) = page.last() else { break };
+            before = *last;
+            originals.extend(page.into_iter().map(|(_, s)| s).filter(|s| filter.selects(s)));
+        }
+        originals.reverse(); // oldest first
+        let job = Job::start(
+            challenge_id.clone(),
+            JobKind::Rerun,
+            caller.name.clone(),
+            now_millis(),
+        );
+        if !self.store.insert_job(job.clone()).await? {
+            return Err(DomainError::precondition(
+                "challenge_id",
+                format!("challenge {challenge_id} already has a running job; wait for it or cancel it"),
+            ));
+        }
+        info!(job_id = %job.id, challenge_id = %challenge_id, submissions = originals.len(), "re-run started");
+        let work = rerun::Rerun {
+            store: self.store.clone(),
+            submissions: self.submissions.clone(),
+            bits: crate::leakage::estimate(&challenge, &self.host.limits(&challenge))
+                .bits_per_submission,
+            job: job.clone(),
+            challenge,
+            originals,
+        };
+        self.tasks.spawn(work.run(self.shutdown.clone()));
         Ok(job)
     }
 

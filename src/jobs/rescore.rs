@@ -20,7 +20,7 @@ use crate::domain::{
 use crate::predictions::{Kept, KeptPredictions};
 use crate::run::plan::{DataLayout, HostSettings};
 use crate::scoring::{LabelSet, ScoringSpec, load_labels, score_reader};
-use crate::store::{RescoreCommit, RescoreOutcome, Store, StoreError};
+use crate::store::{JobCommit, CommitOutcome, Store, StoreError};
 
 /// Everything one rescoring job needs.
 pub(super) struct Rescore {
@@ -216,7 +216,7 @@ impl Rescore {
             .bits_per_submission;
         let (changes, writes): (Vec<_>, Vec<_>) =
             staged.into_iter().map(|s| (s.change, s.write)).unzip();
-        let commit = RescoreCommit {
+        let commit = JobCommit {
             job: self.job.id.clone(),
             changes,
             writes: writes.into_iter().flatten().collect(),
@@ -225,13 +225,13 @@ impl Rescore {
             message: message.clone(),
             at: now_millis(),
         };
-        match self.store.commit_rescore(commit).await? {
-            RescoreOutcome::Committed => {
+        match self.store.commit_job(commit).await? {
+            CommitOutcome::Committed => {
                 info!(job_id = %self.job.id, changed, unchanged, skipped, "rescoring committed");
                 Ok(())
             }
-            RescoreOutcome::NotRunning => Err(Stop::NotRunning),
-            RescoreOutcome::Conflict => Err(Stop::Failed(
+            CommitOutcome::NotRunning => Err(Stop::NotRunning),
+            CommitOutcome::Conflict => Err(Stop::Failed(
                 "a submission changed while the job ran; run the job again".into(),
             )),
         }

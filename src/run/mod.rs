@@ -235,8 +235,11 @@ impl Runner {
         {
             info!(verdict = s.verdict.as_str(), "run finished");
             self.telemetry.run_finished(s.verdict);
+            // A job's re-run is released to nobody until its job swaps it into the original
+            // (which records it then).
             if let Some(bits) = bits
                 && s.kind == SubmissionKind::Full
+                && !crate::domain::is_rerun_owner(&s.owner)
             {
                 self.store
                     .record_leakage(s, bits, s.finished_at.unwrap_or_else(now_millis))

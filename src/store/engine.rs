@@ -8,7 +8,7 @@ use tokio::sync::broadcast;
 
 use super::{
     Admission, BlobKind, Claim, ClaimRequest, Decide, ExpiredRun, InsertOutcome, LeakageTotal,
-    LeaseRenewal, PendingArchive, QueuedRow, ReleaseRecord, RescoreCommit, RescoreOutcome,
+    LeaseRenewal, PendingArchive, QueuedRow, ReleaseRecord, JobCommit, CommitOutcome,
     StoreError, WorkerInfo,
 };
 use crate::domain::{
@@ -111,8 +111,19 @@ pub(crate) trait Engine: Send + Sync + 'static {
         message: String,
         at: UnixMillis,
     ) -> Result<Option<Job>, StoreError>;
-    async fn commit_rescore(&self, c: RescoreCommit) -> Result<RescoreOutcome, StoreError>;
+    async fn commit_job(&self, c: JobCommit) -> Result<CommitOutcome, StoreError>;
     async fn job_changes(&self, id: JobId) -> Result<Vec<ScoreChange>, StoreError>;
+    /// Inserts `rerun` (QUEUED) as job `job`'s re-run of `original`, only while the
+    /// original's archive is kept (not expired); `Ok(false)` otherwise.
+    async fn insert_rerun(
+        &self,
+        job: JobId,
+        original: SubmissionId,
+        rerun: Submission,
+    ) -> Result<bool, StoreError>;
+    /// A job's (original, re-run) pairs.
+    async fn reruns_of(&self, job: JobId)
+    -> Result<Vec<(SubmissionId, SubmissionId)>, StoreError>;
 
     // ----- coordination of execution workers (PostgreSQL only) ---------------------------
     async fn claim(

@@ -36,7 +36,7 @@ pub(crate) use engine::Engine;
 pub(crate) use types::readable;
 pub use types::{
     Admission, BlobKind, DatabaseUrl, InsertOutcome, LeakageTotal, PendingArchive, QueuedRow,
-    ReleaseRecord, RescoreCommit, RescoreOutcome, StoreError,
+    ReleaseRecord, JobCommit, CommitOutcome, StoreError,
 };
 
 use crate::domain::{
@@ -262,9 +262,13 @@ impl Store {
         self.engine.queued().await
     }
 
-    /// Succeeded FULL submissions of a challenge, oldest first (leaderboards).
+    /// Succeeded FULL submissions of a challenge, oldest first (leaderboards); never a
+    /// job's re-run (it holds no entry: its result reaches the board only when its job
+    /// swaps it into the original).
     pub async fn scored_full(&self, challenge: ChallengeId) -> Result<Vec<Submission>, StoreError> {
-        self.engine.scored_full(challenge).await
+        let mut all = self.engine.scored_full(challenge).await?;
+        all.retain(|s| !crate::domain::is_rerun_owner(&s.owner));
+        Ok(all)
     }
 
     /// Appends to the release audit.
@@ -369,13 +373,13 @@ impl Store {
         self.engine.end_job(id.clone(), state, message, at).await
     }
 
-    /// Writes a rescoring job's result in one transaction (see [`RescoreCommit`]), only if
+    /// Writes a rescoring job's result in one transaction (see [`JobCommit`]), only if
     /// the job is still RUNNING and every submission is still as the job read it; then
     /// publishes the changed submissions.
-    pub async fn commit_rescore(&self, c: RescoreCommit) -> Result<RescoreOutcome, StoreError> {
+    pub async fn commit_job(&self, c: JobCommit) -> Result<CommitOutcome, StoreError> {
         let written: Vec<Submission> = c.writes.iter().map(|t| t.next().clone()).collect();
-        let outcome = self.engine.commit_rescore(c).await?;
-        if outcome == RescoreOutcome::Committed {
+        let outcome = self.engine.commit_job(c).await?;
+        if outcome == CommitOutcome::Committed {
             for s in &written {
                 self.publish(s);
             }
@@ -386,6 +390,33 @@ impl Store {
     /// A job's audit entries, in the order it made them.
     pub async fn job_changes(&self, id: &JobId) -> Result<Vec<ScoreChange>, StoreError> {
         self.engine.job_changes(id.clone()).await
+    }
+
+    /// Inserts `rerun` (QUEUED, owned by job `job`) as its re-run of `original`, in one step
+    /// with its mapping, only while the original's archive is kept; then publishes it (the
+    /// scheduler picks it up like any submission). `Ok(false)` when the archive expired.
+    pub async fn insert_rerun(
+        &self,
+        job: &JobId,
+        original: &SubmissionId,
+        rerun: Submission,
+    ) -> Result<bool, StoreError> {
+        let inserted = self
+            .engine
+            .insert_rerun(job.clone(), original.clone(), rerun.clone())
+            .await?;
+        if inserted {
+            self.publish(&rerun);
+        }
+        Ok(inserted)
+    }
+
+    /// A job's (original, re-run) pairs.
+    pub async fn reruns_of(
+        &self,
+        job: &JobId,
+    ) -> Result<Vec<(SubmissionId, SubmissionId)>, StoreError> {
+        self.engine.reruns_of(job.clone()).await
     }
 
     /// Execution workers: in one transaction, reads what every worker holds and what is

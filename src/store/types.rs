@@ -201,7 +201,7 @@ impl BlobKind {
 /// per changed result (a changed score a submitter may read is another release), and the
 /// job's end.
 #[derive(Debug, Clone)]
-pub struct RescoreCommit {
+pub struct JobCommit {
     /// The job; nothing is written unless it is still RUNNING.
     pub job: JobId,
     /// One audit entry per submission the job looked at.
@@ -218,9 +218,9 @@ pub struct RescoreCommit {
     pub at: UnixMillis,
 }
 
-/// How a [`RescoreCommit`] went.
+/// How a [`JobCommit`] went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RescoreOutcome {
+pub enum CommitOutcome {
     /// Everything was written; the job is FINISHED.
     Committed,
     /// The job was no longer RUNNING (cancelled): nothing was written.

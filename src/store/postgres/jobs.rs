@@ -1,4 +1,4 @@
-//! Maintenance jobs and the rescoring audit in PostgreSQL. A job is a row every replica
+//! Maintenance jobs, their audit and re-runs in PostgreSQL. A job is a row every replica
 //! reads (progress, cancel); a rescoring job's result is one transaction that first locks
 //! the job's row, so a cancel made on another replica either lands before it (and nothing
 //! is written) or after it (and finds the job FINISHED).
@@ -8,7 +8,7 @@ use tokio_postgres::Row;
 
 use crate::domain::{Job, JobState, ScoreChange};
 use crate::store::codec::{self, CHANGE_COLUMNS, JOB_COLUMNS, RawChange, RawJob, RawSubmission};
-use crate::store::{RescoreCommit, RescoreOutcome, StoreError, readable};
+use crate::store::{JobCommit, CommitOutcome, StoreError, readable};
 
 fn raw_job(r: &Row) -> Result<RawJob, tokio_postgres::Error> {
     Ok(RawJob {
@@ -94,10 +94,10 @@ pub(super) async fn end(
 }
 
 /// Writes a rescoring job's whole result, or nothing.
-pub(super) async fn commit_rescore(
+pub(super) async fn commit_job(
     client: &mut Object,
-    c: &RescoreCommit,
-) -> Result<RescoreOutcome, StoreError> {
+    c: &JobCommit,
+) -> Result<CommitOutcome, StoreError> {
     let tx = client.transaction().await?;
     let job = tx
         .query_opt(
@@ -106,22 +106,29 @@ pub(super) async fn commit_rescore(
         )
         .await?;
     let Some(job) = job else {
-        return Ok(RescoreOutcome::NotRunning);
+        return Ok(CommitOutcome::NotRunning);
     };
     let (state, challenge_id): (String, String) = (job.try_get(0)?, job.try_get(1)?);
     if state != JobState::Running.as_str() {
-        return Ok(RescoreOutcome::NotRunning);
+        return Ok(CommitOutcome::NotRunning);
     }
     for t in &c.writes {
         let r = RawSubmission::encode(t.next())?;
+        // Terminal to terminal (a rescore, or a re-run's result): no lease is involved.
         let n = tx
             .execute(
-                "UPDATE submissions SET public_scores = $2, private_scores = $3
-                 WHERE id = $1 AND state = $4 AND attempts = $5",
+                "UPDATE submissions SET state = $2, verdict = $3, message = $4, detail = $5,
+                    public_scores = $6, private_scores = $7, usage = $8
+                 WHERE id = $1 AND state = $9 AND attempts = $10",
                 &[
                     &r.id,
+                    &r.state,
+                    &r.verdict,
+                    &r.message,
+                    &r.detail,
                     &r.public_scores,
                     &r.private_scores,
+                    &r.usage,
                     &t.expected_state().as_str(),
                     &i64::from(t.expected_attempts()),
                 ],
@@ -129,7 +136,7 @@ pub(super) async fn commit_rescore(
             .await?;
         if n != 1 {
             // Dropping the transaction rolls back what was written so far.
-            return Ok(RescoreOutcome::Conflict);
+            return Ok(CommitOutcome::Conflict);
         }
         let s = t.next();
         tx.execute(
@@ -182,7 +189,7 @@ pub(super) async fn commit_rescore(
     )
     .await?;
     tx.commit().await?;
-    Ok(RescoreOutcome::Committed)
+    Ok(CommitOutcome::Committed)
 }
 
 /// A job's audit entries, in order.
@@ -211,4 +218,51 @@ pub(super) async fn changes(client: &Object, job: &str) -> Result<Vec<ScoreChang
         })
         .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
     Ok(readable(raw.into_iter().map(RawChange::decode).collect()))
+}
+
+/// Inserts a re-run and its mapping, only while the original's archive is kept (under the
+/// admission lock, which retention also takes before it deletes an archive).
+pub(super) async fn insert_rerun(
+    client: &mut Object,
+    job: &str,
+    original: &str,
+    rerun: &crate::domain::Submission,
+) -> Result<bool, StoreError> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&super::ADMISSION_LOCK])
+        .await?;
+    let kept: bool = tx
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM submissions WHERE id = $1 AND expired_at IS NULL)",
+            &[&original],
+        )
+        .await?
+        .try_get(0)?;
+    if !kept {
+        return Ok(false);
+    }
+    super::admission::insert(&tx, rerun).await?;
+    tx.execute(
+        "INSERT INTO reruns (job_id, original_id, rerun_id) VALUES ($1, $2, $3)",
+        &[&job, &original, &rerun.id.as_str()],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// A job's (original, re-run) pairs, as stored.
+pub(super) async fn reruns_of(
+    client: &Object,
+    job: &str,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let rows = client
+        .query(
+            "SELECT original_id, rerun_id FROM reruns WHERE job_id = $1 ORDER BY original_id",
+            &[&job],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
 }

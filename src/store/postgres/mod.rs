@@ -33,8 +33,8 @@ use tokio_postgres::{NoTls, Row};
 use super::codec::{self, RawSubmission, SUBMISSION_COLUMNS};
 use super::{
     Admission, BlobKind, Claim, ClaimRequest, Decide, Engine, ExpiredRun, InsertOutcome,
-    LeakageTotal, LeaseRenewal, PendingArchive, QueuedRow, ReleaseRecord, RescoreCommit,
-    RescoreOutcome, StoreError, WorkerInfo, readable,
+    LeakageTotal, LeaseRenewal, PendingArchive, QueuedRow, ReleaseRecord, JobCommit,
+    CommitOutcome, StoreError, WorkerInfo, readable,
 };
 use crate::domain::{
     Challenge, ChallengeId, Job, JobId, JobState, ScoreChange, Submission, SubmissionId,
@@ -457,12 +457,37 @@ impl Engine for PgEngine {
         jobs::end(&self.client().await?, id.as_str(), state, &message, at).await
     }
 
-    async fn commit_rescore(&self, c: RescoreCommit) -> Result<RescoreOutcome, StoreError> {
-        jobs::commit_rescore(&mut self.client().await?, &c).await
+    async fn commit_job(&self, c: JobCommit) -> Result<CommitOutcome, StoreError> {
+        jobs::commit_job(&mut self.client().await?, &c).await
     }
 
     async fn job_changes(&self, id: JobId) -> Result<Vec<ScoreChange>, StoreError> {
         jobs::changes(&self.client().await?, id.as_str()).await
+    }
+
+    async fn insert_rerun(
+        &self,
+        job: JobId,
+        original: SubmissionId,
+        rerun: Submission,
+    ) -> Result<bool, StoreError> {
+        jobs::insert_rerun(
+            &mut self.client().await?,
+            job.as_str(),
+            original.as_str(),
+            &rerun,
+        )
+        .await
+    }
+
+    async fn reruns_of(
+        &self,
+        job: JobId,
+    ) -> Result<Vec<(SubmissionId, SubmissionId)>, StoreError> {
+        let raw = jobs::reruns_of(&self.client().await?, job.as_str()).await?;
+        raw.iter()
+            .map(|(o, r)| Ok((codec::submission_id(o)?, codec::submission_id(r)?)))
+            .collect()
     }
 
     async fn claim(&self, req: ClaimRequest, decide: Decide) -> Result<Option<Claim>, StoreError> {

@@ -154,8 +154,9 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (challenge_id, owner, participant_id, submission_id)
     );
     "#,
-    // 3: maintenance jobs (at most one RUNNING per challenge, across replicas) and the
-    // rescoring audit.
+    // 3: maintenance jobs (at most one RUNNING per challenge, across replicas), their audit
+    // (rescores: old and new scores per submission), and which submission each re-run
+    // re-runs.
     r#"
     CREATE TABLE jobs (
         id TEXT PRIMARY KEY,
@@ -185,6 +186,12 @@ const MIGRATIONS: &[&str] = &[
         at BIGINT NOT NULL
     );
     CREATE INDEX rescores_by_job ON rescores(job_id, seq);
+    CREATE TABLE reruns (
+        job_id TEXT NOT NULL,
+        original_id TEXT NOT NULL,
+        rerun_id TEXT NOT NULL UNIQUE,
+        PRIMARY KEY (job_id, original_id)
+    );
     "#,
 ];
 

@@ -1,12 +1,12 @@
-//! Maintenance jobs and the rescoring audit, on the store thread. A rescoring job's result
-//! is one `IMMEDIATE` transaction: nothing of it is visible until all of it is.
+//! Maintenance jobs, their audit and re-runs, on the store thread. A job's result is one
+//! `IMMEDIATE` transaction: nothing of it is visible until all of it is.
 
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::rows;
 use crate::domain::{Job, JobState, ScoreChange};
 use crate::store::codec::{self, CHANGE_COLUMNS, JOB_COLUMNS, RawChange, RawJob};
-use crate::store::{RescoreCommit, RescoreOutcome, StoreError, readable};
+use crate::store::{JobCommit, CommitOutcome, StoreError, readable};
 
 fn raw_job(r: &Row<'_>) -> rusqlite::Result<RawJob> {
     Ok(RawJob {
@@ -86,10 +86,10 @@ pub(super) fn end(
 }
 
 /// Writes a rescoring job's whole result, or nothing.
-pub(super) fn commit_rescore(
+pub(super) fn commit_job(
     conn: &mut Connection,
-    c: &RescoreCommit,
-) -> Result<RescoreOutcome, StoreError> {
+    c: &JobCommit,
+) -> Result<CommitOutcome, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let state: Option<String> = tx
         .query_row(
@@ -99,12 +99,12 @@ pub(super) fn commit_rescore(
         )
         .optional()?;
     if state.as_deref() != Some(JobState::Running.as_str()) {
-        return Ok(RescoreOutcome::NotRunning);
+        return Ok(CommitOutcome::NotRunning);
     }
     for t in &c.writes {
         if !rows::update_submission(&tx, t)? {
             // Dropping the transaction rolls back what was written so far.
-            return Ok(RescoreOutcome::Conflict);
+            return Ok(CommitOutcome::Conflict);
         }
         let s = t.next();
         tx.execute(
@@ -158,7 +158,7 @@ pub(super) fn commit_rescore(
         params![c.job.as_str(), c.message, c.at],
     )?;
     tx.commit()?;
-    Ok(RescoreOutcome::Committed)
+    Ok(CommitOutcome::Committed)
 }
 
 /// A job's audit entries, in order.
@@ -183,4 +183,40 @@ pub(super) fn changes(conn: &Connection, job: &str) -> Result<Vec<ScoreChange>, 
         })?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(readable(raw.into_iter().map(RawChange::decode).collect()))
+}
+
+/// Inserts a re-run and its mapping, only while the original's archive is kept.
+pub(super) fn insert_rerun(
+    conn: &mut Connection,
+    job: &str,
+    original: &str,
+    rerun: &crate::domain::Submission,
+) -> Result<bool, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let kept: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM submissions WHERE id = ?1 AND expired_at IS NULL)",
+        [original],
+        |r| r.get(0),
+    )?;
+    if !kept {
+        return Ok(false);
+    }
+    rows::insert_submission(&tx, rerun)?;
+    tx.execute(
+        "INSERT INTO reruns (job_id, original_id, rerun_id) VALUES (?1, ?2, ?3)",
+        params![job, original, rerun.id.as_str()],
+    )?;
+    tx.commit()?;
+    Ok(true)
+}
+
+/// A job's (original, re-run) pairs, as stored.
+pub(super) fn reruns_of(conn: &Connection, job: &str) -> Result<Vec<(String, String)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT original_id, rerun_id FROM reruns WHERE job_id = ?1 ORDER BY original_id",
+    )?;
+    let out = stmt
+        .query_map([job], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(out)
 }

@@ -85,7 +85,8 @@ const MIGRATIONS: &[&str] = &[
         at INTEGER NOT NULL,
         PRIMARY KEY (challenge_id, owner, participant_id, submission_id)
      );",
-    // 7: maintenance jobs (at most one RUNNING per challenge) and the rescoring audit.
+    // 7: maintenance jobs (at most one RUNNING per challenge), their audit (rescores: old and
+    // new scores per submission), and which submission each re-run re-runs.
     "CREATE TABLE jobs (
         id TEXT PRIMARY KEY,
         challenge_id TEXT NOT NULL,
@@ -113,7 +114,13 @@ const MIGRATIONS: &[&str] = &[
         new_private TEXT NOT NULL,
         at INTEGER NOT NULL
      );
-     CREATE INDEX rescores_by_job ON rescores(job_id, seq);",
+     CREATE INDEX rescores_by_job ON rescores(job_id, seq);
+    CREATE TABLE reruns (
+        job_id TEXT NOT NULL,
+        original_id TEXT NOT NULL,
+        rerun_id TEXT NOT NULL UNIQUE,
+        PRIMARY KEY (job_id, original_id)
+    );",
 ];
 
 /// Brings the schema up to date.

@@ -19,9 +19,10 @@ use std::sync::mpsc;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
+use super::codec;
 use super::{
     Admission, BlobKind, Engine, InsertOutcome, LeakageTotal, PendingArchive, QueuedRow,
-    ReleaseRecord, RescoreCommit, RescoreOutcome, StoreError, readable,
+    ReleaseRecord, JobCommit, CommitOutcome, StoreError, readable,
 };
 use crate::domain::{
     Challenge, ChallengeId, Job, JobId, JobState, ScoreChange, Submission, SubmissionId,
@@ -458,12 +459,36 @@ impl Engine for SqliteEngine {
             .await
     }
 
-    async fn commit_rescore(&self, c: RescoreCommit) -> Result<RescoreOutcome, StoreError> {
-        self.call(move |conn| jobs::commit_rescore(conn, &c)).await
+    async fn commit_job(&self, c: JobCommit) -> Result<CommitOutcome, StoreError> {
+        self.call(move |conn| jobs::commit_job(conn, &c)).await
     }
 
     async fn job_changes(&self, id: JobId) -> Result<Vec<ScoreChange>, StoreError> {
         self.call(move |conn| jobs::changes(conn, id.as_str()))
             .await
+    }
+
+    async fn insert_rerun(
+        &self,
+        job: JobId,
+        original: SubmissionId,
+        rerun: Submission,
+    ) -> Result<bool, StoreError> {
+        self.call(move |conn| {
+            jobs::insert_rerun(conn, job.as_str(), original.as_str(), &rerun)
+        })
+        .await
+    }
+
+    async fn reruns_of(
+        &self,
+        job: JobId,
+    ) -> Result<Vec<(SubmissionId, SubmissionId)>, StoreError> {
+        let raw = self
+            .call(move |conn| jobs::reruns_of(conn, job.as_str()))
+            .await?;
+        raw.iter()
+            .map(|(o, r)| Ok((codec::submission_id(o)?, codec::submission_id(r)?)))
+            .collect()
     }
 }

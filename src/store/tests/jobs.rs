@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use super::{Fixture, Kind, OPEN, challenge, submission};
 use crate::domain::*;
-use crate::store::{BlobKind, RescoreCommit, RescoreOutcome, Store};
+use crate::store::{BlobKind, CommitOutcome, JobCommit, Store};
 
 on_both_engines!(
     a_challenge_has_at_most_one_running_job_and_a_job_round_trips,
@@ -13,6 +13,8 @@ on_both_engines!(
     a_cancelled_job_commits_nothing,
     a_rescore_that_finds_a_changed_submission_writes_nothing,
     kept_predictions_are_small_files_of_their_own_kind,
+    a_rerun_is_queued_with_its_mapping_only_while_the_archive_is_kept,
+    a_rerun_job_swaps_results_in_and_its_reruns_hold_no_board_entry,
 );
 
 fn scores(v: f64) -> BTreeMap<String, f64> {
@@ -135,7 +137,7 @@ async fn a_rescore_commits_scores_audit_metric_and_ledger_all_together(f: Fixtur
     changed_challenge.scoring.builtin.as_mut().unwrap().metric = crate::scoring::Metric::F1Macro;
     let mut feed = store.subscribe();
     let outcome = store
-        .commit_rescore(RescoreCommit {
+        .commit_job(JobCommit {
             job: j.id.clone(),
             changes: vec![
                 change(&j, &a, "changed", 0.9, 0.8),
@@ -149,7 +151,7 @@ async fn a_rescore_commits_scores_audit_metric_and_ledger_all_together(f: Fixtur
         })
         .await
         .unwrap();
-    assert_eq!(outcome, RescoreOutcome::Committed);
+    assert_eq!(outcome, CommitOutcome::Committed);
     let a2 = store.get_submission(&a.id).await.unwrap().unwrap();
     assert_eq!(
         (a2.public_scores.clone(), a2.private_scores.clone()),
@@ -210,7 +212,7 @@ async fn a_cancelled_job_commits_nothing(f: Fixture) {
         .await
         .unwrap();
     let outcome = store
-        .commit_rescore(RescoreCommit {
+        .commit_job(JobCommit {
             job: j.id.clone(),
             changes: vec![change(&j, &a, "changed", 0.9, 0.8)],
             writes: vec![a.rescore(scores(0.9), scores(0.8)).unwrap()],
@@ -221,7 +223,7 @@ async fn a_cancelled_job_commits_nothing(f: Fixture) {
         })
         .await
         .unwrap();
-    assert_eq!(outcome, RescoreOutcome::NotRunning);
+    assert_eq!(outcome, CommitOutcome::NotRunning);
     assert_eq!(
         store
             .get_submission(&a.id)
@@ -252,7 +254,7 @@ async fn a_rescore_that_finds_a_changed_submission_writes_nothing(f: Fixture) {
         ..(*b).clone()
     });
     let outcome = store
-        .commit_rescore(RescoreCommit {
+        .commit_job(JobCommit {
             job: j.id.clone(),
             changes: vec![
                 change(&j, &a, "changed", 0.9, 0.8),
@@ -269,7 +271,7 @@ async fn a_rescore_that_finds_a_changed_submission_writes_nothing(f: Fixture) {
         })
         .await
         .unwrap();
-    assert_eq!(outcome, RescoreOutcome::Conflict);
+    assert_eq!(outcome, CommitOutcome::Conflict);
     assert_eq!(
         store
             .get_submission(&a.id)
@@ -329,5 +331,95 @@ async fn kept_predictions_are_small_files_of_their_own_kind(f: Fixture) {
             .unwrap(),
         Some(vec![9]),
         "another kind's file of the same name stays"
+    );
+}
+
+fn rerun_of(j: &Job, original: &Submission) -> Submission {
+    Submission::new(NewSubmission {
+        id: SubmissionId::generate(),
+        challenge_id: original.challenge_id.clone(),
+        participant_id: original.participant_id.clone(),
+        owner: rerun_owner(&j.id),
+        kind: SubmissionKind::Full,
+        archive_sha256: original.archive_sha256.clone(),
+        created_at: 9,
+        idempotency_key: None,
+    })
+}
+
+async fn a_rerun_is_queued_with_its_mapping_only_while_the_archive_is_kept(f: Fixture) {
+    let store = f.store.clone();
+    store.insert_challenge(challenge("c")).await.unwrap();
+    let (a, b) = (scored(&store, "a").await, scored(&store, "b").await);
+    let j = job("c");
+    store.insert_job(j.clone()).await.unwrap();
+    let ra = rerun_of(&j, &a);
+    assert!(store.insert_rerun(&j.id, &a.id, ra.clone()).await.unwrap());
+    let queued = store.get_submission(&ra.id).await.unwrap().unwrap();
+    assert_eq!(queued.state, SubmissionState::Queued);
+    assert!(store.queued().await.unwrap().iter().any(|q| q.id == ra.id));
+    // b's archive expires: it gets no re-run.
+    store.expire_before(i64::MAX, 10).await.unwrap();
+    assert!(!store.insert_rerun(&j.id, &b.id, rerun_of(&j, &b)).await.unwrap());
+    assert_eq!(store.reruns_of(&j.id).await.unwrap(), vec![(a.id.clone(), ra.id.clone())]);
+}
+
+async fn a_rerun_job_swaps_results_in_and_its_reruns_hold_no_board_entry(f: Fixture) {
+    let store = f.store.clone();
+    store.insert_challenge(challenge("c")).await.unwrap();
+    let a = scored(&store, "a").await;
+    let j = job("c");
+    store.insert_job(j.clone()).await.unwrap();
+    let ra = rerun_of(&j, &a);
+    store.insert_rerun(&j.id, &a.id, ra.clone()).await.unwrap();
+    let r = store.commit(ra.start(10).unwrap()).await.unwrap().unwrap();
+    let r = store
+        .commit(
+            r.fail(
+                Verdict::RuntimeError,
+                "exit 1".into(),
+                "exit 1".into(),
+                None,
+                &Quota::default(),
+                11,
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let scored_ids: Vec<_> = store
+        .scored_full(ChallengeId::parse("c").unwrap())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id.clone())
+        .collect();
+    assert_eq!(scored_ids, vec![a.id.clone()], "the re-run holds no entry");
+    let outcome = store
+        .commit_job(JobCommit {
+            job: j.id.clone(),
+            changes: vec![change(&j, &a, "changed: scored -> runtime_error", 0.0, 0.0)],
+            writes: vec![a.take_rerun(&r).unwrap()],
+            challenge: None,
+            bits: 1.0,
+            message: "re-ran 1".into(),
+            at: 12,
+        })
+        .await
+        .unwrap();
+    assert_eq!(outcome, CommitOutcome::Committed);
+    let a2 = store.get_submission(&a.id).await.unwrap().unwrap();
+    assert_eq!(
+        (a2.state, a2.verdict, a2.message.as_str()),
+        (SubmissionState::Failed, Verdict::RuntimeError, "exit 1")
+    );
+    assert!(a2.public_scores.is_empty());
+    assert!(
+        store
+            .scored_full(ChallengeId::parse("c").unwrap())
+            .await
+            .unwrap()
+            .is_empty()
     );
 }
