@@ -462,3 +462,282 @@ async fn a_submitter_may_not_rescore_or_read_a_job() {
     })
     .await;
 }
+
+/// A throw-away image tag, removed when dropped.
+struct Tag(String);
+
+impl Drop for Tag {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker")
+            .args(["rmi", "-f", &self.0])
+            .output();
+    }
+}
+
+/// A second runtime image: the busybox one plus a file `/etc/holdout-flavour`, built
+/// offline (FROM a local image, COPY only).
+fn flavoured_image() -> Tag {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("flavour"), "two\n").unwrap();
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        format!("FROM {BUSYBOX}\nCOPY flavour /etc/holdout-flavour\n"),
+    )
+    .unwrap();
+    let tag = Tag(format!(
+        "holdout-test-rerun-{}-{}:1",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    ));
+    let out = std::process::Command::new("docker")
+        .args(["build", "-q", "-t", &tag.0])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tag
+}
+
+/// Right on the first image; always "even" on an image that has `/etc/holdout-flavour`.
+fn flavour_sensitive() -> String {
+    format!("if [ -f /etc/holdout-flavour ]; then\n{PARITY_EVEN}else\n{PARITY_RIGHT}fi\n")
+}
+
+async fn rerun(
+    server: &TestServer,
+    id: &str,
+    participants: &[&str],
+    submissions: &[&str],
+) -> Result<pb::Job, tonic::Status> {
+    server
+        .client(&server.admin)
+        .await
+        .jobs()
+        .rerun_submissions(authed(
+            &server.admin,
+            pb::RerunSubmissionsRequest {
+                challenge_id: id.into(),
+                participant_ids: participants.iter().map(|p| p.to_string()).collect(),
+                submission_ids: submissions.iter().map(|s| s.to_string()).collect(),
+            },
+        ))
+        .await
+        .map(|r| r.into_inner())
+}
+
+#[tokio::test]
+async fn a_rerun_under_a_new_image_swaps_results_in_at_once_uncharged_and_audited() {
+    within(300, async {
+        let server = server_pausing(0).await;
+        parity_data(&server, "image", ROWS);
+        let mut c = parity_challenge("image", "image");
+        c.quota = Some(pb::Quota {
+            full_per_day: 2,
+            ..Default::default()
+        });
+        create(&server, c).await.unwrap();
+        let alice = run_full(&server, "image", "alice", &flavour_sensitive()).await;
+        let bob = run_full(&server, "image", "bob", PARITY_EVEN).await;
+        assert_eq!(alice.public_scores_exact["accuracy"], 1.0);
+        let before = board(&server, "image").await;
+
+        let image = flavoured_image();
+        let admin = server.client(&server.admin).await;
+        let mut update = parity_challenge("image", "image");
+        update.runtime.as_mut().unwrap().image = image.0.clone();
+        admin
+            .challenges()
+            .update_challenge(authed(
+                &server.admin,
+                pb::UpdateChallengeRequest {
+                    challenge: Some(update),
+                    update_mask: vec!["runtime".into()],
+                },
+            ))
+            .await
+            .unwrap();
+
+        let job = rerun(&server, "image", &[], &[]).await.unwrap();
+        assert_eq!(job.kind, pb::JobKind::Rerun as i32);
+        let second = rerun(&server, "image", &[], &[]).await;
+        assert_eq!(second.unwrap_err().code(), Code::FailedPrecondition);
+        // While the re-runs run: the board and the submitter's listing are as before.
+        let submitter = server.client(&server.submitter).await;
+        let mut during = Vec::new();
+        let watcher = watch_job(&server, &job.id);
+        let observer = async {
+            for _ in 0..6 {
+                during.push(board(&server, "image").await);
+                let listed = submitter
+                    .submissions()
+                    .list_submissions(authed(
+                        &server.submitter,
+                        pb::ListSubmissionsRequest {
+                            challenge_id: "image".into(),
+                            ..Default::default()
+                        },
+                    ))
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .submissions;
+                assert_eq!(listed.len(), 2, "re-runs are in no submitter's listing");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        };
+        let (updates, ()) = tokio::join!(watcher, observer);
+        let last = updates.last().unwrap();
+        assert_eq!(last.state, pb::JobState::Finished as i32, "{last:?}");
+        assert_eq!((last.done, last.total), (2, 2));
+        let after = board(&server, "image").await;
+        for b in &during {
+            assert!(b == &before || b == &after, "half-updated: {b:?}");
+        }
+        assert!(
+            last.message.contains("1 changed, 1 unchanged"),
+            "{}",
+            last.message
+        );
+
+        let alice2 = admin_view(&server, &alice.id).await;
+        assert_eq!(
+            alice2.public_scores_exact, bob.public_scores_exact,
+            "alice now answers even"
+        );
+        assert_eq!(exact(&admin_view(&server, &bob.id).await), exact(&bob));
+        assert_ne!(board(&server, "image").await, before);
+        let audit = changes(&server, &job.id).await;
+        let a = audit.iter().find(|c| c.submission_id == alice.id).unwrap();
+        assert!(
+            a.outcome.starts_with("changed: scored -> scored"),
+            "{}",
+            a.outcome
+        );
+        assert_eq!((a.old_public.clone(), a.old_private.clone()), exact(&alice));
+        assert_eq!(
+            (a.new_public.clone(), a.new_private.clone()),
+            exact(&alice2)
+        );
+        let b = audit.iter().find(|c| c.submission_id == bob.id).unwrap();
+        assert_eq!(b.outcome, "unchanged");
+
+        // Nothing was charged: alice still has her second FULL submission of the day.
+        let third = run_full(&server, "image", "alice", PARITY_RIGHT).await;
+        assert_eq!(third.verdict, pb::Verdict::Scored as i32);
+        let refused = submitter
+            .submit(full("image", "alice"), tar_gz(&[("run.sh", PARITY_RIGHT)]))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refused.code(),
+            Code::ResourceExhausted,
+            "the quota is 2, as charged"
+        );
+
+        // A filtered re-run touches only what it names.
+        let only_bob = rerun(&server, "image", &[], &[&bob.id]).await.unwrap();
+        let last = watch_job(&server, &only_bob.id).await.pop().unwrap();
+        assert_eq!(
+            (last.state, last.total),
+            (pb::JobState::Finished as i32, 1),
+            "{last:?}"
+        );
+        let only_carol = rerun(&server, "image", &["carol"], &[]).await.unwrap();
+        let last = watch_job(&server, &only_carol.id).await.pop().unwrap();
+        assert_eq!(
+            (last.state, last.total),
+            (pb::JobState::Finished as i32, 0),
+            "{last:?}"
+        );
+        let denied = server
+            .client(&server.submitter)
+            .await
+            .jobs()
+            .rerun_submissions(authed(
+                &server.submitter,
+                pb::RerunSubmissionsRequest {
+                    challenge_id: "image".into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(denied.code(), Code::PermissionDenied);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_cancelled_rerun_cancels_its_runs_and_changes_nothing() {
+    within(180, async {
+        let server = server_pausing(0).await;
+        parity_data(&server, "stop", ROWS);
+        create(&server, parity_challenge("stop", "stop"))
+            .await
+            .unwrap();
+        let alice = run_full(&server, "stop", "alice", PARITY_RIGHT).await;
+        let slow = format!("if [ -f /data/slow ]; then sleep 15; fi\n{PARITY_RIGHT}");
+        let bob = run_full(&server, "stop", "bob", &slow).await;
+        // bob's stored archive sleeps on its next run: the data changed under it.
+        server.write_data("stop", &[("inputs/slow", "1")]);
+        let job = rerun(&server, "stop", &[], &[]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        server
+            .client(&server.admin)
+            .await
+            .jobs()
+            .cancel_job(authed(
+                &server.admin,
+                pb::CancelJobRequest { id: job.id.clone() },
+            ))
+            .await
+            .unwrap();
+        let last = watch_job(&server, &job.id).await.pop().unwrap();
+        assert_eq!(last.state, pb::JobState::Cancelled as i32);
+        tokio::time::sleep(Duration::from_millis(2000)).await;
+        assert_eq!(exact(&admin_view(&server, &alice.id).await), exact(&alice));
+        assert_eq!(exact(&admin_view(&server, &bob.id).await), exact(&bob));
+        assert!(changes(&server, &job.id).await.is_empty());
+        // Its re-runs (the admin sees them, owned by the job) were cancelled, not left to run.
+        let all = server
+            .client(&server.admin)
+            .await
+            .submissions()
+            .list_submissions(authed(
+                &server.admin,
+                pb::ListSubmissionsRequest {
+                    challenge_id: "stop".into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .submissions;
+        let reruns: Vec<_> = all
+            .iter()
+            .filter(|s| s.id != alice.id && s.id != bob.id)
+            .collect();
+        assert_eq!(reruns.len(), 2);
+        assert!(
+            reruns
+                .iter()
+                .all(|s| s.state >= pb::SubmissionState::Succeeded as i32),
+            "every re-run ended: {reruns:?}"
+        );
+        assert!(
+            reruns
+                .iter()
+                .any(|s| s.state == pb::SubmissionState::Cancelled as i32),
+            "the slow one was cancelled: {reruns:?}"
+        );
+    })
+    .await;
+}

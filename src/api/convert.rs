@@ -442,14 +442,20 @@ pub fn rerun_filter_from_pb(
         .map(|p| {
             crate::domain::ParticipantId::parse(p)
                 .map(|p| p.as_str().to_owned())
-                .map_err(|_| DomainError::invalid("participant_ids", format!("{p:?} is not a participant id")))
+                .map_err(|_| {
+                    DomainError::invalid(
+                        "participant_ids",
+                        format!("{p:?} is not a participant id"),
+                    )
+                })
         })
         .collect::<Result<_, _>>()?;
     let submissions = submission_ids
         .iter()
         .map(|s| {
-            crate::domain::SubmissionId::parse(s)
-                .map_err(|_| DomainError::invalid("submission_ids", format!("{s:?} is not a submission id")))
+            crate::domain::SubmissionId::parse(s).map_err(|_| {
+                DomainError::invalid("submission_ids", format!("{s:?} is not a submission id"))
+            })
         })
         .collect::<Result<_, _>>()?;
     Ok(crate::jobs::RerunFilter {

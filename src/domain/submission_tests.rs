@@ -421,16 +421,32 @@ fn taking_a_rerun_replaces_the_result_but_keeps_identity_times_and_charge() {
     r.charged = false;
     let rerun = Submission::from_record(r);
     let n = original.take_rerun(&rerun).unwrap().into_next();
-    assert_eq!((n.state, n.verdict), (SubmissionState::Failed, Verdict::RuntimeError));
+    assert_eq!(
+        (n.state, n.verdict),
+        (SubmissionState::Failed, Verdict::RuntimeError)
+    );
     assert!(n.public_scores.is_empty());
     assert_eq!(
         (&n.id, n.created_at, n.finished_at, n.charged),
-        (&original.id, original.created_at, original.finished_at, original.charged)
+        (
+            &original.id,
+            original.created_at,
+            original.finished_at,
+            original.charged
+        )
     );
     let mut broken = record(SubmissionState::Failed, 1);
     broken.verdict = Verdict::InternalError;
-    assert!(original.take_rerun(&Submission::from_record(broken)).is_err());
+    assert!(
+        original
+            .take_rerun(&Submission::from_record(broken))
+            .is_err()
+    );
     let mut other = record(SubmissionState::Succeeded, 1);
     other.archive_sha256 = "ff".repeat(32);
-    assert!(original.take_rerun(&Submission::from_record(other)).is_err());
+    assert!(
+        original
+            .take_rerun(&Submission::from_record(other))
+            .is_err()
+    );
 }

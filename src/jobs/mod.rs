@@ -52,7 +52,10 @@ impl RerunFilter {
             && !is_rerun_owner(&s.owner);
         finished_by_code
             && (self.participants.is_empty()
-                || self.participants.iter().any(|p| p == s.participant_id.as_str()))
+                || self
+                    .participants
+                    .iter()
+                    .any(|p| p == s.participant_id.as_str()))
             && (self.submissions.is_empty() || self.submissions.contains(&s.id))
     }
 }
@@ -202,7 +205,11 @@ impl Jobs {
                 .await?;
             let Some((last, _)) = page.last() else { break };
             before = *last;
-            originals.extend(page.into_iter().map(|(_, s)| s).filter(|s| filter.selects(s)));
+            originals.extend(
+                page.into_iter()
+                    .map(|(_, s)| s)
+                    .filter(|s| filter.selects(s)),
+            );
         }
         originals.reverse(); // oldest first
         let job = Job::start(
@@ -214,7 +221,9 @@ impl Jobs {
         if !self.store.insert_job(job.clone()).await? {
             return Err(DomainError::precondition(
                 "challenge_id",
-                format!("challenge {challenge_id} already has a running job; wait for it or cancel it"),
+                format!(
+                    "challenge {challenge_id} already has a running job; wait for it or cancel it"
+                ),
             ));
         }
         info!(job_id = %job.id, challenge_id = %challenge_id, submissions = originals.len(), "re-run started");

@@ -15,8 +15,8 @@ use tracing::{error, info, warn};
 use crate::auth::Caller;
 use crate::config::Role;
 use crate::domain::{
-    Challenge, Job, JobState, NewSubmission, ScoreChange, Submission, SubmissionId,
-    SubmissionKind, Verdict, error_chain, now_millis, rerun_owner,
+    Challenge, Job, JobState, NewSubmission, ScoreChange, Submission, SubmissionId, SubmissionKind,
+    Verdict, error_chain, now_millis, rerun_owner,
 };
 use crate::store::{CommitOutcome, JobCommit, Store, StoreError};
 use crate::submissions::Submissions;
@@ -93,8 +93,12 @@ impl Rerun {
             // An original whose archive expired gets no re-run (audited as skipped).
             self.store.insert_rerun(&self.job.id, &o.id, rerun).await?;
         }
-        let pairs: HashMap<SubmissionId, SubmissionId> =
-            self.store.reruns_of(&self.job.id).await?.into_iter().collect();
+        let pairs: HashMap<SubmissionId, SubmissionId> = self
+            .store
+            .reruns_of(&self.job.id)
+            .await?
+            .into_iter()
+            .collect();
         info!(job_id = %self.job.id, reruns = pairs.len(), "re-runs queued");
         let ended = loop {
             let mut ended = HashMap::new();

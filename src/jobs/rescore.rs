@@ -20,7 +20,7 @@ use crate::domain::{
 use crate::predictions::{Kept, KeptPredictions};
 use crate::run::plan::{DataLayout, HostSettings};
 use crate::scoring::{LabelSet, ScoringSpec, load_labels, score_reader};
-use crate::store::{JobCommit, CommitOutcome, Store, StoreError};
+use crate::store::{CommitOutcome, JobCommit, Store, StoreError};
 
 /// Everything one rescoring job needs.
 pub(super) struct Rescore {

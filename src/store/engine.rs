@@ -7,9 +7,9 @@ use std::sync::Arc;
 use tokio::sync::broadcast;
 
 use super::{
-    Admission, BlobKind, Claim, ClaimRequest, Decide, ExpiredRun, InsertOutcome, LeakageTotal,
-    LeaseRenewal, PendingArchive, QueuedRow, ReleaseRecord, JobCommit, CommitOutcome,
-    StoreError, WorkerInfo,
+    Admission, BlobKind, Claim, ClaimRequest, CommitOutcome, Decide, ExpiredRun, InsertOutcome,
+    JobCommit, LeakageTotal, LeaseRenewal, PendingArchive, QueuedRow, ReleaseRecord, StoreError,
+    WorkerInfo,
 };
 use crate::domain::{
     Challenge, ChallengeId, Job, JobId, JobState, ScoreChange, Submission, SubmissionId,
@@ -122,8 +122,7 @@ pub(crate) trait Engine: Send + Sync + 'static {
         rerun: Submission,
     ) -> Result<bool, StoreError>;
     /// A job's (original, re-run) pairs.
-    async fn reruns_of(&self, job: JobId)
-    -> Result<Vec<(SubmissionId, SubmissionId)>, StoreError>;
+    async fn reruns_of(&self, job: JobId) -> Result<Vec<(SubmissionId, SubmissionId)>, StoreError>;
 
     // ----- coordination of execution workers (PostgreSQL only) ---------------------------
     async fn claim(

@@ -35,8 +35,8 @@ pub use coordination::{
 pub(crate) use engine::Engine;
 pub(crate) use types::readable;
 pub use types::{
-    Admission, BlobKind, DatabaseUrl, InsertOutcome, LeakageTotal, PendingArchive, QueuedRow,
-    ReleaseRecord, JobCommit, CommitOutcome, StoreError,
+    Admission, BlobKind, CommitOutcome, DatabaseUrl, InsertOutcome, JobCommit, LeakageTotal,
+    PendingArchive, QueuedRow, ReleaseRecord, StoreError,
 };
 
 use crate::domain::{

@@ -8,7 +8,7 @@ use tokio_postgres::Row;
 
 use crate::domain::{Job, JobState, ScoreChange};
 use crate::store::codec::{self, CHANGE_COLUMNS, JOB_COLUMNS, RawChange, RawJob, RawSubmission};
-use crate::store::{JobCommit, CommitOutcome, StoreError, readable};
+use crate::store::{CommitOutcome, JobCommit, StoreError, readable};
 
 fn raw_job(r: &Row) -> Result<RawJob, tokio_postgres::Error> {
     Ok(RawJob {
@@ -229,8 +229,11 @@ pub(super) async fn insert_rerun(
     rerun: &crate::domain::Submission,
 ) -> Result<bool, StoreError> {
     let tx = client.transaction().await?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&super::ADMISSION_LOCK])
-        .await?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1)",
+        &[&super::ADMISSION_LOCK],
+    )
+    .await?;
     let kept: bool = tx
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM submissions WHERE id = $1 AND expired_at IS NULL)",

@@ -32,9 +32,9 @@ use tokio_postgres::{NoTls, Row};
 
 use super::codec::{self, RawSubmission, SUBMISSION_COLUMNS};
 use super::{
-    Admission, BlobKind, Claim, ClaimRequest, Decide, Engine, ExpiredRun, InsertOutcome,
-    LeakageTotal, LeaseRenewal, PendingArchive, QueuedRow, ReleaseRecord, JobCommit,
-    CommitOutcome, StoreError, WorkerInfo, readable,
+    Admission, BlobKind, Claim, ClaimRequest, CommitOutcome, Decide, Engine, ExpiredRun,
+    InsertOutcome, JobCommit, LeakageTotal, LeaseRenewal, PendingArchive, QueuedRow, ReleaseRecord,
+    StoreError, WorkerInfo, readable,
 };
 use crate::domain::{
     Challenge, ChallengeId, Job, JobId, JobState, ScoreChange, Submission, SubmissionId,
@@ -480,10 +480,7 @@ impl Engine for PgEngine {
         .await
     }
 
-    async fn reruns_of(
-        &self,
-        job: JobId,
-    ) -> Result<Vec<(SubmissionId, SubmissionId)>, StoreError> {
+    async fn reruns_of(&self, job: JobId) -> Result<Vec<(SubmissionId, SubmissionId)>, StoreError> {
         let raw = jobs::reruns_of(&self.client().await?, job.as_str()).await?;
         raw.iter()
             .map(|(o, r)| Ok((codec::submission_id(o)?, codec::submission_id(r)?)))

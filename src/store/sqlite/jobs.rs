@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use super::rows;
 use crate::domain::{Job, JobState, ScoreChange};
 use crate::store::codec::{self, CHANGE_COLUMNS, JOB_COLUMNS, RawChange, RawJob};
-use crate::store::{JobCommit, CommitOutcome, StoreError, readable};
+use crate::store::{CommitOutcome, JobCommit, StoreError, readable};
 
 fn raw_job(r: &Row<'_>) -> rusqlite::Result<RawJob> {
     Ok(RawJob {

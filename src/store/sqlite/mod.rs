@@ -21,8 +21,8 @@ use tokio::sync::oneshot;
 
 use super::codec;
 use super::{
-    Admission, BlobKind, Engine, InsertOutcome, LeakageTotal, PendingArchive, QueuedRow,
-    ReleaseRecord, JobCommit, CommitOutcome, StoreError, readable,
+    Admission, BlobKind, CommitOutcome, Engine, InsertOutcome, JobCommit, LeakageTotal,
+    PendingArchive, QueuedRow, ReleaseRecord, StoreError, readable,
 };
 use crate::domain::{
     Challenge, ChallengeId, Job, JobId, JobState, ScoreChange, Submission, SubmissionId,
@@ -474,16 +474,11 @@ impl Engine for SqliteEngine {
         original: SubmissionId,
         rerun: Submission,
     ) -> Result<bool, StoreError> {
-        self.call(move |conn| {
-            jobs::insert_rerun(conn, job.as_str(), original.as_str(), &rerun)
-        })
-        .await
+        self.call(move |conn| jobs::insert_rerun(conn, job.as_str(), original.as_str(), &rerun))
+            .await
     }
 
-    async fn reruns_of(
-        &self,
-        job: JobId,
-    ) -> Result<Vec<(SubmissionId, SubmissionId)>, StoreError> {
+    async fn reruns_of(&self, job: JobId) -> Result<Vec<(SubmissionId, SubmissionId)>, StoreError> {
         let raw = self
             .call(move |conn| jobs::reruns_of(conn, job.as_str()))
             .await?;

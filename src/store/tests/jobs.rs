@@ -360,8 +360,16 @@ async fn a_rerun_is_queued_with_its_mapping_only_while_the_archive_is_kept(f: Fi
     assert!(store.queued().await.unwrap().iter().any(|q| q.id == ra.id));
     // b's archive expires: it gets no re-run.
     store.expire_before(i64::MAX, 10).await.unwrap();
-    assert!(!store.insert_rerun(&j.id, &b.id, rerun_of(&j, &b)).await.unwrap());
-    assert_eq!(store.reruns_of(&j.id).await.unwrap(), vec![(a.id.clone(), ra.id.clone())]);
+    assert!(
+        !store
+            .insert_rerun(&j.id, &b.id, rerun_of(&j, &b))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.reruns_of(&j.id).await.unwrap(),
+        vec![(a.id.clone(), ra.id.clone())]
+    );
 }
 
 async fn a_rerun_job_swaps_results_in_and_its_reruns_hold_no_board_entry(f: Fixture) {
