@@ -183,7 +183,9 @@ impl Jobs {
 
     /// RerunSubmissions (admin): starts a job that runs the selected submissions' stored
     /// archives again with the challenge as it is now (its data, its runtime image), then
-    /// swaps their results in, all at once (see [`rerun`]).
+    /// swaps their results in, all at once (see [`rerun`]). Works for built-in and custom
+    /// scorers alike (a re-run is scored like any run); refused under the parameter-free
+    /// ladder, like rescoring.
     pub async fn rerun(
         &self,
         caller: &Caller,
@@ -196,6 +198,13 @@ impl Jobs {
             .get_challenge(challenge_id)
             .await?
             .ok_or_else(|| DomainError::NotFound(format!("challenge {challenge_id}")))?;
+        if challenge.release.mode == LeaderboardMode::LadderParameterFree {
+            return Err(DomainError::precondition(
+                "release.mode",
+                "re-running is not available under the parameter-free ladder (its per-row \
+                 losses cannot be swapped with the results)",
+            ));
+        }
         let mut originals = Vec::new();
         let mut before = 0;
         loop {
