@@ -177,7 +177,21 @@ pub struct Job {
     pub finished_at: Option<UnixMillis>,
     /// Why it failed, or a summary once it finished.
     pub message: String,
+    /// The last heartbeat of the process working on it (see [`JOB_STALE_AFTER`]).
+    pub beat: UnixMillis,
 }
+
+/// How often the process working on a job records that it is alive.
+pub const JOB_BEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A RUNNING job whose process has not beaten for this long is abandoned (its process died):
+/// it is ended FAILED, having written nothing, when it is next read or when another job is
+/// started on its challenge.
+pub const JOB_STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// What an abandoned job's message says.
+pub const JOB_ABANDONED_MESSAGE: &str =
+    "abandoned: the server working on it stopped; nothing was changed";
 
 impl Job {
     /// A new RUNNING job with nothing done.
@@ -198,7 +212,14 @@ impl Job {
             created_at: now,
             finished_at: None,
             message: String::new(),
+            beat: now,
         }
+    }
+
+    /// Whether the job is RUNNING with no heartbeat since `JOB_STALE_AFTER` before `now`.
+    pub fn is_abandoned(&self, now: UnixMillis) -> bool {
+        self.state == JobState::Running
+            && now - self.beat > JOB_STALE_AFTER.as_millis() as UnixMillis
     }
 }
 
@@ -264,5 +285,22 @@ mod tests {
         assert!(is_rerun_owner(&rerun_owner(&id)));
         assert!(!is_rerun_owner("platform-a"));
         assert_eq!(JobKind::parse("nope"), None);
+    }
+
+    #[test]
+    fn a_running_job_without_a_beat_for_a_minute_is_abandoned() {
+        let j = Job::start(
+            ChallengeId::parse("c").unwrap(),
+            JobKind::Rescore,
+            "admin".into(),
+            1_000,
+        );
+        assert!(!j.is_abandoned(1_000 + 60_000));
+        assert!(j.is_abandoned(1_000 + 60_001));
+        let ended = Job {
+            state: JobState::Finished,
+            ..j
+        };
+        assert!(!ended.is_abandoned(i64::MAX));
     }
 }

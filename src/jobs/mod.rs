@@ -14,6 +14,7 @@
 //! Neither kind charges a quota: a rescoring reads kept predictions and labels on the host;
 //! a re-run's submissions belong to the job, not to a platform.
 
+mod progress;
 mod rerun;
 mod rescore;
 
@@ -26,8 +27,9 @@ use tracing::info;
 
 use crate::auth::Caller;
 use crate::domain::{
-    ChallengeId, DomainError, Job, JobId, JobKind, JobState, LeaderboardMode, ScoreChange,
-    Submission, SubmissionId, SubmissionKind, Verdict, is_rerun_owner, now_millis,
+    ChallengeId, DomainError, JOB_ABANDONED_MESSAGE, Job, JobId, JobKind, JobState,
+    LeaderboardMode, ScoreChange, Submission, SubmissionId, SubmissionKind, Verdict,
+    is_rerun_owner, now_millis,
 };
 use crate::predictions::KeptPredictions;
 use crate::run::plan::{HostSettings, scoring_spec};
@@ -167,6 +169,7 @@ impl Jobs {
         }
         info!(job_id = %job.id, challenge_id = %challenge_id, metric_changed, "rescoring started");
         let work = rescore::Rescore {
+            progress: progress::Progress::new(self.store.clone(), job.id.clone()),
             store: self.store.clone(),
             kept: self.kept.clone(),
             host: self.host.clone(),
@@ -237,6 +240,7 @@ impl Jobs {
         }
         info!(job_id = %job.id, challenge_id = %challenge_id, submissions = originals.len(), "re-run started");
         let work = rerun::Rerun {
+            progress: progress::Progress::new(self.store.clone(), job.id.clone()),
             store: self.store.clone(),
             submissions: self.submissions.clone(),
             bits: crate::leakage::estimate(&challenge, &self.host.limits(&challenge))
@@ -255,11 +259,24 @@ impl Jobs {
         self.load(id).await
     }
 
+    /// The job as stored; one abandoned by its process (no heartbeat for
+    /// `JOB_STALE_AFTER`) is ended FAILED first, so no watcher waits on it forever.
     async fn load(&self, id: &JobId) -> Result<Job, DomainError> {
-        self.store
+        let job = self
+            .store
             .get_job(id)
             .await?
-            .ok_or_else(|| DomainError::NotFound(format!("job {id}")))
+            .ok_or_else(|| DomainError::NotFound(format!("job {id}")))?;
+        let now = now_millis();
+        if !job.is_abandoned(now) {
+            return Ok(job);
+        }
+        tracing::warn!(job_id = %id, "job abandoned by its server; ending it");
+        Ok(self
+            .store
+            .end_job(id, JobState::Failed, JOB_ABANDONED_MESSAGE.into(), now)
+            .await?
+            .unwrap_or(job))
     }
 
     /// CancelJob (admin): a RUNNING job ends CANCELLED and writes nothing (its task sees the

@@ -27,6 +27,7 @@ const POLL_EVERY: Duration = Duration::from_millis(500);
 /// Everything one re-run job needs.
 pub(super) struct Rerun {
     pub(super) store: Store,
+    pub(super) progress: super::progress::Progress,
     pub(super) submissions: Submissions,
     pub(super) job: Job,
     pub(super) challenge: Challenge,
@@ -53,7 +54,10 @@ impl Rerun {
     /// Runs the job to its end; always leaves the job's row ended.
     pub(super) async fn run(self, shutdown: CancellationToken) {
         let id = self.job.id.clone();
-        let outcome = self.work(&shutdown).await;
+        let outcome = tokio::select! {
+            r = self.work(&shutdown) => r,
+            _ = self.progress.beat_forever() => unreachable!("the heartbeat never ends"),
+        };
         if outcome.is_err() {
             self.cancel_reruns().await;
         }
@@ -124,9 +128,10 @@ impl Rerun {
     }
 
     async fn progress(&self, done: u32, total: u32) -> Result<(), Stop> {
-        match self.store.job_progress(&self.job.id, done, total).await? {
-            Some(JobState::Running) => Ok(()),
-            _ => Err(Stop::NotRunning),
+        if self.progress.set(done, total).await? {
+            Ok(())
+        } else {
+            Err(Stop::NotRunning)
         }
     }
 

@@ -25,6 +25,7 @@ use crate::store::{CommitOutcome, JobCommit, Store, StoreError};
 /// Everything one rescoring job needs.
 pub(super) struct Rescore {
     pub(super) store: Store,
+    pub(super) progress: super::progress::Progress,
     pub(super) kept: KeptPredictions,
     pub(super) host: HostSettings,
     pub(super) pause: Duration,
@@ -63,7 +64,11 @@ impl Rescore {
     /// Runs the job to its end; never panics the caller, always leaves the job's row ended.
     pub(super) async fn run(self, shutdown: CancellationToken) {
         let id = self.job.id.clone();
-        let (state, message) = match self.work(&shutdown).await {
+        let outcome = tokio::select! {
+            r = self.work(&shutdown) => r,
+            _ = self.progress.beat_forever() => unreachable!("the heartbeat never ends"),
+        };
+        let (state, message) = match outcome {
             Ok(()) => return,
             Err(Stop::NotRunning) => {
                 info!(job_id = %id, "rescoring stopped: the job was cancelled; nothing was written");
@@ -106,9 +111,10 @@ impl Rescore {
 
     /// Records progress; stops when the row says the job is no longer RUNNING.
     async fn progress(&self, done: u32, total: u32) -> Result<(), Stop> {
-        match self.store.job_progress(&self.job.id, done, total).await? {
-            Some(JobState::Running) => Ok(()),
-            _ => Err(Stop::NotRunning),
+        if self.progress.set(done, total).await? {
+            Ok(())
+        } else {
+            Err(Stop::NotRunning)
         }
     }
 

@@ -165,8 +165,7 @@ pub fn decode_values(text: &str) -> Result<BTreeMap<String, f64>, StoreError> {
 }
 
 /// Columns read for a job, in the order of [`RawJob`]'s fields.
-pub const JOB_COLUMNS: &str =
-    "id, challenge_id, kind, state, done, total, created_by, created_at, finished_at, message";
+pub const JOB_COLUMNS: &str = "id, challenge_id, kind, state, done, total, created_by, created_at, finished_at, message, beat";
 
 /// A job's columns as stored, before they are checked.
 #[derive(Debug, Clone)]
@@ -181,6 +180,7 @@ pub struct RawJob {
     pub created_at: i64,
     pub finished_at: Option<i64>,
     pub message: String,
+    pub beat: i64,
 }
 
 impl RawJob {
@@ -198,6 +198,7 @@ impl RawJob {
             created_at: self.created_at,
             finished_at: self.finished_at,
             message: self.message,
+            beat: self.beat,
         })
     }
 }

@@ -93,15 +93,18 @@ pub(crate) trait Engine: Send + Sync + 'static {
     async fn archive_file(&self, sha256: String) -> Result<PathBuf, StoreError>;
 
     // ----- maintenance jobs --------------------------------------------------------------
-    /// `Ok(false)` when the challenge already has a RUNNING job.
+    /// `Ok(false)` when the challenge already has a RUNNING job (one abandoned by its process
+    /// is ended FAILED first, in the same step).
     async fn insert_job(&self, job: Job) -> Result<bool, StoreError>;
     async fn get_job(&self, id: JobId) -> Result<Option<Job>, StoreError>;
-    /// Records progress of a RUNNING job; returns its state (a cancel shows here).
+    /// Records progress (and a heartbeat at `at`) of a RUNNING job; returns its state (a
+    /// cancel shows here).
     async fn job_progress(
         &self,
         id: JobId,
         done: u32,
         total: u32,
+        at: UnixMillis,
     ) -> Result<Option<JobState>, StoreError>;
     /// Ends a RUNNING job in `state`; the job as it is after (unchanged when it had ended).
     async fn end_job(

@@ -340,7 +340,9 @@ impl Store {
     }
 
     /// Inserts a RUNNING maintenance job; `Ok(false)` when its challenge already has one
-    /// (a partial unique index: atomic across replicas).
+    /// (a partial unique index: atomic across replicas). A RUNNING job of the challenge whose
+    /// heartbeat is older than `JOB_STALE_AFTER` before the new job's start is abandoned (its
+    /// process died): it is ended FAILED in the same step, so it never blocks the challenge.
     pub async fn insert_job(&self, job: Job) -> Result<bool, StoreError> {
         self.engine.insert_job(job).await
     }
@@ -350,15 +352,16 @@ impl Store {
         self.engine.get_job(id.clone()).await
     }
 
-    /// Records a RUNNING job's progress and returns its state as stored (a cancel made on
-    /// any replica shows here); `None` when the job is gone.
+    /// Records a RUNNING job's progress and heartbeat (at `at`) and returns its state as
+    /// stored (a cancel made on any replica shows here); `None` when the job is gone.
     pub async fn job_progress(
         &self,
         id: &JobId,
         done: u32,
         total: u32,
+        at: UnixMillis,
     ) -> Result<Option<JobState>, StoreError> {
-        self.engine.job_progress(id.clone(), done, total).await
+        self.engine.job_progress(id.clone(), done, total, at).await
     }
 
     /// Ends a RUNNING job (cancelled, failed, or finished with nothing to write); returns

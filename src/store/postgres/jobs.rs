@@ -6,7 +6,7 @@
 use deadpool_postgres::Object;
 use tokio_postgres::Row;
 
-use crate::domain::{Job, JobState, ScoreChange};
+use crate::domain::{JOB_ABANDONED_MESSAGE, JOB_STALE_AFTER, Job, JobState, ScoreChange};
 use crate::store::codec::{self, CHANGE_COLUMNS, JOB_COLUMNS, RawChange, RawJob, RawSubmission};
 use crate::store::{CommitOutcome, JobCommit, StoreError, readable};
 
@@ -22,15 +22,29 @@ fn raw_job(r: &Row) -> Result<RawJob, tokio_postgres::Error> {
         created_at: r.try_get(7)?,
         finished_at: r.try_get(8)?,
         message: r.try_get(9)?,
+        beat: r.try_get(10)?,
     })
 }
 
-/// Inserts a RUNNING job; `false` when its challenge has one already.
-pub(super) async fn insert(client: &Object, j: &Job) -> Result<bool, StoreError> {
-    let n = client
+/// Inserts a RUNNING job, after ending an abandoned one of its challenge; `false` when its
+/// challenge has a live one.
+pub(super) async fn insert(client: &mut Object, j: &Job) -> Result<bool, StoreError> {
+    let tx = client.transaction().await?;
+    tx.execute(
+        "UPDATE jobs SET state = 'failed', message = $2, finished_at = $3
+         WHERE challenge_id = $1 AND state = 'running' AND beat < $4",
+        &[
+            &j.challenge_id.as_str(),
+            &JOB_ABANDONED_MESSAGE,
+            &j.created_at,
+            &(j.created_at - JOB_STALE_AFTER.as_millis() as i64),
+        ],
+    )
+    .await?;
+    let n = tx
         .execute(
-            "INSERT INTO jobs (id, challenge_id, kind, state, done, total, created_by, created_at, finished_at, message)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
+            "INSERT INTO jobs (id, challenge_id, kind, state, done, total, created_by, created_at, finished_at, message, beat)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
             &[
                 &j.id.as_str(),
                 &j.challenge_id.as_str(),
@@ -42,9 +56,11 @@ pub(super) async fn insert(client: &Object, j: &Job) -> Result<bool, StoreError>
                 &j.created_at,
                 &j.finished_at,
                 &j.message,
+                &j.beat,
             ],
         )
         .await?;
+    tx.commit().await?;
     Ok(n == 1)
 }
 
@@ -66,11 +82,12 @@ pub(super) async fn progress(
     id: &str,
     done: u32,
     total: u32,
+    at: i64,
 ) -> Result<Option<JobState>, StoreError> {
     client
         .execute(
-            "UPDATE jobs SET done = $2, total = $3 WHERE id = $1 AND state = 'running'",
-            &[&id, &i64::from(done), &i64::from(total)],
+            "UPDATE jobs SET done = $2, total = $3, beat = $4 WHERE id = $1 AND state = 'running'",
+            &[&id, &i64::from(done), &i64::from(total), &at],
         )
         .await?;
     Ok(get(client, id).await?.map(|j| j.state))

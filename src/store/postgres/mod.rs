@@ -431,7 +431,7 @@ impl Engine for PgEngine {
     }
 
     async fn insert_job(&self, job: Job) -> Result<bool, StoreError> {
-        jobs::insert(&self.client().await?, &job).await
+        jobs::insert(&mut self.client().await?, &job).await
     }
 
     async fn get_job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
@@ -443,8 +443,9 @@ impl Engine for PgEngine {
         id: JobId,
         done: u32,
         total: u32,
+        at: UnixMillis,
     ) -> Result<Option<JobState>, StoreError> {
-        jobs::progress(&self.client().await?, id.as_str(), done, total).await
+        jobs::progress(&self.client().await?, id.as_str(), done, total, at).await
     }
 
     async fn end_job(

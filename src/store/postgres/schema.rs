@@ -168,7 +168,8 @@ const MIGRATIONS: &[&str] = &[
         created_by TEXT NOT NULL,
         created_at BIGINT NOT NULL,
         finished_at BIGINT,
-        message TEXT NOT NULL
+        message TEXT NOT NULL,
+        beat BIGINT NOT NULL
     );
     CREATE UNIQUE INDEX jobs_one_running ON jobs(challenge_id) WHERE state = 'running';
     CREATE TABLE rescores (

@@ -4,7 +4,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::rows;
-use crate::domain::{Job, JobState, ScoreChange};
+use crate::domain::{JOB_ABANDONED_MESSAGE, JOB_STALE_AFTER, Job, JobState, ScoreChange};
 use crate::store::codec::{self, CHANGE_COLUMNS, JOB_COLUMNS, RawChange, RawJob};
 use crate::store::{CommitOutcome, JobCommit, StoreError, readable};
 
@@ -20,14 +20,27 @@ fn raw_job(r: &Row<'_>) -> rusqlite::Result<RawJob> {
         created_at: r.get(7)?,
         finished_at: r.get(8)?,
         message: r.get(9)?,
+        beat: r.get(10)?,
     })
 }
 
-/// Inserts a RUNNING job; `false` when its challenge has one already.
+/// Inserts a RUNNING job, after ending an abandoned one of its challenge; `false` when its
+/// challenge has a live one.
 pub(super) fn insert(conn: &mut Connection, j: &Job) -> Result<bool, StoreError> {
-    let n = conn.execute(
-        "INSERT OR IGNORE INTO jobs (id, challenge_id, kind, state, done, total, created_by, created_at, finished_at, message)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute(
+        "UPDATE jobs SET state = 'failed', message = ?2, finished_at = ?3
+         WHERE challenge_id = ?1 AND state = 'running' AND beat < ?4",
+        params![
+            j.challenge_id.as_str(),
+            JOB_ABANDONED_MESSAGE,
+            j.created_at,
+            j.created_at - JOB_STALE_AFTER.as_millis() as i64
+        ],
+    )?;
+    let n = tx.execute(
+        "INSERT OR IGNORE INTO jobs (id, challenge_id, kind, state, done, total, created_by, created_at, finished_at, message, beat)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         params![
             j.id.as_str(),
             j.challenge_id.as_str(),
@@ -38,9 +51,11 @@ pub(super) fn insert(conn: &mut Connection, j: &Job) -> Result<bool, StoreError>
             j.created_by,
             j.created_at,
             j.finished_at,
-            j.message
+            j.message,
+            j.beat
         ],
     )?;
+    tx.commit()?;
     Ok(n == 1)
 }
 
@@ -62,10 +77,11 @@ pub(super) fn progress(
     id: &str,
     done: u32,
     total: u32,
+    at: i64,
 ) -> Result<Option<JobState>, StoreError> {
     conn.execute(
-        "UPDATE jobs SET done = ?2, total = ?3 WHERE id = ?1 AND state = 'running'",
-        params![id, done, total],
+        "UPDATE jobs SET done = ?2, total = ?3, beat = ?4 WHERE id = ?1 AND state = 'running'",
+        params![id, done, total, at],
     )?;
     Ok(get(conn, id)?.map(|j| j.state))
 }

@@ -97,7 +97,8 @@ const MIGRATIONS: &[&str] = &[
         created_by TEXT NOT NULL,
         created_at INTEGER NOT NULL,
         finished_at INTEGER,
-        message TEXT NOT NULL
+        message TEXT NOT NULL,
+        beat INTEGER NOT NULL
      );
      CREATE UNIQUE INDEX jobs_one_running ON jobs(challenge_id) WHERE state = 'running';
      CREATE TABLE rescores (

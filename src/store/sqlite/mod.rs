@@ -443,8 +443,9 @@ impl Engine for SqliteEngine {
         id: JobId,
         done: u32,
         total: u32,
+        at: UnixMillis,
     ) -> Result<Option<JobState>, StoreError> {
-        self.call(move |conn| jobs::progress(conn, id.as_str(), done, total))
+        self.call(move |conn| jobs::progress(conn, id.as_str(), done, total, at))
             .await
     }
 

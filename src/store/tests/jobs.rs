@@ -8,6 +8,7 @@ use crate::store::{BlobKind, CommitOutcome, JobCommit, Store};
 
 on_both_engines!(
     a_challenge_has_at_most_one_running_job_and_a_job_round_trips,
+    a_job_abandoned_by_its_process_never_blocks_its_challenge,
     progress_is_recorded_and_a_cancel_shows_in_it,
     a_rescore_commits_scores_audit_metric_and_ledger_all_together,
     a_cancelled_job_commits_nothing,
@@ -102,17 +103,48 @@ async fn a_challenge_has_at_most_one_running_job_and_a_job_round_trips(f: Fixtur
     assert_eq!(store.get_job(&JobId::generate()).await.unwrap(), None);
 }
 
+async fn a_job_abandoned_by_its_process_never_blocks_its_challenge(f: Fixture) {
+    let store = f.store.clone();
+    store.insert_challenge(challenge("c")).await.unwrap();
+    let dead = job("c"); // started at 1,000, never beat again
+    store.insert_job(dead.clone()).await.unwrap();
+    let stale = JOB_STALE_AFTER.as_millis() as i64;
+    let early = Job {
+        created_at: 1_000 + stale,
+        ..job("c")
+    };
+    assert!(
+        !store.insert_job(early).await.unwrap(),
+        "within the stale time it may still be alive"
+    );
+    let later = Job {
+        created_at: 1_001 + stale,
+        beat: 1_001 + stale,
+        ..job("c")
+    };
+    assert!(store.insert_job(later.clone()).await.unwrap());
+    let ended = store.get_job(&dead.id).await.unwrap().unwrap();
+    assert_eq!(
+        (ended.state, ended.message.as_str()),
+        (JobState::Failed, JOB_ABANDONED_MESSAGE)
+    );
+    assert_eq!(
+        store.get_job(&later.id).await.unwrap().unwrap().state,
+        JobState::Running
+    );
+}
+
 async fn progress_is_recorded_and_a_cancel_shows_in_it(f: Fixture) {
     let store = f.store.clone();
     store.insert_challenge(challenge("c")).await.unwrap();
     let j = job("c");
     store.insert_job(j.clone()).await.unwrap();
     assert_eq!(
-        store.job_progress(&j.id, 2, 5).await.unwrap(),
+        store.job_progress(&j.id, 2, 5, 1_500).await.unwrap(),
         Some(JobState::Running)
     );
     let read = store.get_job(&j.id).await.unwrap().unwrap();
-    assert_eq!((read.done, read.total), (2, 5));
+    assert_eq!((read.done, read.total, read.beat), (2, 5, 1_500));
     // Cancelled from another process (a reopened store stands for another replica).
     let other = f.reopen().await;
     other
@@ -120,7 +152,7 @@ async fn progress_is_recorded_and_a_cancel_shows_in_it(f: Fixture) {
         .await
         .unwrap();
     assert_eq!(
-        store.job_progress(&j.id, 3, 5).await.unwrap(),
+        store.job_progress(&j.id, 3, 5, 1_600).await.unwrap(),
         Some(JobState::Cancelled)
     );
     let read = store.get_job(&j.id).await.unwrap().unwrap();
