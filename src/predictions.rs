@@ -155,6 +155,29 @@ impl KeptPredictions {
         )
     }
 
+    /// Makes what is kept of run `from` what is kept of run `to` (a re-run's result swapped
+    /// into its original): the predictions, or the record that they were not kept, or
+    /// nothing.
+    pub async fn copy(&self, from: &SubmissionId, to: &SubmissionId) -> Result<(), StoreError> {
+        let kept = self.get(from).await?;
+        self.store
+            .delete_blobs(BlobKind::Predictions, format!("{}.", to.as_str()))
+            .await?;
+        match kept {
+            Kept::Gzip(bytes) => {
+                self.store
+                    .put_blob(BlobKind::Predictions, gz_name(to), bytes)
+                    .await
+            }
+            Kept::NotKept(why) => {
+                self.store
+                    .put_blob(BlobKind::Predictions, not_kept_name(to), why.into_bytes())
+                    .await
+            }
+            Kept::Missing => Ok(()),
+        }
+    }
+
     /// Deletes what is kept of a run (retention).
     pub async fn remove(&self, id: &SubmissionId) {
         let prefix = format!("{}.", id.as_str());
@@ -190,8 +213,16 @@ mod tests {
         let mut back = String::new();
         Kept::reader(&bytes).read_to_string(&mut back).unwrap();
         assert_eq!(back, body);
+        let other = SubmissionId::generate();
+        kept.copy(&id, &other).await.unwrap();
+        assert!(matches!(kept.get(&other).await.unwrap(), Kept::Gzip(b) if b == bytes));
         kept.remove(&id).await;
         assert!(matches!(kept.get(&id).await.unwrap(), Kept::Missing));
+        kept.copy(&id, &other).await.unwrap();
+        assert!(
+            matches!(kept.get(&other).await.unwrap(), Kept::Missing),
+            "copying nothing leaves nothing"
+        );
     }
 
     #[tokio::test]

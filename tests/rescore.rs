@@ -628,6 +628,17 @@ async fn a_rerun_under_a_new_image_swaps_results_in_at_once_uncharged_and_audite
         let b = audit.iter().find(|c| c.submission_id == bob.id).unwrap();
         assert_eq!(b.outcome, "unchanged");
 
+        // The originals' kept predictions followed: a rescore now agrees with the re-runs.
+        let check = rescore(&admin, &server.admin, "image", pb::Metric::Unspecified)
+            .await
+            .unwrap();
+        let last = watch_job(&server, &check.id).await.pop().unwrap();
+        assert!(
+            last.message.contains("0 changed, 2 unchanged"),
+            "{}",
+            last.message
+        );
+
         // Nothing was charged: alice still has her second FULL submission of the day.
         let third = run_full(&server, "image", "alice", PARITY_RIGHT).await;
         assert_eq!(third.verdict, pb::Verdict::Scored as i32);

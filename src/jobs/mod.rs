@@ -241,6 +241,7 @@ impl Jobs {
         info!(job_id = %job.id, challenge_id = %challenge_id, submissions = originals.len(), "re-run started");
         let work = rerun::Rerun {
             progress: progress::Progress::new(self.store.clone(), job.id.clone()),
+            kept: self.kept.clone(),
             store: self.store.clone(),
             submissions: self.submissions.clone(),
             bits: crate::leakage::estimate(&challenge, &self.host.limits(&challenge))

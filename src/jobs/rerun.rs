@@ -27,6 +27,7 @@ const POLL_EVERY: Duration = Duration::from_millis(500);
 /// Everything one re-run job needs.
 pub(super) struct Rerun {
     pub(super) store: Store,
+    pub(super) kept: crate::predictions::KeptPredictions,
     pub(super) progress: super::progress::Progress,
     pub(super) submissions: Submissions,
     pub(super) job: Job,
@@ -199,6 +200,13 @@ impl Rerun {
             "re-ran {} submissions: {changed} changed, {unchanged} unchanged, {skipped} skipped",
             changes.len()
         );
+        let swapped: Vec<(SubmissionId, SubmissionId)> = writes
+            .iter()
+            .filter_map(|t: &crate::domain::Transition| {
+                let original = t.next().id.clone();
+                ended.get(&original).map(|r| (r.id.clone(), original))
+            })
+            .collect();
         let commit = JobCommit {
             job: self.job.id.clone(),
             changes,
@@ -211,6 +219,14 @@ impl Rerun {
         match self.store.commit_job(commit).await? {
             CommitOutcome::Committed => {
                 info!(job_id = %self.job.id, changed, unchanged, skipped, "re-run results swapped in");
+                // The originals' kept predictions follow their new results, so a later
+                // rescoring scores what the re-runs wrote. After the commit: a rescoring
+                // started in the moment between would still read the old ones.
+                for (rerun, original) in &swapped {
+                    if let Err(e) = self.kept.copy(rerun, original).await {
+                        warn!(submission_id = %original, error = %error_chain(&e), "cannot keep a re-run's predictions for its original");
+                    }
+                }
                 Ok(())
             }
             CommitOutcome::NotRunning => Err(Stop::NotRunning),
