@@ -1,8 +1,9 @@
 //! Backup and restore of a server's state folder, online: `holdout backup --to DIR` copies a
 //! consistent snapshot of a running server's database (SQLite's online backup API, which
 //! reads alongside the server in WAL mode), then the files that snapshot refers to: the
-//! archives of its unexpired submissions (content-addressed, never rewritten), and the logs
-//! and per-row losses of its ended ones (written once, before their end was committed).
+//! archives of its unexpired submissions (content-addressed, never rewritten), and the logs,
+//! per-row losses and kept predictions of its ended ones (written once, before their end was
+//! committed).
 //! Files a later change added are not part of the snapshot and are left out.
 //! `holdout restore --from DIR --state-dir NEW` checks every archive against its hash and
 //! lays the snapshot out as a fresh state folder; a server started on it re-queues the runs
@@ -131,6 +132,7 @@ pub fn backup(state: &Path, to: &Path) -> Result<Manifest, BackupError> {
     let out = Paths::new(to);
     out.create().map_err(io("cannot create", to))?;
     std::fs::create_dir_all(out.losses()).map_err(io("cannot create", to))?;
+    std::fs::create_dir_all(out.predictions()).map_err(io("cannot create", to))?;
     // 1. The database, as one consistent snapshot.
     let src = Connection::open_with_flags(
         live.database(),
@@ -198,6 +200,20 @@ pub fn backup(state: &Path, to: &Path) -> Result<Manifest, BackupError> {
             manifest.bytes += n;
             manifest.files += 1;
         }
+        // Kept predictions (rescoring), written before the run's end was committed.
+        for kept in [
+            format!("{}.csv.gz", id.as_str()),
+            format!("{}.not-kept", id.as_str()),
+        ] {
+            let n = copy_if_present(
+                &live.predictions().join(&kept),
+                &out.predictions().join(&kept),
+            )?;
+            if n > 0 {
+                manifest.bytes += n;
+                manifest.files += 1;
+            }
+        }
     }
     let text =
         serde_json::to_vec_pretty(&manifest).map_err(|e| BackupError::Invalid(e.to_string()))?;
@@ -238,11 +254,13 @@ pub fn restore(from: &Path, state: &Path) -> Result<Manifest, BackupError> {
     let dst = Paths::new(state);
     dst.create().map_err(io("cannot create", state))?;
     std::fs::create_dir_all(dst.losses()).map_err(io("cannot create", state))?;
+    std::fs::create_dir_all(dst.predictions()).map_err(io("cannot create", state))?;
     std::fs::copy(src.database(), dst.database()).map_err(io("cannot copy", &src.database()))?;
     for (from_dir, to_dir) in [
         (src.archives(), dst.archives()),
         (src.logs_dir(), dst.logs_dir()),
         (src.losses(), dst.losses()),
+        (src.predictions(), dst.predictions()),
     ] {
         if let Ok(rd) = std::fs::read_dir(&from_dir) {
             for e in rd.flatten() {

@@ -72,13 +72,21 @@ async fn a_backup_taken_under_load_restores_every_submission_into_a_fresh_state_
                     .id,
             );
         }
-        // Under load: some ended, some running, some queued.
+        // Under load: some ended (a FULL run among them), some running, some queued.
+        let full_ids: Vec<&String> = ids
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 3 != 0)
+            .map(|(_, id)| id)
+            .collect();
         loop {
-            let done = snapshot(&server.state_dir)
-                .values()
-                .filter(|s| ["succeeded", "failed", "cancelled"].contains(&s.as_str()))
-                .count();
-            if done >= 4 {
+            let now = snapshot(&server.state_dir);
+            let is_done = |s: &String| ["succeeded", "failed", "cancelled"].contains(&s.as_str());
+            let done = now.values().filter(|s| is_done(s)).count();
+            let full_done = full_ids
+                .iter()
+                .any(|id| now.get(*id).is_some_and(|s| is_done(s)));
+            if done >= 4 && full_done {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -151,6 +159,7 @@ async fn a_backup_taken_under_load_restores_every_submission_into_a_fresh_state_
             c.data_root = data_root;
         })
         .await;
+        let mut kept_checked = 0;
         for (id, state) in &taken {
             let back = admin_get(&restored, id).await;
             if ended.contains(&id) {
@@ -178,6 +187,15 @@ async fn a_backup_taken_under_load_restores_every_submission_into_a_fresh_state_
                     };
                     assert_eq!(logs(&restored).await, logs(&server).await);
                 }
+                if back.kind == pb::SubmissionKind::Full as i32
+                    && back.verdict == pb::Verdict::Scored as i32
+                {
+                    // Its kept predictions came along: a rescore after a restore works.
+                    let name = format!("predictions/{id}.csv.gz");
+                    let kept = std::fs::read(fresh.join(&name)).expect("kept predictions restored");
+                    assert_eq!(kept, std::fs::read(server.state_dir.join(&name)).unwrap());
+                    kept_checked += 1;
+                }
             } else {
                 // In flight in the snapshot: run again, to its end.
                 let last = restored
@@ -193,6 +211,7 @@ async fn a_backup_taken_under_load_restores_every_submission_into_a_fresh_state_
                 );
             }
         }
+        assert!(kept_checked > 0, "no scored FULL run ended in the snapshot");
     })
     .await
 }
