@@ -85,7 +85,7 @@ async fn a_backup_taken_under_load_restores_every_submission_into_a_fresh_state_
             let done = now.values().filter(|s| is_done(s)).count();
             let full_done = full_ids
                 .iter()
-                .any(|id| now.get(*id).is_some_and(|s| is_done(s)));
+                .any(|id| now.get(*id).is_some_and(&is_done));
             if done >= 4 && full_done {
                 break;
             }
