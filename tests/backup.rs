@@ -83,9 +83,7 @@ async fn a_backup_taken_under_load_restores_every_submission_into_a_fresh_state_
             let now = snapshot(&server.state_dir);
             let is_done = |s: &String| ["succeeded", "failed", "cancelled"].contains(&s.as_str());
             let done = now.values().filter(|s| is_done(s)).count();
-            let full_done = full_ids
-                .iter()
-                .any(|id| now.get(*id).is_some_and(&is_done));
+            let full_done = full_ids.iter().any(|id| now.get(*id).is_some_and(&is_done));
             if done >= 4 && full_done {
                 break;
             }
