@@ -63,11 +63,11 @@ fn the_ladder_shows_a_new_score_only_when_it_beats_the_shown_one_by_a_step() {
         .collect();
     // 0.8093 is not a step above 0.80; 0.8234 is (shown on the step grid); 0.8290 is not.
     assert_eq!(released, [0.8, 0.8, 0.82, 0.82]);
-    let board = build(&c, &history, View::Public, &|_| None);
+    let board = build(&c, &history, View::Public, &|_| None, &Finals::new());
     assert_eq!(board.entries[0].score, 0.82);
     assert_eq!(board.entries[0].submission_id, history[2].id.to_string());
     // The private board ranks the submission that holds the public entry.
-    let private = build(&c, &history, View::Private, &|_| None);
+    let private = build(&c, &history, View::Private, &|_| None, &Finals::new());
     assert_eq!(private.entries[0].score, 0.8134);
 }
 
@@ -80,7 +80,7 @@ fn best_so_far_ranks_participants_and_shares_ranks_on_ties() {
         scored("a", 0.7),
         scored("c", 0.9),
     ];
-    let board = build(&c, &history, View::Public, &|_| None);
+    let board = build(&c, &history, View::Public, &|_| None, &Finals::new());
     let rows: Vec<(u32, &str, f64)> = board
         .entries
         .iter()
@@ -125,7 +125,7 @@ fn the_same_participant_id_on_two_platforms_is_two_rows() {
     let mut other = (*scored("alice", 0.7)).clone();
     other.owner = "other-platform".into();
     let b = Submission::from_record(other);
-    let board = build(&c, &[a, b], View::Public, &|_| None);
+    let board = build(&c, &[a, b], View::Public, &|_| None, &Finals::new());
     let rows: Vec<(&str, &str, f64)> = board
         .entries
         .iter()
