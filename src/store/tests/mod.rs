@@ -435,7 +435,8 @@ async fn a_score_an_earlier_version_stored_as_null_is_repaired_and_one_bad_row_f
         .unwrap();
         // Back to schema version 3, as that version left it.
         conn.execute_batch(
-            "DROP INDEX submissions_by_finish; ALTER TABLE submissions DROP COLUMN expired_at;",
+            "DROP INDEX submissions_by_finish; ALTER TABLE submissions DROP COLUMN expired_at;
+             DROP TABLE final_selections;",
         )
         .unwrap();
         conn.pragma_update(None, "user_version", 3).unwrap();
