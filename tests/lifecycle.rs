@@ -454,3 +454,46 @@ async fn the_private_leaderboard_ranks_by_the_selection_or_else_the_best_public_
     })
     .await;
 }
+
+#[tokio::test]
+async fn two_api_replicas_on_one_postgresql_both_enforce_and_close_at_the_deadline() {
+    within(120, async {
+        let url = holdout::testing::PgCluster::shared_database()
+            .expect("PostgreSQL's server binaries for a shared store");
+        let first = spawn_app_with(|c| c.database_url = url.clone()).await;
+        let second = spawn_app_with(|c| {
+            c.database_url = url.clone();
+            c.execution = holdout::config::Execution::Workers;
+        })
+        .await;
+        parity_data(&first, "parity", 20);
+        let closes_at = now_millis() + 4_000;
+        let mut c = parity_challenge("shared", "parity");
+        c.closes_at = Some(timestamp(closes_at));
+        create(&first, c).await.unwrap();
+        let on_first = first.client(&first.submitter).await;
+        let on_second = second.client(&second.submitter).await;
+        // The second replica learns the deadline from the store, not from its own create.
+        let wait = closes_at - now_millis();
+        tokio::time::sleep(Duration::from_millis(wait.max(0) as u64 + 50)).await;
+        let late = on_second
+            .submit(full("shared", "alice"), tar_gz(&[("run.sh", PARITY_RIGHT)]))
+            .await
+            .unwrap_err();
+        assert_eq!(late.code(), Code::FailedPrecondition);
+        assert!(late.message().contains("closed at"), "{}", late.message());
+        for client in [&on_first, &on_second] {
+            let mut shown = challenge(client, "shared").await;
+            for _ in 0..50 {
+                if shown.state == pb::ChallengeState::Closed as i32 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                shown = challenge(client, "shared").await;
+            }
+            assert_eq!(shown.state, pb::ChallengeState::Closed as i32);
+            assert_eq!(shown.closed_at.as_ref().map(millis), Some(closes_at));
+        }
+    })
+    .await;
+}
