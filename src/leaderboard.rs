@@ -13,8 +13,7 @@ use std::sync::Arc;
 
 use crate::auth::Caller;
 use crate::domain::{
-    Challenge, ChallengeId, DomainError, LeaderboardMode, Submission, SubmissionId,
-    now_millis,
+    Challenge, ChallengeId, DomainError, LeaderboardMode, Submission, SubmissionId, now_millis,
 };
 use crate::losses::LossStore;
 use crate::release::round;
@@ -276,7 +275,13 @@ impl Leaderboards {
                     .push(r.submission_id);
             }
         }
-        let board = build(&challenge, &history, view, &|s| losses.get(&s.id).cloned(), &finals);
+        let board = build(
+            &challenge,
+            &history,
+            view,
+            &|s| losses.get(&s.id).cloned(),
+            &finals,
+        );
         let what = match view {
             View::Public => "leaderboard:public",
             View::Private => "leaderboard:private",

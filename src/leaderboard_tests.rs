@@ -192,14 +192,29 @@ fn under_final_selection_the_private_board_ranks_the_best_selected_or_the_best_p
     // With N = 1, b's default is only their earliest best public (0.85, private 0.75).
     c.release.final_selections = 1;
     let board = build(&c, &history, View::Private, &|_| None, &Finals::new());
-    let b = board.entries.iter().find(|e| e.participant_id == "b").unwrap();
-    assert_eq!((b.score, b.submission_id.clone()), (0.75, history[4].id.to_string()));
+    let b = board
+        .entries
+        .iter()
+        .find(|e| e.participant_id == "b")
+        .unwrap();
+    assert_eq!(
+        (b.score, b.submission_id.clone()),
+        (0.75, history[4].id.to_string())
+    );
     // And a's default is their best public (0.90, private 0.60).
-    let a = board.entries.iter().find(|e| e.participant_id == "a").unwrap();
+    let a = board
+        .entries
+        .iter()
+        .find(|e| e.participant_id == "a")
+        .unwrap();
     assert_eq!(a.score, 0.6);
     // Without final selection the public entry's holder ranks, as before.
     c.release.final_selections = 0;
     let board = build(&c, &history, View::Private, &|_| None, &finals);
-    let a = board.entries.iter().find(|e| e.participant_id == "a").unwrap();
+    let a = board
+        .entries
+        .iter()
+        .find(|e| e.participant_id == "a")
+        .unwrap();
     assert_eq!(a.submission_id, history[0].id.to_string());
 }

@@ -33,12 +33,14 @@ fn right_below(t: u32) -> String {
     )
 }
 
-async fn submit(client: &Client, challenge: &str, participant: &str, script: &str) -> pb::Submission {
+async fn submit(
+    client: &Client,
+    challenge: &str,
+    participant: &str,
+    script: &str,
+) -> pb::Submission {
     client
-        .submit(
-            full(challenge, participant),
-            tar_gz(&[("run.sh", script)]),
-        )
+        .submit(full(challenge, participant), tar_gz(&[("run.sh", script)]))
         .await
         .expect("submission accepted")
 }
@@ -110,12 +112,16 @@ async fn a_deadline_passing_closes_the_challenge_by_itself_and_queued_runs_still
         let wait = closes_at - now_millis();
         tokio::time::sleep(Duration::from_millis(wait.max(0) as u64 + 50)).await;
         let late = platform
-            .submit(full("deadline", "carol"), tar_gz(&[("run.sh", PARITY_RIGHT)]))
+            .submit(
+                full("deadline", "carol"),
+                tar_gz(&[("run.sh", PARITY_RIGHT)]),
+            )
             .await
             .unwrap_err();
         assert_eq!(late.code(), Code::FailedPrecondition);
         assert!(
-            late.message().contains(&format!("closed at {}", rfc3339(closes_at))),
+            late.message()
+                .contains(&format!("closed at {}", rfc3339(closes_at))),
             "{}",
             late.message()
         );
@@ -177,7 +183,9 @@ async fn a_submission_before_the_challenge_opens_is_refused_with_the_time() {
             .unwrap_err();
         assert_eq!(early.code(), Code::FailedPrecondition);
         assert!(
-            early.message().contains(&format!("opens at {}", rfc3339(opens_at))),
+            early
+                .message()
+                .contains(&format!("opens at {}", rfc3339(opens_at))),
             "{}",
             early.message()
         );
@@ -201,7 +209,11 @@ async fn a_schedule_is_validated_moved_while_open_and_never_reopens_a_closed_cha
         };
         let e = create(&server, backwards).await.unwrap_err();
         assert_eq!(e.code(), Code::InvalidArgument);
-        assert!(e.message().contains("closes_at: must be after opens_at"), "{}", e.message());
+        assert!(
+            e.message().contains("closes_at: must be after opens_at"),
+            "{}",
+            e.message()
+        );
         let past = pb::Challenge {
             closes_at: Some(timestamp(now - 1_000)),
             ..parity_challenge("past", "parity")
@@ -300,7 +312,9 @@ async fn a_participant_selects_changes_and_is_refused_more_than_n_anothers_or_af
             mine.push(submit(&platform, "pick", "alice", &right_below(t)).await.id);
         }
         let bobs = submit(&platform, "pick", "bob", PARITY_RIGHT).await.id;
-        let theirs = submit(&other_platform, "pick", "alice", PARITY_RIGHT).await.id;
+        let theirs = submit(&other_platform, "pick", "alice", PARITY_RIGHT)
+            .await
+            .id;
         let smoke = platform
             .submit(smoke("pick", "alice"), tar_gz(&[("run.sh", PARITY_RIGHT)]))
             .await
@@ -312,12 +326,18 @@ async fn a_participant_selects_changes_and_is_refused_more_than_n_anothers_or_af
         scored(&other_platform, &theirs).await;
         scored(&platform, &smoke).await;
 
-        let r = select(&platform, "pick", "alice", &[&mine[2], &mine[0]]).await.unwrap();
+        let r = select(&platform, "pick", "alice", &[&mine[2], &mine[0]])
+            .await
+            .unwrap();
         assert_eq!(r.submission_ids, vec![mine[0].clone(), mine[2].clone()]);
         assert_eq!(r.final_selections, 2);
         // Idempotent, then changed.
-        select(&platform, "pick", "alice", &[&mine[0], &mine[2]]).await.unwrap();
-        let r = select(&platform, "pick", "alice", &[&mine[1]]).await.unwrap();
+        select(&platform, "pick", "alice", &[&mine[0], &mine[2]])
+            .await
+            .unwrap();
+        let r = select(&platform, "pick", "alice", &[&mine[1]])
+            .await
+            .unwrap();
         assert_eq!(r.submission_ids, vec![mine[1].clone()]);
         let get = |id: String| {
             let platform = platform.clone();
@@ -337,13 +357,27 @@ async fn a_participant_selects_changes_and_is_refused_more_than_n_anothers_or_af
             .await
             .unwrap_err();
         assert_eq!(too_many.code(), Code::InvalidArgument);
-        assert!(too_many.message().contains("at most 2"), "{}", too_many.message());
-        let anothers = select(&platform, "pick", "alice", &[&bobs]).await.unwrap_err();
+        assert!(
+            too_many.message().contains("at most 2"),
+            "{}",
+            too_many.message()
+        );
+        let anothers = select(&platform, "pick", "alice", &[&bobs])
+            .await
+            .unwrap_err();
         assert_eq!(anothers.code(), Code::InvalidArgument);
-        assert!(anothers.message().contains("another participant"), "{}", anothers.message());
-        let a_smoke = select(&platform, "pick", "alice", &[&smoke]).await.unwrap_err();
+        assert!(
+            anothers.message().contains("another participant"),
+            "{}",
+            anothers.message()
+        );
+        let a_smoke = select(&platform, "pick", "alice", &[&smoke])
+            .await
+            .unwrap_err();
         assert_eq!(a_smoke.code(), Code::InvalidArgument);
-        let foreign = select(&platform, "pick", "alice", &[&theirs]).await.unwrap_err();
+        let foreign = select(&platform, "pick", "alice", &[&theirs])
+            .await
+            .unwrap_err();
         assert_eq!(foreign.code(), Code::NotFound, "as GetSubmission answers");
         // The refusals left the selection as it was.
         let now = platform
@@ -364,7 +398,9 @@ async fn a_participant_selects_changes_and_is_refused_more_than_n_anothers_or_af
             .await
             .unwrap()
             .into_inner();
-        let after = select(&platform, "pick", "alice", &[&mine[0]]).await.unwrap_err();
+        let after = select(&platform, "pick", "alice", &[&mine[0]])
+            .await
+            .unwrap_err();
         assert_eq!(after.code(), Code::FailedPrecondition);
         let closed_at = rfc3339(millis(closed.closed_at.as_ref().unwrap()));
         assert!(
@@ -387,7 +423,10 @@ async fn the_private_leaderboard_ranks_by_the_selection_or_else_the_best_public_
         let mut ids = Vec::new();
         for who in ["alice", "bob"] {
             for t in thresholds {
-                ids.push((who, submit(&platform, "final", who, &right_below(t)).await.id));
+                ids.push((
+                    who,
+                    submit(&platform, "final", who, &right_below(t)).await.id,
+                ));
             }
         }
         // Exact scores, as an admin reads them.
@@ -407,7 +446,12 @@ async fn the_private_leaderboard_ranks_by_the_selection_or_else_the_best_public_
                 s.private_scores_exact["accuracy"],
             ));
         }
-        let of = |who: &str| runs.iter().filter(|r| r.0 == who).cloned().collect::<Vec<_>>();
+        let of = |who: &str| {
+            runs.iter()
+                .filter(|r| r.0 == who)
+                .cloned()
+                .collect::<Vec<_>>()
+        };
         // Alice selects her worst public submission alone: it ranks her, whatever the rest.
         let alice = of("alice");
         let worst = alice
@@ -415,7 +459,9 @@ async fn the_private_leaderboard_ranks_by_the_selection_or_else_the_best_public_
             .min_by(|a, b| a.2.total_cmp(&b.2))
             .unwrap()
             .clone();
-        select(&platform, "final", "alice", &[&worst.1]).await.unwrap();
+        select(&platform, "final", "alice", &[&worst.1])
+            .await
+            .unwrap();
         // Bob selects nothing: his two best by public score (ties: the earliest) count.
         let mut bob = of("bob");
         bob.sort_by(|a, b| b.2.total_cmp(&a.2)); // stable: ties stay in submission order
@@ -445,9 +491,15 @@ async fn the_private_leaderboard_ranks_by_the_selection_or_else_the_best_public_
                 .clone()
         };
         let a = row("alice");
-        assert_eq!((a.submission_id.as_str(), a.score), (worst.1.as_str(), round(worst.3)));
+        assert_eq!(
+            (a.submission_id.as_str(), a.score),
+            (worst.1.as_str(), round(worst.3))
+        );
         let b = row("bob");
-        assert_eq!((b.submission_id.as_str(), b.score), (bob_pick.1.as_str(), round(bob_pick.0)));
+        assert_eq!(
+            (b.submission_id.as_str(), b.score),
+            (bob_pick.1.as_str(), round(bob_pick.0))
+        );
         // Ranked by those scores.
         let better = if a.score >= b.score { "alice" } else { "bob" };
         assert_eq!(board.entries[0].participant_id, better);

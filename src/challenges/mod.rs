@@ -12,8 +12,7 @@ use tokio::sync::Notify;
 
 use crate::auth::Caller;
 use crate::domain::{
-    Challenge, ChallengeId, ChallengeState, DomainError, UnixMillis, now_millis,
-    validate_schedule,
+    Challenge, ChallengeId, ChallengeState, DomainError, UnixMillis, now_millis, validate_schedule,
 };
 use crate::release::{self, ChallengeView};
 use crate::run::plan::HostSettings;
@@ -178,7 +177,11 @@ impl Challenges {
                     ));
                 }
                 // A deadline already past is refused only when it is the one being set.
-                let now_for_check = if c.closes_at != before.1 { now } else { i64::MIN };
+                let now_for_check = if c.closes_at != before.1 {
+                    now
+                } else {
+                    i64::MIN
+                };
                 validate_schedule(c.opens_at, c.closes_at, now_for_check)?;
             }
             normalise(&mut c);

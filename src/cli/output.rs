@@ -302,8 +302,7 @@ impl Printer {
                 state_name(s.state),
                 verdict_name(s.verdict),
                 kind_name(s.kind),
-                scores_text(&s.scores)
-                    + if s.selected { "  [selected]" } else { "" }
+                scores_text(&s.scores) + if s.selected { "  [selected]" } else { "" }
             );
         }
     }

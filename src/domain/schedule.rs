@@ -217,9 +217,15 @@ image = "img"
             Some("2026-01-01T01:00:00+01:00"),
             Some("2026-01-02T00:00:00Z"),
         );
-        let early = c.refusal_at(at("2025-01-01T00:00:00Z")).unwrap().to_string();
+        let early = c
+            .refusal_at(at("2025-01-01T00:00:00Z"))
+            .unwrap()
+            .to_string();
         assert!(early.contains("opens at 2026-01-01T00:00:00Z"), "{early}");
-        let late = c.refusal_at(at("2027-01-01T00:00:00Z")).unwrap().to_string();
+        let late = c
+            .refusal_at(at("2027-01-01T00:00:00Z"))
+            .unwrap()
+            .to_string();
         assert!(late.contains("closed at 2026-01-02T00:00:00Z"), "{late}");
         assert!(c.refusal_at(at("2026-01-01T12:00:00Z")).is_none());
     }
@@ -239,7 +245,10 @@ image = "img"
     fn times_round_trip_through_files_as_rfc3339() {
         let c = scheduled(None, Some("2026-12-24T18:00:00Z"));
         let json = serde_json::to_string(&c).unwrap();
-        assert!(json.contains(r#""closes_at":"2026-12-24T18:00:00Z""#), "{json}");
+        assert!(
+            json.contains(r#""closes_at":"2026-12-24T18:00:00Z""#),
+            "{json}"
+        );
         assert!(!json.contains("opens_at"), "{json}");
         let back: Challenge = serde_json::from_str(&json).unwrap();
         assert_eq!(back, c);

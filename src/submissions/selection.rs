@@ -83,7 +83,10 @@ impl Submissions {
             }
             SelectOutcome::TooMany { limit } => return Err(too_many(ids.len(), limit)),
             SelectOutcome::Foreign(id) => {
-                return Err(DomainError::NotFound(format!("submission {:?}", id.as_str())));
+                return Err(DomainError::NotFound(format!(
+                    "submission {:?}",
+                    id.as_str()
+                )));
             }
             SelectOutcome::NotEligible(id) => {
                 return Err(DomainError::invalid(

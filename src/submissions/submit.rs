@@ -14,8 +14,8 @@ use super::Submissions;
 use crate::archive::{self, ArchiveFormat};
 use crate::auth::Caller;
 use crate::domain::{
-    Challenge, ChallengeId, DomainError, NewSubmission, ParticipantId, Submission,
-    SubmissionId, SubmissionKind, now_millis,
+    Challenge, ChallengeId, DomainError, NewSubmission, ParticipantId, Submission, SubmissionId,
+    SubmissionKind, now_millis,
 };
 use crate::release::SubmissionView;
 use crate::run::plan::{DataLayout, archive_limits};

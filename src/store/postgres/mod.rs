@@ -32,9 +32,9 @@ use tokio_postgres::{NoTls, Row};
 
 use super::codec::{self, RawSubmission, SUBMISSION_COLUMNS};
 use super::{
-    Admission, BlobKind, Claim, ClaimRequest, CloseWhen, Decide, Engine, ExpiredRun,
-    InsertOutcome, LeakageTotal, LeaseRenewal, PendingArchive, QueuedRow, ReleaseRecord,
-    SelectOutcome, SelectedRow, Selection, StoreError, WorkerInfo, readable,
+    Admission, BlobKind, Claim, ClaimRequest, CloseWhen, Decide, Engine, ExpiredRun, InsertOutcome,
+    LeakageTotal, LeaseRenewal, PendingArchive, QueuedRow, ReleaseRecord, SelectOutcome,
+    SelectedRow, Selection, StoreError, WorkerInfo, readable,
 };
 use crate::domain::{
     Challenge, ChallengeId, Submission, SubmissionId, SubmissionKind, SubmissionState, Transition,

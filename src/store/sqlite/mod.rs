@@ -20,8 +20,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use super::{
-    Admission, BlobKind, CloseWhen, Engine, InsertOutcome, LeakageTotal, PendingArchive,
-    QueuedRow, ReleaseRecord, SelectOutcome, SelectedRow, Selection, StoreError, readable,
+    Admission, BlobKind, CloseWhen, Engine, InsertOutcome, LeakageTotal, PendingArchive, QueuedRow,
+    ReleaseRecord, SelectOutcome, SelectedRow, Selection, StoreError, readable,
 };
 use crate::domain::{
     Challenge, ChallengeId, Submission, SubmissionId, SubmissionKind, SubmissionState, Transition,

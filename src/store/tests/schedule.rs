@@ -26,10 +26,17 @@ fn scheduled(id: &str, closes_at: Option<UnixMillis>, n: u32) -> Challenge {
 async fn scored(store: &Store, owner: &str, participant: &str, scored: bool) -> SubmissionId {
     let s = submission(owner, participant, None);
     assert!(matches!(
-        store.insert_submission(s.clone(), OPEN, None).await.unwrap(),
+        store
+            .insert_submission(s.clone(), OPEN, None)
+            .await
+            .unwrap(),
         InsertOutcome::Inserted(_)
     ));
-    let running = store.commit(s.start(2_000).unwrap()).await.unwrap().unwrap();
+    let running = store
+        .commit(s.start(2_000).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     let scoring = store
         .commit(running.begin_scoring(Usage::default()).unwrap())
         .await
@@ -85,7 +92,11 @@ async fn closing_at_the_deadline_is_a_compare_and_set_that_closes_once(f: Fixtur
         let (c, closed) = t.await.unwrap().unwrap().unwrap();
         closers += closed as u32;
         assert_eq!(c.state, ChallengeState::Closed);
-        assert_eq!(c.closed_at, Some(5_000), "closed at its deadline, not when seen");
+        assert_eq!(
+            c.closed_at,
+            Some(5_000),
+            "closed at its deadline, not when seen"
+        );
     }
     assert_eq!(closers, 1);
     // An admin's close of a closed challenge changes nothing; of an unknown one, none.
@@ -132,7 +143,10 @@ async fn an_update_read_before_a_close_does_not_reopen_the_challenge(f: Fixture)
     let mut fresh = stored.clone();
     fresh.title = "renamed".into();
     assert!(store.update_challenge(fresh).await.unwrap());
-    assert_eq!(store.get_challenge(&id).await.unwrap().unwrap().title, "renamed");
+    assert_eq!(
+        store.get_challenge(&id).await.unwrap().unwrap().title,
+        "renamed"
+    );
 }
 
 async fn admission_refuses_outside_the_schedule_by_the_clock_not_the_state(f: Fixture) {
@@ -144,10 +158,17 @@ async fn admission_refuses_outside_the_schedule_by_the_clock_not_the_state(f: Fi
         .await
         .unwrap();
     let s = submission("p", "alice", None);
-    match store.insert_submission(s.clone(), OPEN, None).await.unwrap() {
+    match store
+        .insert_submission(s.clone(), OPEN, None)
+        .await
+        .unwrap()
+    {
         InsertOutcome::OutsideWindow { challenge, at } => {
             let e = challenge.refusal_at(at).unwrap().to_string();
-            assert!(e.contains(&format!("closed at {}", rfc3339(now - 1))), "{e}");
+            assert!(
+                e.contains(&format!("closed at {}", rfc3339(now - 1))),
+                "{e}"
+            );
         }
         other => panic!("admitted after the deadline: {other:?}"),
     }
@@ -162,7 +183,10 @@ async fn admission_refuses_outside_the_schedule_by_the_clock_not_the_state(f: Fi
     c.opens_at = Some(now + 60_000);
     assert!(store.update_challenge(c.clone()).await.unwrap());
     assert!(matches!(
-        store.insert_submission(s.clone(), OPEN, None).await.unwrap(),
+        store
+            .insert_submission(s.clone(), OPEN, None)
+            .await
+            .unwrap(),
         InsertOutcome::OutsideWindow { .. }
     ));
     c.opens_at = Some(now - 60_000);
@@ -199,17 +223,32 @@ async fn a_selection_replaces_the_last_and_checks_everything_in_one_step(f: Fixt
         other => panic!("not selected: {other:?}"),
     };
     assert_eq!(
-        selected(store.select_submissions(sel(vec![a3.clone(), a1.clone()], now)).await.unwrap()),
+        selected(
+            store
+                .select_submissions(sel(vec![a3.clone(), a1.clone()], now))
+                .await
+                .unwrap()
+        ),
         vec![a1.clone(), a3.clone()],
         "oldest first"
     );
     // Replacing: the same set again changes nothing, a new set replaces the old.
     assert_eq!(
-        selected(store.select_submissions(sel(vec![a1.clone(), a3.clone()], now)).await.unwrap()),
+        selected(
+            store
+                .select_submissions(sel(vec![a1.clone(), a3.clone()], now))
+                .await
+                .unwrap()
+        ),
         vec![a1.clone(), a3.clone()]
     );
     assert_eq!(
-        selected(store.select_submissions(sel(vec![a2.clone()], now)).await.unwrap()),
+        selected(
+            store
+                .select_submissions(sel(vec![a2.clone()], now))
+                .await
+                .unwrap()
+        ),
         vec![a2.clone()]
     );
     // Refusals leave the selection as it was.
@@ -244,7 +283,9 @@ async fn a_selection_replaces_the_last_and_checks_everything_in_one_step(f: Fixt
         .await
         .unwrap();
     assert_eq!(
-        mine.iter().map(|r| r.submission_id.clone()).collect::<Vec<_>>(),
+        mine.iter()
+            .map(|r| r.submission_id.clone())
+            .collect::<Vec<_>>(),
         vec![a2.clone()]
     );
     // Bob's own selection, and clearing Alice's.
