@@ -549,3 +549,117 @@ async fn two_api_replicas_on_one_postgresql_both_enforce_and_close_at_the_deadli
     })
     .await;
 }
+
+async fn holdout(server: &TestServer, token: &str, args: &[&str]) -> (bool, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_holdout"))
+        .args(args)
+        .env("HOLDOUT_ADDR", server.addr.to_string())
+        .env("HOLDOUT_TOKEN", token)
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_cli_shows_the_schedule_and_what_is_left_and_selects_lists_and_clears() {
+    within(120, async {
+        let server = spawn_app().await;
+        parity_data(&server, "parity", 30);
+        let closes_at = (now_millis() / 1000 + 2 * 86_400 + 3 * 3600 + 1800) * 1000;
+        let dir = tempfile::tempdir().unwrap();
+        let toml = dir.path().join("challenge.toml");
+        std::fs::write(
+            &toml,
+            format!(
+                r#"
+id = "cli-final"
+data_dir = "parity"
+closes_at = "{}"
+[runtime]
+image = "holdout-busybox:1"
+command = ["sh", "/submission/run.sh"]
+[scoring]
+[scoring.builtin]
+metric = "accuracy"
+target_column = "label"
+[release]
+final_selections = 2
+"#,
+                rfc3339(closes_at)
+            ),
+        )
+        .unwrap();
+        let (ok, _, err) = holdout(
+            &server,
+            &server.admin,
+            &["challenge", "create", "--file", toml.to_str().unwrap()],
+        )
+        .await;
+        assert!(ok, "{err}");
+        let (ok, out, err) = holdout(
+            &server,
+            &server.submitter,
+            &["challenge", "get", "cli-final"],
+        )
+        .await;
+        assert!(ok, "{err}");
+        assert!(
+            out.contains(&format!(
+                "closes      {}  (closes in 2 d 3 h)",
+                rfc3339(closes_at)
+            )),
+            "{out}"
+        );
+
+        let platform = server.client(&server.submitter).await;
+        let id = submit(&platform, "cli-final", "alice", PARITY_RIGHT)
+            .await
+            .id;
+        scored(&platform, &id).await;
+        let (ok, out, err) = holdout(
+            &server,
+            &server.submitter,
+            &["select", "cli-final", "--participant", "alice", &id],
+        )
+        .await;
+        assert!(ok, "{err}");
+        assert!(out.contains("selected    1 of at most 2"), "{out}");
+        assert!(out.contains(&id), "{out}");
+        let (ok, out, _) = holdout(
+            &server,
+            &server.submitter,
+            &["select", "cli-final", "--participant", "alice"],
+        )
+        .await;
+        assert!(ok && out.contains(&id), "{out}");
+        let (ok, out, _) = holdout(
+            &server,
+            &server.submitter,
+            &["list", "--challenge", "cli-final"],
+        )
+        .await;
+        assert!(ok && out.contains("[selected]"), "{out}");
+        let (ok, out, _) = holdout(
+            &server,
+            &server.submitter,
+            &["select", "cli-final", "--participant", "alice", "--clear"],
+        )
+        .await;
+        assert!(ok && out.contains("selected    none"), "{out}");
+        // A refusal is one line and a non-zero exit.
+        let (ok, _, err) = holdout(
+            &server,
+            &server.submitter,
+            &["select", "cli-final", "--participant", "bob", &id],
+        )
+        .await;
+        assert!(!ok);
+        assert!(err.contains("INVALID_ARGUMENT"), "{err}");
+    })
+    .await;
+}
