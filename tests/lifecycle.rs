@@ -255,6 +255,27 @@ async fn a_schedule_is_validated_moved_while_open_and_never_reopens_a_closed_cha
             .unwrap_err();
         assert_eq!(e.code(), Code::FailedPrecondition);
         assert!(e.message().contains("not reopened"), "{}", e.message());
+        let more_selections = pb::UpdateChallengeRequest {
+            challenge: Some(pb::Challenge {
+                release: Some(pb::ReleasePolicy {
+                    final_selections: 3,
+                    ..Default::default()
+                }),
+                ..c.clone()
+            }),
+            update_mask: vec!["release".into()],
+        };
+        let e = admin
+            .challenges()
+            .update_challenge(admin.request(more_selections))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::FailedPrecondition);
+        assert!(
+            e.message().contains("final ranking is fixed"),
+            "{}",
+            e.message()
+        );
         assert_eq!(
             challenge(&admin, "moving").await.state,
             pb::ChallengeState::Closed as i32

@@ -82,7 +82,15 @@ impl Challenges {
         Ok(self.view(&c, caller))
     }
 
+    /// The caller's view; a challenge past its deadline shows CLOSED even in the moment
+    /// before the closer has marked it so (it already refuses submissions).
     fn view(&self, c: &Challenge, caller: &Caller) -> ChallengeView {
+        let now = now_millis();
+        if c.is_due_at(now) {
+            let mut shown = c.clone();
+            shown.mark_closed(now);
+            return release::challenge_view(&shown, caller, &self.host.limits(&shown));
+        }
         release::challenge_view(c, caller, &self.host.limits(c))
     }
 
@@ -148,6 +156,7 @@ impl Challenges {
         for _ in 0..3 {
             let mut c = self.load(&patch.id).await?;
             let before = (c.opens_at, c.closes_at);
+            let final_selections = c.release.final_selections;
             for path in mask {
                 match path.as_str() {
                     "title" => c.title = patch.title.clone(),
@@ -166,6 +175,15 @@ impl Challenges {
                 }
             }
             let now = now_millis();
+            if c.is_closed_at(now) && c.release.final_selections != final_selections {
+                return Err(DomainError::precondition(
+                    "release.final_selections",
+                    format!(
+                        "challenge {:?} is closed; its final ranking is fixed",
+                        c.id.as_str()
+                    ),
+                ));
+            }
             if (c.opens_at, c.closes_at) != before {
                 if c.is_closed_at(now) && c.closes_at != before.1 {
                     return Err(DomainError::precondition(
