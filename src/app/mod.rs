@@ -26,6 +26,7 @@ use crate::api::{self, AuditApi, ChallengesApi, JobsApi, LeaderboardsApi, Submis
 use crate::audit::Audit;
 use crate::auth::Tokens;
 use crate::challenges::Challenges;
+use crate::challenges::closer::Closer;
 use crate::config::{Config, Execution};
 use crate::janitor::Janitor;
 use crate::jobs::Jobs;
@@ -168,12 +169,17 @@ impl Application {
             config.job_item_pause.0,
             shutdown.clone(),
         );
+        let challenges = Challenges::new(store.clone(), backend, host.clone());
+        // Deadlines that passed while no server ran close before the first call is served.
+        if let Err(e) = challenges.close_due(crate::domain::now_millis()).await {
+            tracing::error!(error = %crate::domain::error_chain(&e), "closing challenges past their deadline at start failed");
+        }
         Ok(Application {
             jobs,
             tokens: Tokens::new(&config.tokens),
             instance: host.instance.clone(),
-            audit: Audit::new(store.clone(), host.clone(), config.lease_ttl.0),
-            challenges: Challenges::new(store, backend, host),
+            audit: Audit::new(store, host, config.lease_ttl.0),
+            challenges,
             submissions,
             leaderboards,
             scheduler,
@@ -259,6 +265,7 @@ impl Application {
 
         let scheduler = scheduler.map(|s| tokio::spawn(s.run(shutdown.clone())));
         let janitor = tokio::spawn(janitor.run(shutdown.clone()));
+        let closer = tokio::spawn(Closer::new(challenges.clone()).run(shutdown.clone()));
         let metrics = metrics_listener
             .map(|l| tokio::spawn(crate::telemetry::serve(l, telemetry, shutdown.clone())));
         let stop = shutdown.clone();
@@ -316,6 +323,7 @@ impl Application {
         let _ = janitor.await;
         // Running jobs saw the shutdown and end FAILED, having written nothing.
         jobs.wait().await;
+        let _ = closer.await;
         if let Some(m) = metrics {
             let _ = m.await;
         }

@@ -8,6 +8,7 @@ mod challenge;
 mod ids;
 mod job;
 mod limits;
+mod schedule;
 mod status;
 mod submission;
 
@@ -15,6 +16,7 @@ pub use challenge::*;
 pub use ids::*;
 pub use job::*;
 pub use limits::*;
+pub use schedule::{Window, parse_rfc3339, rfc3339, validate_schedule};
 pub use status::*;
 pub use submission::*;
 

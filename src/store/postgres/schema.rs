@@ -143,7 +143,7 @@ const MIGRATIONS: &[&str] = &[
             started_at, finished_at, usage, attempts, charged
         ON submissions FOR EACH ROW EXECUTE FUNCTION holdout_notify_submission();
     "#,
-    // 2: participants' final selections (used by the final-selection feature).
+    // 2: final selections (SQLite's migration 6).
     r#"
     CREATE TABLE final_selections (
         challenge_id TEXT NOT NULL,

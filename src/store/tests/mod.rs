@@ -119,6 +119,8 @@ on_both_engines!(
     listings_filter_and_page_newest_first,
 );
 
+mod schedule;
+
 const OPEN: Admission = Admission {
     quota: 0,
     platform_quota: 0,
