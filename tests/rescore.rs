@@ -286,6 +286,17 @@ async fn rescoring_with_another_built_in_metric_changes_the_challenges_metric_wi
         let server = server_pausing(0).await;
         let (alice, _bob) = scored_challenge(&server, "metric").await;
         let admin = server.client(&server.admin).await;
+        // A closed challenge is rescored too (its private board then shows the new metric).
+        admin
+            .challenges()
+            .close_challenge(authed(
+                &server.admin,
+                pb::CloseChallengeRequest {
+                    id: "metric".into(),
+                },
+            ))
+            .await
+            .unwrap();
         let job = rescore(
             &admin,
             &server.admin,

@@ -102,6 +102,9 @@ async fn the_cli_rescores_and_reruns_with_a_progress_bar_on_a_terminal_and_lines
             "{out}"
         );
 
+        // A closed challenge's archives are re-run too (queued runs of a closed challenge run).
+        let (ok, _, err) = holdout(&server, &["challenge", "close", "cli"]).await;
+        assert!(ok, "{err}");
         let (ok, out, err) = holdout(
             &server,
             &[
