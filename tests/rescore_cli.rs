@@ -96,6 +96,13 @@ async fn the_cli_rescores_and_reruns_with_a_progress_bar_on_a_terminal_and_lines
         assert!(ok, "{err}");
         assert_eq!(out.lines().count(), 2, "{out}");
         assert!(out.contains("f1_macro"), "{out}");
+        let (ok, out, err) = holdout(&server, &["job", "list", "--challenge", "cli"]).await;
+        assert!(ok, "{err}");
+        assert_eq!(out.lines().count(), 2, "{out}");
+        assert!(
+            out.lines().next().unwrap().contains(&job),
+            "newest first: {out}"
+        );
         let (ok, out, _) = holdout(&server, &["job", "get", &job]).await;
         assert!(
             ok && out.contains("rescore on cli: FINISHED (2/2)"),

@@ -61,6 +61,27 @@ impl pb::jobs_server::Jobs for JobsApi {
         Ok(Response::new(convert::job_to_pb(&job)))
     }
 
+    async fn list_jobs(
+        &self,
+        req: Request<pb::ListJobsRequest>,
+    ) -> Result<Response<pb::ListJobsResponse>, Status> {
+        let caller = caller(&req)?;
+        let r = req.into_inner();
+        let challenge = if r.challenge_id.is_empty() {
+            None
+        } else {
+            Some(challenge_id(&r.challenge_id)?)
+        };
+        let (jobs, next) = self
+            .jobs
+            .list(&caller, challenge, r.page_size, &r.page_token)
+            .await?;
+        Ok(Response::new(pb::ListJobsResponse {
+            jobs: jobs.iter().map(convert::job_to_pb).collect(),
+            next_page_token: next,
+        }))
+    }
+
     type WatchJobStream = JobStream;
 
     async fn watch_job(

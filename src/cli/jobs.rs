@@ -14,6 +14,12 @@ use crate::pb::jobs_client::JobsClient;
 /// `holdout job ...`
 #[derive(Debug, Subcommand)]
 pub enum JobCommand {
+    /// List jobs, newest first.
+    List {
+        /// Only this challenge's.
+        #[arg(long)]
+        challenge: Option<String>,
+    },
     /// Show a job.
     Get {
         /// Job id.
@@ -196,6 +202,28 @@ pub async fn rerun(
 /// `holdout job ...`.
 pub async fn run(client: &Client, json: bool, cmd: JobCommand) -> Result<()> {
     match cmd {
+        JobCommand::List { challenge } => {
+            let mut token = String::new();
+            loop {
+                let r = client
+                    .jobs()
+                    .list_jobs(client.request(pb::ListJobsRequest {
+                        challenge_id: challenge.clone().unwrap_or_default(),
+                        page_size: 500,
+                        page_token: token,
+                    }))
+                    .await
+                    .map_err(server_error)?
+                    .into_inner();
+                for j in &r.jobs {
+                    print_job(json, j);
+                }
+                if r.next_page_token.is_empty() {
+                    break;
+                }
+                token = r.next_page_token;
+            }
+        }
         JobCommand::Get { id } => {
             let j = client
                 .jobs()

@@ -260,6 +260,29 @@ impl Jobs {
         self.load(id).await
     }
 
+    /// ListJobs (admin): jobs newest first, optionally of one challenge, a page at a time;
+    /// returns the page and the next page's token (empty at the end).
+    pub async fn list(
+        &self,
+        caller: &Caller,
+        challenge: Option<ChallengeId>,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<(Vec<Job>, String), DomainError> {
+        caller.require_admin("ListJobs")?;
+        let page = crate::paging::Page::parse(page_size, page_token, 50, 500)?;
+        let mut rows = self
+            .store
+            .list_jobs(
+                challenge.map(|c| c.as_str().to_owned()),
+                page.before,
+                page.size + 1,
+            )
+            .await?;
+        let next = page.finish(&mut rows);
+        Ok((rows.into_iter().map(|(_, j)| j).collect(), next))
+    }
+
     /// The job as stored; one abandoned by its process (no heartbeat for
     /// `JOB_STALE_AFTER`) is ended FAILED first, so no watcher waits on it forever.
     async fn load(&self, id: &JobId) -> Result<Job, DomainError> {

@@ -113,6 +113,12 @@ pub(crate) trait Engine: Send + Sync + 'static {
     /// is ended FAILED first, in the same step).
     async fn insert_job(&self, job: Job) -> Result<bool, StoreError>;
     async fn get_job(&self, id: JobId) -> Result<Option<Job>, StoreError>;
+    async fn list_jobs(
+        &self,
+        challenge: Option<String>,
+        before: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, Job)>, StoreError>;
     /// Records progress (and a heartbeat at `at`) of a RUNNING job; returns its state (a
     /// cancel shows here).
     async fn job_progress(

@@ -386,6 +386,17 @@ impl Store {
         self.engine.get_job(id.clone()).await
     }
 
+    /// Jobs, newest first, optionally of one challenge, before the position `before` (0 =
+    /// from the newest); each with its position for paging.
+    pub async fn list_jobs(
+        &self,
+        challenge: Option<String>,
+        before: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, Job)>, StoreError> {
+        self.engine.list_jobs(challenge, before, limit).await
+    }
+
     /// Records a RUNNING job's progress and heartbeat (at `at`) and returns its state as
     /// stored (a cancel made on any replica shows here); `None` when the job is gone.
     pub async fn job_progress(

@@ -11,19 +11,52 @@ use crate::store::codec::{self, CHANGE_COLUMNS, JOB_COLUMNS, RawChange, RawJob, 
 use crate::store::{CommitOutcome, JobCommit, StoreError, readable};
 
 fn raw_job(r: &Row) -> Result<RawJob, tokio_postgres::Error> {
+    raw_job_at(r, 0)
+}
+
+/// A job's columns starting at column `at`.
+fn raw_job_at(r: &Row, at: usize) -> Result<RawJob, tokio_postgres::Error> {
     Ok(RawJob {
-        id: r.try_get(0)?,
-        challenge_id: r.try_get(1)?,
-        kind: r.try_get(2)?,
-        state: r.try_get(3)?,
-        done: r.try_get(4)?,
-        total: r.try_get(5)?,
-        created_by: r.try_get(6)?,
-        created_at: r.try_get(7)?,
-        finished_at: r.try_get(8)?,
-        message: r.try_get(9)?,
-        beat: r.try_get(10)?,
+        id: r.try_get(at)?,
+        challenge_id: r.try_get(at + 1)?,
+        kind: r.try_get(at + 2)?,
+        state: r.try_get(at + 3)?,
+        done: r.try_get(at + 4)?,
+        total: r.try_get(at + 5)?,
+        created_by: r.try_get(at + 6)?,
+        created_at: r.try_get(at + 7)?,
+        finished_at: r.try_get(at + 8)?,
+        message: r.try_get(at + 9)?,
+        beat: r.try_get(at + 10)?,
     })
+}
+
+/// Jobs, newest first, optionally of one challenge, before `before`.
+pub(super) async fn list(
+    client: &Object,
+    challenge: Option<String>,
+    before: i64,
+    limit: usize,
+) -> Result<Vec<(i64, Job)>, StoreError> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT seq, {JOB_COLUMNS} FROM jobs
+                 WHERE ($1::text IS NULL OR challenge_id = $1) AND ($2::bigint = 0 OR seq < $2)
+                 ORDER BY seq DESC LIMIT $3"
+            ),
+            &[&challenge, &before, &(limit as i64)],
+        )
+        .await?;
+    let raw = rows
+        .iter()
+        .map(|r| Ok((r.try_get::<_, i64>(0)?, raw_job_at(r, 1)?)))
+        .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
+    Ok(readable(
+        raw.into_iter()
+            .map(|(seq, j)| j.decode().map(|j| (seq, j)))
+            .collect(),
+    ))
 }
 
 /// Inserts a RUNNING job, after ending an abandoned one of its challenge; `false` when its

@@ -473,6 +473,15 @@ impl Engine for PgEngine {
         jobs::get(&self.client().await?, id.as_str()).await
     }
 
+    async fn list_jobs(
+        &self,
+        challenge: Option<String>,
+        before: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, Job)>, StoreError> {
+        jobs::list(&self.client().await?, challenge, before, limit).await
+    }
+
     async fn job_progress(
         &self,
         id: JobId,

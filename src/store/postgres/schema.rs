@@ -159,7 +159,8 @@ const MIGRATIONS: &[&str] = &[
     // re-runs.
     r#"
     CREATE TABLE jobs (
-        id TEXT PRIMARY KEY,
+        seq BIGSERIAL PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
         challenge_id TEXT NOT NULL,
         kind TEXT NOT NULL,
         state TEXT NOT NULL,
@@ -172,6 +173,7 @@ const MIGRATIONS: &[&str] = &[
         beat BIGINT NOT NULL
     );
     CREATE UNIQUE INDEX jobs_one_running ON jobs(challenge_id) WHERE state = 'running';
+    CREATE INDEX jobs_by_challenge ON jobs(challenge_id, seq);
     CREATE TABLE rescores (
         seq BIGSERIAL PRIMARY KEY,
         job_id TEXT NOT NULL,

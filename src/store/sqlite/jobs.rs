@@ -71,6 +71,45 @@ pub(super) fn get(conn: &Connection, id: &str) -> Result<Option<Job>, StoreError
     .transpose()
 }
 
+/// Jobs, newest first, optionally of one challenge, before `before`.
+pub(super) fn list(
+    conn: &Connection,
+    challenge: Option<String>,
+    before: i64,
+    limit: usize,
+) -> Result<Vec<(i64, Job)>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT seq, {JOB_COLUMNS} FROM jobs
+         WHERE (?1 IS NULL OR challenge_id = ?1) AND (?2 = 0 OR seq < ?2)
+         ORDER BY seq DESC LIMIT ?3"
+    ))?;
+    let raw = stmt
+        .query_map(params![challenge, before, limit as i64], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                RawJob {
+                    id: r.get(1)?,
+                    challenge_id: r.get(2)?,
+                    kind: r.get(3)?,
+                    state: r.get(4)?,
+                    done: r.get(5)?,
+                    total: r.get(6)?,
+                    created_by: r.get(7)?,
+                    created_at: r.get(8)?,
+                    finished_at: r.get(9)?,
+                    message: r.get(10)?,
+                    beat: r.get(11)?,
+                },
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(readable(
+        raw.into_iter()
+            .map(|(seq, j)| j.decode().map(|j| (seq, j)))
+            .collect(),
+    ))
+}
+
 /// Records progress of a RUNNING job; its state after.
 pub(super) fn progress(
     conn: &mut Connection,

@@ -89,7 +89,8 @@ const MIGRATIONS: &[&str] = &[
     // 7: maintenance jobs (at most one RUNNING per challenge), their audit (rescores: old and
     // new scores per submission), and which submission each re-run re-runs.
     "CREATE TABLE jobs (
-        id TEXT PRIMARY KEY,
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
         challenge_id TEXT NOT NULL,
         kind TEXT NOT NULL,
         state TEXT NOT NULL,
@@ -102,6 +103,7 @@ const MIGRATIONS: &[&str] = &[
         beat INTEGER NOT NULL
      );
      CREATE UNIQUE INDEX jobs_one_running ON jobs(challenge_id) WHERE state = 'running';
+     CREATE INDEX jobs_by_challenge ON jobs(challenge_id, seq);
      CREATE TABLE rescores (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
         job_id TEXT NOT NULL,

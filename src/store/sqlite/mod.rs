@@ -464,6 +464,16 @@ impl Engine for SqliteEngine {
         self.call(move |conn| jobs::get(conn, id.as_str())).await
     }
 
+    async fn list_jobs(
+        &self,
+        challenge: Option<String>,
+        before: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, Job)>, StoreError> {
+        self.call(move |conn| jobs::list(conn, challenge, before, limit))
+            .await
+    }
+
     async fn job_progress(
         &self,
         id: JobId,

@@ -9,6 +9,7 @@ use crate::store::{BlobKind, CommitOutcome, JobCommit, Store};
 on_both_engines!(
     a_challenge_has_at_most_one_running_job_and_a_job_round_trips,
     a_job_abandoned_by_its_process_never_blocks_its_challenge,
+    jobs_list_newest_first_by_challenge_and_page,
     progress_is_recorded_and_a_cancel_shows_in_it,
     a_rescore_commits_scores_audit_metric_and_ledger_all_together,
     a_cancelled_job_commits_nothing,
@@ -131,6 +132,36 @@ async fn a_job_abandoned_by_its_process_never_blocks_its_challenge(f: Fixture) {
     assert_eq!(
         store.get_job(&later.id).await.unwrap().unwrap().state,
         JobState::Running
+    );
+}
+
+async fn jobs_list_newest_first_by_challenge_and_page(f: Fixture) {
+    let store = f.store.clone();
+    store.insert_challenge(challenge("c")).await.unwrap();
+    store.insert_challenge(challenge("d")).await.unwrap();
+    let mut made = Vec::new();
+    for c in ["c", "d", "c"] {
+        let j = job(c);
+        store.insert_job(j.clone()).await.unwrap();
+        store
+            .end_job(&j.id, JobState::Finished, "done".into(), 2_000)
+            .await
+            .unwrap();
+        made.push(j.id);
+    }
+    let of_c = store.list_jobs(Some("c".into()), 0, 10).await.unwrap();
+    assert_eq!(
+        of_c.iter().map(|(_, j)| j.id.clone()).collect::<Vec<_>>(),
+        vec![made[2].clone(), made[0].clone()],
+        "newest first, only c's"
+    );
+    let first = store.list_jobs(None, 0, 2).await.unwrap();
+    assert_eq!(first.len(), 2);
+    let rest = store.list_jobs(None, first[1].0, 2).await.unwrap();
+    assert_eq!(
+        rest.iter().map(|(_, j)| j.id.clone()).collect::<Vec<_>>(),
+        vec![made[0].clone()],
+        "paging goes on before the position"
     );
 }
 
