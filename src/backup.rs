@@ -199,6 +199,15 @@ pub fn backup(state: &Path, to: &Path) -> Result<Manifest, BackupError> {
             manifest.files += 1;
         }
     }
+    // Data cards: a few small files, every one (older cards of a challenge included).
+    if let Ok(rd) = std::fs::read_dir(live.cards()) {
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().ends_with(".json") {
+                manifest.bytes += copy_if_present(&e.path(), &out.cards().join(e.file_name()))?;
+                manifest.files += 1;
+            }
+        }
+    }
     let text =
         serde_json::to_vec_pretty(&manifest).map_err(|e| BackupError::Invalid(e.to_string()))?;
     std::fs::write(to.join(MANIFEST), text).map_err(io("cannot write", to))?;
@@ -243,6 +252,7 @@ pub fn restore(from: &Path, state: &Path) -> Result<Manifest, BackupError> {
         (src.archives(), dst.archives()),
         (src.logs_dir(), dst.logs_dir()),
         (src.losses(), dst.losses()),
+        (src.cards(), dst.cards()),
     ] {
         if let Ok(rd) = std::fs::read_dir(&from_dir) {
             for e in rd.flatten() {

@@ -2,6 +2,7 @@
 //! caller). A definition is validated against the host once, in [`validate`], for create
 //! and update alike, and nothing is stored until everything passed.
 
+mod preparation;
 mod validate;
 
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use crate::run::plan::HostSettings;
 use crate::sandbox::Backend;
 use crate::store::Store;
 
+pub use preparation::ChallengeCard;
 pub use validate::resolve_data_dir;
 
 /// Most challenges a list returns at once.
@@ -48,8 +50,11 @@ impl Challenges {
     ) -> Result<ChallengeView, DomainError> {
         caller.require_admin("CreateChallenge")?;
         normalise(&mut c);
+        preparation::check_spec(&c)?;
         c.facts = self.validate(&c).await?;
         c.facts.data_digest = self.data_digest(&c).await?;
+        // Last, once everything else passed: the check reads every file.
+        c.facts.preparation = self.prepare(&c, &c.facts.data_digest).await?;
         c.state = ChallengeState::Open;
         c.created_at = now_millis();
         c.closed_at = None;
@@ -120,7 +125,7 @@ impl Challenges {
         if mask.is_empty() {
             return Err(DomainError::invalid(
                 "update_mask",
-                "name at least one field: title, runtime, limits, release, quota",
+                "name at least one field: title, runtime, limits, release, quota, preparation",
             ));
         }
         let mut c = self.load(&patch.id).await?;
@@ -131,19 +136,31 @@ impl Challenges {
                 "limits" => c.limits = patch.limits,
                 "release" => c.release = patch.release,
                 "quota" => c.quota = patch.quota,
+                "preparation" => c.preparation = patch.preparation.clone(),
                 other => {
                     return Err(DomainError::invalid(
                         "update_mask",
                         format!(
-                            "{other:?} cannot be updated (allowed: title, runtime, limits, release, quota)"
+                            "{other:?} cannot be updated (allowed: title, runtime, limits, release, quota, preparation)"
                         ),
                     ));
                 }
             }
         }
         normalise(&mut c);
+        preparation::check_spec(&c)?;
+        let checked = std::mem::take(&mut c.facts.preparation);
         c.facts = self.validate(&c).await?;
         c.facts.data_digest = self.data_digest(&c).await?;
+        // The check runs again when what it read changed: the data (its digest), or the
+        // settings. A challenge it never ran on has an empty digest, so it runs.
+        c.facts.preparation = if checked.data_digest != c.facts.data_digest
+            || mask.iter().any(|p| p == "preparation")
+        {
+            self.prepare(&c, &c.facts.data_digest).await?
+        } else {
+            checked
+        };
         self.store.update_challenge(c.clone()).await?;
         tracing::info!(challenge_id = %c.id, fields = ?mask, "challenge updated");
         Ok(self.view(&c, caller))

@@ -63,7 +63,8 @@ pub enum ChallengeCommand {
         /// The challenge file (its id names the challenge).
         #[arg(long)]
         file: PathBuf,
-        /// Fields to replace: title, runtime, limits, release, quota (comma-separated).
+        /// Fields to replace: title, runtime, limits, release, quota, preparation
+        /// (comma-separated).
         #[arg(long, value_delimiter = ',', required = true)]
         fields: Vec<String>,
     },
@@ -71,6 +72,15 @@ pub enum ChallengeCommand {
     Close {
         /// Challenge id.
         id: String,
+    },
+    /// Print the data card the server's preparation check stored: admins the full card,
+    /// submitters the public one (Markdown; the card's JSON document with --json).
+    Card {
+        /// Challenge id.
+        id: String,
+        /// The public card (what a platform may show participants), for an admin token.
+        #[arg(long)]
+        public: bool,
     },
     /// Check a challenge's data folder before it opens (local, no server): integrity,
     /// leakage of the target, personal data, k-anonymity; writes the data cards.
@@ -333,6 +343,18 @@ pub async fn run(args: &ClientArgs, cmd: ClientCommand) -> Result<()> {
                     .map_err(server_error)?
                     .into_inner();
                 out.challenge(&c);
+            }
+            ChallengeCommand::Card { id, public } => {
+                let card = client
+                    .challenges()
+                    .get_challenge_card(client.request(pb::GetChallengeCardRequest {
+                        id,
+                        public_only: public,
+                    }))
+                    .await
+                    .map_err(server_error)?
+                    .into_inner();
+                out.card(&card);
             }
             ChallengeCommand::Close { id } => {
                 let c = client

@@ -151,7 +151,13 @@ pub fn ids<'a>(
     }
     for (group, reference, tested, folder, role) in [
         (0, labels, &tests, "inputs/", Role::Inputs),
-        (1, sample_labels, &sample_tests, "sample/inputs/", Role::SampleInputs),
+        (
+            1,
+            sample_labels,
+            &sample_tests,
+            "sample/inputs/",
+            Role::SampleInputs,
+        ),
     ] {
         let Some(l) = reference.filter(|l| l.ids.iter().any(|s| !s.is_empty())) else {
             continue;

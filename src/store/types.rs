@@ -179,6 +179,8 @@ pub enum BlobKind {
     Log,
     /// A scored FULL run's per-row public losses (`<id>.f32`).
     Losses,
+    /// A challenge's data cards, full and public (`<challenge id>.<sha-256>.json`).
+    Card,
 }
 
 impl BlobKind {
@@ -187,6 +189,7 @@ impl BlobKind {
         match self {
             BlobKind::Log => "log",
             BlobKind::Losses => "losses",
+            BlobKind::Card => "card",
         }
     }
 }

@@ -77,6 +77,7 @@ impl SqliteEngine {
         match kind {
             BlobKind::Log => self.paths.logs_dir().join(name),
             BlobKind::Losses => self.paths.losses().join(name),
+            BlobKind::Card => self.paths.cards().join(name),
         }
     }
 }
