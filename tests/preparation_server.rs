@@ -465,3 +465,74 @@ async fn an_update_checks_again_when_the_data_or_the_preparation_changes() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_long_check_on_create_holds_up_no_other_request() {
+    within(300, async {
+        let server = spawn_app().await;
+        parity_data(&server, "small", 10);
+        create(&server, parity_challenge("small", "small"))
+            .await
+            .unwrap();
+        // 300,000 rows whose feature says nothing of the label: a check that takes a while.
+        let mut test = String::from("id,x\n");
+        let mut labels = String::from("id,label\n");
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for i in 0..300_000u32 {
+            let (x, y) = (next() % 1_000_000, next() % 2);
+            test.push_str(&format!("r{i:06},{x}\n"));
+            labels.push_str(&format!("r{i:06},{}\n", ["even", "odd"][y as usize]));
+        }
+        server.write_data(
+            "large",
+            &[
+                ("inputs/test.csv", &test),
+                ("labels.csv", &labels),
+                ("sample/inputs/test.csv", "id,x\ns1,4\ns2,7\ns3,10\n"),
+                ("sample/labels.csv", "id,label\ns1,even\ns2,odd\ns3,even\n"),
+            ],
+        );
+        let started = std::time::Instant::now();
+        let creating = tokio::spawn({
+            let c = parity_challenge("large", "large");
+            let client = server.client(&server.admin).await;
+            async move {
+                client
+                    .challenges()
+                    .create_challenge(
+                        client.request(pb::CreateChallengeRequest { challenge: Some(c) }),
+                    )
+                    .await
+            }
+        });
+        let client = server.client(&server.submitter).await;
+        let (mut reads, mut slowest) = (0u32, std::time::Duration::ZERO);
+        while !creating.is_finished() {
+            let t = std::time::Instant::now();
+            client
+                .challenges()
+                .get_challenge(client.request(pb::GetChallengeRequest { id: "small".into() }))
+                .await
+                .unwrap();
+            slowest = slowest.max(t.elapsed());
+            reads += 1;
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let took = started.elapsed();
+        let created = creating.await.unwrap().expect("the large challenge opens");
+        assert!(check_of(created.get_ref()).is_some());
+        eprintln!("create took {took:?}; {reads} reads meanwhile, the slowest {slowest:?}");
+        assert!(reads >= 5, "the create was too quick to tell: {took:?}");
+        assert!(
+            slowest < std::time::Duration::from_millis(250),
+            "a read waited {slowest:?} while the check ran"
+        );
+    })
+    .await;
+}

@@ -50,8 +50,8 @@ impl Challenges {
     ) -> Result<ChallengeView, DomainError> {
         caller.require_admin("CreateChallenge")?;
         normalise(&mut c);
-        preparation::check_spec(&c)?;
         c.facts = self.validate(&c).await?;
+        preparation::check_spec(&c)?;
         c.facts.data_digest = self.data_digest(&c).await?;
         // Last, once everything else passed: the check reads every file.
         c.facts.preparation = self.prepare(&c, &c.facts.data_digest).await?;
@@ -148,9 +148,9 @@ impl Challenges {
             }
         }
         normalise(&mut c);
-        preparation::check_spec(&c)?;
         let checked = std::mem::take(&mut c.facts.preparation);
         c.facts = self.validate(&c).await?;
+        preparation::check_spec(&c)?;
         c.facts.data_digest = self.data_digest(&c).await?;
         // The check runs again when what it read changed: the data (its digest), or the
         // settings. A challenge it never ran on has an empty digest, so it runs.
