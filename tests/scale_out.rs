@@ -420,7 +420,10 @@ async fn the_time_partition_holds_across_two_workers_on_one_docker_host() {
         let d = Deployment::new();
         let api = d.replica("api").await;
         let extra = "concurrency = 2\nlease_ttl = \"5s\"\npartition_slice = \"2s\"";
-        let _w = [d.worker("worker-1", extra).await, d.worker("worker-2", extra).await];
+        let _w = [
+            d.worker("worker-1", extra).await,
+            d.worker("worker-2", extra).await,
+        ];
         create_parity(&api.addr, 4).await;
         let c = client(&api.addr, SUBMITTER).await;
         let mut ids = Vec::new();
@@ -439,10 +442,11 @@ async fn the_time_partition_holds_across_two_workers_on_one_docker_host() {
             wait_state(&admin, id, pb::SubmissionState::Succeeded, 200).await;
         }
         let sql = d.sql().await;
-        let spans = |kind: &'static str| {
-            let sql = &sql;
-            async move {
-                sql.query(
+        let spans =
+            |kind: &'static str| {
+                let sql = &sql;
+                async move {
+                    sql.query(
                     "SELECT started_at, finished_at, worker_id FROM submissions WHERE kind = $1",
                     &[&kind],
                 )
@@ -451,8 +455,8 @@ async fn the_time_partition_holds_across_two_workers_on_one_docker_host() {
                 .iter()
                 .map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1), r.get::<_, String>(2)))
                 .collect::<Vec<_>>()
-            }
-        };
+                }
+            };
         let (fulls, smokes) = (spans("full").await, spans("smoke").await);
         for (fs, fe, fw) in &fulls {
             for (ss, se, sw) in &smokes {
@@ -472,7 +476,9 @@ async fn the_time_partition_holds_across_two_workers_on_one_docker_host() {
 /// The Prometheus text a process serves on `port`.
 async fn scrape(port: u16) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
     s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
         .await
         .unwrap();
@@ -488,7 +494,10 @@ async fn a_worker_stopped_with_sigterm_finishes_its_run_or_hands_it_back_and_say
         let api = d.replica("api").await;
         // A grace shorter than the run: the run is handed back, not lost, not charged twice.
         let mut w1 = d
-            .worker("worker-1", "concurrency = 1\nlease_ttl = \"2s\"\nshutdown_grace = \"1s\"")
+            .worker(
+                "worker-1",
+                "concurrency = 1\nlease_ttl = \"2s\"\nshutdown_grace = \"1s\"",
+            )
             .await;
         create_parity(&api.addr, 2).await;
         let c = client(&api.addr, SUBMITTER).await;
@@ -508,10 +517,15 @@ async fn a_worker_stopped_with_sigterm_finishes_its_run_or_hands_it_back_and_say
             .unwrap()
             .into_inner()
             .workers;
-        assert_eq!((listed[0].state.as_str(), listed[0].alive), ("stopped", false));
+        assert_eq!(
+            (listed[0].state.as_str(), listed[0].alive),
+            ("stopped", false)
+        );
         assert!(containers_of(&w1.instance()).await.is_empty());
         // Another worker runs it; a shutdown is not an attempt of the code.
-        let _w2 = d.worker("worker-2", "concurrency = 1\nlease_ttl = \"2s\"").await;
+        let _w2 = d
+            .worker("worker-2", "concurrency = 1\nlease_ttl = \"2s\"")
+            .await;
         let s = wait_state(&admin, &id, pb::SubmissionState::Succeeded, 60).await;
         assert_eq!(s.public_scores_exact["accuracy"], 1.0);
         let attempts: i64 = d

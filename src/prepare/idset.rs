@@ -1,7 +1,7 @@
 //! Sets of ids and feature rows in bounded memory: 128-bit hashes, sorted by external merge.
 //!
 //! Owns duplicate counting and set comparison (missing, extra, overlap) over files of any
-//! size. A value is represented by its 128-bit hash ([`hash128`]); two distinct ids collide
+//! size. A value is represented by its 128-bit hash (`rowhash::hash128`); two distinct ids collide
 //! with probability 2^-128, so for ten billion ids the chance that any count is off by one
 //! is below 10^-18 — exact for every practical purpose, with no id kept in memory. Hashes
 //! are collected in a buffer of [`BUILD_ENTRIES`] (16 MiB); a full buffer is sorted and
@@ -21,8 +21,6 @@ use std::os::unix::fs::FileExt;
 
 use hashbrown::{HashMap, HashSet};
 
-use crate::scoring::split::mix64;
-
 /// Hashes held in memory while building, before a sorted run is written (16 MiB).
 pub const BUILD_ENTRIES: usize = 1 << 20;
 
@@ -31,34 +29,6 @@ const KEEP_IN_MEMORY: usize = 1 << 16;
 
 /// Bytes read at a time from one run while merging.
 const RUN_READ_BYTES: usize = 64 << 10;
-
-/// Seeds of the two lanes.
-pub(super) const SEED_HI: u64 = 0x686f_6c64_6f75_7431;
-pub(super) const SEED_LO: u64 = 0x7072_6570_6172_6532;
-/// The SplitMix64 increment (as in `scoring::split`).
-pub(super) const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
-
-/// The 128-bit hash of a value (an id, or an encoded feature row): two lanes of the split's
-/// SplitMix64 construction (`scoring::split::hash_id`) under two seeds, run in one loop so
-/// the CPU overlaps them. Equal to `(hash_id(b, SEED_HI) << 64) | hash_id(b, SEED_LO)`.
-pub fn hash128(bytes: &[u8]) -> u128 {
-    let (mut hi, mut lo) = (SEED_HI, SEED_LO);
-    let mut chunks = bytes.chunks_exact(8);
-    for c in &mut chunks {
-        let w = u64::from_le_bytes(c.try_into().expect("chunks_exact yields 8 bytes"));
-        hi = mix64(hi.wrapping_add(GAMMA) ^ w);
-        lo = mix64(lo.wrapping_add(GAMMA) ^ w);
-    }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        let w = super::rowhash::tail_word(rest);
-        hi = mix64(hi.wrapping_add(GAMMA) ^ w);
-        lo = mix64(lo.wrapping_add(GAMMA) ^ w);
-    }
-    let n = bytes.len() as u64;
-    (u128::from(mix64(hi.wrapping_add(GAMMA) ^ n)) << 64)
-        | u128::from(mix64(lo.wrapping_add(GAMMA) ^ n))
-}
 
 /// Sorts uniformly distributed hashes: an in-place pass by their top byte (American flag
 /// sort), then the same by the next byte within each bucket, which fits in cache by then,
@@ -433,6 +403,7 @@ impl Membership {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::prepare::rowhash::hash128;
 
     fn set(values: impl IntoIterator<Item = u64>, force_disk: bool) -> Sorted {
         let mut b = Builder::default();
@@ -457,23 +428,6 @@ mod tests {
         expected.sort_unstable();
         sort_hashes(&mut v);
         assert_eq!(v, expected);
-    }
-
-    #[test]
-    fn the_two_lane_hash_equals_the_split_hash_under_both_seeds() {
-        use crate::scoring::split::hash_id;
-        for v in [
-            "",
-            "a",
-            "12345678",
-            "123456789",
-            "a much longer identifier, 40 bytes",
-        ] {
-            let b = v.as_bytes();
-            let expected =
-                (u128::from(hash_id(b, SEED_HI)) << 64) | u128::from(hash_id(b, SEED_LO));
-            assert_eq!(hash128(b), expected, "{v}");
-        }
     }
 
     #[test]

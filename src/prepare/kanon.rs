@@ -12,17 +12,16 @@
 //!
 //! What leaves this module: sizes, counts and column names. The key of a group is personal
 //! data in its own right (a group of one *is* a person's row), so it never goes into the
-//! report: it is kept, for the public sample only, in [`LocalGroups`], which the CLI prints
+//! report: it is kept, for the public sample only, in `report::LocalGroups`, which the CLI prints
 //! on the organiser's own terminal when asked (`--show-groups`) and which is never
 //! serialised, logged or stored.
 
 use hashbrown::HashMap;
-use std::fmt;
 
 use super::csv_stream::Record;
 use super::generalise::Generalisation;
-use super::idset::hash128;
-use super::report::{Code, Finding, KanonSummary, Severity};
+use super::report::{Code, Finding, KanonSummary, LocalGroups, Severity};
+use super::rowhash::hash128;
 
 /// Most groups tracked per file.
 pub const MAX_GROUPS: usize = 1 << 20;
@@ -37,24 +36,6 @@ struct Group {
     rows: u64,
     /// Distinct targets seen (bit patterns), up to [`MAX_L`].
     targets: Vec<u64>,
-}
-
-/// The keys of a public file's smallest groups, for the organiser's terminal. Never
-/// serialised; its `Debug` shows no key.
-#[derive(Clone, Default, PartialEq)]
-pub struct LocalGroups {
-    /// (file, key as `value | value | …`, rows), smallest first.
-    pub groups: Vec<(String, String, u64)>,
-}
-
-impl fmt::Debug for LocalGroups {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "LocalGroups({} groups, keys redacted)",
-            self.groups.len()
-        )
-    }
 }
 
 /// Counts groups of one file.

@@ -5,7 +5,7 @@
 //! pseudo-random priorities, a fixed function of their position, so a check is reproducible
 //! however the rows were spread over threads): at most [`SAMPLE_ROWS`] rows, fewer for wide files
 //! ([`SAMPLE_CELLS`] cells in all), 16 bytes a cell. Value → label dependencies track at
-//! most [`MAX_DISTINCT`] distinct values per column; a column with more is treated as
+//! most [`MAX_DISTINCT`](super::measures::MAX_DISTINCT) distinct values per column; a column with more is treated as
 //! continuous (ordering measures only). On 100,000 rows an AUC is known to about ±0.002,
 //! far finer than the 0.99 threshold, so sampling costs no power here.
 //!
@@ -25,6 +25,7 @@
 use std::collections::BinaryHeap;
 
 use super::csv_stream::Record;
+pub use super::measures::TargetKind;
 use super::measures::{class_purity, eta_squared, ordering_measure, value_groups};
 use super::report::{Code, Finding, Severity};
 use crate::scoring::split::mix64;
@@ -41,18 +42,6 @@ pub const PREDICTIVE: f64 = 0.99;
 pub const ORDER_AUC: f64 = 0.75;
 /// Row or id order whose ordering agreement or |Spearman| reaches this follows the label.
 pub const ORDER: f64 = 0.5;
-/// Most distinct values tracked per column for value → label measures.
-pub const MAX_DISTINCT: usize = 1000;
-
-/// How labels are compared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TargetKind {
-    /// Class codes.
-    Classes,
-    /// Numbers.
-    Values,
-}
-
 /// One sampled cell: its number (NaN when not one) and a hash of its text (0 when empty).
 #[derive(Debug, Clone, Copy)]
 struct Cell {

@@ -4,8 +4,19 @@
 
 use std::collections::HashMap;
 
-use super::leakage::{MAX_DISTINCT, TargetKind};
 use crate::scoring::split::mix64;
+
+/// Most distinct values tracked per column for value → label measures.
+pub const MAX_DISTINCT: usize = 1000;
+
+/// How labels are compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetKind {
+    /// Class codes.
+    Classes,
+    /// Numbers.
+    Values,
+}
 
 /// Rows per (value, label), or None past [`MAX_DISTINCT`] values.
 pub fn value_groups(hashes: &[u64], ys: &[f64]) -> Option<HashMap<u64, Vec<(u64, u64)>>> {

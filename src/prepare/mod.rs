@@ -29,6 +29,7 @@
 mod card;
 mod columns;
 pub mod csv_stream;
+mod detectors;
 mod findings;
 mod generalise;
 mod head;
@@ -37,6 +38,7 @@ mod integrity;
 mod kanon;
 mod layout;
 mod leakage;
+mod lookup;
 mod measures;
 mod parallel;
 pub mod pii;
@@ -62,7 +64,7 @@ use serde::{Deserialize, Serialize};
 
 pub use card::{CardMeta, PublicCard, full_card_json, full_card_markdown, public_card};
 pub use generalise::Generalisation;
-pub use kanon::LocalGroups;
+pub use report::LocalGroups;
 pub use report::{
     ClassCount, Code, ColumnKind, ColumnSummary, FileSummary, Finding, KanonSummary, LabelsSummary,
     PartSummary, REPORT_FORMAT, Report, Role, Severity, SplitSummary,

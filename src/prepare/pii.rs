@@ -14,102 +14,10 @@
 
 use memchr::{memchr, memchr_iter};
 
+pub use super::detectors::{CellHits, Detector};
 use super::generalise::{is_full_date, parse_date};
 use super::pii_numbers::{blank_ibans, corsican_nir, digit_runs, number};
 pub use super::pii_numbers::{iban_valid, luhn_valid, nir_valid};
-
-/// One detector.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Detector {
-    /// E-mail address.
-    Email,
-    /// Phone number.
-    Phone,
-    /// IBAN.
-    Iban,
-    /// Payment card number.
-    Card,
-    /// French NIR.
-    Nir,
-    /// SIREN.
-    Siren,
-    /// SIRET.
-    Siret,
-    /// IPv4 address.
-    Ipv4,
-    /// IPv6 address.
-    Ipv6,
-    /// A birth-date-like date.
-    BirthDate,
-}
-
-impl Detector {
-    /// Every detector, in report order.
-    pub const ALL: [Detector; 10] = [
-        Detector::Email,
-        Detector::Phone,
-        Detector::Iban,
-        Detector::Card,
-        Detector::Nir,
-        Detector::Siren,
-        Detector::Siret,
-        Detector::Ipv4,
-        Detector::Ipv6,
-        Detector::BirthDate,
-    ];
-
-    pub(super) fn bit(self) -> u16 {
-        1 << (self as u16)
-    }
-
-    /// What a match is, for messages.
-    pub fn what(self) -> &'static str {
-        match self {
-            Detector::Email => "an e-mail address",
-            Detector::Phone => "a phone number",
-            Detector::Iban => "an IBAN with a valid check",
-            Detector::Card => "a Luhn-valid payment card number",
-            Detector::Nir => "a French social security number (NIR) with a valid key",
-            Detector::Siren => "a Luhn-valid SIREN",
-            Detector::Siret => "a valid SIRET",
-            Detector::Ipv4 => "an IPv4 address",
-            Detector::Ipv6 => "an IPv6 address",
-            Detector::BirthDate => "a date that looks like a birth date",
-        }
-    }
-
-    /// Whether a match in a public file refuses the challenge (direct identifiers).
-    pub fn is_direct(self) -> bool {
-        matches!(
-            self,
-            Detector::Email | Detector::Phone | Detector::Iban | Detector::Card | Detector::Nir
-        )
-    }
-}
-
-/// What one cell matched.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CellHits {
-    /// One bit per [`Detector`] that matched.
-    pub hits: u16,
-    /// One bit per checksummed detector (card, SIREN, SIRET) whose shape appeared,
-    /// valid or not: random numbers pass Luhn one time in ten.
-    pub shapes: u16,
-    /// The year of a birth-date-like date.
-    pub birth_year: Option<i32>,
-}
-
-impl CellHits {
-    /// Whether `d` matched.
-    pub fn has(&self, d: Detector) -> bool {
-        self.hits & d.bit() != 0
-    }
-
-    /// Whether `d`'s shape appeared.
-    pub fn has_shape(&self, d: Detector) -> bool {
-        self.shapes & d.bit() != 0
-    }
-}
 
 /// Runs every detector over one cell. Dates with a year up to `max_birth_year` (and from
 /// 1900) count as birth-date-like.
@@ -405,5 +313,42 @@ mod tests {
             assert_eq!(identifier_name(name), None, "{name}");
         }
         assert!(birth_name("date_naissance") && birth_name("DOB") && !birth_name("created"));
+    }
+}
+
+#[cfg(test)]
+/// The number detectors (`pii_numbers`), through the one entry point that runs them.
+mod number_tests {
+    use super::{Detector, scan_cell};
+
+    fn hits(cell: &str) -> Vec<Detector> {
+        let h = scan_cell(cell.as_bytes(), 2010);
+        Detector::ALL.into_iter().filter(|d| h.has(*d)).collect()
+    }
+
+    #[test]
+    fn checksummed_numbers_are_found_only_when_their_check_passes() {
+        use Detector::*;
+        assert_eq!(hits("1 85 05 78 006 084 91"), vec![Nir]);
+        assert_eq!(hits("185057800608491"), vec![Nir]);
+        assert_eq!(hits("1 85 05 78 006 084 36"), Vec::<Detector>::new());
+        assert_eq!(hits("4111 1111 1111 1111"), vec![Card]);
+        assert_eq!(hits("4111-1111-1111-1112"), Vec::<Detector>::new());
+        assert_eq!(hits("IBAN FR76 3000 6000 0112 3456 7890 189."), vec![Iban]);
+        assert_eq!(
+            hits("FR76 3000 6000 0112 3456 7890 188"),
+            Vec::<Detector>::new()
+        );
+        assert_eq!(hits("GB82WEST12345698765432"), vec![Iban]);
+        assert_eq!(hits("732 829 320"), vec![Siren]);
+        assert_eq!(hits("73282932000074"), vec![Siret]);
+    }
+
+    #[test]
+    fn a_corsican_nir_is_checked_with_its_substituted_departement() {
+        // 2 93 07 2A 004 012 is keyed as 2930719004012: key 48; with 2B, 2930718004012: 75.
+        assert_eq!(hits("2 93 07 2A 004 012 48"), vec![Detector::Nir]);
+        assert_eq!(hits("293072B00401275"), vec![Detector::Nir]);
+        assert_eq!(hits("2 93 07 2A 004 012 75"), Vec::<Detector>::new());
     }
 }

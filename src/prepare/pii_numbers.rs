@@ -8,7 +8,7 @@
 //! consumes its groups, so a wrong-key NIR does not turn into a phone number. Found IBANs
 //! are blanked so their digits are not read again. Nothing here returns a matched value.
 
-use super::pii::{CellHits, Detector};
+use super::detectors::{CellHits, Detector};
 
 /// IBAN lengths by country, for the countries most data here comes from.
 const IBAN_LENGTHS: &[(&[u8; 2], usize)] = &[
@@ -297,40 +297,4 @@ fn classify(d: &[u8], lens: &[usize], plus: bool, out: &mut CellHits) -> Option<
     let international =
         d.len() == 13 && d.starts_with(b"0033") && d[4] != b'0' && (one || lens[0] == 4);
     (french_phone || international).then_some(Detector::Phone)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::super::pii::{Detector, scan_cell};
-
-    fn hits(cell: &str) -> Vec<Detector> {
-        let h = scan_cell(cell.as_bytes(), 2010);
-        Detector::ALL.into_iter().filter(|d| h.has(*d)).collect()
-    }
-
-    #[test]
-    fn checksummed_numbers_are_found_only_when_their_check_passes() {
-        use Detector::*;
-        assert_eq!(hits("1 85 05 78 006 084 91"), vec![Nir]);
-        assert_eq!(hits("185057800608491"), vec![Nir]);
-        assert_eq!(hits("1 85 05 78 006 084 36"), Vec::<Detector>::new());
-        assert_eq!(hits("4111 1111 1111 1111"), vec![Card]);
-        assert_eq!(hits("4111-1111-1111-1112"), Vec::<Detector>::new());
-        assert_eq!(hits("IBAN FR76 3000 6000 0112 3456 7890 189."), vec![Iban]);
-        assert_eq!(
-            hits("FR76 3000 6000 0112 3456 7890 188"),
-            Vec::<Detector>::new()
-        );
-        assert_eq!(hits("GB82WEST12345698765432"), vec![Iban]);
-        assert_eq!(hits("732 829 320"), vec![Siren]);
-        assert_eq!(hits("73282932000074"), vec![Siret]);
-    }
-
-    #[test]
-    fn a_corsican_nir_is_checked_with_its_substituted_departement() {
-        // 2 93 07 2A 004 012 is keyed as 2930719004012: key 48; with 2B, 2930718004012: 75.
-        assert_eq!(hits("2 93 07 2A 004 012 48"), vec![Detector::Nir]);
-        assert_eq!(hits("293072B00401275"), vec![Detector::Nir]);
-        assert_eq!(hits("2 93 07 2A 004 012 75"), Vec::<Detector>::new());
-    }
 }

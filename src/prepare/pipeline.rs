@@ -15,12 +15,12 @@ use chrono::Datelike;
 use super::findings::{file_findings, pii_findings};
 use super::head::{Head, read_head};
 use super::integrity::{class_names, labels_findings};
-use super::kanon::{KanonAcc, LocalGroups};
+use super::kanon::KanonAcc;
 use super::layout::{self, LayoutFile};
 use super::leakage::{LeakSample, TargetKind};
 use super::relate::{self, IdSet, TestRows};
 use super::report::{
-    Code, FileSummary, Finding, KanonSummary, REPORT_FORMAT, Report, Role, Severity,
+    Code, FileSummary, Finding, KanonSummary, LocalGroups, REPORT_FORMAT, Report, Role, Severity,
 };
 use super::scan::{self, Labeller, Pass, RowSet, Scanned};
 use super::split_check::split_findings;

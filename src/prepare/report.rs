@@ -10,7 +10,6 @@
 use serde::{Deserialize, Serialize};
 
 use super::CheckSpec;
-use super::kanon::LocalGroups;
 
 /// The report format; bumped when a field changes meaning.
 pub const REPORT_FORMAT: u32 = 1;
@@ -416,6 +415,24 @@ pub struct KanonSummary {
     /// --generalise` would achieve. Never used to pass the check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub k_if_generalised: Option<u64>,
+}
+
+/// The keys of a public file's smallest groups, for the organiser's terminal. Never
+/// serialised; its `Debug` shows no key.
+#[derive(Clone, Default, PartialEq)]
+pub struct LocalGroups {
+    /// (file, key as `value | value | …`, rows), smallest first.
+    pub groups: Vec<(String, String, u64)>,
+}
+
+impl std::fmt::Debug for LocalGroups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "LocalGroups({} groups, keys redacted)",
+            self.groups.len()
+        )
+    }
 }
 
 /// The result of a check.

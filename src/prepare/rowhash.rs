@@ -1,8 +1,36 @@
-//! Hashing a feature row field by field, for the identical-row checks (training against
-//! test rows, sample against test rows), without copying the row.
+//! The check's hashes: of one value ([`hash128`]: ids, keys), and of a feature row field by
+//! field, for the identical-row checks (training against test rows, sample against test
+//! rows), without copying the row. Sets of these hashes live in `idset`.
 
-use super::idset::{GAMMA, SEED_HI, SEED_LO};
 use crate::scoring::split::mix64;
+
+/// Seeds of the two lanes.
+pub(super) const SEED_HI: u64 = 0x686f_6c64_6f75_7431;
+pub(super) const SEED_LO: u64 = 0x7072_6570_6172_6532;
+/// The SplitMix64 increment (as in `scoring::split`).
+pub(super) const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// The 128-bit hash of a value (an id, or an encoded feature row): two lanes of the split's
+/// SplitMix64 construction (`scoring::split::hash_id`) under two seeds, run in one loop so
+/// the CPU overlaps them. Equal to `(hash_id(b, SEED_HI) << 64) | hash_id(b, SEED_LO)`.
+pub fn hash128(bytes: &[u8]) -> u128 {
+    let (mut hi, mut lo) = (SEED_HI, SEED_LO);
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let w = u64::from_le_bytes(c.try_into().expect("chunks_exact yields 8 bytes"));
+        hi = mix64(hi.wrapping_add(GAMMA) ^ w);
+        lo = mix64(lo.wrapping_add(GAMMA) ^ w);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let w = tail_word(rest);
+        hi = mix64(hi.wrapping_add(GAMMA) ^ w);
+        lo = mix64(lo.wrapping_add(GAMMA) ^ w);
+    }
+    let n = bytes.len() as u64;
+    (u128::from(mix64(hi.wrapping_add(GAMMA) ^ n)) << 64)
+        | u128::from(mix64(lo.wrapping_add(GAMMA) ^ n))
+}
 
 /// Up to seven trailing bytes as a little-endian word, zero-padded (a loop: a copy of a
 /// variable length would be a library call per field).
@@ -93,6 +121,23 @@ impl RowHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_two_lane_hash_equals_the_split_hash_under_both_seeds() {
+        use crate::scoring::split::hash_id;
+        for v in [
+            "",
+            "a",
+            "12345678",
+            "123456789",
+            "a much longer identifier, 40 bytes",
+        ] {
+            let b = v.as_bytes();
+            let expected =
+                (u128::from(hash_id(b, SEED_HI)) << 64) | u128::from(hash_id(b, SEED_LO));
+            assert_eq!(hash128(b), expected, "{v}");
+        }
+    }
 
     #[test]
     fn rows_hash_by_their_fields_and_the_narrow_hash_is_the_low_half() {

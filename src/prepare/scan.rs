@@ -16,7 +16,6 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 
-use hashbrown::{HashMap, HashSet};
 use sha2::{Digest, Sha256};
 
 use super::Progress;
@@ -26,10 +25,11 @@ use super::head::Head;
 use super::idset::{Builder, Sorted};
 use super::kanon::KanonAcc;
 use super::layout::LayoutFile;
-use super::leakage::{LeakSample, TargetKind};
+use super::leakage::LeakSample;
+pub use super::lookup::{Labeller, RowSet};
 use super::prefetch::Prefetch;
 use super::report::ColumnSummary;
-use super::targets::{LabelMap, LabelsAcc};
+use super::targets::LabelsAcc;
 use super::worker::{Shared, Worker};
 
 /// Rows between two progress reports.
@@ -43,77 +43,6 @@ pub const PARALLEL_BYTES: u64 = if cfg!(test) { 2 << 10 } else { 16 << 20 };
 thread_local! {
     /// Tests set this to read every file in order, to compare with the chunked path.
     pub static SEQUENTIAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Where a row's label comes from, for the leakage sample and ℓ-diversity.
-pub enum Labeller<'a> {
-    /// No label.
-    None,
-    /// The file's own target column.
-    Own(usize, TargetKind),
-    /// Looked up by id in a labels file.
-    Join(&'a LabelMap),
-}
-
-/// Feature rows of one column set: collected for a later merge, or probed in memory.
-#[derive(Debug, Default)]
-pub struct RowSet {
-    /// The columns hashed, in order.
-    pub cols: Vec<usize>,
-    /// Collect every row's hash for a merge.
-    pub collect: bool,
-    /// The collected hashes, after the pass.
-    pub collected: Vec<Sorted>,
-    /// Training rows' hashes (low 64 bits): rows of this file found there are counted in
-    /// `train_hits`.
-    pub train: Option<HashSet<u64>>,
-    /// Rows of this file whose hash is in `train`.
-    pub train_hits: u64,
-    /// Sample files' hashes (low 64 bits) → (rows, seen in this file).
-    pub samples: Vec<HashMap<u64, (u64, bool)>>,
-    /// The prefixes (hash of the first `worker::PREFIX_FIELDS` fields) of every row in
-    /// `train` and `samples`, as bits: a row whose prefix is not there cannot match, and is
-    /// not hashed further. Empty: no prefilter. After the pass of a collected set: the
-    /// prefixes of its own rows.
-    pub prefixes: Vec<u64>,
-    /// A bit per hash bucket of every hash in `train` and `samples` (a Bloom filter with
-    /// one function): most rows match nothing, and this small array says so from cache
-    /// before the larger sets are probed. Empty: probe them every time.
-    pub filter: Vec<u64>,
-}
-
-impl RowSet {
-    /// Builds [`Self::filter`] from `train` and `samples`.
-    pub fn build_filter(&mut self) {
-        let n = self.train.as_ref().map_or(0, |t| t.len())
-            + self.samples.iter().map(|s| s.len()).sum::<usize>();
-        let bits = (n * 16).next_power_of_two().max(1 << 12);
-        self.filter = vec![0; bits / 64];
-        let keys = self
-            .train
-            .iter()
-            .flatten()
-            .chain(self.samples.iter().flat_map(|s| s.keys()));
-        for &h in keys {
-            let b = Self::bit(h, bits);
-            self.filter[b >> 6] |= 1 << (b & 63);
-        }
-    }
-
-    #[inline]
-    fn bit(h: u64, bits: usize) -> usize {
-        (h >> 32) as usize & (bits - 1)
-    }
-
-    /// Whether `h` may be in `train` or `samples`.
-    #[inline]
-    pub fn may_hold(&self, h: u64) -> bool {
-        if self.filter.is_empty() {
-            return true;
-        }
-        let b = Self::bit(h, self.filter.len() * 64);
-        self.filter[b >> 6] >> (b & 63) & 1 == 1
-    }
 }
 
 /// What to do during the pass.
@@ -196,11 +125,6 @@ impl Scanned {
             chunk_offsets: vec![0],
         }
     }
-}
-
-/// The 64-bit key of an id for label lookups: the low half of its 128-bit hash.
-pub fn id_key(h: u128) -> u64 {
-    h as u64
 }
 
 /// The SHA-256 of a file, streamed.

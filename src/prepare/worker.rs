@@ -8,11 +8,12 @@ use hashbrown::HashSet;
 
 use super::columns::{ColumnAcc, ColumnPii};
 use super::csv_stream::{CsvError, CsvReader, Record};
-use super::idset::{Builder, Sorted, hash128};
+use super::idset::{Builder, Sorted};
 use super::kanon::KanonAcc;
 use super::leakage::{LeakSample, TargetKind};
+use super::lookup::{Labeller, RowSet, id_key};
 use super::rowhash::RowHasher;
-use super::scan::{Labeller, RowSet, id_key};
+use super::rowhash::hash128;
 use super::targets::LabelsAcc;
 use crate::scoring::split::hash_id;
 
