@@ -129,19 +129,22 @@ async fn update(
         .map(|r| r.into_inner())
 }
 
-/// `holdout challenge card parity` against the test server (off the runtime the server
-/// runs on).
+/// `holdout challenge card parity` against the test server.
 async fn card_cli(server: &TestServer, token: &str, extra: &[&str]) -> (i32, String, String) {
+    let mut args = vec!["challenge", "card", "parity"];
+    args.extend_from_slice(extra);
+    cli(server, token, &args).await
+}
+
+/// The holdout CLI against the test server (off the runtime the server runs on).
+async fn cli(server: &TestServer, token: &str, command: &[&str]) -> (i32, String, String) {
     let mut args: Vec<String> = vec![
         "--addr".into(),
         format!("http://{}", server.addr),
         "--token".into(),
         token.into(),
-        "challenge".into(),
-        "card".into(),
-        "parity".into(),
     ];
-    args.extend(extra.iter().map(|s| s.to_string()));
+    args.extend(command.iter().map(|s| s.to_string()));
     tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         holdout(&args)
@@ -309,6 +312,24 @@ async fn a_passing_challenge_keeps_its_warnings_for_admins_and_submitters_never_
             .unwrap()
             .into_inner();
         assert!(listed.challenges.iter().all(|c| check_of(c).is_none()));
+
+        // `holdout challenge get` prints them for an admin, and not for a submitter.
+        let admin = server.admin.clone();
+        let (code, out, err) = cli(&server, &admin, &["challenge", "get", "parity"]).await;
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("check       0 errors, "), "{out}");
+        assert!(
+            out.contains("  warning split.part_too_small labels.csv: "),
+            "{out}"
+        );
+        let (_, json, _) = cli(&server, &admin, &["--json", "challenge", "get", "parity"]).await;
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["preparation_check"]["errors"], 0, "{json}");
+        let submitter = server.submitter.clone();
+        let (code, out, _) = cli(&server, &submitter, &["challenge", "get", "parity"]).await;
+        assert_eq!(code, 0);
+        assert!(!out.contains("check "), "{out}");
+        assert!(!out.contains("split.part_too_small"), "{out}");
     })
     .await;
 }
