@@ -444,6 +444,14 @@ async fn an_update_checks_again_when_the_data_or_the_preparation_changes() {
         let updated = update(&server, c.clone(), &["title"]).await.unwrap();
         assert_eq!(updated.title, "renamed");
         assert_eq!(check_of(&updated), Some(&first));
+        // The card is the same check's, under the new title.
+        let renamed = card(&server, &server.admin, "parity", false).await.unwrap();
+        let v: serde_json::Value = serde_json::from_str(&renamed.json).unwrap();
+        assert_eq!(v["title"], "renamed");
+        let was: serde_json::Value = serde_json::from_str(&first_card.json).unwrap();
+        assert_eq!(v["findings"], was["findings"]);
+        assert_eq!(v["files"], was["files"]);
+        assert!(renamed.markdown.contains("renamed"), "{}", renamed.markdown);
 
         // New preparation settings are checked: every sample row is its own group of x.
         c.preparation = Some(pb::Preparation {

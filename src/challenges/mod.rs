@@ -153,11 +153,14 @@ impl Challenges {
         preparation::check_spec(&c)?;
         c.facts.data_digest = self.data_digest(&c).await?;
         // The check runs again when what it read changed: the data (its digest), or the
-        // settings. A challenge it never ran on has an empty digest, so it runs.
+        // settings. A challenge it never ran on has an empty digest, so it runs. A new
+        // title only rewrites the cards' heading.
         c.facts.preparation = if checked.data_digest != c.facts.data_digest
             || mask.iter().any(|p| p == "preparation")
         {
             self.prepare(&c, &c.facts.data_digest).await?
+        } else if mask.iter().any(|p| p == "title") {
+            self.retitle(&c, checked).await?
         } else {
             checked
         };

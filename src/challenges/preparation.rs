@@ -63,6 +63,14 @@ impl StoredCards {
     }
 }
 
+/// Who a card is about.
+fn card_meta(c: &Challenge) -> CardMeta {
+    CardMeta {
+        challenge_id: Some(c.id.to_string()),
+        title: Some(c.title.clone()).filter(|t| !t.is_empty()),
+    }
+}
+
 /// What the check needs to know of a challenge: its scoring and its `preparation`.
 pub(super) fn check_spec(c: &Challenge) -> Result<CheckSpec, DomainError> {
     let builtin = c.scoring.builtin.as_ref();
@@ -121,10 +129,7 @@ impl Challenges {
     ) -> Result<PreparationFacts, DomainError> {
         let spec = check_spec(c)?;
         let dir = resolve_data_dir(&self.host.data_root, &c.data_dir)?;
-        let meta = CardMeta {
-            challenge_id: Some(c.id.to_string()),
-            title: Some(c.title.clone()).filter(|t| !t.is_empty()),
-        };
+        let meta = card_meta(c);
         let started = Instant::now();
         let (report, cards) = tokio::task::spawn_blocking(move || {
             let report = prepare::check(&dir, &spec, &mut NoProgress)?;
@@ -162,11 +167,7 @@ impl Challenges {
             return Err(refusal(first, errors));
         }
         let cards = cards.expect("cards are written when there is no error");
-        let bytes = serde_json::to_vec(&cards).map_err(DomainError::internal)?;
-        let name = format!("{}.{}.json", c.id, hex::encode(Sha256::digest(&bytes)));
-        self.store
-            .put_blob(BlobKind::Card, name.clone(), bytes)
-            .await?;
+        let name = self.store_cards(&c.id, &cards).await?;
         Ok(PreparationFacts {
             data_digest: data_digest.to_owned(),
             errors: errors as u64,
@@ -179,6 +180,42 @@ impl Challenges {
                 .collect(),
             card: name,
         })
+    }
+
+    /// Writes the last check's cards again for `c`'s title (the data did not change, so the
+    /// report in the full card stands) and returns the facts naming them.
+    pub(super) async fn retitle(
+        &self,
+        c: &Challenge,
+        mut facts: PreparationFacts,
+    ) -> Result<PreparationFacts, DomainError> {
+        let Some(bytes) = self
+            .store
+            .get_blob(BlobKind::Card, facts.card.clone())
+            .await?
+        else {
+            return Ok(facts);
+        };
+        let stored: StoredCards = serde_json::from_slice(&bytes).map_err(DomainError::internal)?;
+        let report: Report =
+            serde_json::from_str(&stored.full_json).map_err(DomainError::internal)?;
+        let cards = StoredCards::of(&report, &card_meta(c)).map_err(DomainError::internal)?;
+        facts.card = self.store_cards(&c.id, &cards).await?;
+        Ok(facts)
+    }
+
+    /// Stores `cards` under a name of their own; returns it.
+    async fn store_cards(
+        &self,
+        id: &ChallengeId,
+        cards: &StoredCards,
+    ) -> Result<String, DomainError> {
+        let bytes = serde_json::to_vec(cards).map_err(DomainError::internal)?;
+        let name = format!("{id}.{}.json", hex::encode(Sha256::digest(&bytes)));
+        self.store
+            .put_blob(BlobKind::Card, name.clone(), bytes)
+            .await?;
+        Ok(name)
     }
 
     /// The challenge's stored data card: admins the full one unless `public_only`,
