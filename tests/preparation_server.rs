@@ -565,3 +565,49 @@ async fn a_long_check_on_create_holds_up_no_other_request() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_backup_and_restore_of_a_sqlite_state_folder_keeps_the_card() {
+    if on_postgres() {
+        eprintln!("skipped: PostgreSQL keeps cards as rows and is backed up with pg_dump");
+        return;
+    }
+    within(120, async {
+        let server = spawn_app().await;
+        parity_data(&server, "parity", 40);
+        create(&server, parity_challenge("parity", "parity"))
+            .await
+            .unwrap();
+        let before = card(&server, &server.admin, "parity", false)
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (backup, fresh) = (dir.path().join("backup"), dir.path().join("restored"));
+        let state = server.state_dir.to_str().unwrap().to_owned();
+        let (b, f) = (
+            backup.to_str().unwrap().to_owned(),
+            fresh.to_str().unwrap().to_owned(),
+        );
+        let (code, _, err) = tokio::task::spawn_blocking(move || {
+            let taken = holdout(&["backup", "--state-dir", &state, "--to", &b]);
+            if taken.0 != 0 {
+                return taken;
+            }
+            holdout(&["restore", "--from", &b, "--state-dir", &f])
+        })
+        .await
+        .unwrap();
+        assert_eq!(code, 0, "{err}");
+        let data_root = server.data_root.clone();
+        let restored = spawn_app_with(|c| {
+            c.state_dir = fresh.clone();
+            c.data_root = data_root;
+        })
+        .await;
+        let after = card(&restored, &restored.admin, "parity", false)
+            .await
+            .unwrap();
+        assert_eq!(after, before);
+    })
+    .await;
+}
