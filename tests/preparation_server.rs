@@ -578,9 +578,7 @@ async fn a_backup_and_restore_of_a_sqlite_state_folder_keeps_the_card() {
         create(&server, parity_challenge("parity", "parity"))
             .await
             .unwrap();
-        let before = card(&server, &server.admin, "parity", false)
-            .await
-            .unwrap();
+        let before = card(&server, &server.admin, "parity", false).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let (backup, fresh) = (dir.path().join("backup"), dir.path().join("restored"));
         let state = server.state_dir.to_str().unwrap().to_owned();
@@ -608,6 +606,50 @@ async fn a_backup_and_restore_of_a_sqlite_state_folder_keeps_the_card() {
             .await
             .unwrap();
         assert_eq!(after, before);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn two_replicas_on_one_postgresql_serve_the_same_card_and_findings() {
+    within(180, async {
+        let url = holdout::testing::PgCluster::shared_database()
+            .expect("a throw-away PostgreSQL for the test");
+        let first = spawn_app_with({
+            let url = url.clone();
+            move |c| c.database_url = url
+        })
+        .await;
+        let data_root = first.data_root.clone();
+        let second = spawn_app_with(move |c| {
+            c.database_url = url;
+            c.data_root = data_root;
+        })
+        .await;
+        parity_data(&first, "parity", 40);
+        let created = create(&first, parity_challenge("parity", "parity"))
+            .await
+            .unwrap();
+        let there = get(&second, &second.admin, "parity").await;
+        assert_eq!(check_of(&there), check_of(&created));
+        assert!(check_of(&there).is_some());
+        for public_only in [false, true] {
+            assert_eq!(
+                card(&second, &second.admin, "parity", public_only)
+                    .await
+                    .unwrap(),
+                card(&first, &first.admin, "parity", public_only)
+                    .await
+                    .unwrap()
+            );
+        }
+        // An update through one replica is the card the other one serves.
+        let mut c = parity_challenge("parity", "parity");
+        c.title = "renamed".into();
+        update(&second, c, &["title"]).await.unwrap();
+        let renamed = card(&first, &first.admin, "parity", false).await.unwrap();
+        let v: serde_json::Value = serde_json::from_str(&renamed.json).unwrap();
+        assert_eq!(v["title"], "renamed");
     })
     .await;
 }
