@@ -81,6 +81,8 @@ async fn bench() {
         state_dir: state.clone(),
         data_root: data_root.clone(),
         concurrency: 2,
+        // All M submissions go up at once through one token: above the default 16.
+        max_uploads_per_token: 1024,
         tokens: vec![
             TokenConfig {
                 name: "admin".into(),

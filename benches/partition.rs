@@ -89,6 +89,8 @@ async fn run_workload(m: usize, sleeps: (f64, f64), partition: bool, slice: u64)
         state_dir: dir.path().join("state"),
         data_root: dir.path().join("data"),
         concurrency: 2,
+        // All M submissions go up at once through one token: above the default 16.
+        max_uploads_per_token: 1024,
         time_partition: partition,
         partition_slice: holdout::units::HumanDuration(std::time::Duration::from_secs(slice)),
         tokens: vec![

@@ -117,6 +117,8 @@ impl Deployment {
             state_dir: dir.path().join(name),
             data_root: dir.path().join("data"),
             concurrency: 2,
+            // All M submissions go up at once through one token: above the default 16.
+            max_uploads_per_token: 1024,
             database_url: url.clone(),
             lease_ttl: HumanDuration(Duration::from_secs(10)),
             tokens: vec![

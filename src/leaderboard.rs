@@ -3,19 +3,25 @@
 //!
 //! Computed from the store's scored FULL submissions on demand; the ladder is a replay of a
 //! participant's submissions in order, so the same history always gives the same board.
+//!
+//! Under final selection (`release.final_selections` N > 0) the private board ranks each
+//! participant by the best private score among the submissions they selected, or, when
+//! they selected none, among their N best by public score (ties: the earliest).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::auth::Caller;
 use crate::domain::{
-    Challenge, ChallengeId, ChallengeState, DomainError, LeaderboardMode, Submission, SubmissionId,
-    now_millis,
+    Challenge, ChallengeId, DomainError, LeaderboardMode, Submission, SubmissionId, now_millis,
 };
 use crate::losses::LossStore;
 use crate::release::round;
 use crate::run::plan::HostSettings;
 use crate::store::Store;
+
+/// Each participant's final selection, by (platform, participant), in submission order.
+pub type Finals = HashMap<(String, String), Vec<SubmissionId>>;
 
 /// Which scores rank the board.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +65,6 @@ pub struct Board {
 #[derive(Debug, Clone)]
 struct Shown {
     score: f64,
-    holder: SubmissionId,
     holder_index: usize,
 }
 
@@ -128,7 +133,6 @@ fn replay(
             let accept = |score: f64| {
                 Some(Shown {
                     score,
-                    holder: s.id.clone(),
                     holder_index: i,
                 })
             };
@@ -248,8 +252,7 @@ impl Leaderboards {
             .get_challenge(id)
             .await?
             .ok_or_else(|| DomainError::NotFound(format!("challenge {:?}", id.as_str())))?;
-        if view == View::Private && !caller.is_admin() && challenge.state != ChallengeState::Closed
-        {
+        if view == View::Private && !caller.is_admin() && !challenge.is_closed_at(now_millis()) {
             return Err(DomainError::PermissionDenied(
                 "the private leaderboard is readable by submitters only once the challenge is closed"
                     .into(),
@@ -263,7 +266,22 @@ impl Leaderboards {
             history.retain(|s| !crate::release::is_held(s, &challenge, wall, now));
         }
         let losses = self.losses_of(&challenge, &history).await;
-        let board = build(&challenge, &history, view, &|s| losses.get(&s.id).cloned());
+        let mut finals = Finals::new();
+        if view == View::Private && challenge.release.final_selections > 0 {
+            for r in self.store.selections(id, None).await? {
+                finals
+                    .entry((r.owner, r.participant_id))
+                    .or_default()
+                    .push(r.submission_id);
+            }
+        }
+        let board = build(
+            &challenge,
+            &history,
+            view,
+            &|s| losses.get(&s.id).cloned(),
+            &finals,
+        );
         let what = match view {
             View::Public => "leaderboard:public",
             View::Private => "leaderboard:private",
@@ -310,12 +328,69 @@ impl Leaderboards {
     }
 }
 
-/// Builds a board from the scored FULL history (oldest first).
+/// The submission that ranks a participant on the private board under final selection,
+/// with its released private score: the best private score among `selected` (of `mine`),
+/// or, when nothing is selected, among the N best of `mine` by exact public score (ties:
+/// the earliest). Equal private scores go to the earliest.
+fn final_pick<'a>(
+    challenge: &Challenge,
+    mine: &[&'a Submission],
+    selected: Option<&Vec<SubmissionId>>,
+) -> Option<(f64, &'a Submission)> {
+    let (metric, greater) = challenge.primary_metric();
+    let better = |a: f64, b: f64| if greater { a > b } else { a < b };
+    let pool: Vec<&Submission> = match selected.filter(|ids| !ids.is_empty()) {
+        Some(ids) => mine
+            .iter()
+            .copied()
+            .filter(|s| ids.contains(&s.id))
+            .collect(),
+        None => {
+            let mut ranked: Vec<(usize, &Submission, f64)> = mine
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| {
+                    let v = s.public_scores.get(&metric)?;
+                    Some((i, *s, clamped(challenge, *v)))
+                })
+                .collect();
+            ranked.sort_by(|a, b| {
+                let by_score = if greater {
+                    b.2.total_cmp(&a.2)
+                } else {
+                    a.2.total_cmp(&b.2)
+                };
+                by_score.then(a.0.cmp(&b.0))
+            });
+            let mut pool: Vec<(usize, &Submission)> = ranked
+                .into_iter()
+                .take(challenge.release.final_selections as usize)
+                .map(|(i, s, _)| (i, s))
+                .collect();
+            pool.sort_by_key(|(i, _)| *i);
+            pool.into_iter().map(|(_, s)| s).collect()
+        }
+    };
+    let mut best: Option<(f64, &Submission)> = None;
+    for s in pool {
+        if let Some(v) = s.private_scores.get(&metric) {
+            let r = round(clamped(challenge, *v), challenge.release.score_decimals);
+            if best.is_none_or(|(b, _)| better(r, b)) {
+                best = Some((r, s));
+            }
+        }
+    }
+    best
+}
+
+/// Builds a board from the scored FULL history (oldest first); `finals` is read by the
+/// private board of a challenge with final selection.
 pub fn build(
     challenge: &Challenge,
     history: &[Submission],
     view: View,
     losses: Losses<'_>,
+    finals: &Finals,
 ) -> Board {
     let (metric, greater) = challenge.primary_metric();
     // Identity is (platform, participant): the same id on two platforms is two people.
@@ -336,16 +411,26 @@ pub fn build(
             continue;
         };
         let holder = mine[shown.holder_index];
-        let score = match view {
-            View::Public => shown.score,
+        let (score, holder) = match view {
+            View::Public => (shown.score, holder),
+            View::Private if challenge.release.final_selections > 0 => {
+                let selected = finals.get(&(p.0.to_owned(), p.1.to_owned()));
+                match final_pick(challenge, mine, selected) {
+                    Some(pick) => pick,
+                    None => continue,
+                }
+            }
             View::Private => match holder.private_scores.get(&metric) {
-                Some(&v) => round(clamped(challenge, v), challenge.release.score_decimals),
+                Some(&v) => (
+                    round(clamped(challenge, v), challenge.release.score_decimals),
+                    holder,
+                ),
                 None => continue,
             },
         };
         let seq = history
             .iter()
-            .position(|h| h.id == shown.holder)
+            .position(|h| h.id == holder.id)
             .unwrap_or(usize::MAX);
         rows.push((
             Entry {
@@ -353,7 +438,7 @@ pub fn build(
                 platform: p.0.to_owned(),
                 participant_id: p.1.to_owned(),
                 score,
-                submission_id: shown.holder.to_string(),
+                submission_id: holder.id.to_string(),
                 submissions: mine.len() as u32,
             },
             seq,

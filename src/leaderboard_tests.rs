@@ -25,6 +25,11 @@ target_column = "label"
 }
 
 fn scored(participant: &str, accuracy: f64) -> Submission {
+    scored_split(participant, accuracy, accuracy - 0.01)
+}
+
+/// A scored FULL run whose private score is `private`.
+fn scored_split(participant: &str, accuracy: f64, private: f64) -> Submission {
     Submission::from_record(crate::domain::SubmissionRecord {
         id: crate::domain::SubmissionId::generate(),
         challenge_id: crate::domain::ChallengeId::parse("c").unwrap(),
@@ -36,7 +41,7 @@ fn scored(participant: &str, accuracy: f64) -> Submission {
         message: String::new(),
         detail: String::new(),
         public_scores: BTreeMap::from([("accuracy".to_owned(), accuracy)]),
-        private_scores: BTreeMap::from([("accuracy".to_owned(), accuracy - 0.01)]),
+        private_scores: BTreeMap::from([("accuracy".to_owned(), private)]),
         archive_sha256: String::new(),
         created_at: 0,
         started_at: None,
@@ -63,11 +68,11 @@ fn the_ladder_shows_a_new_score_only_when_it_beats_the_shown_one_by_a_step() {
         .collect();
     // 0.8093 is not a step above 0.80; 0.8234 is (shown on the step grid); 0.8290 is not.
     assert_eq!(released, [0.8, 0.8, 0.82, 0.82]);
-    let board = build(&c, &history, View::Public, &|_| None);
+    let board = build(&c, &history, View::Public, &|_| None, &Finals::new());
     assert_eq!(board.entries[0].score, 0.82);
     assert_eq!(board.entries[0].submission_id, history[2].id.to_string());
     // The private board ranks the submission that holds the public entry.
-    let private = build(&c, &history, View::Private, &|_| None);
+    let private = build(&c, &history, View::Private, &|_| None, &Finals::new());
     assert_eq!(private.entries[0].score, 0.8134);
 }
 
@@ -80,7 +85,7 @@ fn best_so_far_ranks_participants_and_shares_ranks_on_ties() {
         scored("a", 0.7),
         scored("c", 0.9),
     ];
-    let board = build(&c, &history, View::Public, &|_| None);
+    let board = build(&c, &history, View::Public, &|_| None, &Finals::new());
     let rows: Vec<(u32, &str, f64)> = board
         .entries
         .iter()
@@ -125,7 +130,7 @@ fn the_same_participant_id_on_two_platforms_is_two_rows() {
     let mut other = (*scored("alice", 0.7)).clone();
     other.owner = "other-platform".into();
     let b = Submission::from_record(other);
-    let board = build(&c, &[a, b], View::Public, &|_| None);
+    let board = build(&c, &[a, b], View::Public, &|_| None, &Finals::new());
     let rows: Vec<(&str, &str, f64)> = board
         .entries
         .iter()
@@ -148,4 +153,68 @@ fn noise_does_not_pass_the_paired_test() {
     }
     new[0] = 0.0;
     assert!(paired_improvement(&new, &old).is_none());
+}
+
+#[test]
+fn under_final_selection_the_private_board_ranks_the_best_selected_or_the_best_public_n() {
+    let mut c = challenge(LeaderboardMode::BestSoFar, 0.0);
+    c.release.final_selections = 2;
+    let history = vec![
+        scored_split("a", 0.90, 0.60), // a's best public: holds the public entry
+        scored_split("a", 0.70, 0.95), // a's best private, selected below
+        scored_split("a", 0.80, 0.85),
+        scored_split("b", 0.80, 0.70),
+        scored_split("b", 0.85, 0.75),
+        scored_split("b", 0.85, 0.99), // ties b's second best public: later, so not taken
+        scored_split("b", 0.60, 0.98),
+    ];
+    let mut finals = Finals::new();
+    finals.insert(
+        ("p".into(), "a".into()),
+        vec![history[1].id.clone(), history[0].id.clone()],
+    );
+    let board = build(&c, &history, View::Private, &|_| None, &finals);
+    let rows: Vec<(&str, f64, String)> = board
+        .entries
+        .iter()
+        .map(|e| (e.participant_id.as_str(), e.score, e.submission_id.clone()))
+        .collect();
+    // a selected two: the better private of them counts. b selected none: their two best by
+    // public score are the two 0.85s (0.80 and 0.60 are left out, though 0.60 has a better
+    // private score), and the better private of those counts.
+    assert_eq!(
+        rows,
+        [
+            ("b", 0.99, history[5].id.to_string()),
+            ("a", 0.95, history[1].id.to_string()),
+        ]
+    );
+    // With N = 1, b's default is only their earliest best public (0.85, private 0.75).
+    c.release.final_selections = 1;
+    let board = build(&c, &history, View::Private, &|_| None, &Finals::new());
+    let b = board
+        .entries
+        .iter()
+        .find(|e| e.participant_id == "b")
+        .unwrap();
+    assert_eq!(
+        (b.score, b.submission_id.clone()),
+        (0.75, history[4].id.to_string())
+    );
+    // And a's default is their best public (0.90, private 0.60).
+    let a = board
+        .entries
+        .iter()
+        .find(|e| e.participant_id == "a")
+        .unwrap();
+    assert_eq!(a.score, 0.6);
+    // Without final selection the public entry's holder ranks, as before.
+    c.release.final_selections = 0;
+    let board = build(&c, &history, View::Private, &|_| None, &finals);
+    let a = board
+        .entries
+        .iter()
+        .find(|e| e.participant_id == "a")
+        .unwrap();
+    assert_eq!(a.submission_id, history[0].id.to_string());
 }

@@ -26,9 +26,12 @@
 //! - [`api`]: tonic services (thin), auth interceptor, every wire conversion, errors → status.
 //! - [`auth`]: bearer tokens and roles.
 //! - [`domain`]: challenges, limits, ids as newtypes, and the submission's state machine.
-//! - [`challenges`]: create, read, update, close; validation of a definition against the host.
-//! - [`submissions`]: submit (upload and admission), read, list, watch, cancel, logs.
-//! - [`leaderboard`]: boards and the ladders; what a scored FULL run releases.
+//! - [`challenges`]: create, read, update, close; validation of a definition against the host;
+//!   the closer, which closes each challenge at its `closes_at`.
+//! - [`submissions`]: submit (upload and admission), read, list, watch, cancel, logs, and
+//!   participants' final selections.
+//! - [`leaderboard`]: boards and the ladders; what a scored FULL run releases; the private
+//!   ranking by final selection.
 //! - [`release`]: what a caller may see of a submission, by role (domain views).
 //! - [`audit`]: the record of every value released to a submitter token, and the ledger.
 //! - [`leakage`]: how many bits one FULL submission can release, at most.

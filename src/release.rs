@@ -114,6 +114,8 @@ pub struct ViewContext<'a> {
     /// The scores a submitter may see for this FULL run (rounded, ladder-filtered); ignored
     /// for admins and SMOKE runs.
     pub released_full_scores: BTreeMap<String, f64>,
+    /// Whether the participant selected this submission for the final ranking.
+    pub selected: bool,
 }
 
 /// What a caller may see of a submission: the allow-list. A submitter's view leaves the
@@ -152,6 +154,9 @@ pub struct SubmissionView {
     pub limits: Option<ResolvedLimits>,
     /// 1-based position while queued, 0 otherwise.
     pub queue_position: u32,
+    /// Selected by its participant for the final ranking (the participant's own choice,
+    /// so no more than they told the service).
+    pub selected: bool,
 }
 
 impl SubmissionView {
@@ -210,6 +215,7 @@ pub fn submission_view(s: &Submission, ctx: &ViewContext<'_>) -> SubmissionView 
         } else {
             0
         },
+        selected: ctx.selected,
     };
     if state == SubmissionState::Succeeded {
         view.scores = match s.kind {
@@ -260,6 +266,7 @@ fn admin_view(s: &Submission, ctx: &ViewContext<'_>) -> SubmissionView {
         } else {
             0
         },
+        selected: ctx.selected,
     }
 }
 

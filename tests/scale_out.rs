@@ -355,14 +355,24 @@ async fn a_killed_workers_runs_finish_elsewhere_once_and_its_restart_leaves_no_c
         let c = client(&api.addr, SUBMITTER).await;
         let mut ids = Vec::new();
         for p in ["a", "b"] {
-            ids.push(c.submit(full("parity", p), sleepy(4.0)).await.unwrap().id);
+            ids.push(c.submit(full("parity", p), sleepy(8.0)).await.unwrap().id);
         }
         for id in &ids {
             wait_state(&c, id, pb::SubmissionState::Running, 60).await;
         }
-        let w2 = d.worker("worker-2", extra).await;
+        // Looked at before the second worker starts: on a loaded machine its start alone can
+        // outlast a short run.
+        // RUNNING is committed before the container is created: wait for it.
         let w1_instance = w1.instance();
-        assert!(!containers_of(&w1_instance).await.is_empty());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while containers_of(&w1_instance).await.is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "worker 1 started no container"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let w2 = d.worker("worker-2", extra).await;
         w1.kill9().await;
         // After the lease, worker 2 hands them back and runs them.
         let admin = client(&api.addr, ADMIN).await;

@@ -156,6 +156,14 @@ pub fn challenge_from_pb(c: pb::Challenge) -> Result<Challenge, DomainError> {
         }
     };
     let q = c.quota.unwrap_or_default();
+    let opens_at = c
+        .opens_at
+        .map(|t| millis_from_pb(t, "opens_at"))
+        .transpose()?;
+    let closes_at = c
+        .closes_at
+        .map(|t| millis_from_pb(t, "closes_at"))
+        .transpose()?;
     Ok(Challenge {
         id,
         title: c.title,
@@ -190,6 +198,7 @@ pub fn challenge_from_pb(c: pb::Challenge) -> Result<Challenge, DomainError> {
                 r.scoring_budget,
                 "release.scoring_budget",
             )?),
+            final_selections: r.final_selections,
         },
         quota: Quota {
             full_per_day: q.full_per_day,
@@ -200,6 +209,8 @@ pub fn challenge_from_pb(c: pb::Challenge) -> Result<Challenge, DomainError> {
         },
         created_at: 0,
         closed_at: None,
+        opens_at,
+        closes_at,
         facts: Default::default(),
         preparation: preparation_from_pb(c.preparation)?,
     })
@@ -396,6 +407,7 @@ pub fn challenge_to_pb(c: &Challenge) -> pb::Challenge {
                 FailureDetail::NotScored => pb::FailureDetail::NotScored,
             } as i32,
             scoring_budget: prost_types::Duration::try_from(c.release.scoring_budget()).ok(),
+            final_selections: c.release.final_selections,
         }),
         quota: Some(pb::Quota {
             full_per_day: c.quota.full_per_day,
@@ -407,6 +419,8 @@ pub fn challenge_to_pb(c: &Challenge) -> pb::Challenge {
         closed_at: c.closed_at.map(timestamp),
         leakage: None,
         preparation: Some(preparation_to_pb(&c.preparation, &c.facts.preparation)),
+        opens_at: c.opens_at.map(timestamp),
+        closes_at: c.closes_at.map(timestamp),
     }
 }
 
@@ -463,6 +477,29 @@ pub fn timestamp(ms: UnixMillis) -> prost_types::Timestamp {
     }
 }
 
+/// A protobuf timestamp as milliseconds since the epoch; INVALID_ARGUMENT naming `field`
+/// when it is out of range.
+fn millis_from_pb(t: prost_types::Timestamp, field: &str) -> Result<UnixMillis, DomainError> {
+    if !(0..1_000_000_000).contains(&t.nanos) || !(0..253_402_300_800).contains(&t.seconds) {
+        return Err(DomainError::invalid(
+            field,
+            "must be a time between 1970 and 9999",
+        ));
+    }
+    Ok(t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
+}
+
+/// A participant's selection on the wire.
+pub fn selection_to_pb(s: &crate::submissions::SelectionView) -> pb::SelectSubmissionsResponse {
+    pb::SelectSubmissionsResponse {
+        challenge_id: s.challenge_id.to_string(),
+        participant_id: s.participant_id.to_string(),
+        submission_ids: s.submission_ids.iter().map(|i| i.to_string()).collect(),
+        final_selections: s.final_selections,
+        closes_at: s.closes_at.map(timestamp),
+    }
+}
+
 /// A released view of a submission on the wire: exactly the view's fields.
 pub fn submission_to_pb(v: &SubmissionView) -> pb::Submission {
     pb::Submission {
@@ -481,6 +518,7 @@ pub fn submission_to_pb(v: &SubmissionView) -> pb::Submission {
         finished_at: v.finished_at.map(timestamp),
         usage: v.usage.as_ref().map(|u| usage_to_pb(u, v.limits.as_ref())),
         queue_position: v.queue_position,
+        selected: v.selected,
     }
 }
 

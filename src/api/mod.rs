@@ -284,6 +284,46 @@ impl pb::submissions_server::Submissions for SubmissionsApi {
             truncated: logs.truncated,
         }))
     }
+
+    async fn select_submissions(
+        &self,
+        req: Request<pb::SelectSubmissionsRequest>,
+    ) -> Result<Response<pb::SelectSubmissionsResponse>, Status> {
+        let caller = caller(&req)?;
+        let r = req.into_inner();
+        let ids = r
+            .submission_ids
+            .iter()
+            .map(|id| submission_id(id))
+            .collect::<Result<Vec<_>, _>>()?;
+        let v = self
+            .submissions
+            .select(
+                &caller,
+                &challenge_id(&r.challenge_id)?,
+                ParticipantId::parse(&r.participant_id)?,
+                ids,
+            )
+            .await?;
+        Ok(Response::new(convert::selection_to_pb(&v)))
+    }
+
+    async fn get_selection(
+        &self,
+        req: Request<pb::GetSelectionRequest>,
+    ) -> Result<Response<pb::SelectSubmissionsResponse>, Status> {
+        let caller = caller(&req)?;
+        let r = req.into_inner();
+        let v = self
+            .submissions
+            .selection(
+                &caller,
+                &challenge_id(&r.challenge_id)?,
+                ParticipantId::parse(&r.participant_id)?,
+            )
+            .await?;
+        Ok(Response::new(convert::selection_to_pb(&v)))
+    }
 }
 
 /// The Leaderboards service.

@@ -26,6 +26,7 @@ use crate::api::{self, AuditApi, ChallengesApi, LeaderboardsApi, SubmissionsApi}
 use crate::audit::Audit;
 use crate::auth::Tokens;
 use crate::challenges::Challenges;
+use crate::challenges::closer::Closer;
 use crate::config::{Config, Execution};
 use crate::janitor::Janitor;
 use crate::leaderboard::Leaderboards;
@@ -158,11 +159,16 @@ impl Application {
             max_uploads_per_token: config.max_uploads_per_token as usize,
             upload_idle_timeout: config.upload_idle_timeout.0,
         });
+        let challenges = Challenges::new(store.clone(), backend, host.clone());
+        // Deadlines that passed while no server ran close before the first call is served.
+        if let Err(e) = challenges.close_due(crate::domain::now_millis()).await {
+            tracing::error!(error = %crate::domain::error_chain(&e), "closing challenges past their deadline at start failed");
+        }
         Ok(Application {
             tokens: Tokens::new(&config.tokens),
             instance: host.instance.clone(),
-            audit: Audit::new(store.clone(), host.clone(), config.lease_ttl.0),
-            challenges: Challenges::new(store, backend, host),
+            audit: Audit::new(store, host, config.lease_ttl.0),
+            challenges,
             submissions,
             leaderboards,
             scheduler,
@@ -244,6 +250,7 @@ impl Application {
 
         let scheduler = scheduler.map(|s| tokio::spawn(s.run(shutdown.clone())));
         let janitor = tokio::spawn(janitor.run(shutdown.clone()));
+        let closer = tokio::spawn(Closer::new(challenges.clone()).run(shutdown.clone()));
         let metrics = metrics_listener
             .map(|l| tokio::spawn(crate::telemetry::serve(l, telemetry, shutdown.clone())));
         let stop = shutdown.clone();
@@ -292,6 +299,7 @@ impl Application {
             let _ = s.await;
         }
         let _ = janitor.await;
+        let _ = closer.await;
         if let Some(m) = metrics {
             let _ = m.await;
         }

@@ -63,8 +63,8 @@ pub enum ChallengeCommand {
         /// The challenge file (its id names the challenge).
         #[arg(long)]
         file: PathBuf,
-        /// Fields to replace: title, runtime, limits, release, quota, preparation
-        /// (comma-separated).
+        /// Fields to replace: title, runtime, limits, release, quota, opens_at, closes_at,
+        /// preparation (comma-separated).
         #[arg(long, value_delimiter = ',', required = true)]
         fields: Vec<String>,
     },
@@ -155,6 +155,20 @@ pub enum ClientCommand {
     /// The execution workers of a PostgreSQL-backed deployment: health, runs, leases, and
     /// the challenges each refuses (admin).
     Workers,
+    /// Select submissions for the final ranking (replacing the participant's selection),
+    /// or with no ids show the current selection.
+    Select {
+        /// Challenge id.
+        challenge: String,
+        /// Participant id.
+        #[arg(long)]
+        participant: String,
+        /// Submission ids to select (at most the challenge's final_selections).
+        ids: Vec<String>,
+        /// Clear the selection (the default, the best by public score, then applies).
+        #[arg(long, conflicts_with = "ids")]
+        clear: bool,
+    },
     /// Show a leaderboard.
     Leaderboard {
         /// Challenge id.
@@ -508,6 +522,34 @@ pub async fn run(args: &ClientArgs, cmd: ClientCommand) -> Result<()> {
                 .map_err(server_error)?
                 .into_inner();
             out.workers(&r.workers);
+        }
+        ClientCommand::Select {
+            challenge,
+            participant,
+            ids,
+            clear,
+        } => {
+            let r = if ids.is_empty() && !clear {
+                client
+                    .submissions()
+                    .get_selection(client.request(pb::GetSelectionRequest {
+                        challenge_id: challenge,
+                        participant_id: participant,
+                    }))
+                    .await
+            } else {
+                client
+                    .submissions()
+                    .select_submissions(client.request(pb::SelectSubmissionsRequest {
+                        challenge_id: challenge,
+                        participant_id: participant,
+                        submission_ids: ids,
+                    }))
+                    .await
+            }
+            .map_err(server_error)?
+            .into_inner();
+            out.selection(&r);
         }
         ClientCommand::Leaderboard { id, private } => {
             let view = if private {

@@ -78,7 +78,58 @@ pub fn submission_json(s: &pb::Submission) -> Value {
             "cpu_millis_limit": u.cpu_millis_limit,
         })),
         "queue_position": s.queue_position,
+        "selected": s.selected,
     })
+}
+
+/// Milliseconds of a protobuf timestamp.
+fn millis(t: &prost_types::Timestamp) -> i64 {
+    t.seconds * 1000 + i64::from(t.nanos) / 1_000_000
+}
+
+/// A span as its two largest units: "2 d 3 h", "3 h 5 min", "5 min 3 s", "12 s".
+pub fn span_text(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    let (d, h, m, sec) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
+    if d > 0 {
+        format!("{d} d {h} h")
+    } else if h > 0 {
+        format!("{h} h {m} min")
+    } else if m > 0 {
+        format!("{m} min {sec} s")
+    } else {
+        format!("{sec} s")
+    }
+}
+
+/// A challenge's schedule as lines: when it opens and closes, and what is left, at `now`.
+pub fn schedule_lines(c: &pb::Challenge, now: i64) -> Vec<String> {
+    let closed = c.state == pb::ChallengeState::Closed as i32;
+    let at = |t: &prost_types::Timestamp| crate::domain::rfc3339(millis(t));
+    let mut lines = Vec::new();
+    if let Some(o) = &c.opens_at {
+        let left = millis(o) - now;
+        let note = if left > 0 {
+            format!("opens in {}", span_text(left))
+        } else {
+            "open since then".to_owned()
+        };
+        lines.push(format!("opens       {}  ({note})", at(o)));
+    }
+    match (&c.closes_at, &c.closed_at) {
+        (_, Some(done)) if closed => lines.push(format!("closed      {}", at(done))),
+        (Some(t), _) => {
+            let left = millis(t) - now;
+            let note = if left > 0 {
+                format!("closes in {}", span_text(left))
+            } else {
+                "deadline passed".to_owned()
+            };
+            lines.push(format!("closes      {}  ({note})", at(t)));
+        }
+        _ => {}
+    }
+    lines
 }
 
 fn seconds(d: &prost_types::Duration) -> f64 {
@@ -263,6 +314,9 @@ impl Printer {
         if let Some(u) = &s.usage {
             println!("usage       {}", usage_text(u));
         }
+        if s.selected {
+            println!("selected    for the final ranking");
+        }
     }
 
     /// Many submissions.
@@ -278,8 +332,50 @@ impl Printer {
                 state_name(s.state),
                 verdict_name(s.verdict),
                 kind_name(s.kind),
-                scores_text(&s.scores)
+                scores_text(&s.scores) + if s.selected { "  [selected]" } else { "" }
             );
+        }
+    }
+
+    /// A participant's final selection.
+    pub fn selection(&self, r: &pb::SelectSubmissionsResponse) {
+        if self.json {
+            return self.print_json(&json!({
+                "challenge_id": r.challenge_id,
+                "participant_id": r.participant_id,
+                "submission_ids": r.submission_ids,
+                "final_selections": r.final_selections,
+                "closes_at": ts(&r.closes_at),
+            }));
+        }
+        println!(
+            "challenge   {}  participant {}",
+            r.challenge_id, r.participant_id
+        );
+        if r.submission_ids.is_empty() {
+            println!(
+                "selected    none: the {} best by public score count for the final ranking",
+                r.final_selections
+            );
+        } else {
+            println!(
+                "selected    {} of at most {}",
+                r.submission_ids.len(),
+                r.final_selections
+            );
+            for id in &r.submission_ids {
+                println!("            {id}");
+            }
+        }
+        if let Some(t) = &r.closes_at {
+            let left = millis(t) - crate::domain::now_millis();
+            if left > 0 {
+                println!(
+                    "until       {}  (closes in {})",
+                    crate::domain::rfc3339(millis(t)),
+                    span_text(left)
+                );
+            }
         }
     }
 
@@ -320,6 +416,9 @@ impl Printer {
             c.id,
             state.trim_start_matches("CHALLENGE_STATE_")
         );
+        for line in schedule_lines(c, crate::domain::now_millis()) {
+            println!("{line}");
+        }
         if !c.title.is_empty() {
             println!("title       {}", c.title);
         }
@@ -595,5 +694,40 @@ mod tests {
         assert_eq!(measured_bytes(1 << 30), "1 GiB");
         assert_eq!(measured_bytes(512), "512 bytes");
         assert_eq!(cores(2000), "2 cores");
+    }
+
+    #[test]
+    fn what_is_left_of_a_schedule_is_shown_in_its_two_largest_units() {
+        assert_eq!(span_text(((2 * 24 + 3) * 3600 + 59) * 1000), "2 d 3 h");
+        assert_eq!(span_text((3 * 3600 + 5 * 60) * 1000), "3 h 5 min");
+        assert_eq!(span_text(303_000), "5 min 3 s");
+        assert_eq!(span_text(12_400), "12 s");
+        let at = |s: &str| prost_types::Timestamp {
+            seconds: crate::domain::parse_rfc3339(s).unwrap() / 1000,
+            nanos: 0,
+        };
+        let now = crate::domain::parse_rfc3339("2026-12-01T00:00:00Z").unwrap();
+        let c = pb::Challenge {
+            state: pb::ChallengeState::Open as i32,
+            opens_at: Some(at("2026-11-30T00:00:00Z")),
+            closes_at: Some(at("2026-12-03T03:00:00Z")),
+            ..Default::default()
+        };
+        assert_eq!(
+            schedule_lines(&c, now),
+            vec![
+                "opens       2026-11-30T00:00:00Z  (open since then)".to_owned(),
+                "closes      2026-12-03T03:00:00Z  (closes in 2 d 3 h)".to_owned(),
+            ]
+        );
+        let closed = pb::Challenge {
+            state: pb::ChallengeState::Closed as i32,
+            closed_at: Some(at("2026-12-03T03:00:00Z")),
+            ..c
+        };
+        assert_eq!(
+            schedule_lines(&closed, now)[1],
+            "closed      2026-12-03T03:00:00Z"
+        );
     }
 }

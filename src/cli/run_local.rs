@@ -232,6 +232,7 @@ fn print(end: &LocalEnd, challenge: &Challenge, json: bool) -> Result<()> {
         limits: end.limits,
         queue_position: None,
         released_full_scores: Default::default(),
+        selected: false,
     };
     let view = crate::release::submission_view(&end.submission, &ctx);
     let wire = crate::api::submission_to_pb(&view);

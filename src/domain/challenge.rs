@@ -45,6 +45,21 @@ pub struct Challenge {
     /// When it was closed (set by the server).
     #[serde(default)]
     pub closed_at: Option<UnixMillis>,
+    /// When it starts accepting submissions; `None` = from creation (RFC 3339 in files).
+    #[serde(
+        default,
+        with = "super::schedule::rfc3339_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub opens_at: Option<UnixMillis>,
+    /// When the server closes it by itself; `None` = only CloseChallenge does (RFC 3339 in
+    /// files).
+    #[serde(
+        default,
+        with = "super::schedule::rfc3339_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub closes_at: Option<UnixMillis>,
     /// What the server read from its labels when it validated them (set by the server).
     #[serde(default)]
     pub facts: DataFacts,
@@ -119,6 +134,16 @@ pub enum ChallengeState {
     Open,
     /// No new submissions; the private leaderboard is readable by submitters.
     Closed,
+}
+
+impl ChallengeState {
+    /// The name stored (and matched on by the store's compare-and-set updates).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChallengeState::Open => "open",
+            ChallengeState::Closed => "closed",
+        }
+    }
 }
 
 /// Which kernel boundary a run gets.
@@ -236,6 +261,9 @@ pub struct ReleasePolicy {
     /// Under constant-time release, the time allowed for scoring after the wall-time limit
     /// (and the step of later release times); 0 = [`DEFAULT_SCORING_BUDGET`].
     pub scoring_budget: HumanDuration,
+    /// How many scored FULL submissions each participant may select for the final
+    /// (private) ranking; 0 = no selection (the public entry's holder is ranked).
+    pub final_selections: u32,
 }
 
 /// The scoring budget when a challenge leaves it at 0.
@@ -250,6 +278,7 @@ impl Default for ReleasePolicy {
             constant_time_release: false,
             failure_detail: FailureDetail::NotScored,
             scoring_budget: HumanDuration(Duration::ZERO),
+            final_selections: 0,
         }
     }
 }

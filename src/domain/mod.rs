@@ -7,12 +7,14 @@
 mod challenge;
 mod ids;
 mod limits;
+mod schedule;
 mod status;
 mod submission;
 
 pub use challenge::*;
 pub use ids::*;
 pub use limits::*;
+pub use schedule::{Window, parse_rfc3339, rfc3339, validate_schedule};
 pub use status::*;
 pub use submission::*;
 

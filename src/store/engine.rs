@@ -7,8 +7,9 @@ use std::sync::Arc;
 use tokio::sync::broadcast;
 
 use super::{
-    Admission, BlobKind, Claim, ClaimRequest, Decide, ExpiredRun, InsertOutcome, LeakageTotal,
-    LeaseRenewal, PendingArchive, QueuedRow, ReleaseRecord, StoreError, WorkerInfo,
+    Admission, BlobKind, Claim, ClaimRequest, CloseWhen, Decide, ExpiredRun, InsertOutcome,
+    LeakageTotal, LeaseRenewal, PendingArchive, QueuedRow, ReleaseRecord, SelectOutcome,
+    SelectedRow, Selection, StoreError, WorkerInfo,
 };
 use crate::domain::{
     Challenge, ChallengeId, Submission, SubmissionId, SubmissionState, Transition, UnixMillis,
@@ -19,7 +20,23 @@ use crate::domain::{
 #[async_trait::async_trait]
 pub(crate) trait Engine: Send + Sync + 'static {
     async fn insert_challenge(&self, c: Challenge) -> Result<bool, StoreError>;
-    async fn update_challenge(&self, c: Challenge) -> Result<(), StoreError>;
+    /// Writes `c` only while the stored state is still `c.state` (`false` otherwise).
+    async fn update_challenge(&self, c: Challenge) -> Result<bool, StoreError>;
+    /// Closes as `when` says, in one transaction; the challenge after, and whether this
+    /// call closed it. `None`: no such challenge.
+    async fn close_challenge(
+        &self,
+        id: ChallengeId,
+        now: UnixMillis,
+        when: CloseWhen,
+    ) -> Result<Option<(Challenge, bool)>, StoreError>;
+    async fn select_submissions(&self, sel: Selection) -> Result<SelectOutcome, StoreError>;
+    /// `party`: (owner, participant) to read one participant's only.
+    async fn selections(
+        &self,
+        challenge: ChallengeId,
+        party: Option<(String, String)>,
+    ) -> Result<Vec<SelectedRow>, StoreError>;
     async fn get_challenge(&self, id: ChallengeId) -> Result<Option<Challenge>, StoreError>;
     async fn list_challenges(
         &self,

@@ -19,6 +19,7 @@ pub(crate) mod codec;
 pub mod coordination;
 mod engine;
 pub mod postgres;
+mod schedule;
 pub mod sqlite;
 mod types;
 
@@ -33,6 +34,7 @@ pub use coordination::{
     WorkerInfo,
 };
 pub(crate) use engine::Engine;
+pub use schedule::{CloseWhen, SelectOutcome, SelectedRow, Selection};
 pub(crate) use types::readable;
 pub use types::{
     Admission, BlobKind, DatabaseUrl, InsertOutcome, LeakageTotal, PendingArchive, QueuedRow,
@@ -142,9 +144,41 @@ impl Store {
         self.engine.insert_challenge(c).await
     }
 
-    /// Replaces a stored challenge.
-    pub async fn update_challenge(&self, c: Challenge) -> Result<(), StoreError> {
+    /// Replaces a stored challenge, only while its stored state is still `c.state`: an
+    /// update read before a close (by an admin, or by the closer on any replica) must not
+    /// reopen it. `Ok(false)` when the state changed meanwhile (read it again).
+    pub async fn update_challenge(&self, c: Challenge) -> Result<bool, StoreError> {
         self.engine.update_challenge(c).await
+    }
+
+    /// Closes challenge `id` in one transaction (a compare-and-set on its state, so every
+    /// replica may try): `CloseWhen::Now` closes an open one, `CloseWhen::AtDeadline` only
+    /// one whose `closes_at` is at or before `now`. Returns the challenge as stored after,
+    /// and whether this call closed it; `None` when there is no such challenge.
+    pub async fn close_challenge(
+        &self,
+        id: &ChallengeId,
+        now: UnixMillis,
+        when: CloseWhen,
+    ) -> Result<Option<(Challenge, bool)>, StoreError> {
+        self.engine.close_challenge(id.clone(), now, when).await
+    }
+
+    /// Replaces a participant's final selection, in one transaction that checks the
+    /// challenge is open at `sel.at`, the count against its `final_selections`, and that
+    /// every submission is the participant's scored FULL one.
+    pub async fn select_submissions(&self, sel: Selection) -> Result<SelectOutcome, StoreError> {
+        self.engine.select_submissions(sel).await
+    }
+
+    /// The final selections of a challenge (of one (owner, participant) when `party` is
+    /// set), in submission order.
+    pub async fn selections(
+        &self,
+        challenge: &ChallengeId,
+        party: Option<(String, String)>,
+    ) -> Result<Vec<SelectedRow>, StoreError> {
+        self.engine.selections(challenge.clone(), party).await
     }
 
     /// One challenge.

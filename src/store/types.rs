@@ -74,6 +74,15 @@ pub enum InsertOutcome {
         /// The configured maximum.
         max_queued: u32,
     },
+    /// The challenge does not accept submissions at `at` (closed, or outside its schedule):
+    /// decided in the admission step itself, so a deadline that passed a moment ago is
+    /// enforced before the closer marks the challenge CLOSED.
+    OutsideWindow {
+        /// The challenge as stored, whose schedule names the times.
+        challenge: Box<crate::domain::Challenge>,
+        /// When admission was decided.
+        at: UnixMillis,
+    },
 }
 
 /// What `insert_submission` checks atomically with the insert.

@@ -5,6 +5,7 @@
 //! created; any other id is NOT_FOUND to it. What of a submission is shown is decided by
 //! `crate::release`, and every value shown to a submitter is recorded by `crate::audit`.
 
+mod selection;
 mod submit;
 mod watch;
 
@@ -25,6 +26,7 @@ use crate::run::plan::HostSettings;
 use crate::store::{QueuedRow, Store};
 use crate::telemetry::Telemetry;
 
+pub use selection::SelectionView;
 pub use submit::{SubmitMeta, UploadSlots};
 
 /// The submissions service.
@@ -142,6 +144,7 @@ impl Submissions {
             } else {
                 Default::default()
             };
+        let selected = self.is_selected(challenge, s).await?;
         let ctx = ViewContext {
             challenge,
             caller,
@@ -150,6 +153,7 @@ impl Submissions {
             limits: self.host.limits(challenge),
             queue_position,
             released_full_scores,
+            selected,
         };
         let v = release::submission_view(s, &ctx);
         crate::audit::submission_released(&self.store, caller, &v).await?;

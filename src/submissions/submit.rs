@@ -14,8 +14,8 @@ use super::Submissions;
 use crate::archive::{self, ArchiveFormat};
 use crate::auth::Caller;
 use crate::domain::{
-    Challenge, ChallengeId, ChallengeState, DomainError, NewSubmission, ParticipantId, Submission,
-    SubmissionId, SubmissionKind, now_millis,
+    Challenge, ChallengeId, DomainError, NewSubmission, ParticipantId, Submission, SubmissionId,
+    SubmissionKind, now_millis,
 };
 use crate::release::SubmissionView;
 use crate::run::plan::{DataLayout, archive_limits};
@@ -123,11 +123,9 @@ impl Submissions {
         {
             return self.view(caller, &existing).await;
         }
-        if challenge.state == ChallengeState::Closed {
-            return Err(DomainError::precondition(
-                "challenge_id",
-                format!("challenge {:?} is closed", challenge.id.as_str()),
-            ));
+        // Early, from the metadata; the admission step checks the time again, atomically.
+        if let Some(refused) = challenge.refusal_at(now_millis()) {
+            return Err(refused);
         }
         if meta.kind == SubmissionKind::Smoke
             && !DataLayout::of(&self.host.data_root, &challenge).has_sample()
@@ -276,6 +274,9 @@ impl Submissions {
             InsertOutcome::QueueFull { max_queued } => Err(DomainError::Exhausted(format!(
                 "the service's queue is full ({max_queued} submissions waiting); try again later"
             ))),
+            InsertOutcome::OutsideWindow { challenge, at } => Err(challenge
+                .refusal_at(at)
+                .unwrap_or_else(|| DomainError::internal("admission refused an open challenge"))),
         }
     }
 }

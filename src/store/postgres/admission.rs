@@ -35,6 +35,24 @@ pub(super) async fn check(
             return Ok(Some(InsertOutcome::Existing(existing)));
         }
     }
+    // The schedule, at the time of this very step: a deadline passes here, not when the
+    // closer gets to it.
+    let body = tx
+        .query_opt(
+            "SELECT body FROM challenges WHERE id = $1",
+            &[&s.challenge_id.as_str()],
+        )
+        .await?;
+    if let Some(body) = body {
+        let challenge = crate::store::codec::decode_challenge(body.get(0))?;
+        let at = now_millis();
+        if challenge.refusal_at(at).is_some() {
+            return Ok(Some(InsertOutcome::OutsideWindow {
+                challenge: Box::new(challenge),
+                at,
+            }));
+        }
+    }
     // What counts against a quota: what is charged, or may still be (queued or running). A
     // cancelled run counts when it was charged (a started FULL run).
     let used = async |participant: Option<&str>| -> Result<u32, StoreError> {

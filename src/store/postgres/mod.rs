@@ -20,6 +20,7 @@ mod audit;
 mod coordination;
 mod files;
 mod listen;
+mod schedule;
 mod schema;
 
 use std::path::PathBuf;
@@ -31,9 +32,9 @@ use tokio_postgres::{NoTls, Row};
 
 use super::codec::{self, RawSubmission, SUBMISSION_COLUMNS};
 use super::{
-    Admission, BlobKind, Claim, ClaimRequest, Decide, Engine, ExpiredRun, InsertOutcome,
-    LeakageTotal, LeaseRenewal, PendingArchive, QueuedRow, ReleaseRecord, StoreError, WorkerInfo,
-    readable,
+    Admission, BlobKind, Claim, ClaimRequest, CloseWhen, Decide, Engine, ExpiredRun, InsertOutcome,
+    LeakageTotal, LeaseRenewal, PendingArchive, QueuedRow, ReleaseRecord, SelectOutcome,
+    SelectedRow, Selection, StoreError, WorkerInfo, readable,
 };
 use crate::domain::{
     Challenge, ChallengeId, Submission, SubmissionId, SubmissionKind, SubmissionState, Transition,
@@ -163,16 +164,50 @@ impl Engine for PgEngine {
         Ok(n == 1)
     }
 
-    async fn update_challenge(&self, c: Challenge) -> Result<(), StoreError> {
+    async fn update_challenge(&self, c: Challenge) -> Result<bool, StoreError> {
         let body = codec::encode_challenge(&c)?;
-        self.client()
+        let n = self
+            .client()
             .await?
             .execute(
-                "UPDATE challenges SET body = $2 WHERE id = $1",
-                &[&c.id.as_str(), &body],
+                "UPDATE challenges SET body = $2
+                 WHERE id = $1 AND (body::jsonb ->> 'state') = $3",
+                &[&c.id.as_str(), &body, &c.state.as_str()],
             )
             .await?;
-        Ok(())
+        Ok(n == 1)
+    }
+
+    async fn close_challenge(
+        &self,
+        id: ChallengeId,
+        now: UnixMillis,
+        when: CloseWhen,
+    ) -> Result<Option<(Challenge, bool)>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let out = schedule::close(&tx, &id, now, when).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn select_submissions(&self, sel: Selection) -> Result<SelectOutcome, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let out = schedule::select(&tx, &sel).await?;
+        if matches!(out, SelectOutcome::Selected(_)) {
+            tx.commit().await?;
+        }
+        Ok(out)
+    }
+
+    async fn selections(
+        &self,
+        challenge: ChallengeId,
+        party: Option<(String, String)>,
+    ) -> Result<Vec<SelectedRow>, StoreError> {
+        let client = self.client().await?;
+        schedule::read(&**client, &challenge, party).await
     }
 
     async fn get_challenge(&self, id: ChallengeId) -> Result<Option<Challenge>, StoreError> {

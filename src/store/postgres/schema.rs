@@ -143,6 +143,17 @@ const MIGRATIONS: &[&str] = &[
             started_at, finished_at, usage, attempts, charged
         ON submissions FOR EACH ROW EXECUTE FUNCTION holdout_notify_submission();
     "#,
+    // 2: final selections (SQLite's migration 6).
+    r#"
+    CREATE TABLE final_selections (
+        challenge_id TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        participant_id TEXT NOT NULL,
+        submission_id TEXT NOT NULL,
+        at BIGINT NOT NULL,
+        PRIMARY KEY (challenge_id, owner, participant_id, submission_id)
+    );
+    "#,
 ];
 
 /// Brings the schema up to date.

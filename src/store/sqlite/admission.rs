@@ -5,7 +5,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::rows;
-use crate::domain::Submission;
+use crate::domain::{Submission, now_millis};
 use crate::store::{Admission, InsertOutcome, StoreError};
 
 /// The refusal `s` would get now, or `None` when it would be admitted.
@@ -27,6 +27,25 @@ pub(super) fn check(
             .optional()?;
         if let Some(existing) = existing {
             return Ok(Some(InsertOutcome::Existing(existing?)));
+        }
+    }
+    // The schedule, at the time of this very step: a deadline passes here, not when the
+    // closer gets to it.
+    let body: Option<String> = conn
+        .query_row(
+            "SELECT body FROM challenges WHERE id = ?1",
+            [s.challenge_id.as_str()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(body) = body {
+        let challenge = rows::decode_challenge(&body)?;
+        let at = now_millis();
+        if challenge.refusal_at(at).is_some() {
+            return Ok(Some(InsertOutcome::OutsideWindow {
+                challenge: Box::new(challenge),
+                at,
+            }));
         }
     }
     // What counts against a quota: what is charged, or may still be (queued or running). A

@@ -76,6 +76,16 @@ const MIGRATIONS: &[&str] = &[
     // with the archive's hash, stays).
     "ALTER TABLE submissions ADD COLUMN expired_at INTEGER;
      CREATE INDEX submissions_by_finish ON submissions(finished_at) WHERE expired_at IS NULL;",
+    // 6: final selections: the scored FULL submissions each participant (of a platform)
+    // chose for the private ranking.
+    "CREATE TABLE final_selections (
+        challenge_id TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        participant_id TEXT NOT NULL,
+        submission_id TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        PRIMARY KEY (challenge_id, owner, participant_id, submission_id)
+     );",
 ];
 
 /// Brings the schema up to date.

@@ -11,6 +11,7 @@ mod admission;
 mod audit;
 mod migrations;
 mod rows;
+mod schedule;
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -19,8 +20,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use super::{
-    Admission, BlobKind, Engine, InsertOutcome, LeakageTotal, PendingArchive, QueuedRow,
-    ReleaseRecord, StoreError, readable,
+    Admission, BlobKind, CloseWhen, Engine, InsertOutcome, LeakageTotal, PendingArchive, QueuedRow,
+    ReleaseRecord, SelectOutcome, SelectedRow, Selection, StoreError, readable,
 };
 use crate::domain::{
     Challenge, ChallengeId, Submission, SubmissionId, SubmissionKind, SubmissionState, Transition,
@@ -96,16 +97,40 @@ impl Engine for SqliteEngine {
         .await
     }
 
-    async fn update_challenge(&self, c: Challenge) -> Result<(), StoreError> {
+    async fn update_challenge(&self, c: Challenge) -> Result<bool, StoreError> {
         self.call(move |conn| {
             let body = rows::encode_challenge(&c)?;
-            conn.execute(
-                "UPDATE challenges SET body = ?2 WHERE id = ?1",
-                params![c.id.as_str(), body],
+            let n = conn.execute(
+                "UPDATE challenges SET body = ?2
+                 WHERE id = ?1 AND json_extract(body, '$.state') = ?3",
+                params![c.id.as_str(), body, c.state.as_str()],
             )?;
-            Ok(())
+            Ok(n == 1)
         })
         .await
+    }
+
+    async fn close_challenge(
+        &self,
+        id: ChallengeId,
+        now: UnixMillis,
+        when: CloseWhen,
+    ) -> Result<Option<(Challenge, bool)>, StoreError> {
+        self.call(move |conn| schedule::close(conn, &id, now, when))
+            .await
+    }
+
+    async fn select_submissions(&self, sel: Selection) -> Result<SelectOutcome, StoreError> {
+        self.call(move |conn| schedule::select(conn, &sel)).await
+    }
+
+    async fn selections(
+        &self,
+        challenge: ChallengeId,
+        party: Option<(String, String)>,
+    ) -> Result<Vec<SelectedRow>, StoreError> {
+        self.call(move |conn| schedule::read(conn, &challenge, party))
+            .await
     }
 
     async fn get_challenge(&self, id: ChallengeId) -> Result<Option<Challenge>, StoreError> {

@@ -120,6 +120,8 @@ on_both_engines!(
     listings_filter_and_page_newest_first,
 );
 
+mod schedule;
+
 const OPEN: Admission = Admission {
     quota: 0,
     platform_quota: 0,
@@ -434,7 +436,8 @@ async fn a_score_an_earlier_version_stored_as_null_is_repaired_and_one_bad_row_f
         .unwrap();
         // Back to schema version 3, as that version left it.
         conn.execute_batch(
-            "DROP INDEX submissions_by_finish; ALTER TABLE submissions DROP COLUMN expired_at;",
+            "DROP INDEX submissions_by_finish; ALTER TABLE submissions DROP COLUMN expired_at;
+             DROP TABLE final_selections;",
         )
         .unwrap();
         conn.pragma_update(None, "user_version", 3).unwrap();
