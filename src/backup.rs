@@ -215,6 +215,15 @@ pub fn backup(state: &Path, to: &Path) -> Result<Manifest, BackupError> {
             }
         }
     }
+    // Data cards: a few small files, every one (older cards of a challenge included).
+    if let Ok(rd) = std::fs::read_dir(live.cards()) {
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().ends_with(".json") {
+                manifest.bytes += copy_if_present(&e.path(), &out.cards().join(e.file_name()))?;
+                manifest.files += 1;
+            }
+        }
+    }
     let text =
         serde_json::to_vec_pretty(&manifest).map_err(|e| BackupError::Invalid(e.to_string()))?;
     std::fs::write(to.join(MANIFEST), text).map_err(io("cannot write", to))?;
@@ -261,6 +270,7 @@ pub fn restore(from: &Path, state: &Path) -> Result<Manifest, BackupError> {
         (src.logs_dir(), dst.logs_dir()),
         (src.losses(), dst.losses()),
         (src.predictions(), dst.predictions()),
+        (src.cards(), dst.cards()),
     ] {
         if let Ok(rd) = std::fs::read_dir(&from_dir) {
             for e in rd.flatten() {

@@ -29,6 +29,7 @@ impl Paths {
             self.logs_dir(),
             self.work_dir(),
             self.uploads(),
+            self.cards(),
         ] {
             std::fs::create_dir_all(dir)?;
         }
@@ -68,6 +69,12 @@ impl Paths {
     /// The work folder of one run (extracted code, output).
     pub fn work(&self, id: &SubmissionId) -> PathBuf {
         self.work_dir().join(id.as_str())
+    }
+
+    /// Data cards of challenges, named by challenge and content (SQLite engine; PostgreSQL
+    /// keeps them as rows).
+    pub fn cards(&self) -> PathBuf {
+        self.root.join("cards")
     }
 
     /// Per-row losses of scored submissions (parameter-free ladder).

@@ -5,21 +5,6 @@ mod common;
 
 use common::*;
 
-async fn holdout(server: &TestServer, token: &str, args: &[&str]) -> (bool, String, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_holdout"))
-        .args(args)
-        .env("HOLDOUT_ADDR", server.addr.to_string())
-        .env("HOLDOUT_TOKEN", token)
-        .output()
-        .await
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[tokio::test]
 async fn the_cli_runs_a_challenge_end_to_end() {
     within(180, async {

@@ -69,9 +69,12 @@ async fn attack(mode: pb::LeaderboardMode) -> f64 {
     for id in &ids {
         labels.push_str(&format!("{id},{}\n", rng.bit()));
     }
+    // The test ids, as participants would get them (an inputs file without them is a
+    // challenge the preparation check refuses).
+    let inputs = ids.iter().fold(String::from("id\n"), |a, id| a + id + "\n");
     server.write_data(
         "boost",
-        &[("inputs/ids.csv", "id\n"), ("labels.csv", &labels)],
+        &[("inputs/ids.csv", &inputs), ("labels.csv", &labels)],
     );
     let mut c = parity_challenge("boost", "boost");
     c.release = Some(pb::ReleasePolicy {

@@ -580,21 +580,6 @@ async fn two_api_replicas_on_one_postgresql_both_enforce_and_close_at_the_deadli
     .await;
 }
 
-async fn holdout(server: &TestServer, token: &str, args: &[&str]) -> (bool, String, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_holdout"))
-        .args(args)
-        .env("HOLDOUT_ADDR", server.addr.to_string())
-        .env("HOLDOUT_TOKEN", token)
-        .output()
-        .await
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[tokio::test]
 async fn the_cli_shows_the_schedule_and_what_is_left_and_selects_lists_and_clears() {
     within(120, async {

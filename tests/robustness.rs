@@ -11,12 +11,13 @@ use common::*;
 use futures::StreamExt;
 use holdout::pb;
 
-/// A regression task: `labels.csv` (id,y) with y = 2x, and a sample.
+/// A regression task: `labels.csv` (id,y) with y = 2i, and a sample. The feature is a
+/// shuffle of i: a feature equal to the target would be a leak the preparation check refuses.
 fn regression_data(server: &TestServer, name: &str) {
     let mut test = String::from("id,x\n");
     let mut labels = String::from("id,y\n");
     for i in 0..40 {
-        test.push_str(&format!("r{i:03},{i}\n"));
+        test.push_str(&format!("r{i:03},{}\n", (i * 17 + 5) % 41));
         labels.push_str(&format!("r{i:03},{}\n", 2 * i));
     }
     server.write_data(

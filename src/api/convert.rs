@@ -3,14 +3,16 @@
 
 use std::time::Duration;
 
+use crate::challenges::ChallengeCard;
 use crate::domain::{
     BuiltinMetric, Challenge, ChallengeId, ChallengeState, CustomScorer, DomainError,
-    FailureDetail, Isolation, Job, JobKind, JobState, LeaderboardMode, Limits, Quota,
-    ReleasePolicy, ResolvedLimits, Runtime, ScoreChange, Scoring, SubmissionKind, SubmissionState,
-    UnixMillis, Usage, Verdict,
+    FailureDetail, Isolation, Job, JobKind, JobState, LeaderboardMode, Limits, Preparation,
+    PreparationFacts, Quota, ReleasePolicy, ResolvedLimits, Runtime, ScoreChange, Scoring,
+    SubmissionKind, SubmissionState, UnixMillis, Usage, Verdict,
 };
 use crate::leakage::LeakageEstimate;
 use crate::pb;
+use crate::prepare::Finding;
 use crate::release::{ChallengeView, SubmissionView};
 use crate::scoring::Metric;
 use crate::units::{ByteSize, HumanDuration};
@@ -210,7 +212,85 @@ pub fn challenge_from_pb(c: pb::Challenge) -> Result<Challenge, DomainError> {
         opens_at,
         closes_at,
         facts: Default::default(),
+        preparation: preparation_from_pb(c.preparation)?,
     })
+}
+
+/// The wire preparation settings as the domain's; unset or zero fields take the defaults.
+/// What the server found (`check`) is ignored on input.
+fn preparation_from_pb(p: Option<pb::Preparation>) -> Result<Preparation, DomainError> {
+    let mut out = Preparation::default();
+    let Some(p) = p else {
+        return Ok(out);
+    };
+    out.quasi_identifiers = p.quasi_identifiers;
+    if p.min_k != 0 {
+        out.min_k = p.min_k;
+    }
+    if p.min_l != 0 {
+        out.min_l = p.min_l;
+    }
+    for (column, rule) in p.generalise {
+        let g = rule
+            .parse()
+            .map_err(|e: String| DomainError::invalid("preparation.generalise", e))?;
+        out.generalise.insert(column, g);
+    }
+    out.scan_inputs = p.scan_inputs;
+    if p.max_half_width != 0.0 {
+        out.max_half_width = p.max_half_width;
+    }
+    out.target_column = Some(p.target_column).filter(|t| !t.is_empty());
+    Ok(out)
+}
+
+/// The preparation settings on the wire, with what the check found when `facts` has it
+/// (admins: submitters' views carry no facts).
+fn preparation_to_pb(p: &Preparation, facts: &PreparationFacts) -> pb::Preparation {
+    let check = (!facts.data_digest.is_empty()).then(|| pb::PreparationCheck {
+        errors: facts.errors.min(u32::MAX as u64) as u32,
+        warnings: facts.warnings.min(u32::MAX as u64) as u32,
+        infos: facts.infos.min(u32::MAX as u64) as u32,
+        findings: facts.findings.iter().map(finding_to_pb).collect(),
+        data_digest: facts.data_digest.clone(),
+    });
+    pb::Preparation {
+        quasi_identifiers: p.quasi_identifiers.clone(),
+        min_k: p.min_k,
+        min_l: p.min_l,
+        generalise: p
+            .generalise
+            .iter()
+            .map(|(c, g)| (c.clone(), g.to_string()))
+            .collect(),
+        scan_inputs: p.scan_inputs,
+        max_half_width: p.max_half_width,
+        target_column: p.target_column.clone().unwrap_or_default(),
+        check,
+    }
+}
+
+/// One finding of the preparation check on the wire.
+fn finding_to_pb(f: &Finding) -> pb::PreparationFinding {
+    pb::PreparationFinding {
+        code: f.code.as_str().to_owned(),
+        severity: f.severity.as_str().to_owned(),
+        file: f.file.clone().unwrap_or_default(),
+        column: f.column.clone().unwrap_or_default(),
+        count: f.count,
+        message: f.message.clone(),
+    }
+}
+
+/// A stored data card on the wire.
+pub fn card_to_pb(card: &ChallengeCard) -> pb::ChallengeCard {
+    pb::ChallengeCard {
+        challenge_id: card.challenge_id.to_string(),
+        public: card.public,
+        markdown: card.markdown.clone(),
+        json: card.json.clone(),
+        data_digest: card.data_digest.clone(),
+    }
 }
 
 /// A challenge as released to its caller, on the wire.
@@ -338,6 +418,7 @@ pub fn challenge_to_pb(c: &Challenge) -> pb::Challenge {
         created_at: Some(timestamp(c.created_at)),
         closed_at: c.closed_at.map(timestamp),
         leakage: None,
+        preparation: Some(preparation_to_pb(&c.preparation, &c.facts.preparation)),
         opens_at: c.opens_at.map(timestamp),
         closes_at: c.closes_at.map(timestamp),
     }

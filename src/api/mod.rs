@@ -137,6 +137,19 @@ impl pb::challenges_server::Challenges for ChallengesApi {
             .await?;
         Ok(Response::new(challenge_view_to_pb(&c)))
     }
+
+    async fn get_challenge_card(
+        &self,
+        req: Request<pb::GetChallengeCardRequest>,
+    ) -> Result<Response<pb::ChallengeCard>, Status> {
+        let caller = caller(&req)?;
+        let r = req.get_ref();
+        let card = self
+            .challenges
+            .card(&caller, &challenge_id(&r.id)?, r.public_only)
+            .await?;
+        Ok(Response::new(convert::card_to_pb(&card)))
+    }
 }
 
 /// The Submissions service.

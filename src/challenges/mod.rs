@@ -4,6 +4,7 @@
 //! `closes_at` is closed by the [`closer`] at that moment, exactly as CloseChallenge does.
 
 pub mod closer;
+mod preparation;
 mod validate;
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use crate::run::plan::HostSettings;
 use crate::sandbox::Backend;
 use crate::store::{CloseWhen, Store};
 
+pub use preparation::ChallengeCard;
 pub use validate::resolve_data_dir;
 
 /// Most challenges a list returns at once.
@@ -28,7 +30,7 @@ const MAX_PAGE: usize = 500;
 pub const DEFAULT_SCORE_DECIMALS: u32 = 4;
 
 /// Fields an UpdateChallenge may name.
-const UPDATABLE: &str = "title, runtime, limits, release, quota, opens_at, closes_at";
+const UPDATABLE: &str = "title, runtime, limits, release, quota, opens_at, closes_at, preparation";
 
 /// The challenges service: what admins define, and what everyone reads.
 #[derive(Clone)]
@@ -67,7 +69,10 @@ impl Challenges {
         normalise(&mut c);
         validate_schedule(c.opens_at, c.closes_at, now_millis())?;
         c.facts = self.validate(&c).await?;
+        preparation::check_spec(&c)?;
         c.facts.data_digest = self.data_digest(&c).await?;
+        // Last, once everything else passed: the check reads every file.
+        c.facts.preparation = self.prepare(&c, &c.facts.data_digest).await?;
         c.state = ChallengeState::Open;
         c.created_at = now_millis();
         c.closed_at = None;
@@ -166,6 +171,7 @@ impl Challenges {
                     "quota" => c.quota = patch.quota,
                     "opens_at" => c.opens_at = patch.opens_at,
                     "closes_at" => c.closes_at = patch.closes_at,
+                    "preparation" => c.preparation = patch.preparation.clone(),
                     other => {
                         return Err(DomainError::invalid(
                             "update_mask",
@@ -203,8 +209,22 @@ impl Challenges {
                 validate_schedule(c.opens_at, c.closes_at, now_for_check)?;
             }
             normalise(&mut c);
+            let checked = std::mem::take(&mut c.facts.preparation);
             c.facts = self.validate(&c).await?;
+            preparation::check_spec(&c)?;
             c.facts.data_digest = self.data_digest(&c).await?;
+            // The check runs again when what it read changed: the data (its digest), or
+            // the settings. A challenge it never ran on has an empty digest, so it runs. A
+            // new title only rewrites the cards' heading.
+            c.facts.preparation = if checked.data_digest != c.facts.data_digest
+                || mask.iter().any(|p| p == "preparation")
+            {
+                self.prepare(&c, &c.facts.data_digest).await?
+            } else if mask.iter().any(|p| p == "title") {
+                self.retitle(&c, checked).await?
+            } else {
+                checked
+            };
             if self.store.update_challenge(c.clone()).await? {
                 tracing::info!(challenge_id = %c.id, fields = ?mask, "challenge updated");
                 self.schedule_changed.notify_one();

@@ -290,7 +290,7 @@ impl Challenges {
                 private_rows: set.private_len() as u64,
                 target_min: range.map(|r| r.0),
                 target_max: range.map(|r| r.1),
-                data_digest: String::new(),
+                ..DataFacts::default()
             })
         })
         .await

@@ -64,8 +64,8 @@ pub enum ChallengeCommand {
         /// The challenge file (its id names the challenge).
         #[arg(long)]
         file: PathBuf,
-        /// Fields to replace: title, runtime, limits, release, quota, opens_at, closes_at
-        /// (comma-separated).
+        /// Fields to replace: title, runtime, limits, release, quota, opens_at, closes_at,
+        /// preparation (comma-separated).
         #[arg(long, value_delimiter = ',', required = true)]
         fields: Vec<String>,
     },
@@ -101,6 +101,15 @@ pub enum ChallengeCommand {
         /// Follow the job with a progress bar until it ends.
         #[arg(long)]
         wait: bool,
+    },
+    /// Print the data card the server's preparation check stored: admins the full card,
+    /// submitters the public one (Markdown; the card's JSON document with --json).
+    Card {
+        /// Challenge id.
+        id: String,
+        /// The public card (what a platform may show participants), for an admin token.
+        #[arg(long)]
+        public: bool,
     },
     /// Check a challenge's data folder before it opens (local, no server): integrity,
     /// leakage of the target, personal data, k-anonymity; writes the data cards.
@@ -380,6 +389,18 @@ pub async fn run(args: &ClientArgs, cmd: ClientCommand) -> Result<()> {
                     .map_err(server_error)?
                     .into_inner();
                 out.challenge(&c);
+            }
+            ChallengeCommand::Card { id, public } => {
+                let card = client
+                    .challenges()
+                    .get_challenge_card(client.request(pb::GetChallengeCardRequest {
+                        id,
+                        public_only: public,
+                    }))
+                    .await
+                    .map_err(server_error)?
+                    .into_inner();
+                out.card(&card);
             }
             ChallengeCommand::Close { id } => {
                 let c = client

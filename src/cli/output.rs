@@ -238,10 +238,40 @@ pub fn challenge_json(c: &pb::Challenge) -> Value {
             if let Some(l) = &c.leakage {
                 v["leakage"] = leakage_json(l);
             }
+            if let Some(check) = c.preparation.as_ref().and_then(|p| p.check.as_ref()) {
+                v["preparation_check"] = preparation_check_json(check);
+            }
             v
         }
         Err(_) => json!({ "id": c.id, "title": c.title }),
     }
+}
+
+/// What the server's preparation check found (admins).
+fn preparation_check_json(c: &pb::PreparationCheck) -> Value {
+    json!({
+        "errors": c.errors,
+        "warnings": c.warnings,
+        "infos": c.infos,
+        "data_digest": c.data_digest,
+        "findings": c.findings.iter().map(|f| json!({
+            "code": f.code, "severity": f.severity, "file": f.file, "column": f.column,
+            "count": f.count, "message": f.message,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// One finding as `holdout challenge check` prints it.
+fn finding_line(f: &pb::PreparationFinding) -> String {
+    let mut s = format!("{} {}", f.severity, f.code);
+    if !f.file.is_empty() {
+        s.push(' ');
+        s.push_str(&f.file);
+    }
+    if !f.column.is_empty() {
+        s.push_str(&format!(" [{}]", f.column));
+    }
+    format!("{s}: {}", f.message)
 }
 
 impl Printer {
@@ -410,6 +440,33 @@ impl Printer {
         }
         if let Some(l) = &c.leakage {
             println!("leakage     {}", leakage_text(l));
+        }
+        if let Some(p) = v.get("preparation") {
+            println!("preparation {p}");
+        }
+        if let Some(check) = c.preparation.as_ref().and_then(|p| p.check.as_ref()) {
+            println!(
+                "check       {} errors, {} warnings, {} notes",
+                check.errors, check.warnings, check.infos
+            );
+            for f in &check.findings {
+                println!("  {}", finding_line(f));
+            }
+        }
+    }
+
+    /// A challenge's data card: the Markdown, or with `--json` the card's JSON document.
+    pub fn card(&self, card: &pb::ChallengeCard) {
+        if self.json {
+            print!("{}", card.json);
+            if !card.json.ends_with('\n') {
+                println!();
+            }
+        } else {
+            print!("{}", card.markdown);
+            if !card.markdown.ends_with('\n') {
+                println!();
+            }
         }
     }
 

@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 use super::{ChallengeId, Limits, UnixMillis, Verdict};
+use crate::prepare::Finding;
+pub use crate::prepare::Preparation;
 use crate::scoring::Metric;
 use crate::units::HumanDuration;
 
@@ -61,6 +63,9 @@ pub struct Challenge {
     /// What the server read from its labels when it validated them (set by the server).
     #[serde(default)]
     pub facts: DataFacts,
+    /// The settings of the preparation check: the `[preparation]` table of a challenge file.
+    #[serde(default)]
+    pub preparation: Preparation,
 }
 
 /// What the server learned of a challenge's labels when it validated them: admin-only,
@@ -80,6 +85,37 @@ pub struct DataFacts {
     /// worker whose copy digests otherwise refuses the challenge. Empty for challenges
     /// stored before digests were kept.
     pub data_digest: String,
+    /// What the preparation check found when it last ran.
+    pub preparation: PreparationFacts,
+}
+
+/// What the server's preparation check found when it last ran: admin-only like the rest of
+/// the facts. Never an error (errors refuse the challenge); the warnings are kept so an
+/// admin sees them on the challenge, the card is kept aside in the store (it is larger).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PreparationFacts {
+    /// The digest of the data folder the check ran on; empty when it never ran (challenges
+    /// stored before it did). A different digest at an update runs it again.
+    pub data_digest: String,
+    /// Error findings (0 once stored).
+    pub errors: u64,
+    /// Warning findings.
+    pub warnings: u64,
+    /// Info findings.
+    pub infos: u64,
+    /// The warnings themselves, at most [`PreparationFacts::MAX_KEPT`]: counts and names,
+    /// never a value from the data.
+    pub findings: Vec<Finding>,
+    /// The name of the stored card (`<challenge id>.<sha-256 of the card>.json`, a
+    /// `BlobKind::Card`); named by its content so the body always points at its own card,
+    /// whichever replica wrote last.
+    pub card: String,
+}
+
+impl PreparationFacts {
+    /// Most warnings kept on the challenge; the card keeps them all.
+    pub const MAX_KEPT: usize = 200;
 }
 
 impl DataFacts {

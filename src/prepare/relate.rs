@@ -149,20 +149,41 @@ pub fn ids<'a>(
             );
         }
     }
-    for (group, reference, tested, folder) in [
-        (0, labels, &tests, "inputs/"),
-        (1, sample_labels, &sample_tests, "sample/inputs/"),
+    for (group, reference, tested, folder, role) in [
+        (0, labels, &tests, "inputs/", Role::Inputs),
+        (
+            1,
+            sample_labels,
+            &sample_tests,
+            "sample/inputs/",
+            Role::SampleInputs,
+        ),
     ] {
         let Some(l) = reference.filter(|l| l.ids.iter().any(|s| !s.is_empty())) else {
             continue;
         };
         if tested.is_empty() {
+            // No file has the id column at all: the check cannot match ids, and the inputs
+            // may still be usable (rows in label order, a custom scorer), so an admin
+            // decides. Files that have the column without one label id are an error.
+            let carriers = files.iter().any(|f| f.role == role);
+            let (severity, why) = if carriers {
+                (Severity::Error, "participants cannot predict its rows")
+            } else {
+                (
+                    Severity::Warning,
+                    "the check cannot match test rows to labels",
+                )
+            };
             out.findings.push(
                 Finding::new(
                     Code::InputsNoTestRows,
-                    Severity::Error,
+                    severity,
                     0,
-                    format!("no file under {folder} has the id column with ids of {}: participants cannot predict its rows", l.rel),
+                    format!(
+                        "no file under {folder} has the id column with ids of {}: {why}",
+                        l.rel
+                    ),
                 )
                 .file(folder),
             );

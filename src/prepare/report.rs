@@ -110,7 +110,8 @@ codes! {
     LabelsTooManyClasses = "labels.too_many_classes",
     /// The class balance, for the card.
     LabelsClassBalance = "labels.class_balance",
-    /// No inputs file carries the labels' ids.
+    /// No inputs file carries the labels' ids (a warning when no file has the id column at
+    /// all: the ids cannot be matched).
     InputsNoTestRows = "inputs.no_test_rows",
     /// Rows of a test file whose id has no label.
     InputsRowsWithoutLabel = "inputs.rows_without_label",

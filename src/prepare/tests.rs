@@ -479,6 +479,49 @@ fn a_regression_target_must_hold_finite_numbers() {
 }
 
 #[test]
+fn inputs_without_the_id_column_are_a_warning_and_inputs_with_other_ids_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    plant(dir.path(), false);
+    // Rows in label order, without an id column: the check cannot match them.
+    let test = fs::read_to_string(dir.path().join("inputs/test.csv")).unwrap();
+    let no_ids: String = test
+        .lines()
+        .map(|l| l.split_once(',').unwrap().1.to_owned() + "\n")
+        .collect();
+    write(&dir.path().join("inputs/test.csv"), &no_ids);
+    let train = fs::read_to_string(dir.path().join("inputs/train.csv")).unwrap();
+    let train_no_ids: String = train
+        .lines()
+        .map(|l| l.split_once(',').unwrap().1.to_owned() + "\n")
+        .collect();
+    write(&dir.path().join("inputs/train.csv"), &train_no_ids);
+    let r = check(dir.path(), &spec(), &mut NoProgress).unwrap();
+    let found: Vec<&Finding> = r.with_code(Code::InputsNoTestRows).collect();
+    assert_eq!(found.len(), 1, "{:?}", r.findings);
+    assert_eq!(found[0].severity, Severity::Warning);
+    assert_eq!(found[0].file.as_deref(), Some("inputs/"));
+    assert!(!r.has_errors(), "{:?}", r.first_error());
+
+    // A file with the id column but none of the labels' ids is still an error.
+    let other: String = test
+        .lines()
+        .enumerate()
+        .map(|(n, l)| {
+            if n == 0 {
+                format!("{l}\n")
+            } else {
+                format!("z{}\n", &l[1..])
+            }
+        })
+        .collect();
+    write(&dir.path().join("inputs/test.csv"), &other);
+    let r = check(dir.path(), &spec(), &mut NoProgress).unwrap();
+    let found: Vec<&Finding> = r.with_code(Code::InputsNoTestRows).collect();
+    assert_eq!(found.len(), 1, "{:?}", r.findings);
+    assert_eq!(found[0].severity, Severity::Error);
+}
+
+#[test]
 fn the_challenge_file_is_read_leniently_with_its_preparation_table() {
     let text = r#"
 id = "fraud"

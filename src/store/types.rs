@@ -192,6 +192,8 @@ pub enum BlobKind {
     /// A FULL run's predictions as it wrote them, gzipped (`<id>.csv.gz`), or the record
     /// that they were not kept (`<id>.not-kept`); read only by rescoring jobs.
     Predictions,
+    /// A challenge's data cards, full and public (`<challenge id>.<sha-256>.json`).
+    Card,
 }
 
 impl BlobKind {
@@ -201,6 +203,7 @@ impl BlobKind {
             BlobKind::Log => "log",
             BlobKind::Losses => "losses",
             BlobKind::Predictions => "predictions",
+            BlobKind::Card => "card",
         }
     }
 }

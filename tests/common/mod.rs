@@ -422,3 +422,19 @@ pub fn authed<T>(token: &str, msg: T) -> tonic::Request<T> {
     req
 }
 pub mod process;
+
+/// Runs the `holdout` CLI against `server` with `token`: (success, stdout, stderr).
+pub async fn holdout(server: &TestServer, token: &str, args: &[&str]) -> (bool, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_holdout"))
+        .args(args)
+        .env("HOLDOUT_ADDR", server.addr.to_string())
+        .env("HOLDOUT_TOKEN", token)
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -82,6 +82,7 @@ impl SqliteEngine {
             BlobKind::Log => self.paths.logs_dir().join(name),
             BlobKind::Losses => self.paths.losses().join(name),
             BlobKind::Predictions => self.paths.predictions().join(name),
+            BlobKind::Card => self.paths.cards().join(name),
         }
     }
 }

@@ -116,6 +116,7 @@ on_both_engines!(
     a_refused_upload_leaves_no_archive,
     releases_and_the_leakage_ledger_round_trip,
     small_files_round_trip_and_are_deleted_by_prefix,
+    a_challenge_keeps_its_preparation_and_names_its_card_across_a_reopen,
     listings_filter_and_page_newest_first,
 );
 
@@ -630,6 +631,57 @@ async fn small_files_round_trip_and_are_deleted_by_prefix(f: Fixture) {
     assert_eq!(
         get(BlobKind::Losses, "s1.f32").await.unwrap(),
         Some(vec![0; 8])
+    );
+}
+
+async fn a_challenge_keeps_its_preparation_and_names_its_card_across_a_reopen(f: Fixture) {
+    let store = f.store.clone();
+    let mut c = challenge("carded");
+    c.preparation.quasi_identifiers = vec!["age".into(), "postcode".into()];
+    c.preparation.min_k = 3;
+    c.preparation
+        .generalise
+        .insert("postcode".into(), "2".parse().unwrap());
+    c.facts.preparation = PreparationFacts {
+        data_digest: "sha256:00".into(),
+        warnings: 1,
+        infos: 2,
+        findings: vec![
+            crate::prepare::Finding::new(
+                crate::prepare::Code::SplitPartTooSmall,
+                crate::prepare::Severity::Warning,
+                12,
+                "12 rows",
+            )
+            .file("labels.csv"),
+        ],
+        card: "carded.abc.json".into(),
+        ..Default::default()
+    };
+    assert!(store.insert_challenge(c.clone()).await.unwrap());
+    store
+        .put_blob(BlobKind::Card, "carded.abc.json".into(), b"{}".to_vec())
+        .await
+        .unwrap();
+    // A log of the same name is another file.
+    store
+        .put_blob(BlobKind::Log, "carded.abc.json".into(), b"log".to_vec())
+        .await
+        .unwrap();
+    let store = f.reopen().await;
+    let back = store
+        .get_challenge(&ChallengeId::parse("carded").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(back.preparation, c.preparation);
+    assert_eq!(back.facts.preparation, c.facts.preparation);
+    assert_eq!(
+        store
+            .get_blob(BlobKind::Card, back.facts.preparation.card.clone())
+            .await
+            .unwrap(),
+        Some(b"{}".to_vec())
     );
 }
 
