@@ -10,21 +10,6 @@ use common::*;
 use holdout::pb;
 use holdout::units::HumanDuration;
 
-async fn holdout(server: &TestServer, args: &[&str]) -> (bool, String, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_holdout"))
-        .args(args)
-        .env("HOLDOUT_ADDR", server.addr.to_string())
-        .env("HOLDOUT_TOKEN", &server.admin)
-        .output()
-        .await
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// Runs the CLI under a pseudo-terminal (util-linux `script`), as a person at a terminal.
 async fn holdout_on_a_terminal(server: &TestServer, args: &[&str]) -> (bool, String) {
     let cmd = std::iter::once(env!("CARGO_BIN_EXE_holdout"))
@@ -77,6 +62,7 @@ async fn the_cli_rescores_and_reruns_with_a_progress_bar_on_a_terminal_and_lines
 
         let (ok, out, err) = holdout(
             &server,
+            &server.admin,
             &[
                 "challenge",
                 "rescore",
@@ -92,28 +78,34 @@ async fn the_cli_rescores_and_reruns_with_a_progress_bar_on_a_terminal_and_lines
         let last: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
         assert_eq!(last["state"], "FINISHED");
         let job = last["id"].as_str().unwrap().to_owned();
-        let (ok, out, err) = holdout(&server, &["job", "changes", &job]).await;
+        let (ok, out, err) = holdout(&server, &server.admin, &["job", "changes", &job]).await;
         assert!(ok, "{err}");
         assert_eq!(out.lines().count(), 2, "{out}");
         assert!(out.contains("f1_macro"), "{out}");
-        let (ok, out, err) = holdout(&server, &["job", "list", "--challenge", "cli"]).await;
+        let (ok, out, err) = holdout(
+            &server,
+            &server.admin,
+            &["job", "list", "--challenge", "cli"],
+        )
+        .await;
         assert!(ok, "{err}");
         assert_eq!(out.lines().count(), 2, "{out}");
         assert!(
             out.lines().next().unwrap().contains(&job),
             "newest first: {out}"
         );
-        let (ok, out, _) = holdout(&server, &["job", "get", &job]).await;
+        let (ok, out, _) = holdout(&server, &server.admin, &["job", "get", &job]).await;
         assert!(
             ok && out.contains("rescore on cli: FINISHED (2/2)"),
             "{out}"
         );
 
         // A closed challenge's archives are re-run too (queued runs of a closed challenge run).
-        let (ok, _, err) = holdout(&server, &["challenge", "close", "cli"]).await;
+        let (ok, _, err) = holdout(&server, &server.admin, &["challenge", "close", "cli"]).await;
         assert!(ok, "{err}");
         let (ok, out, err) = holdout(
             &server,
+            &server.admin,
             &[
                 "challenge",
                 "rerun",
@@ -134,6 +126,7 @@ async fn the_cli_rescores_and_reruns_with_a_progress_bar_on_a_terminal_and_lines
         // A job that does not finish makes the command fail, saying how it ended.
         let (ok, _, err) = holdout(
             &server,
+            &server.admin,
             &["challenge", "rescore", "cli", "--metric", "rmse", "--wait"],
         )
         .await;
