@@ -129,6 +129,7 @@ impl Jobs {
             .get_challenge(challenge_id)
             .await?
             .ok_or_else(|| DomainError::NotFound(format!("challenge {challenge_id}")))?;
+        let scoring_was = challenge.scoring.clone();
         let Some(builtin) = challenge.scoring.builtin.as_mut() else {
             return Err(DomainError::precondition(
                 "scoring",
@@ -177,6 +178,7 @@ impl Jobs {
             job: job.clone(),
             challenge,
             metric_changed,
+            scoring_was,
             spec,
         };
         let shutdown = self.shutdown.clone();

@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::domain::{
-    Challenge, Job, JobState, ScoreChange, Submission, SubmissionKind, Transition, error_chain,
-    now_millis,
+    Challenge, Job, JobState, ScoreChange, Scoring, Submission, SubmissionKind, Transition,
+    error_chain, now_millis,
 };
 use crate::predictions::{Kept, KeptPredictions};
 use crate::run::plan::{DataLayout, HostSettings};
@@ -34,6 +34,9 @@ pub(super) struct Rescore {
     pub(super) challenge: Challenge,
     /// Whether the job changes the challenge's metric (written in the same commit).
     pub(super) metric_changed: bool,
+    /// The challenge's scoring when the job started: the commit is refused if an
+    /// UpdateChallenge changed it meanwhile (the staged scores would be of another scoring).
+    pub(super) scoring_was: Scoring,
     /// How its FULL runs are scored now.
     pub(super) spec: ScoringSpec,
 }
@@ -226,7 +229,8 @@ impl Rescore {
             job: self.job.id.clone(),
             changes,
             writes: writes.into_iter().flatten().collect(),
-            challenge: self.metric_changed.then(|| self.challenge.clone()),
+            scoring_was: Some(self.scoring_was.clone()),
+            scoring: self.metric_changed.then(|| self.challenge.scoring.clone()),
             bits,
             message: message.clone(),
             at: now_millis(),
@@ -238,7 +242,7 @@ impl Rescore {
             }
             CommitOutcome::NotRunning => Err(Stop::NotRunning),
             CommitOutcome::Conflict => Err(Stop::Failed(
-                "a submission changed while the job ran; run the job again".into(),
+                "a submission or the challenge's scoring changed while the job ran; run the job again".into(),
             )),
         }
     }

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use crate::domain::{
-    Challenge, ChallengeId, DomainError, JobId, ParticipantId, ScoreChange, Submission,
-    SubmissionId, SubmissionKind, Transition, UnixMillis,
+    ChallengeId, DomainError, JobId, ParticipantId, ScoreChange, Scoring, Submission, SubmissionId,
+    SubmissionKind, Transition, UnixMillis,
 };
 
 /// A storage failure; always the service's fault.
@@ -220,8 +220,13 @@ pub struct JobCommit {
     pub changes: Vec<ScoreChange>,
     /// The changed submissions (SUCCEEDED → SUCCEEDED with new scores).
     pub writes: Vec<Transition>,
-    /// The challenge with its new scoring, when the job changed it.
-    pub challenge: Option<Challenge>,
+    /// The scoring the job computed with: nothing is written unless the challenge's stored
+    /// scoring still equals it (an UpdateChallenge of the scoring meanwhile is a conflict;
+    /// any other change, a close, is not). `None` for a job that does not depend on it.
+    pub scoring_was: Option<Scoring>,
+    /// The scoring to store in the challenge (a rescoring under a new metric), applied to
+    /// the challenge as stored at the commit, so no other field's update is lost.
+    pub scoring: Option<Scoring>,
     /// Bits each changed result may carry (the challenge's leakage estimate).
     pub bits: f64,
     /// The job's closing summary.
@@ -237,7 +242,8 @@ pub enum CommitOutcome {
     Committed,
     /// The job was no longer RUNNING (cancelled): nothing was written.
     NotRunning,
-    /// A submission had changed under the job: nothing was written.
+    /// A submission, or the challenge's scoring, had changed under the job: nothing was
+    /// written.
     Conflict,
 }
 

@@ -203,12 +203,30 @@ pub(super) async fn commit_job(
         )
         .await?;
     }
-    if let Some(ch) = &c.challenge {
-        tx.execute(
-            "UPDATE challenges SET body = $2 WHERE id = $1",
-            &[&ch.id.as_str(), &codec::encode_challenge(ch)?],
-        )
-        .await?;
+    if c.scoring_was.is_some() || c.scoring.is_some() {
+        // Locked: an UpdateChallenge or a close on another replica waits for this commit.
+        let body: String = tx
+            .query_one(
+                "SELECT body FROM challenges WHERE id = $1 FOR UPDATE",
+                &[&challenge_id],
+            )
+            .await?
+            .try_get(0)?;
+        let mut stored = codec::decode_challenge(&body)?;
+        if c.scoring_was
+            .as_ref()
+            .is_some_and(|was| *was != stored.scoring)
+        {
+            return Ok(CommitOutcome::Conflict);
+        }
+        if let Some(scoring) = &c.scoring {
+            stored.scoring = scoring.clone();
+            tx.execute(
+                "UPDATE challenges SET body = $2 WHERE id = $1",
+                &[&challenge_id, &codec::encode_challenge(&stored)?],
+            )
+            .await?;
+        }
     }
     for change in &c.changes {
         let r = RawChange::encode(change)?;

@@ -175,17 +175,32 @@ pub(super) fn commit_job(
             ],
         )?;
     }
-    if let Some(ch) = &c.challenge {
-        tx.execute(
-            "UPDATE challenges SET body = ?2 WHERE id = ?1",
-            params![ch.id.as_str(), codec::encode_challenge(ch)?],
-        )?;
-    }
     let challenge_id: String = tx.query_row(
         "SELECT challenge_id FROM jobs WHERE id = ?1",
         [c.job.as_str()],
         |r| r.get(0),
     )?;
+    if c.scoring_was.is_some() || c.scoring.is_some() {
+        let body: String = tx.query_row(
+            "SELECT body FROM challenges WHERE id = ?1",
+            [&challenge_id],
+            |r| r.get(0),
+        )?;
+        let mut stored = codec::decode_challenge(&body)?;
+        if c.scoring_was
+            .as_ref()
+            .is_some_and(|was| *was != stored.scoring)
+        {
+            return Ok(CommitOutcome::Conflict);
+        }
+        if let Some(scoring) = &c.scoring {
+            stored.scoring = scoring.clone();
+            tx.execute(
+                "UPDATE challenges SET body = ?2 WHERE id = ?1",
+                params![challenge_id, codec::encode_challenge(&stored)?],
+            )?;
+        }
+    }
     for change in &c.changes {
         let r = RawChange::encode(change)?;
         tx.execute(

@@ -14,6 +14,7 @@ on_both_engines!(
     a_rescore_commits_scores_audit_metric_and_ledger_all_together,
     a_cancelled_job_commits_nothing,
     a_rescore_that_finds_a_changed_submission_writes_nothing,
+    a_rescore_refuses_a_changed_scoring_and_keeps_other_updates_of_the_challenge,
     kept_predictions_are_small_files_of_their_own_kind,
     a_rerun_is_queued_with_its_mapping_only_while_the_archive_is_kept,
     a_rerun_job_swaps_results_in_and_its_reruns_hold_no_board_entry,
@@ -207,7 +208,8 @@ async fn a_rescore_commits_scores_audit_metric_and_ledger_all_together(f: Fixtur
                 change(&j, &b, "unchanged", 0.5, 0.4),
             ],
             writes: vec![a.rescore(scores(0.9), scores(0.8)).unwrap()],
-            challenge: Some(changed_challenge.clone()),
+            scoring_was: Some(challenge("c").scoring),
+            scoring: Some(changed_challenge.scoring.clone()),
             bits: 3.0,
             message: "rescored 2".into(),
             at: 6,
@@ -279,7 +281,8 @@ async fn a_cancelled_job_commits_nothing(f: Fixture) {
             job: j.id.clone(),
             changes: vec![change(&j, &a, "changed", 0.9, 0.8)],
             writes: vec![a.rescore(scores(0.9), scores(0.8)).unwrap()],
-            challenge: None,
+            scoring_was: None,
+            scoring: None,
             bits: 3.0,
             message: "x".into(),
             at: 6,
@@ -327,7 +330,8 @@ async fn a_rescore_that_finds_a_changed_submission_writes_nothing(f: Fixture) {
                 a.rescore(scores(0.9), scores(0.8)).unwrap(),
                 stale.rescore(scores(0.1), scores(0.1)).unwrap(),
             ],
-            challenge: None,
+            scoring_was: None,
+            scoring: None,
             bits: 3.0,
             message: "x".into(),
             at: 6,
@@ -472,7 +476,8 @@ async fn a_rerun_job_swaps_results_in_and_its_reruns_hold_no_board_entry(f: Fixt
             job: j.id.clone(),
             changes: vec![change(&j, &a, "changed: scored -> runtime_error", 0.0, 0.0)],
             writes: vec![a.take_rerun(&r).unwrap()],
-            challenge: None,
+            scoring_was: None,
+            scoring: None,
             bits: 1.0,
             message: "re-ran 1".into(),
             at: 12,
@@ -492,5 +497,68 @@ async fn a_rerun_job_swaps_results_in_and_its_reruns_hold_no_board_entry(f: Fixt
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+async fn a_rescore_refuses_a_changed_scoring_and_keeps_other_updates_of_the_challenge(f: Fixture) {
+    let store = f.store.clone();
+    store.insert_challenge(challenge("c")).await.unwrap();
+    let a = scored(&store, "a").await;
+    let commit = |j: &Job| JobCommit {
+        job: j.id.clone(),
+        changes: vec![change(j, &a, "changed", 0.9, 0.8)],
+        writes: vec![a.rescore(scores(0.9), scores(0.8)).unwrap()],
+        scoring_was: Some(challenge("c").scoring),
+        scoring: Some({
+            let mut s = challenge("c").scoring;
+            s.builtin.as_mut().unwrap().metric = crate::scoring::Metric::F1Macro;
+            s
+        }),
+        bits: 1.0,
+        message: "x".into(),
+        at: 6,
+    };
+    // The scoring changed under the job: nothing is written.
+    let mut updated = challenge("c");
+    updated.scoring.builtin.as_mut().unwrap().target_column = "other".into();
+    store.update_challenge(updated).await.unwrap();
+    let j = job("c");
+    store.insert_job(j.clone()).await.unwrap();
+    assert_eq!(
+        store.commit_job(commit(&j)).await.unwrap(),
+        CommitOutcome::Conflict
+    );
+    assert_eq!(
+        store
+            .get_submission(&a.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .public_scores,
+        scores(0.5)
+    );
+    store
+        .end_job(&j.id, JobState::Failed, "conflict".into(), 7)
+        .await
+        .unwrap();
+    // Another field changed (a title): committed, and the title is kept.
+    let mut retitled = challenge("c");
+    retitled.title = "new title".into();
+    store.update_challenge(retitled).await.unwrap();
+    let j = job("c");
+    store.insert_job(j.clone()).await.unwrap();
+    assert_eq!(
+        store.commit_job(commit(&j)).await.unwrap(),
+        CommitOutcome::Committed
+    );
+    let stored = store
+        .get_challenge(&ChallengeId::parse("c").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.title, "new title", "no lost update");
+    assert_eq!(
+        stored.scoring.builtin.unwrap().metric,
+        crate::scoring::Metric::F1Macro
     );
 }
