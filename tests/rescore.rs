@@ -763,3 +763,71 @@ async fn a_cancelled_rerun_cancels_its_runs_and_changes_nothing() {
     })
     .await;
 }
+
+/// An organiser's scorer (busybox awk): accuracy over the split's labels, primary "acc".
+const ACCURACY_SCORER: &str = r#"awk -F, '
+FNR == 1 { next }
+NR == FNR { label[$1] = $2; n++; next }
+($1 in label) && label[$1] == $2 { correct++ }
+END { printf "{\"acc\": %.17g}\n", correct / n }
+' /labels/labels.csv /predictions/predictions.csv > /output/scores.json
+"#;
+
+#[tokio::test]
+async fn a_custom_scored_challenge_is_re_run_through_its_scorer_but_never_rescored() {
+    within(240, async {
+        let server = spawn_app().await;
+        parity_data(&server, "custom", ROWS);
+        let mut c = parity_challenge("custom", "custom");
+        c.scoring.as_mut().unwrap().scorer = Some(pb::scoring::Scorer::Custom(pb::CustomScorer {
+            image: BUSYBOX.into(),
+            command: vec!["sh".into(), "-c".into(), ACCURACY_SCORER.into()],
+            primary_metric: "acc".into(),
+            greater_is_better: true,
+            release_messages: false,
+        }));
+        create(&server, c).await.unwrap();
+        let bob = run_full(&server, "custom", "bob", PARITY_EVEN).await;
+
+        // Rescoring reads kept predictions with a built-in metric: refused by name.
+        let admin = server.client(&server.admin).await;
+        let refused = rescore(&admin, &server.admin, "custom", pb::Metric::Unspecified)
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+
+        // After a labels fix, a re-run goes through the organiser's scorer again.
+        fix_labels(&server, "custom", 8);
+        let job = rerun(&server, "custom", &[], &[]).await.unwrap();
+        let seen = watch_job(&server, &job.id).await;
+        let last = seen.last().unwrap();
+        assert_eq!(last.state, pb::JobState::Finished as i32, "{last:?}");
+        let after = admin_view(&server, &bob.id).await;
+        assert_eq!(after.verdict, pb::Verdict::Scored as i32, "{after:?}");
+        assert_ne!(
+            exact(&after),
+            exact(&bob),
+            "the fixed labels changed bob's scores"
+        );
+        // The scorer's new public accuracy is "even" answered everywhere, on the fixed labels.
+        let split = holdout::scoring::Split {
+            public_fraction: 0.5,
+            seed: 7,
+        };
+        let rows = (0..ROWS).map(|i| {
+            let x = (i * 7 + 3) % 101;
+            let label = if i < 8 || x % 2 == 1 { "odd" } else { "even" };
+            (format!("r{i:04}"), label)
+        });
+        let public: Vec<_> = rows
+            .filter(|(id, _)| split.is_public(id.as_bytes()))
+            .collect();
+        let expected =
+            public.iter().filter(|(_, l)| *l == "even").count() as f64 / public.len() as f64;
+        assert_eq!(after.public_scores_exact.get("acc"), Some(&expected));
+        let audit = changes(&server, &job.id).await;
+        assert_eq!(audit.len(), 1, "{audit:?}");
+        assert!(server.leftover_containers().await.is_empty());
+    })
+    .await;
+}
