@@ -298,11 +298,21 @@ impl Jobs {
             return Ok(job);
         }
         tracing::warn!(job_id = %id, "job abandoned by its server; ending it");
-        Ok(self
+        let ended = self
             .store
             .end_job(id, JobState::Failed, JOB_ABANDONED_MESSAGE.into(), now)
             .await?
-            .unwrap_or(job))
+            .unwrap_or(job);
+        self.clear_reruns(&ended).await;
+        Ok(ended)
+    }
+
+    /// A re-run job that ended before its swap leaves nothing queued: its task does this
+    /// itself, but a job whose process died has no task left to.
+    async fn clear_reruns(&self, job: &Job) {
+        if job.kind == JobKind::Rerun && job.state != JobState::Finished {
+            rerun::cancel_reruns_of(&self.store, &self.submissions, &job.id).await;
+        }
     }
 
     /// CancelJob (admin): a RUNNING job ends CANCELLED and writes nothing (its task sees the
@@ -321,6 +331,7 @@ impl Jobs {
             .await?
             .ok_or_else(|| DomainError::NotFound(format!("job {id}")))?;
         info!(job_id = %id, state = job.state.as_str(), "job cancel asked");
+        self.clear_reruns(&job).await;
         Ok(job)
     }
 

@@ -15,8 +15,8 @@ use tracing::{error, info, warn};
 use crate::auth::Caller;
 use crate::config::Role;
 use crate::domain::{
-    Challenge, Job, JobState, NewSubmission, ScoreChange, Submission, SubmissionId, SubmissionKind,
-    Verdict, error_chain, now_millis, rerun_owner,
+    Challenge, Job, JobId, JobState, NewSubmission, ScoreChange, Submission, SubmissionId,
+    SubmissionKind, Verdict, error_chain, now_millis, rerun_owner,
 };
 use crate::store::{CommitOutcome, JobCommit, Store, StoreError};
 use crate::submissions::Submissions;
@@ -239,24 +239,32 @@ impl Rerun {
 
     /// Cancels the job's re-runs still queued or running (their results are not wanted).
     async fn cancel_reruns(&self) {
-        let Ok(pairs) = self.store.reruns_of(&self.job.id).await else {
-            return;
-        };
-        let admin = Caller {
-            name: format!("job {}", self.job.id),
-            role: Role::Admin,
-        };
-        let cancels = pairs.iter().map(|(_, rerun)| {
-            let admin = admin.clone();
-            async move {
-                if let Ok(Some(s)) = self.store.get_submission(rerun).await
-                    && !s.state.is_terminal()
-                    && let Err(e) = self.submissions.cancel(&admin, rerun).await
-                {
-                    warn!(submission_id = %rerun, error = %e, "cannot cancel a re-run");
-                }
-            }
-        });
-        futures::future::join_all(cancels).await;
+        cancel_reruns_of(&self.store, &self.submissions, &self.job.id).await;
     }
+}
+
+/// Cancels the re-runs of job `id` still queued or running. Idempotent: used by the job's
+/// own task when it stops before the swap, and by any replica that ends a re-run job whose
+/// process is gone (a cancel, or an abandonment), so no hidden re-run is left to run for
+/// nothing.
+pub(super) async fn cancel_reruns_of(store: &Store, submissions: &Submissions, id: &JobId) {
+    let Ok(pairs) = store.reruns_of(id).await else {
+        return;
+    };
+    let admin = Caller {
+        name: format!("job {id}"),
+        role: Role::Admin,
+    };
+    let cancels = pairs.iter().map(|(_, rerun)| {
+        let admin = admin.clone();
+        async move {
+            if let Ok(Some(s)) = store.get_submission(rerun).await
+                && !s.state.is_terminal()
+                && let Err(e) = submissions.cancel(&admin, rerun).await
+            {
+                warn!(submission_id = %rerun, error = %e, "cannot cancel a re-run");
+            }
+        }
+    });
+    futures::future::join_all(cancels).await;
 }
