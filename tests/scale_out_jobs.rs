@@ -215,3 +215,104 @@ async fn jobs_started_on_one_replica_are_followed_and_cancelled_on_another_and_r
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_rerun_job_whose_replica_died_is_ended_elsewhere_and_its_queued_reruns_cancelled() {
+    within(180, async {
+        let pg = PgCluster::start().expect("a PostgreSQL cluster");
+        let root = tempfile::tempdir().unwrap();
+        let data_root = root.path().join("data");
+        write_parity(&data_root, 0);
+        let config = |name: &str, extra: &str| {
+            let dir = root.path().join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            write_config(
+                &dir,
+                &data_root,
+                &format!(
+                    "database_url = {:?}\noutput_filesystem = \"directory\"\n{extra}",
+                    pg.url()
+                ),
+            )
+        };
+        let mut a = ServerProcess::start(&config("api-a", "execution = \"workers\""), None).await;
+        let b = ServerProcess::start(&config("api-b", "execution = \"workers\""), None).await;
+        let mut worker = WorkerProcess::start(&config("worker", "concurrency = 1")).await;
+        let admin_a = client(&a.addr, ADMIN).await;
+        let admin_b = client(&b.addr, ADMIN).await;
+        admin_a
+            .challenges()
+            .create_challenge(admin_a.request(pb::CreateChallengeRequest {
+                challenge: Some(common::parity_challenge("parity", "parity")),
+            }))
+            .await
+            .unwrap();
+        let submitter = client(&a.addr, SUBMITTER).await;
+        let s = submitter
+            .submit(full("parity", "alice"), tar_gz(&[("run.sh", PARITY_RIGHT)]))
+            .await
+            .unwrap();
+        submitter.watch(&s.id, |_| {}).await.unwrap();
+        // No worker from now on: the re-run stays queued.
+        worker.kill9().await;
+        let job = admin_a
+            .jobs()
+            .rerun_submissions(admin_a.request(pb::RerunSubmissionsRequest {
+                challenge_id: "parity".into(),
+                participant_ids: vec![],
+                submission_ids: vec![],
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        let (sql, conn) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        // The job's task queues the re-run, which waits for a worker.
+        let rerun_owner = format!("rerun:{}", job.id);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let queued: i64 = sql
+                .query_one(
+                    "SELECT count(*) FROM submissions WHERE owner = $1 AND state = 'queued'",
+                    &[&rerun_owner],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if queued == 1 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "no re-run queued");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Replica A dies with the job; a minute later its heartbeat is stale (made so here).
+        a.child.kill().await.unwrap();
+        sql.execute("UPDATE jobs SET beat = 0 WHERE id = $1", &[&job.id])
+            .await
+            .unwrap();
+        // Read on replica B: the job ends FAILED and its re-run is cancelled.
+        let seen = admin_b
+            .jobs()
+            .get_job(admin_b.request(pb::GetJobRequest { id: job.id.clone() }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(seen.state, pb::JobState::Failed as i32, "{seen:?}");
+        let states: Vec<String> = sql
+            .query(
+                "SELECT state FROM submissions WHERE owner = $1",
+                &[&rerun_owner],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(states, vec!["cancelled".to_owned()]);
+        // The original keeps its result.
+        assert_eq!(exact(&admin_b, &s.id).await, (1.0, 1.0));
+    })
+    .await;
+}

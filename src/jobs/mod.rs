@@ -160,14 +160,7 @@ impl Jobs {
             caller.name.clone(),
             now_millis(),
         );
-        if !self.store.insert_job(job.clone()).await? {
-            return Err(DomainError::precondition(
-                "challenge_id",
-                format!(
-                    "challenge {challenge_id} already has a running job; wait for it or cancel it"
-                ),
-            ));
-        }
+        self.insert(job.clone()).await?;
         info!(job_id = %job.id, challenge_id = %challenge_id, metric_changed, "rescoring started");
         let work = rescore::Rescore {
             progress: progress::Progress::new(self.store.clone(), job.id.clone()),
@@ -232,14 +225,7 @@ impl Jobs {
             caller.name.clone(),
             now_millis(),
         );
-        if !self.store.insert_job(job.clone()).await? {
-            return Err(DomainError::precondition(
-                "challenge_id",
-                format!(
-                    "challenge {challenge_id} already has a running job; wait for it or cancel it"
-                ),
-            ));
-        }
+        self.insert(job.clone()).await?;
         info!(job_id = %job.id, challenge_id = %challenge_id, submissions = originals.len(), "re-run started");
         let work = rerun::Rerun {
             progress: progress::Progress::new(self.store.clone(), job.id.clone()),
@@ -283,6 +269,28 @@ impl Jobs {
             .await?;
         let next = page.finish(&mut rows);
         Ok((rows.into_iter().map(|(_, j)| j).collect(), next))
+    }
+
+    /// Stores a new RUNNING job, after ending (and clearing the re-runs of) an abandoned one
+    /// of its challenge; FAILED_PRECONDITION while another job runs there.
+    async fn insert(&self, job: Job) -> Result<(), DomainError> {
+        let running = self
+            .store
+            .list_jobs(Some(job.challenge_id.as_str().to_owned()), 0, 8)
+            .await?;
+        for (_, j) in running.iter().filter(|(_, j)| j.state == JobState::Running) {
+            self.load(&j.id).await?;
+        }
+        if !self.store.insert_job(job.clone()).await? {
+            return Err(DomainError::precondition(
+                "challenge_id",
+                format!(
+                    "challenge {} already has a running job; wait for it or cancel it",
+                    job.challenge_id
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// The job as stored; one abandoned by its process (no heartbeat for
