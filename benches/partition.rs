@@ -12,20 +12,17 @@
 //! runs of 1 s with SMOKE runs of 0.3 s, under the default 60 s slice (one switch) and under
 //! a 2 s slice (a switch every few runs, so the slots drained before each switch show).
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Instant;
 
 use holdout::app::Application;
-use holdout::auth;
 use holdout::cli::Client;
-use holdout::config::{Config, Role, TokenConfig};
+use holdout::config::Config;
 use holdout::pb;
 
-const ADMIN: &str = "bench-admin-token";
-const SUBMITTER: &str = "bench-submitter-token";
-
-const ANSWER: &str = r#"awk -F, 'NR==1{print "id,label"; next}{print $1","(($2%2==0)?"even":"odd")}' /data/test.csv > /output/predictions.csv
-"#;
+use common::{ADMIN, ANSWER, SUBMITTER, archive, challenge, tokens, write_data};
 
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -72,18 +69,7 @@ async fn bench() {
 /// and returns the seconds until the last one ended.
 async fn run_workload(m: usize, sleeps: (f64, f64), partition: bool, slice: u64) -> f64 {
     let dir = tempfile::tempdir().expect("temp dir");
-    let data = dir.path().join("data/bench");
-    for (path, text) in [
-        ("inputs/test.csv", "id,x\nr1,1\nr2,2\nr3,3\nr4,4\n"),
-        ("labels.csv", "id,label\nr1,odd\nr2,even\nr3,odd\nr4,even\n"),
-        ("sample/inputs/test.csv", "id,x\ns1,4\ns2,7\n"),
-        ("sample/labels.csv", "id,label\ns1,even\ns2,odd\n"),
-    ] {
-        let p = data.join(path);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    }
-    open_up(dir.path());
+    write_data(dir.path());
     let config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         state_dir: dir.path().join("state"),
@@ -93,18 +79,7 @@ async fn run_workload(m: usize, sleeps: (f64, f64), partition: bool, slice: u64)
         max_uploads_per_token: 1024,
         time_partition: partition,
         partition_slice: holdout::units::HumanDuration(std::time::Duration::from_secs(slice)),
-        tokens: vec![
-            TokenConfig {
-                name: "admin".into(),
-                role: Role::Admin,
-                sha256: auth::digest(ADMIN),
-            },
-            TokenConfig {
-                name: "portal".into(),
-                role: Role::Submitter,
-                sha256: auth::digest(SUBMITTER),
-            },
-        ],
+        tokens: tokens(),
         ..Config::default()
     };
     let app = Application::build(config).await.expect("server builds");
@@ -115,7 +90,7 @@ async fn run_workload(m: usize, sleeps: (f64, f64), partition: bool, slice: u64)
     admin
         .challenges()
         .create_challenge(admin.request(pb::CreateChallengeRequest {
-            challenge: Some(challenge()),
+            challenge: Some(challenge(0)),
         }))
         .await
         .expect("challenge created");
@@ -163,57 +138,4 @@ async fn run_workload(m: usize, sleeps: (f64, f64), partition: bool, slice: u64)
     stop.cancel();
     let _ = server.await;
     seconds
-}
-
-fn challenge() -> pb::Challenge {
-    pb::Challenge {
-        id: "bench".into(),
-        data_dir: "bench".into(),
-        runtime: Some(pb::Runtime {
-            image: "holdout-busybox:1".into(),
-            command: vec!["sh".into(), "/submission/run.sh".into()],
-            ..Default::default()
-        }),
-        scoring: Some(pb::Scoring {
-            scorer: Some(pb::scoring::Scorer::Builtin(pb::BuiltinMetric {
-                metric: pb::Metric::Accuracy as i32,
-                target_column: "label".into(),
-                ..Default::default()
-            })),
-            id_column: "id".into(),
-            public_fraction: 0.5,
-            split_seed: 1,
-        }),
-        limits: Some(pb::Limits {
-            wall_time: Some(prost_types::Duration {
-                seconds: 30,
-                nanos: 0,
-            }),
-            memory_bytes: 64 << 20,
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-fn archive(script: &str) -> Vec<u8> {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("run.sh"), script).unwrap();
-    let mut out = Vec::new();
-    holdout::archive::pack_dir(dir.path(), &mut out).unwrap();
-    out
-}
-
-/// Folders 0755 and files 0644 up from `root`, so the sandbox user can read the data.
-fn open_up(root: &std::path::Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let mut stack = vec![root.to_owned()];
-    while let Some(p) = stack.pop() {
-        let meta = std::fs::symlink_metadata(&p).unwrap();
-        let mode = if meta.is_dir() { 0o755 } else { 0o644 };
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
-        if meta.is_dir() {
-            stack.extend(std::fs::read_dir(&p).unwrap().flatten().map(|e| e.path()));
-        }
-    }
 }

@@ -17,13 +17,14 @@
 //! server against one worker, and the worker's mean claim transaction
 //! (`holdout_claim_seconds`).
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use holdout::app::{Application, WorkerProcess};
-use holdout::auth;
 use holdout::cli::Client;
-use holdout::config::{Config, Execution, Role, TokenConfig};
+use holdout::config::{Config, Execution};
 use holdout::domain::SubmissionId;
 use holdout::pb;
 use holdout::store::{DatabaseUrl, Store};
@@ -31,11 +32,7 @@ use holdout::testing::PgCluster;
 use holdout::units::HumanDuration;
 use tokio_util::sync::CancellationToken;
 
-const ADMIN: &str = "bench-admin-token";
-const SUBMITTER: &str = "bench-submitter-token";
-
-const ANSWER: &str = r#"awk -F, 'NR==1{print "id,label"; next}{print $1","(($2%2==0)?"even":"odd")}' /data/test.csv > /output/predictions.csv
-"#;
+use common::{ADMIN, ANSWER, SUBMITTER, archive, challenge, tokens, write_data};
 
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -121,18 +118,7 @@ impl Deployment {
             max_uploads_per_token: 1024,
             database_url: url.clone(),
             lease_ttl: HumanDuration(Duration::from_secs(10)),
-            tokens: vec![
-                TokenConfig {
-                    name: "admin".into(),
-                    role: Role::Admin,
-                    sha256: auth::digest(ADMIN),
-                },
-                TokenConfig {
-                    name: "portal".into(),
-                    role: Role::Submitter,
-                    sha256: auth::digest(SUBMITTER),
-                },
-            ],
+            tokens: tokens(),
             ..Config::default()
         };
         let stop = CancellationToken::new();
@@ -175,7 +161,7 @@ impl Deployment {
         admin
             .challenges()
             .create_challenge(admin.request(pb::CreateChallengeRequest {
-                challenge: Some(challenge()),
+                challenge: Some(challenge(6)),
             }))
             .await
             .expect("challenge created");
@@ -289,74 +275,5 @@ fn meta(participant: &str) -> pb::SubmitMetadata {
         participant_id: participant.into(),
         kind: pb::SubmissionKind::Full as i32,
         ..Default::default()
-    }
-}
-
-fn write_data(root: &std::path::Path) {
-    let data = root.join("data/bench");
-    for (path, text) in [
-        ("inputs/test.csv", "id,x\nr1,1\nr2,2\nr3,3\nr4,4\n"),
-        ("labels.csv", "id,label\nr1,odd\nr2,even\nr3,odd\nr4,even\n"),
-        ("sample/inputs/test.csv", "id,x\ns1,4\ns2,7\n"),
-        ("sample/labels.csv", "id,label\ns1,even\ns2,odd\n"),
-    ] {
-        let p = data.join(path);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    }
-    open_up(root);
-}
-
-fn challenge() -> pb::Challenge {
-    pb::Challenge {
-        id: "bench".into(),
-        data_dir: "bench".into(),
-        runtime: Some(pb::Runtime {
-            image: "holdout-busybox:1".into(),
-            command: vec!["sh".into(), "/submission/run.sh".into()],
-            ..Default::default()
-        }),
-        scoring: Some(pb::Scoring {
-            scorer: Some(pb::scoring::Scorer::Builtin(pb::BuiltinMetric {
-                metric: pb::Metric::Accuracy as i32,
-                target_column: "label".into(),
-                ..Default::default()
-            })),
-            id_column: "id".into(),
-            public_fraction: 0.5,
-            split_seed: 1,
-        }),
-        limits: Some(pb::Limits {
-            wall_time: Some(prost_types::Duration {
-                seconds: 30,
-                nanos: 0,
-            }),
-            memory_bytes: 64 << 20,
-            concurrency: 6,
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-fn archive(script: &str) -> Vec<u8> {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("run.sh"), script).unwrap();
-    let mut out = Vec::new();
-    holdout::archive::pack_dir(dir.path(), &mut out).unwrap();
-    out
-}
-
-/// Folders 0755 and files 0644 up from `root`, so the sandbox user can read the data.
-fn open_up(root: &std::path::Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let mut stack = vec![root.to_owned()];
-    while let Some(p) = stack.pop() {
-        let meta = std::fs::symlink_metadata(&p).unwrap();
-        let mode = if meta.is_dir() { 0o755 } else { 0o644 };
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
-        if meta.is_dir() {
-            stack.extend(std::fs::read_dir(&p).unwrap().flatten().map(|e| e.path()));
-        }
     }
 }
