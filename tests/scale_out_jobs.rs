@@ -46,6 +46,26 @@ fn write_parity(data_root: &Path, odd_first: usize) {
         .status();
 }
 
+/// The config file of process `name` on the shared PostgreSQL, with `extra` lines.
+fn process_config(
+    root: &tempfile::TempDir,
+    data_root: &Path,
+    pg: &PgCluster,
+    name: &str,
+    extra: &str,
+) -> std::path::PathBuf {
+    let dir = root.path().join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    write_config(
+        &dir,
+        data_root,
+        &format!(
+            "database_url = {:?}\noutput_filesystem = \"directory\"\n{extra}",
+            pg.url()
+        ),
+    )
+}
+
 async fn client(addr: &str, token: &str) -> Client {
     Client::connect(&format!("http://{addr}"), Some(token))
         .await
@@ -87,18 +107,7 @@ async fn jobs_started_on_one_replica_are_followed_and_cancelled_on_another_and_r
         let root = tempfile::tempdir().unwrap();
         let data_root = root.path().join("data");
         write_parity(&data_root, 0);
-        let config = |name: &str, extra: &str| {
-            let dir = root.path().join(name);
-            std::fs::create_dir_all(&dir).unwrap();
-            write_config(
-                &dir,
-                &data_root,
-                &format!(
-                    "database_url = {:?}\noutput_filesystem = \"directory\"\n{extra}",
-                    pg.url()
-                ),
-            )
-        };
+        let config = |name: &str, extra: &str| process_config(&root, &data_root, &pg, name, extra);
         let a = ServerProcess::start(
             &config("api-a", "execution = \"workers\"\njob_item_pause = \"1s\""),
             None,
@@ -223,18 +232,7 @@ async fn a_rerun_job_whose_replica_died_is_ended_elsewhere_and_its_queued_reruns
         let root = tempfile::tempdir().unwrap();
         let data_root = root.path().join("data");
         write_parity(&data_root, 0);
-        let config = |name: &str, extra: &str| {
-            let dir = root.path().join(name);
-            std::fs::create_dir_all(&dir).unwrap();
-            write_config(
-                &dir,
-                &data_root,
-                &format!(
-                    "database_url = {:?}\noutput_filesystem = \"directory\"\n{extra}",
-                    pg.url()
-                ),
-            )
-        };
+        let config = |name: &str, extra: &str| process_config(&root, &data_root, &pg, name, extra);
         let mut a = ServerProcess::start(&config("api-a", "execution = \"workers\""), None).await;
         let b = ServerProcess::start(&config("api-b", "execution = \"workers\""), None).await;
         let mut worker = WorkerProcess::start(&config("worker", "concurrency = 1")).await;
