@@ -76,16 +76,6 @@ fn fraud_challenge(id: &str, data_dir: &str) -> pb::Challenge {
     c
 }
 
-fn make_world_readable(dir: &Path) {
-    let status = Command::new("chmod")
-        .arg("-R")
-        .arg("o+rX")
-        .arg(dir)
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 async fn get(server: &TestServer, token: &str, id: &str) -> pb::Challenge {
     let client = server.client(token).await;
     client

@@ -29,27 +29,10 @@ fn data_root(dir: &std::path::Path) -> std::path::PathBuf {
         ("parity/sample/inputs/test.csv", "id,x\ns1,4\n"),
         ("parity/sample/labels.csv", "id,label\ns1,even\n"),
     ] {
-        let p = root.join(path);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, content).unwrap();
+        write_files(&root, &[(path, content)]);
     }
-    open_tree(dir);
+    make_world_readable(dir);
     root
-}
-
-fn open_tree(dir: &std::path::Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755));
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                open_tree(&p);
-            } else {
-                let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644));
-            }
-        }
-    }
 }
 
 async fn setup(server: &ServerProcess, concurrency: u32) -> Client {

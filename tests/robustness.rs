@@ -314,11 +314,9 @@ async fn a_deep_unwritable_tree_is_stopped_and_removed_even_across_a_crash() {
             ("parity/sample/inputs/test.csv", "id,x\ns1,4\n"),
             ("parity/sample/labels.csv", "id,label\ns1,even\n"),
         ] {
-            let p = data.join(path);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, text).unwrap();
+            write_files(&data, &[(path, text)]);
         }
-        open_up(dir.path());
+        make_world_readable(dir.path());
         let config = write_config(dir.path(), &data, "");
         let server = ServerProcess::start_with_nofile(&config, None, Some(1024)).await;
         let admin = holdout::cli::Client::connect(&server.addr, Some(&server.admin))
@@ -432,19 +430,6 @@ fn deep_challenge() -> pb::Challenge {
     c
 }
 
-fn open_up(root: &std::path::Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let mut stack = vec![root.to_owned()];
-    while let Some(p) = stack.pop() {
-        let meta = std::fs::symlink_metadata(&p).unwrap();
-        let mode = if meta.is_dir() { 0o755 } else { 0o644 };
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
-        if meta.is_dir() {
-            stack.extend(std::fs::read_dir(&p).unwrap().flatten().map(|e| e.path()));
-        }
-    }
-}
-
 /// Uploads one token may have in progress (the server's default).
 const SLOTS: usize = 16;
 
@@ -472,11 +457,9 @@ async fn six_hundred_stalled_uploads_hold_up_no_one_else() {
             ("parity/inputs/test.csv", "id,x\nr1,1\nr2,2\n"),
             ("parity/labels.csv", "id,label\nr1,odd\nr2,even\n"),
         ] {
-            let p = data.join(path);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, text).unwrap();
+            write_files(&data, &[(path, text)]);
         }
-        open_up(dir.path());
+        make_world_readable(dir.path());
         let config = write_config(dir.path(), &data, "upload_idle_timeout = \"60s\"");
         let server = ServerProcess::start_with_nofile(&config, None, Some(1024)).await;
         let admin = holdout::cli::Client::connect(&server.addr, Some(&server.admin)).await.unwrap();

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::process::{ServerProcess, WorkerProcess, containers_of, write_config};
-use common::{PARITY_RIGHT, full, tar_gz, within};
+use common::{PARITY_RIGHT, full, make_world_readable, tar_gz, within, write_files};
 use holdout::cli::Client;
 use holdout::pb;
 use holdout::testing::PgCluster;
@@ -97,41 +97,8 @@ fn write_parity_at(data_root: &Path, name: &str, rows: usize) {
         ("sample/inputs/test.csv", "id,x\ns1,4\ns2,7\ns3,10\n"),
         ("sample/labels.csv", "id,label\ns1,even\ns2,odd\ns3,even\n"),
     ];
-    for (path, body) in files {
-        let p = data_root.join(name).join(path);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(&p, body).unwrap();
-    }
-    open_up(data_root);
-}
-
-/// Data folders readable by the sandbox user, and every folder above them traversable.
-fn open_up(dir: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    for e in walk(dir) {
-        let mode = if e.is_dir() { 0o755 } else { 0o644 };
-        std::fs::set_permissions(&e, std::fs::Permissions::from_mode(mode)).unwrap();
-    }
-    let mut p = dir.to_owned();
-    while let Some(parent) = p.parent() {
-        if parent == Path::new("/") || parent == Path::new("/tmp") {
-            break;
-        }
-        let _ = std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755));
-        p = parent.to_owned();
-    }
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = vec![dir.to_owned()];
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if e.path().is_dir() {
-            out.extend(walk(&e.path()));
-        } else {
-            out.push(e.path());
-        }
-    }
-    out
+    write_files(&data_root.join(name), &files);
+    make_world_readable(data_root);
 }
 
 async fn client(addr: &str, token: &str) -> Client {

@@ -194,12 +194,7 @@ impl TestServer {
     /// Writes a challenge data folder `name` under the data root.
     pub fn write_data(&self, name: &str, files: &[(&str, &str)]) -> PathBuf {
         let dir = self.data_root.join(name);
-        for (path, content) in files {
-            let p = dir.join(path);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, content).unwrap();
-        }
-        make_world_readable(&dir);
+        write_files(&dir, files);
         dir
     }
 
@@ -269,7 +264,19 @@ impl Drop for TestServer {
     }
 }
 
-fn make_world_readable(dir: &Path) {
+/// Writes `files` (path under `dir`, content) and makes `dir` readable by the sandbox user.
+pub fn write_files(dir: &Path, files: &[(&str, &str)]) {
+    for (path, content) in files {
+        let p = dir.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+    make_world_readable(dir);
+}
+
+/// Folders 0755 and files 0644 under `dir`, and every folder above it up to the temp root
+/// traversable: the sandbox user must read challenge data.
+pub fn make_world_readable(dir: &Path) {
     use std::os::unix::fs::PermissionsExt;
     for entry in walk(dir) {
         let mode = if entry.is_dir() { 0o755 } else { 0o644 };
