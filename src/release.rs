@@ -146,6 +146,9 @@ pub struct SubmissionView {
     pub archive_sha256: String,
     /// Acceptance time.
     pub created_at: UnixMillis,
+    /// When the current attempt started (the moment it was shown RUNNING); `None` while
+    /// queued.
+    pub started_at: Option<UnixMillis>,
     /// End time (admins, and SMOKE runs).
     pub finished_at: Option<UnixMillis>,
     /// What the run used (admins, and SMOKE runs).
@@ -207,6 +210,7 @@ pub fn submission_view(s: &Submission, ctx: &ViewContext<'_>) -> SubmissionView 
         private_scores_exact: BTreeMap::new(),
         archive_sha256: s.archive_sha256.clone(),
         created_at: s.created_at,
+        started_at: s.started_at,
         finished_at: None,
         usage: None,
         limits: None,
@@ -258,6 +262,7 @@ fn admin_view(s: &Submission, ctx: &ViewContext<'_>) -> SubmissionView {
         private_scores_exact: s.private_scores.clone(),
         archive_sha256: s.archive_sha256.clone(),
         created_at: s.created_at,
+        started_at: s.started_at,
         finished_at: s.finished_at,
         usage: s.usage.clone(),
         limits: s.usage.as_ref().map(|_| ctx.limits),

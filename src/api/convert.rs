@@ -597,6 +597,7 @@ pub fn submission_to_pb(v: &SubmissionView) -> pb::Submission {
         private_scores_exact: v.private_scores_exact.clone().into_iter().collect(),
         archive_sha256: v.archive_sha256.clone(),
         created_at: Some(timestamp(v.created_at)),
+        started_at: v.started_at.map(timestamp),
         finished_at: v.finished_at.map(timestamp),
         usage: v.usage.as_ref().map(|u| usage_to_pb(u, v.limits.as_ref())),
         queue_position: v.queue_position,
