@@ -497,7 +497,8 @@ async fn six_hundred_stalled_uploads_hold_up_no_one_else() {
             }
         }
         assert_eq!(refused, 600 - SLOTS, "all but the token's slots refused");
-        // Another platform's normal submission is accepted within a second...
+        // Another platform's normal submission is accepted at once (before the fix, not
+        // within 40 s; the bound is loose for a loaded CI disk)...
         let other = holdout::cli::Client::connect(&server.addr, Some(&server.other)).await.unwrap();
         let started = std::time::Instant::now();
         let s = other
@@ -505,7 +506,7 @@ async fn six_hundred_stalled_uploads_hold_up_no_one_else() {
             .await
             .unwrap();
         let took = started.elapsed();
-        assert!(took < Duration::from_secs(1), "accepted after {took:?}");
+        assert!(took < Duration::from_secs(5), "accepted after {took:?}");
         // ...and any other call answers too.
         let started = std::time::Instant::now();
         admin
@@ -513,7 +514,7 @@ async fn six_hundred_stalled_uploads_hold_up_no_one_else() {
             .list_challenges(authed(&server.admin, pb::ListChallengesRequest::default()))
             .await
             .unwrap();
-        assert!(started.elapsed() < Duration::from_secs(1));
+        assert!(started.elapsed() < Duration::from_secs(5));
         other.watch(&s.id, |_| {}).await.unwrap();
         // The stalled uploads hold a handful of descriptors and files, not hundreds.
         let fds = server.open_fds();

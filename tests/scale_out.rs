@@ -592,13 +592,17 @@ async fn a_worker_cut_off_from_postgres_cannot_commit_once_its_lease_expired() {
             &dir,
             &d.data_root(),
             &format!(
-                "database_url = {via_proxy:?}\noutput_filesystem = \"directory\"\nconcurrency = 1\nlease_ttl = \"2s\""
+                "database_url = {via_proxy:?}\noutput_filesystem = \"directory\"\nconcurrency = 1\nlease_ttl = \"6s\""
             ),
         );
         let w1 = WorkerProcess::start(&config).await;
         create_parity(&api.addr, 2).await;
         let c = client(&api.addr, SUBMITTER).await;
-        let id = c.submit(full("parity", "a"), sleepy(1.5)).await.unwrap().id;
+        // The run must end while the network is silent and before the worker can tell on
+        // its own that its lease is gone (a third of a lease after its last renewal and a
+        // whole lease later): 3 s of code under a 6 s lease leaves seconds of slack for a
+        // slow start on a loaded machine.
+        let id = c.submit(full("parity", "a"), sleepy(3.0)).await.unwrap().id;
         wait_state(&c, &id, pb::SubmissionState::Running, 60).await;
         // The worker's network to the database goes silent mid-run; the run ends while it
         // is, and its result waits in the worker for the network to come back.
