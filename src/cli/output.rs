@@ -66,6 +66,7 @@ pub fn submission_json(s: &pb::Submission) -> Value {
         "private_scores_exact": s.private_scores_exact,
         "archive_sha256": s.archive_sha256,
         "created_at": ts(&s.created_at),
+        "started_at": ts(&s.started_at),
         "finished_at": ts(&s.finished_at),
         "usage": s.usage.as_ref().map(|u| json!({
             "wall_time_seconds": u.wall_time.as_ref().map(seconds),
