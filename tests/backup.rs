@@ -27,20 +27,6 @@ fn snapshot(state: &Path) -> BTreeMap<String, String> {
         .unwrap()
 }
 
-async fn admin_get(server: &TestServer, id: &str) -> pb::Submission {
-    server
-        .client(&server.admin)
-        .await
-        .submissions()
-        .get_submission(authed(
-            &server.admin,
-            pb::GetSubmissionRequest { id: id.into() },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-}
-
 #[tokio::test]
 async fn a_backup_taken_under_load_restores_every_submission_into_a_fresh_state_folder() {
     if common::on_postgres() {
@@ -159,10 +145,10 @@ async fn a_backup_taken_under_load_restores_every_submission_into_a_fresh_state_
         .await;
         let mut kept_checked = 0;
         for (id, state) in &taken {
-            let back = admin_get(&restored, id).await;
+            let back = restored.admin_get(id).await;
             if ended.contains(&id) {
                 // Ended in the snapshot: exactly as it was, logs included.
-                let original = admin_get(&server, id).await;
+                let original = server.admin_get(id).await;
                 assert_eq!(back, original, "{id} ({state})");
                 if back.kind == pb::SubmissionKind::Smoke as i32 {
                     let logs = |s: &TestServer| {

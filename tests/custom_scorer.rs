@@ -58,20 +58,6 @@ fn all_even_accuracy(rows: &[(String, String)], public: bool) -> (f64, usize) {
     (correct as f64 / part.len() as f64, part.len())
 }
 
-async fn admin_view(server: &TestServer, id: &str) -> pb::Submission {
-    server
-        .client(&server.admin)
-        .await
-        .submissions()
-        .get_submission(authed(
-            &server.admin,
-            pb::GetSubmissionRequest { id: id.into() },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-}
-
 async fn logs(
     server: &TestServer,
     token: &str,
@@ -118,7 +104,7 @@ async fn a_custom_scorer_scores_each_split_exactly_like_the_builtin_metric() {
             "{done:?}"
         );
         assert_eq!(done.verdict, pb::Verdict::Scored as i32);
-        let custom = admin_view(&server, &done.id).await;
+        let custom = server.admin_get(&done.id).await;
 
         let (public_acc, public_n) = all_even_accuracy(&rows, true);
         let (private_acc, private_n) = all_even_accuracy(&rows, false);
@@ -140,7 +126,7 @@ async fn a_custom_scorer_scores_each_split_exactly_like_the_builtin_metric() {
 
         // The same code under the built-in accuracy scores the same, split by split.
         let builtin = run(&server, full("builtin", "alice"), PARITY_EVEN).await;
-        let builtin = admin_view(&server, &builtin.id).await;
+        let builtin = server.admin_get(&builtin.id).await;
         assert_eq!(
             builtin.public_scores_exact.get("accuracy"),
             custom.public_scores_exact.get("acc")
@@ -171,7 +157,7 @@ async fn a_smoke_run_is_scored_by_the_custom_scorer_on_the_sample() {
         // sample/labels.csv: s1 even, s2 odd, s3 even.
         assert_eq!(done.scores.get("acc"), Some(&0.6667), "{:?}", done.scores);
         assert_eq!(done.scores.get("n"), Some(&3.0));
-        let admin = admin_view(&server, &done.id).await;
+        let admin = server.admin_get(&done.id).await;
         assert_eq!(admin.public_scores_exact.get("acc"), Some(&(2.0 / 3.0)));
         assert_eq!(admin.public_scores_exact.get("n"), Some(&3.0));
         assert!(admin.private_scores_exact.is_empty());
@@ -235,7 +221,7 @@ async fn a_scorer_rejection_reaches_the_participant_only_as_the_challenge_allows
                     done.message
                 );
                 // The admin still sees why.
-                let admin = admin_view(&server, &done.id).await;
+                let admin = server.admin_get(&done.id).await;
                 assert!(
                     admin.message.contains("row r0003 has an impossible label"),
                     "{name}: {}",
@@ -289,7 +275,7 @@ async fn assert_scorer_failure_is_internal_and_uncharged(
     );
     assert!(!done.message.contains("scorer"), "{id}: {}", done.message);
 
-    let admin = admin_view(server, &done.id).await;
+    let admin = server.admin_get(&done.id).await;
     assert!(
         admin.message.contains("scorer (public)") && admin.message.contains(admin_detail),
         "{id}: the admin sees which scorer run failed and why: {}",
@@ -534,7 +520,7 @@ async fn challenges_with_a_bad_custom_scorer_are_refused_naming_the_field() {
 /// Polls the admin view until the submission is in `state`.
 async fn wait_for_state(server: &TestServer, id: &str, state: pb::SubmissionState) {
     loop {
-        let s = admin_view(server, id).await;
+        let s = server.admin_get(id).await;
         if s.state == state as i32 {
             return;
         }
@@ -644,7 +630,7 @@ async fn a_shutdown_while_a_scorer_runs_stops_it_after_the_grace_and_requeues_th
         assert!(server.leftover_containers().await.is_empty());
         server.restart().await;
         // Handed back to the queue, not failed: the service's interruption is not the code's.
-        let seen = admin_view(&server, &s.id).await;
+        let seen = server.admin_get(&s.id).await;
         assert!(
             [
                 pb::SubmissionState::Queued as i32,

@@ -141,17 +141,6 @@ fn decode(slots: &[(i64, char)], samples: &[Sample]) -> (usize, usize) {
     (right, seen)
 }
 
-async fn get_as(server: &TestServer, token: &str, id: &str) -> pb::Submission {
-    server
-        .client(token)
-        .await
-        .submissions()
-        .get_submission(authed(token, pb::GetSubmissionRequest { id: id.into() }))
-        .await
-        .unwrap()
-        .into_inner()
-}
-
 async fn stdout_of(server: &TestServer, id: &str) -> String {
     let logs = server
         .client(&server.admin)
@@ -181,7 +170,7 @@ async fn modulate_and_sample(server: &TestServer) -> (Vec<(i64, char)>, i64, Vec
         .submit(full("leak", "mallory"), tar_gz(&[("run.sh", MODULATE)]))
         .await
         .unwrap();
-    while get_as(server, &server.admin, &full_run.id).await.state
+    while server.get_as(&server.admin, &full_run.id).await.state
         != pb::SubmissionState::Running as i32
     {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -206,7 +195,7 @@ async fn modulate_and_sample(server: &TestServer) -> (Vec<(i64, char)>, i64, Vec
         sampled.push(samples(&stdout_of(server, &s.id).await));
     }
     client.watch(&full_run.id, |_| {}).await.unwrap();
-    let exact = get_as(server, &server.admin, &full_run.id).await;
+    let exact = server.get_as(&server.admin, &full_run.id).await;
     let slots = slots(&stdout_of(server, &full_run.id).await);
     assert_eq!(slots.len(), 16, "the FULL run modulated every bit");
     (slots, millis(&exact.finished_at), sampled)
@@ -323,7 +312,7 @@ async fn a_verdict_picked_from_private_data_shows_only_as_not_scored_and_is_char
                 done.message.clone(),
                 done.scores.len(),
             ));
-            let admin = get_as(&server, &server.admin, id).await;
+            let admin = server.get_as(&server.admin, id).await;
             exact.insert(admin.verdict);
             seen.push((admin.verdict, admin.message, admin.usage));
         }
@@ -590,7 +579,7 @@ async fn a_cancel_answers_the_same_and_releases_at_the_same_moment_whether_the_c
             assert!(ends[0] >= Duration::from_secs(4), "{ends:?}");
             // The code of the first had finished and been scored: an admin still sees its
             // scores, the platform never.
-            let exact = get_as(&server, &server.admin, &finished.id).await;
+            let exact = server.get_as(&server.admin, &finished.id).await;
             assert_eq!(exact.verdict, pb::Verdict::Cancelled as i32);
         }
     })
@@ -808,7 +797,7 @@ async fn predictions_that_would_break_a_custom_scorer_are_invalid_and_charged() 
             .unwrap();
         let done = client.watch(&s.id, |_| {}).await.unwrap();
         assert_eq!(done.verdict, pb::Verdict::NotScored as i32, "{done:?}");
-        let exact = get_as(&server, &server.admin, &s.id).await;
+        let exact = server.get_as(&server.admin, &s.id).await;
         assert_eq!(exact.verdict, pb::Verdict::InvalidPredictions as i32, "{exact:?}");
         assert!(exact.message.contains("duplicate id"), "{}", exact.message);
         // The scorer never ran, so it never crashed: nothing in the admin's scorer logs.

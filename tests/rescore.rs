@@ -45,21 +45,7 @@ async fn run_full(
         .unwrap();
     let last = client.watch(&s.id, |_| {}).await.unwrap();
     assert_eq!(last.verdict, pb::Verdict::Scored as i32, "{last:?}");
-    admin_view(server, &s.id).await
-}
-
-async fn admin_view(server: &TestServer, id: &str) -> pb::Submission {
-    server
-        .client(&server.admin)
-        .await
-        .submissions()
-        .get_submission(authed(
-            &server.admin,
-            pb::GetSubmissionRequest { id: id.into() },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
+    server.admin_get(&s.id).await
 }
 
 /// The public board as (participant, score), best first.
@@ -172,7 +158,7 @@ async fn rescoring_after_a_labels_fix_changes_the_scores_audits_old_and_new_and_
         // Mid-way (the job pauses 1.5 s per submission): the board is the old one, whole.
         tokio::time::sleep(Duration::from_millis(700)).await;
         assert_eq!(board(&server, "fix").await, before);
-        assert_eq!(exact(&admin_view(&server, &alice.id).await), exact(&alice));
+        assert_eq!(exact(&server.admin_get(&alice.id).await), exact(&alice));
         let second = rescore(&admin, &server.admin, "fix", pb::Metric::Unspecified).await;
         assert_eq!(
             second.unwrap_err().code(),
@@ -193,8 +179,8 @@ async fn rescoring_after_a_labels_fix_changes_the_scores_audits_old_and_new_and_
         assert!(last.message.contains("2 changed"), "{}", last.message);
 
         let (alice2, bob2) = (
-            admin_view(&server, &alice.id).await,
-            admin_view(&server, &bob.id).await,
+            server.admin_get(&alice.id).await,
+            server.admin_get(&bob.id).await,
         );
         assert_ne!(exact(&alice2), exact(&alice));
         assert_ne!(exact(&bob2), exact(&bob));
@@ -324,7 +310,7 @@ async fn rescoring_with_another_built_in_metric_changes_the_challenges_metric_wi
             }
             other => panic!("{other:?}"),
         }
-        let alice2 = admin_view(&server, &alice.id).await;
+        let alice2 = server.admin_get(&alice.id).await;
         assert_eq!(
             alice2.public_scores_exact.keys().collect::<Vec<_>>(),
             ["balanced_accuracy"]
@@ -356,7 +342,7 @@ async fn rescoring_with_another_built_in_metric_changes_the_challenges_metric_wi
             "{}",
             last.message
         );
-        assert_eq!(exact(&admin_view(&server, &alice.id).await), exact(&alice2));
+        assert_eq!(exact(&server.admin_get(&alice.id).await), exact(&alice2));
         assert!(changes(&server, &failing.id).await.is_empty());
     })
     .await;
@@ -388,8 +374,8 @@ async fn a_cancelled_rescore_leaves_every_score_and_the_board_as_they_were() {
         assert_eq!(last.state, pb::JobState::Cancelled as i32);
         // Past the time the job would have needed: still nothing written.
         tokio::time::sleep(Duration::from_millis(6500)).await;
-        assert_eq!(exact(&admin_view(&server, &alice.id).await), exact(&alice));
-        assert_eq!(exact(&admin_view(&server, &bob.id).await), exact(&bob));
+        assert_eq!(exact(&server.admin_get(&alice.id).await), exact(&alice));
+        assert_eq!(exact(&server.admin_get(&bob.id).await), exact(&bob));
         assert_eq!(board(&server, "cancel").await, before);
         assert!(changes(&server, &job.id).await.is_empty());
         let read = admin
@@ -617,12 +603,12 @@ async fn a_rerun_under_a_new_image_swaps_results_in_at_once_uncharged_and_audite
             last.message
         );
 
-        let alice2 = admin_view(&server, &alice.id).await;
+        let alice2 = server.admin_get(&alice.id).await;
         assert_eq!(
             alice2.public_scores_exact, bob.public_scores_exact,
             "alice now answers even"
         );
-        assert_eq!(exact(&admin_view(&server, &bob.id).await), exact(&bob));
+        assert_eq!(exact(&server.admin_get(&bob.id).await), exact(&bob));
         assert_ne!(board(&server, "image").await, before);
         let audit = changes(&server, &job.id).await;
         let a = audit.iter().find(|c| c.submission_id == alice.id).unwrap();
@@ -724,8 +710,8 @@ async fn a_cancelled_rerun_cancels_its_runs_and_changes_nothing() {
         let last = watch_job(&server, &job.id).await.pop().unwrap();
         assert_eq!(last.state, pb::JobState::Cancelled as i32);
         tokio::time::sleep(Duration::from_millis(2000)).await;
-        assert_eq!(exact(&admin_view(&server, &alice.id).await), exact(&alice));
-        assert_eq!(exact(&admin_view(&server, &bob.id).await), exact(&bob));
+        assert_eq!(exact(&server.admin_get(&alice.id).await), exact(&alice));
+        assert_eq!(exact(&server.admin_get(&bob.id).await), exact(&bob));
         assert!(changes(&server, &job.id).await.is_empty());
         // Its re-runs (the admin sees them, owned by the job) were cancelled, not left to run.
         let all = server
@@ -802,7 +788,7 @@ async fn a_custom_scored_challenge_is_re_run_through_its_scorer_but_never_rescor
         let seen = watch_job(&server, &job.id).await;
         let last = seen.last().unwrap();
         assert_eq!(last.state, pb::JobState::Finished as i32, "{last:?}");
-        let after = admin_view(&server, &bob.id).await;
+        let after = server.admin_get(&bob.id).await;
         assert_eq!(after.verdict, pb::Verdict::Scored as i32, "{after:?}");
         assert_ne!(
             exact(&after),

@@ -17,17 +17,6 @@ fn seconds(d: &Option<prost_types::Duration>) -> f64 {
     d.seconds as f64 + d.nanos as f64 / 1e9
 }
 
-async fn get(server: &TestServer, token: &str, id: &str) -> pb::Submission {
-    server
-        .client(token)
-        .await
-        .submissions()
-        .get_submission(authed(token, pb::GetSubmissionRequest { id: id.into() }))
-        .await
-        .unwrap()
-        .into_inner()
-}
-
 /// The usage of a busy run: CPU time close to the work done, never more than its wall time
 /// allows on its one core; and the limits it is measured against.
 fn assert_busy_usage(u: &pb::RunUsage) {
@@ -70,12 +59,12 @@ async fn a_smoke_run_reports_its_cpu_time_and_limits_to_its_submitter_and_a_full
             assert_eq!(last.verdict, pb::Verdict::Scored as i32, "{last:?}");
         }
 
-        let shown = get(&server, &server.submitter, &smoke_run.id).await;
+        let shown = server.get_as(&server.submitter, &smoke_run.id).await;
         assert_busy_usage(shown.usage.as_ref().expect("a SMOKE run shows its usage"));
 
-        let shown = get(&server, &server.submitter, &full_run.id).await;
+        let shown = server.get_as(&server.submitter, &full_run.id).await;
         assert_eq!(shown.usage, None, "a FULL run's usage is admin-only");
-        let admin = get(&server, &server.admin, &full_run.id).await;
+        let admin = server.get_as(&server.admin, &full_run.id).await;
         assert_busy_usage(admin.usage.as_ref().expect("admins see a FULL run's usage"));
 
         // The CLI prints it against the limits.
@@ -135,7 +124,7 @@ async fn a_run_held_at_its_cpu_limit_uses_at_most_its_share_of_the_wall_time() {
             .await
             .unwrap();
         client.watch(&s.id, |_| {}).await.unwrap();
-        let u = get(&server, &server.submitter, &s.id).await.usage.unwrap();
+        let u = server.get_as(&server.submitter, &s.id).await.usage.unwrap();
         let (wall, cpu) = (seconds(&u.wall_time), seconds(&u.cpu_time));
         assert_eq!(u.cpu_millis_limit, 500);
         assert!(cpu > 0.2, "{u:?}");

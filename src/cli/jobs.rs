@@ -170,10 +170,15 @@ pub async fn rescore(
         .await
         .map_err(server_error)?
         .into_inner();
+    started(client, json, &job, wait).await
+}
+
+/// A job just started: followed to its end with `--wait`, else printed as it is.
+async fn started(client: &Client, json: bool, job: &pb::Job, wait: bool) -> Result<()> {
     if wait {
         watch(client, &job.id, json).await
     } else {
-        print_job(json, &job);
+        print_job(json, job);
         Ok(())
     }
 }
@@ -191,12 +196,7 @@ pub async fn rerun(
         .await
         .map_err(server_error)?
         .into_inner();
-    if wait {
-        watch(client, &job.id, json).await
-    } else {
-        print_job(json, &job);
-        Ok(())
-    }
+    started(client, json, &job, wait).await
 }
 
 /// `holdout job ...`.

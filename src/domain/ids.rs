@@ -37,6 +37,21 @@ impl ChallengeId {
     }
 }
 
+/// A fresh random id: `prefix` then 20 lowercase hex digits (80 random bits).
+pub(super) fn random_id(prefix: &str) -> String {
+    let bytes: [u8; 10] = rand::random();
+    format!("{prefix}{}", hex::encode(bytes))
+}
+
+/// Whether `raw` has the form of a [`random_id`] with `prefix`.
+pub(super) fn is_random_id(raw: &str, prefix: &str) -> bool {
+    raw.len() == prefix.len() + 20
+        && raw.starts_with(prefix)
+        && raw[prefix.len()..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// A submission id: `s-` followed by 20 lowercase hex digits, random.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -45,18 +60,12 @@ pub struct SubmissionId(String);
 impl SubmissionId {
     /// A fresh random id.
     pub fn generate() -> Self {
-        let bytes: [u8; 10] = rand::random();
-        Self(format!("s-{}", hex::encode(bytes)))
+        Self(random_id("s-"))
     }
 
     /// Checks the id's form; anything else cannot name a submission.
     pub fn parse(raw: &str) -> Result<Self, DomainError> {
-        let ok = raw.len() == 22
-            && raw.starts_with("s-")
-            && raw[2..]
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if ok {
+        if is_random_id(raw, "s-") {
             Ok(Self(raw.to_owned()))
         } else {
             Err(DomainError::NotFound(format!("submission {raw:?}")))

@@ -24,18 +24,12 @@ pub struct JobId(String);
 impl JobId {
     /// A fresh random id.
     pub fn generate() -> Self {
-        let bytes: [u8; 10] = rand::random();
-        Self(format!("j-{}", hex::encode(bytes)))
+        Self(super::ids::random_id("j-"))
     }
 
     /// Checks the id's form; anything else cannot name a job.
     pub fn parse(raw: &str) -> Result<Self, DomainError> {
-        let ok = raw.len() == 22
-            && raw.starts_with("j-")
-            && raw[2..]
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if ok {
+        if super::ids::is_random_id(raw, "j-") {
             Ok(Self(raw.to_owned()))
         } else {
             Err(DomainError::NotFound(format!("job {raw:?}")))

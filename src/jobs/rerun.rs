@@ -10,15 +10,16 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
+use super::progress::Stop;
 use crate::auth::Caller;
 use crate::config::Role;
 use crate::domain::{
-    Challenge, Job, JobId, JobState, NewSubmission, ScoreChange, Submission, SubmissionId,
-    SubmissionKind, Verdict, error_chain, now_millis, rerun_owner,
+    Challenge, Job, JobId, NewSubmission, ScoreChange, Submission, SubmissionId, SubmissionKind,
+    Verdict, error_chain, now_millis, rerun_owner,
 };
-use crate::store::{CommitOutcome, JobCommit, Store, StoreError};
+use crate::store::{CommitOutcome, JobCommit, Store};
 use crate::submissions::Submissions;
 
 /// How often the job reads its re-runs' states (they may run on any worker).
@@ -38,23 +39,9 @@ pub(super) struct Rerun {
     pub(super) bits: f64,
 }
 
-/// Why the work stopped before its commit.
-enum Stop {
-    NotRunning,
-    Shutdown,
-    Failed(String),
-}
-
-impl From<StoreError> for Stop {
-    fn from(e: StoreError) -> Self {
-        Stop::Failed(format!("store: {}", error_chain(&e)))
-    }
-}
-
 impl Rerun {
     /// Runs the job to its end; always leaves the job's row ended.
     pub(super) async fn run(self, shutdown: CancellationToken) {
-        let id = self.job.id.clone();
         let outcome = tokio::select! {
             r = self.work(&shutdown) => r,
             _ = self.progress.beat_forever() => unreachable!("the heartbeat never ends"),
@@ -62,28 +49,12 @@ impl Rerun {
         if outcome.is_err() {
             self.cancel_reruns().await;
         }
-        let (state, message) = match outcome {
-            Ok(()) => return,
-            Err(Stop::NotRunning) => {
-                info!(job_id = %id, "re-run job cancelled; its re-runs were cancelled, nothing swapped");
-                return;
-            }
-            Err(Stop::Shutdown) => (
-                JobState::Failed,
-                "interrupted: the server stopped before the job committed; nothing was changed"
-                    .to_owned(),
-            ),
-            Err(Stop::Failed(m)) => (JobState::Failed, format!("{m}; nothing was changed")),
-        };
-        warn!(job_id = %id, message = %message, "re-run job failed");
-        if let Err(e) = self.store.end_job(&id, state, message, now_millis()).await {
-            error!(job_id = %id, error = %error_chain(&e), "cannot record the end of a job");
-        }
+        self.progress.end(outcome, "rerun").await;
     }
 
     async fn work(&self, shutdown: &CancellationToken) -> Result<(), Stop> {
         let total = self.originals.len() as u32;
-        self.progress(0, total).await?;
+        self.progress.step(0, total).await?;
         for o in &self.originals {
             let rerun = Submission::new(NewSubmission {
                 id: SubmissionId::generate(),
@@ -116,7 +87,7 @@ impl Rerun {
             }
             // Originals without a re-run count as done from the start.
             let done = ended.len() as u32 + (total - pairs.len() as u32);
-            self.progress(done, total).await?;
+            self.progress.step(done, total).await?;
             if ended.len() == pairs.len() {
                 break ended;
             }
@@ -126,14 +97,6 @@ impl Rerun {
             }
         };
         self.commit(&ended).await
-    }
-
-    async fn progress(&self, done: u32, total: u32) -> Result<(), Stop> {
-        if self.progress.set(done, total).await? {
-            Ok(())
-        } else {
-            Err(Stop::NotRunning)
-        }
     }
 
     /// Swaps every usable re-run's result into its original, in one transaction.

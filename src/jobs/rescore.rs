@@ -11,16 +11,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::info;
 
+use super::progress::Stop;
 use crate::domain::{
-    Challenge, Job, JobState, ScoreChange, Scoring, Submission, SubmissionKind, Transition,
-    error_chain, now_millis,
+    Challenge, Job, ScoreChange, Scoring, Submission, SubmissionKind, Transition, error_chain,
+    now_millis,
 };
 use crate::predictions::{Kept, KeptPredictions};
 use crate::run::plan::{DataLayout, HostSettings};
 use crate::scoring::{LabelSet, ScoringSpec, load_labels, score_reader};
-use crate::store::{CommitOutcome, JobCommit, Store, StoreError};
+use crate::store::{CommitOutcome, JobCommit, Store};
 
 /// Everything one rescoring job needs.
 pub(super) struct Rescore {
@@ -41,22 +42,6 @@ pub(super) struct Rescore {
     pub(super) spec: ScoringSpec,
 }
 
-/// Why the work stopped before its commit.
-enum Stop {
-    /// The job's row is no longer RUNNING (cancelled).
-    NotRunning,
-    /// The application is shutting down.
-    Shutdown,
-    /// Something failed; the job ends FAILED with this message.
-    Failed(String),
-}
-
-impl From<StoreError> for Stop {
-    fn from(e: StoreError) -> Self {
-        Stop::Failed(format!("store: {}", error_chain(&e)))
-    }
-}
-
 /// What the staging of one submission found.
 struct Staged {
     change: ScoreChange,
@@ -66,34 +51,17 @@ struct Staged {
 impl Rescore {
     /// Runs the job to its end; never panics the caller, always leaves the job's row ended.
     pub(super) async fn run(self, shutdown: CancellationToken) {
-        let id = self.job.id.clone();
         let outcome = tokio::select! {
             r = self.work(&shutdown) => r,
             _ = self.progress.beat_forever() => unreachable!("the heartbeat never ends"),
         };
-        let (state, message) = match outcome {
-            Ok(()) => return,
-            Err(Stop::NotRunning) => {
-                info!(job_id = %id, "rescoring stopped: the job was cancelled; nothing was written");
-                return;
-            }
-            Err(Stop::Shutdown) => (
-                JobState::Failed,
-                "interrupted: the server stopped before the job committed; nothing was changed"
-                    .to_owned(),
-            ),
-            Err(Stop::Failed(m)) => (JobState::Failed, format!("{m}; nothing was changed")),
-        };
-        warn!(job_id = %id, message = %message, "rescoring failed");
-        if let Err(e) = self.store.end_job(&id, state, message, now_millis()).await {
-            error!(job_id = %id, error = %error_chain(&e), "cannot record the end of a job");
-        }
+        self.progress.end(outcome, "rescore").await;
     }
 
     async fn work(&self, shutdown: &CancellationToken) -> Result<(), Stop> {
         let subs = self.store.scored_full(self.challenge.id.clone()).await?;
         let total = subs.len() as u32;
-        self.progress(0, total).await?;
+        self.progress.step(0, total).await?;
         let labels = self.labels().await?;
         let mut staged = Vec::with_capacity(subs.len());
         for (i, s) in subs.iter().enumerate() {
@@ -101,7 +69,7 @@ impl Rescore {
                 return Err(Stop::Shutdown);
             }
             staged.push(self.stage(s, &labels).await?);
-            self.progress(i as u32 + 1, total).await?;
+            self.progress.step(i as u32 + 1, total).await?;
             if !self.pause.is_zero() {
                 tokio::select! {
                     _ = shutdown.cancelled() => return Err(Stop::Shutdown),
@@ -113,14 +81,6 @@ impl Rescore {
     }
 
     /// Records progress; stops when the row says the job is no longer RUNNING.
-    async fn progress(&self, done: u32, total: u32) -> Result<(), Stop> {
-        if self.progress.set(done, total).await? {
-            Ok(())
-        } else {
-            Err(Stop::NotRunning)
-        }
-    }
-
     /// The challenge's FULL labels as they are on disk now (read anew, not from the run
     /// cache: a fixed file is the point).
     async fn labels(&self) -> Result<Arc<LabelSet>, Stop> {

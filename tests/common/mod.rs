@@ -184,6 +184,22 @@ impl TestServer {
             .unwrap()
     }
 
+    /// Submission `id` as the holder of `token` sees it.
+    pub async fn get_as(&self, token: &str, id: &str) -> pb::Submission {
+        self.client(token)
+            .await
+            .submissions()
+            .get_submission(authed(token, pb::GetSubmissionRequest { id: id.into() }))
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    /// Submission `id` as an admin sees it.
+    pub async fn admin_get(&self, id: &str) -> pb::Submission {
+        self.get_as(&self.admin, id).await
+    }
+
     /// A client without a token.
     pub async fn anonymous(&self) -> Client {
         Client::connect(&format!("http://{}", self.addr), None)

@@ -277,16 +277,11 @@ async fn a_cancelled_job_commits_nothing(f: Fixture) {
         .await
         .unwrap();
     let outcome = store
-        .commit_job(JobCommit {
-            job: j.id.clone(),
-            changes: vec![change(&j, &a, "changed", 0.9, 0.8)],
-            writes: vec![a.rescore(scores(0.9), scores(0.8)).unwrap()],
-            scoring_was: None,
-            scoring: None,
-            bits: 3.0,
-            message: "x".into(),
-            at: 6,
-        })
+        .commit_job(plain_commit(
+            &j,
+            vec![change(&j, &a, "changed", 0.9, 0.8)],
+            vec![a.rescore(scores(0.9), scores(0.8)).unwrap()],
+        ))
         .await
         .unwrap();
     assert_eq!(outcome, CommitOutcome::NotRunning);
@@ -306,6 +301,20 @@ async fn a_cancelled_job_commits_nothing(f: Fixture) {
     );
 }
 
+/// A commit of `changes` and `writes` for job `j` that leaves the challenge's scoring alone.
+fn plain_commit(j: &Job, changes: Vec<ScoreChange>, writes: Vec<Transition>) -> JobCommit {
+    JobCommit {
+        job: j.id.clone(),
+        changes,
+        writes,
+        scoring_was: None,
+        scoring: None,
+        bits: 3.0,
+        message: "x".into(),
+        at: 6,
+    }
+}
+
 async fn a_rescore_that_finds_a_changed_submission_writes_nothing(f: Fixture) {
     let store = f.store.clone();
     store.insert_challenge(challenge("c")).await.unwrap();
@@ -320,22 +329,17 @@ async fn a_rescore_that_finds_a_changed_submission_writes_nothing(f: Fixture) {
         ..(*b).clone()
     });
     let outcome = store
-        .commit_job(JobCommit {
-            job: j.id.clone(),
-            changes: vec![
+        .commit_job(plain_commit(
+            &j,
+            vec![
                 change(&j, &a, "changed", 0.9, 0.8),
                 change(&j, &b, "changed", 0.1, 0.1),
             ],
-            writes: vec![
+            vec![
                 a.rescore(scores(0.9), scores(0.8)).unwrap(),
                 stale.rescore(scores(0.1), scores(0.1)).unwrap(),
             ],
-            scoring_was: None,
-            scoring: None,
-            bits: 3.0,
-            message: "x".into(),
-            at: 6,
-        })
+        ))
         .await
         .unwrap();
     assert_eq!(outcome, CommitOutcome::Conflict);
